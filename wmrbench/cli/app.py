@@ -1,0 +1,41 @@
+"""The ``wmrbench`` Typer application: commands are registered from their own modules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wmrbench.cli.demo import demo
+from wmrbench.cli.evaluate import evaluate
+from wmrbench.cli.train import train
+
+app = typer.Typer(
+    name="wmrbench",
+    help="Robustness under non-uniform attacks: weighted PGD, weighted adversarial training, A_sa and A_tr.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(train)
+app.command()(evaluate)
+app.command()(demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from wmrbench import __version__
+
+        typer.echo(f"wmrbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """wmrbench: train and audit classifiers under non-uniform adversarial attacks."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,68 @@
+"""``wmrbench train``: weighted adversarial training (PGD-AT or TRADES, "+ours" when alpha > 0)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wmrbench.cli.common import parse_ints, user_errors
+from wmrbench.config import DatasetName, Defense, Precision, Start, parse_enum
+
+PRESET = "default: the paper's preset for the dataset"
+
+
+def train(
+    dataset: Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | tinyimagenet (default digits).")] = None,
+    defense: Annotated[str | None, typer.Option(help="pgd (Madry PGD-AT) | trades (default trades).")] = None,
+    alpha_train: Annotated[float | None, typer.Option(help="Weight sharpness alpha; 0 = unweighted baseline (default), > 0 = '+ours'.")] = None,
+    beta: Annotated[float | None, typer.Option(help=f"TRADES beta = 1/lambda ({PRESET}).")] = None,
+    detach_weights: Annotated[bool | None, typer.Option("--detach-weights/--no-detach-weights", help="Detach s_i from the graph (default: no, as in the authors' code).")] = None,
+    normalize_weights: Annotated[bool | None, typer.Option("--normalize-weights/--no-normalize-weights", help="Divide the weighted loss by sum s_i (detached) instead of m (default: no).")] = None,
+    arch: Annotated[str | None, typer.Option(help=f"Architecture from the registry ({PRESET}).")] = None,
+    eps: Annotated[float | None, typer.Option(help=f"L-inf radius of the training attack ({PRESET}).")] = None,
+    step_size: Annotated[float | None, typer.Option(help=f"Training attack step size ({PRESET}).")] = None,
+    steps: Annotated[int | None, typer.Option(help=f"Training attack steps ({PRESET}).")] = None,
+    restarts: Annotated[int | None, typer.Option(help="Training attack restarts (default 1).")] = None,
+    start: Annotated[str | None, typer.Option(help="Attack start: normal (0.001*N(0,I), Algorithm 1; default) | uniform | zero.")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Epochs ({PRESET}).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Mini-batch size ({PRESET}).")] = None,
+    lr: Annotated[float | None, typer.Option(help=f"SGD learning rate ({PRESET}).")] = None,
+    momentum: Annotated[float | None, typer.Option(help=f"SGD momentum ({PRESET}).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help=f"Weight decay ({PRESET}).")] = None,
+    milestones: Annotated[str | None, typer.Option(help=f"Epochs where lr is multiplied by gamma, e.g. 75,90 ({PRESET}).")] = None,
+    gamma: Annotated[float | None, typer.Option(help=f"lr factor at each milestone ({PRESET}).")] = None,
+    augment: Annotated[bool | None, typer.Option(help=f"Random crop (padding 4) and flip ({PRESET}).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for weights, shuffling and attack starts (default 0).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")] = None,
+    checkpoint_dir: Annotated[str, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt.")] = "checkpoints",
+    run: Annotated[str | None, typer.Option(help="Run name (default: DATASET-DEFENSE-aALPHA).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = None,
+    precision: Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")] = None,
+    log_every: Annotated[int | None, typer.Option(help="Read the running loss back once per this many steps (default 20).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue RUN exactly from its last.pt.")] = False,
+    stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train a robust classifier with (weighted) PGD-AT or TRADES; resumable, checkpointed per epoch."""
+    from wmrbench.training import fit, prepare_config
+
+    with user_errors():
+        overrides = dict(
+            alpha_train=alpha_train, beta=beta, detach_weights=detach_weights,
+            normalize_weights=normalize_weights, arch=arch, eps=eps, step_size=step_size,
+            steps=steps, restarts=restarts,
+            start=None if start is None else parse_enum(Start, start, "start"),
+            epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+            weight_decay=weight_decay, milestones=parse_ints(milestones, "--milestones"),
+            gamma=gamma, augment=augment, seed=seed, data_dir=data_dir, device=device,
+            precision=None if precision is None else parse_enum(Precision, precision, "precision"),
+            log_every=log_every,
+        )
+        cfg = prepare_config(
+            dataset=None if dataset is None else parse_enum(DatasetName, dataset, "dataset"),
+            defense=None if defense is None else parse_enum(Defense, defense, "defense"),
+            run=run, checkpoint_dir=checkpoint_dir, resume=resume, overrides=overrides,
+        )
+        result = fit(cfg, resume=resume, stop_after_epochs=stop_after_epochs, show_progress=not quiet)
+    typer.echo(f"checkpoint: {result.checkpoint}")

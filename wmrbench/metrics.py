@@ -1,0 +1,54 @@
+"""Pure functions: per-example records -> A_nat, A_rob, A_sa(alpha), A_tr(alpha), in percent.
+
+A_sa and A_tr are exact expectations under the attacker's sampling distribution: each example
+counts with its normalized weight ``s_i / sum_j s_j``, ``s_i = exp(-alpha * margin_i)``.
+With alpha = 0 every weight is exactly 1, so A_sa(0) and A_tr(0) equal A_rob bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wmrbench.records import tr_alphas, tr_columns
+
+
+def accuracy(correct: np.ndarray) -> float:
+    return 100.0 * float(np.asarray(correct, dtype=np.float64).mean())
+
+
+def weighted_accuracy(correct: np.ndarray, margin: np.ndarray, alpha: float) -> float:
+    """``sum_i s_i correct_i / sum_i s_i`` with ``s_i = exp(-alpha * margin_i)``, in percent."""
+    margin = np.asarray(margin, dtype=np.float64)
+    # exp(-alpha * (m - min m)) has the same normalized weights and cannot overflow.
+    shift = margin.min() if alpha > 0 and margin.size else 0.0
+    s = np.exp(-alpha * (margin - shift))
+    return 100.0 * float((s * np.asarray(correct, dtype=np.float64)).sum() / s.sum())
+
+
+def normalized_weights(margin: np.ndarray, alpha: float) -> np.ndarray:
+    s = np.exp(-alpha * np.asarray(margin, dtype=np.float64))
+    return s / s.sum()
+
+
+def compute_metrics(records: pd.DataFrame, alphas: list[float] | None = None) -> dict[str, Any]:
+    """All metrics from the records; ``alphas`` defaults to those with weighted-attack columns."""
+    alphas = tr_alphas(records) if alphas is None else alphas
+    pgd_correct = records["pgd_correct"].to_numpy()
+    pgd_margin = records["pgd_margin"].to_numpy()
+    out: dict[str, Any] = {
+        "n_examples": int(len(records)),
+        "A_nat": accuracy(records["clean_correct"].to_numpy()),
+        "A_rob": accuracy(pgd_correct),
+        "A_sa": {},
+        "A_tr": {},
+    }
+    for alpha in alphas:
+        key = f"{alpha:g}"
+        out["A_sa"][key] = weighted_accuracy(pgd_correct, pgd_margin, alpha)
+        correct_col, margin_col = tr_columns(alpha)
+        if correct_col in records:
+            out["A_tr"][key] = weighted_accuracy(records[correct_col].to_numpy(), records[margin_col].to_numpy(), alpha)
+    return out

@@ -1,0 +1,51 @@
+"""Architecture registry: a decorator to register a builder, ``create_model`` to build by name.
+
+Loaders never special-case model names: they look the name up here (the timm pattern).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from wmrbench.errors import WmrbenchError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[..., nn.Module]  # (num_classes, in_channels) -> nn.Module
+    description: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, description: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelSpec(name, builder, description or (builder.__doc__ or "").strip())
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise WmrbenchError(
+            f"unknown arch {name!r}; choose one of: {', '.join(list_models())}"
+        ) from None
+
+
+def create_model(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """Build a registered architecture with freshly initialised weights."""
+    return model_spec(name).builder(num_classes=num_classes, in_channels=in_channels)

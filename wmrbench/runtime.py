@@ -1,0 +1,77 @@
+"""Device, precision and provenance helpers shared by training and evaluation."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wmrbench.config import Precision
+from wmrbench.errors import WmrbenchError
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when present, else cpu; anything else must name an available device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise WmrbenchError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise WmrbenchError(f"device {device!r} asked for, but CUDA is not available here")
+    return dev
+
+
+def default_precision(device: torch.device) -> Precision:
+    return Precision.BF16 if device.type == "cuda" else Precision.FP32
+
+
+def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA; fp32 (no autocast) otherwise or when asked."""
+    if precision is Precision.BF16 and device.type == "cuda":
+        return torch.bfloat16
+    return None
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move to the device; channels_last on CUDA, where cuDNN's fastest convolutions want it."""
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def prepare_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda" and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance() -> dict[str, Any]:
+    """What every result file records about the software that made it."""
+    from wmrbench import __version__
+
+    info: dict[str, Any] = {
+        "wmrbench": __version__,
+        "torch": str(torch.__version__),  # TorchVersion is not a plain str: weights_only rejects it
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name()
+    return info

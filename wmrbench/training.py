@@ -1,0 +1,275 @@
+"""fit(): weighted adversarial training (Algorithm 1) with exact, atomic checkpoints and resume.
+
+Every epoch ends by writing ``<checkpoint_dir>/<run>/last.pt`` atomically (model, optimizer,
+scheduler, epoch, every RNG state, config, history) and rewriting ``metrics.jsonl`` from the
+history it holds, so a run killed at any moment resumes from its last finished epoch exactly
+as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from wmrbench import engine
+from wmrbench.config import (
+    AttackConfig, DatasetName, Defense, InnerLoss, TrainConfig, build_train_config, to_jsonable,
+    train_config_from_dict,
+)
+from wmrbench.data import ImageSet, batches, dataset_spec, load_split
+from wmrbench.errors import WmrbenchError
+from wmrbench.io import atomic_torch_save, atomic_write_text
+from wmrbench.models import create_model, model_spec
+from wmrbench.models.sources import CHECKPOINT_FORMAT, read_checkpoint
+from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
+from wmrbench.progress import progress_bar
+from wmrbench.runtime import (
+    autocast_dtype, default_precision, prepare_input, prepare_model, provenance, resolve_device,
+)
+
+# Settings that may change when a run is resumed: where things are and how long to go on.
+RESUMABLE_CHANGES = {"epochs", "device", "data_dir", "checkpoint_dir", "log_every"}
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    history: list[dict[str, Any]]
+
+
+def run_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.checkpoint_dir) / cfg.run
+
+
+def train_step(
+    model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, generator: torch.Generator,
+    amp: torch.dtype | None,
+) -> tuple[Objective, Tensor]:
+    """One step of Algorithm 1: attack in eval mode, then the (weighted) loss in train mode.
+
+    Returns the objective (not yet backpropagated) and the attack's final margins.
+    """
+    attack = cfg.attack
+    alpha = cfg.alpha_train if cfg.alpha_train > 0 else None  # one alpha drives attack and loss
+    natural_logits = engine.predict(model, x, amp) if cfg.defense is Defense.TRADES else None
+    result = engine.pgd(
+        model, x, y, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+        alpha=alpha, loss=InnerLoss.KL if cfg.defense is Defense.TRADES else InnerLoss.CE,
+        start=attack.start, restarts=attack.restarts, generator=generator,
+        natural_logits=natural_logits, autocast_dtype=amp,
+    )
+    model.train()
+    with engine.autocast(x.device.type, amp):
+        logits_adv = model(result.x_adv)
+        if cfg.defense is Defense.TRADES:
+            logits_nat = model(x)
+    weighting = dict(alpha=cfg.alpha_train, detach_weights=cfg.detach_weights,
+                     normalize_weights=cfg.normalize_weights)
+    if cfg.defense is Defense.TRADES:
+        objective = trades_objective(logits_nat, logits_adv, y, beta=cfg.beta, **weighting)
+    else:
+        objective = pgd_at_objective(logits_adv, y, **weighting)
+    return objective, result.margin
+
+
+def _build(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+    info = dataset_spec(cfg.dataset).info
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
+    model = prepare_model(create_model(cfg.arch, info.num_classes, info.in_channels), device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), gamma=cfg.gamma)
+    return model, optimizer, scheduler
+
+
+def _rng_state(generators: dict[str, torch.Generator]) -> dict[str, Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    state.update({name: g.get_state() for name, g in generators.items()})
+    return state
+
+
+def _set_rng_state(state: dict[str, Tensor], generators: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    for name, g in generators.items():
+        g.set_state(state[name])
+
+
+def prepare_config(
+    *, dataset: DatasetName | None, defense: Defense | None, run: str | None, checkpoint_dir: str,
+    resume: bool, overrides: dict[str, Any],
+) -> TrainConfig:
+    """The run's config: preset + explicit options, or (resume) the saved config + explicit options.
+
+    ``overrides`` holds None for every option the user did not give; only given ones count.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    device = given.get("device", "auto")
+    if "precision" not in given:
+        given["precision"] = default_precision(resolve_device(device))
+    if "arch" in given:
+        model_spec(given["arch"])  # unknown arch -> one line, before any work
+    fresh = build_train_config(
+        dataset or DatasetName.DIGITS, defense or Defense.TRADES, run=run,
+        checkpoint_dir=checkpoint_dir, **given,
+    )
+    if not resume:
+        return fresh
+    last = Path(checkpoint_dir) / fresh.run / "last.pt"
+    saved = _read_training_checkpoint(last)
+    saved_cfg = train_config_from_dict(saved["config"])
+    if overrides.get("precision") is None:
+        given.pop("precision")  # resuming keeps the saved precision unless asked otherwise
+    if dataset is not None:
+        given["dataset"] = dataset
+    if defense is not None:
+        given["defense"] = defense
+    attack_keys = {f.name for f in dataclasses.fields(AttackConfig)}
+    attack = dataclasses.replace(saved_cfg.attack, **{k: v for k, v in given.items() if k in attack_keys})
+    rest = {k: v for k, v in given.items() if k not in attack_keys}
+    rest["checkpoint_dir"] = checkpoint_dir
+    if "milestones" in rest:
+        rest["milestones"] = tuple(rest["milestones"])
+    return dataclasses.replace(saved_cfg, attack=attack, **rest)
+
+
+def _read_training_checkpoint(last: Path) -> dict[str, Any]:
+    if not last.is_file():
+        raise WmrbenchError(f"--resume: no checkpoint at {last}")
+    saved = read_checkpoint(last)
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise WmrbenchError(f"--resume: {last} is not a wmrbench training checkpoint")
+    return saved
+
+
+def check_resume_config(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
+    """The saved config wins; settings in RESUMABLE_CHANGES may differ, others must not."""
+    changed = [
+        f.name for f in dataclasses.fields(TrainConfig)
+        if f.name not in RESUMABLE_CHANGES and getattr(saved, f.name) != getattr(requested, f.name)
+    ]
+    if changed:
+        raise WmrbenchError(
+            f"--resume: run {saved.run!r} was trained with other settings ({', '.join(changed)}); "
+            "drop those options or start a new --run"
+        )
+    return dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUMABLE_CHANGES})
+
+
+def fit(
+    cfg: TrainConfig, *, resume: bool = False, stop_after_epochs: int | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train ``cfg.arch`` on ``cfg.dataset``; return the path of ``last.pt`` and the history.
+
+    ``stop_after_epochs`` ends this invocation after that many epochs (a time-boxed job); the
+    run can then be continued with ``resume=True``.
+    """
+    device = resolve_device(cfg.device)
+    out = run_dir(cfg)
+    last = out / "last.pt"
+    if resume:
+        saved = _read_training_checkpoint(last)
+        cfg = check_resume_config(train_config_from_dict(saved["config"]), cfg)
+    elif last.exists():
+        raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
+
+    train = load_split(cfg.dataset, cfg.data_dir, train=True).to(device)
+    model, optimizer, scheduler = _build(cfg, device)
+    generators = {
+        "shuffle": torch.Generator().manual_seed(cfg.seed),
+        "attack": torch.Generator(device=device).manual_seed(cfg.seed + 1),
+    }
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _set_rng_state(saved["rng"], generators)
+        history = list(saved["history"])
+        start_epoch = int(saved["epoch"])
+    amp = autocast_dtype(cfg.precision, device)
+    end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
+
+    with progress_bar(enabled=show_progress) as progress:
+        for epoch in range(start_epoch, end_epoch):
+            stats = _train_epoch(model, optimizer, train, cfg, generators, amp, device, progress, epoch)
+            scheduler.step()
+            history.append(stats)
+            _save(last, cfg, model, optimizer, scheduler, epoch + 1, generators, history)
+            progress.console.print(
+                f"epoch {epoch + 1}/{cfg.epochs}  loss {stats['loss']:.4f}  "
+                f"adv acc {100 * stats['adv_accuracy']:.2f}%  lr {stats['lr']:.4g}  {stats['seconds']:.1f}s"
+            )
+    return TrainResult(last, history)
+
+
+def _train_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig,
+    generators: dict[str, torch.Generator], amp: torch.dtype | None, device: torch.device,
+    progress: Any, epoch: int,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    lr = optimizer.param_groups[0]["lr"]
+    order = torch.randperm(len(train), generator=generators["shuffle"])
+    n_batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+    task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches, info="")
+    # Running sums stay on the device; they are read back once per log_every steps, not per step.
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    weight_sum = torch.zeros((), device=device)
+    seen = 0
+    for step, (_, x, y) in enumerate(batches(train, cfg.batch_size, order)):
+        x = prepare_input(x, device)
+        objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], amp)
+        optimizer.zero_grad(set_to_none=True)
+        objective.loss.backward()
+        optimizer.step()
+        loss_sum += objective.loss.detach() * len(y)
+        correct += (adv_margin > 0).sum()
+        weight_sum += objective.weights.sum()
+        seen += len(y)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == n_batches:
+            progress.update(task, completed=step + 1, info=f"loss {(loss_sum / seen).item():.4f}")
+    progress.remove_task(task)
+    return {
+        "epoch": epoch + 1,
+        "loss": (loss_sum / seen).item(),
+        "adv_accuracy": (correct / seen).item(),  # under the training attack, before the step
+        "mean_weight": (weight_sum / seen).item(),
+        "lr": lr,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _save(
+    path: Path, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.MultiStepLR, epoch: int,
+    generators: dict[str, torch.Generator], history: list[dict[str, Any]],
+) -> None:
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "config": to_jsonable(cfg),
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(generators),
+        "history": history,
+        "versions": provenance(),
+    }
+    atomic_torch_save(path, checkpoint)
+    # metrics.jsonl is rebuilt from the checkpoint's history: it can never disagree with it.
+    atomic_write_text(path.parent / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
