@@ -1,0 +1,60 @@
+"""Metrics from per-example records, by hand and on a real evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wmrbench.metrics import compute_metrics, normalized_weights, weighted_accuracy
+
+
+def test_weighted_accuracy_by_hand():
+    correct = np.array([1, 0, 1])
+    margin = np.array([0.5, -0.2, 0.1])
+    s = np.exp(-2.0 * margin)
+    assert weighted_accuracy(correct, margin, 2.0) == pytest.approx(100 * (s[0] + s[2]) / s.sum())
+    assert weighted_accuracy(correct, margin, 0.0) == 100.0 * (2 / 3)
+    # A very sharp attacker puts all its mass on the lowest margin, here a robust error.
+    assert weighted_accuracy(correct, margin, 1e4) == pytest.approx(0.0, abs=1e-9)
+    assert math.isclose(normalized_weights(margin, 2.0).sum(), 1.0)
+
+
+def test_alpha_zero_metrics_equal_a_rob_exactly():
+    rng = np.random.default_rng(0)
+    margin = rng.uniform(-1, 1, 1001)
+    records = pd.DataFrame({
+        "index": np.arange(1001), "label": 0, "clean_correct": 1,
+        "pgd_correct": (margin > 0).astype(int), "pgd_margin": margin,
+        "tr_correct@0": (margin > 0).astype(int), "tr_margin@0": margin,
+    })
+    m = compute_metrics(records, [0.0])
+    assert m["A_sa"]["0"] == m["A_tr"]["0"] == m["A_rob"]
+
+
+def test_real_evaluation_invariants(mnist_model, mnist_test):
+    """On the real robust MNIST model: A_sa(0) = A_tr(0) = A_rob exactly, and the ordering the
+    paper expects, A_tr <= A_sa <= A_rob, with A_sa falling as alpha_test grows."""
+    from wmrbench.config import AttackConfig, DatasetName, EvalConfig, Precision
+    from wmrbench.evaluation import evaluate_model
+
+    cfg = EvalConfig(
+        dataset=DatasetName.MNIST, attack=AttackConfig(eps=0.3, step_size=0.01, steps=20),
+        alpha_test=(0.0, 1.0, 2.0), n_examples=200, batch_size=100, seed=0, data_dir="",
+        device="cpu", precision=Precision.FP32, results_dir="", run="t",
+    )
+    records = evaluate_model(mnist_model, mnist_test.subset(200), cfg, show_progress=False)
+    m = compute_metrics(records)
+    assert m["A_sa"]["0"] == m["A_tr"]["0"] == m["A_rob"]
+    assert m["A_nat"] >= m["A_rob"]
+    assert m["A_rob"] > m["A_sa"]["1"] > m["A_sa"]["2"]
+    assert m["A_tr"]["2"] <= m["A_sa"]["2"] + 1.0  # the weighted attack is the stronger one
+    # Records recompute the metrics exactly after a CSV round trip.
+    from wmrbench.records import read_records, write_records
+    import tempfile, pathlib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_records(pathlib.Path(tmp) / "records.csv", records)
+        assert compute_metrics(read_records(path)) == m

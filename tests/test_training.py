@@ -1,0 +1,77 @@
+"""Training: checkpoints are safe to load, resume is exact, the paper's presets are used."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from wmrbench.config import DatasetName, Defense, build_train_config
+from wmrbench.errors import WmrbenchError
+from wmrbench.training import fit
+
+
+def tiny(tmp_path, defense=Defense.TRADES, **kw):
+    values = dict(alpha_train=2.0, epochs=3, steps=2, batch_size=128, milestones=(2,),
+                  checkpoint_dir=str(tmp_path), device="cpu")
+    values.update(kw)
+    return build_train_config(DatasetName.DIGITS, defense, **values)
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("defense", list(Defense))
+def test_resumed_run_equals_uninterrupted_run(tmp_path, defense):
+    full = fit(tiny(tmp_path / "a", defense), show_progress=False)
+    part = fit(tiny(tmp_path / "b", defense), stop_after_epochs=1, show_progress=False)
+    assert torch.load(part.checkpoint, weights_only=True)["epoch"] == 1
+    resumed = fit(tiny(tmp_path / "b", defense), resume=True, stop_after_epochs=1, show_progress=False)
+    resumed = fit(tiny(tmp_path / "b", defense), resume=True, show_progress=False)
+    a, b = weights(full.checkpoint), weights(resumed.checkpoint)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+    lines = (resumed.checkpoint.parent / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    # The learning-rate schedule was restored too: x0.1 after the milestone at epoch 2.
+    assert [h["lr"] for h in resumed.history] == pytest.approx([0.05, 0.05, 0.005])
+
+
+def test_checkpoint_is_plain_data(tmp_path):
+    result = fit(tiny(tmp_path, epochs=1), show_progress=False)
+    ckpt = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "epoch", "rng", "config", "history"} <= ckpt.keys()
+    assert ckpt["config"]["alpha_train"] == 2.0 and ckpt["config"]["defense"] == "trades"
+    assert not list(result.checkpoint.parent.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_weighted_training_changes_the_model(tmp_path):
+    base = fit(tiny(tmp_path / "a", alpha_train=0.0, epochs=1), show_progress=False)
+    ours = fit(tiny(tmp_path / "b", alpha_train=2.0, epochs=1), show_progress=False)
+    a, b = weights(base.checkpoint), weights(ours.checkpoint)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(tmp_path):
+    fit(tiny(tmp_path, epochs=1), show_progress=False)
+    with pytest.raises(WmrbenchError, match="--resume"):
+        fit(tiny(tmp_path, epochs=1), show_progress=False)
+    with pytest.raises(WmrbenchError, match="no checkpoint"):
+        fit(tiny(tmp_path, epochs=1, run="other"), resume=True, show_progress=False)
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    fit(tiny(tmp_path, epochs=1), show_progress=False)
+    with pytest.raises(WmrbenchError, match="beta"):
+        fit(tiny(tmp_path, epochs=2, beta=1.0), resume=True, show_progress=False)
+
+
+def test_presets_follow_the_paper():
+    mnist = build_train_config(DatasetName.MNIST, Defense.TRADES)
+    assert (mnist.attack.eps, mnist.attack.steps, mnist.attack.step_size, mnist.beta) == (0.3, 40, 0.01, 6.0)
+    assert (mnist.lr, mnist.weight_decay, mnist.milestones, mnist.gamma) == (0.01, 0.0, (55, 75, 90), 0.1)
+    pgd = build_train_config(DatasetName.MNIST, Defense.PGD, steps=5)
+    assert (pgd.weight_decay, pgd.milestones, pgd.gamma, pgd.attack.steps) == (5e-4, (60,), 0.2, 5)
