@@ -47,11 +47,13 @@ def test_explicit_bf16_is_honoured_on_the_cpu() -> None:
     assert autocast_dtype(Precision.FP32, cpu) is None
 
 
+@pytest.mark.slow  # inductor's first compile: about 30 s on an idle 2-core CPU, more when loaded
 def test_compile_trains_the_shared_model_and_is_recorded(tmp_path: Path) -> None:
     """--compile: the compiled module serves the training forward, the attack runs the eager one;
-    checkpoints hold the plain model's state_dict (no _orig_mod. prefixes). CPU compile takes
-    about a minute on 2 cores, hence one short epoch."""
-    cfg = _cfg(tmp_path, "compiled", epochs=1, compile=True, batch_size=512, augment=False)
+    checkpoints hold the plain model's state_dict (no _orig_mod. prefixes). One epoch of one
+    batch keeps it to a single compiled graph."""
+    # one batch per epoch (1,437 digits): one graph to compile, no recompile for a smaller last batch
+    cfg = _cfg(tmp_path, "compiled", epochs=1, compile=True, batch_size=2048, augment=False)
     assert "  compile: True" in describe_train_config(cfg)
     from torch._dynamo.utils import counters
 
