@@ -47,7 +47,7 @@ def test_explicit_bf16_is_honoured_on_the_cpu() -> None:
     assert autocast_dtype(Precision.FP32, cpu) is None
 
 
-@pytest.mark.slow  # inductor's first compile: about 30 s on an idle 2-core CPU, more when loaded
+@pytest.mark.slow  # inductor's first compile: 80 s measured on a shared, heavily loaded 2-core CPU
 def test_compile_trains_the_shared_model_and_is_recorded(tmp_path: Path) -> None:
     """--compile: the compiled module serves the training forward, the attack runs the eager one;
     checkpoints hold the plain model's state_dict (no _orig_mod. prefixes). One epoch of one
