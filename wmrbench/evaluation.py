@@ -134,7 +134,9 @@ def run_evaluation(
     """Load the test split, attack, and write ``<results_dir>/<run>/{records.csv,summary.json}``."""
     resolve_device(cfg.device)
     dataset_spec(cfg.dataset)
-    data = load_split(cfg.dataset, cfg.data_dir, train=False).subset(cfg.n_examples)
+    data = load_split(
+        cfg.dataset, cfg.data_dir, train=False, download=cfg.download, verify_checksums=cfg.verify_checksums
+    ).subset(cfg.n_examples)
     check_model_fits(model, data, model_info.get("name", "the model"))
     started = time.perf_counter()
     records = evaluate_model(model, data, cfg, show_progress)

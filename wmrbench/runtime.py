@@ -31,8 +31,10 @@ def default_precision(device: torch.device) -> Precision:
 
 
 def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA; fp32 (no autocast) otherwise or when asked."""
-    if precision is Precision.BF16 and device.type == "cuda":
+    """bf16 autocast when bf16 is asked for, on CUDA or on the CPU (CPU autocast supports bf16);
+    None (plain fp32) otherwise. bf16 is only the default on CUDA (``default_precision``): an
+    explicit ``--precision bf16`` on the CPU is honoured, never silently dropped."""
+    if precision is Precision.BF16:
         return torch.bfloat16
     return None
 

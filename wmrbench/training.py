@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import engine
+from wmrbench.augment import random_crop_flip
 from wmrbench.config import (
     AttackConfig, DatasetName, Defense, InnerLoss, TrainConfig, build_train_config, to_jsonable,
     train_config_from_dict,
@@ -34,8 +35,11 @@ from wmrbench.runtime import (
     autocast_dtype, default_precision, prepare_input, prepare_model, provenance, resolve_device,
 )
 
-# Settings that may change when a run is resumed: where things are and how long to go on.
-RESUMABLE_CHANGES = {"epochs", "device", "data_dir", "checkpoint_dir", "log_every"}
+# Settings that may change when a run is resumed: where things are, how long to go on, and how
+# fast (compile) or how carefully (download, verify_checksums) to get there.
+RESUMABLE_CHANGES = {
+    "epochs", "device", "data_dir", "checkpoint_dir", "log_every", "compile", "download", "verify_checksums",
+}
 
 
 @dataclass
@@ -50,10 +54,14 @@ def run_dir(cfg: TrainConfig) -> Path:
 
 def train_step(
     model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, generator: torch.Generator,
-    amp: torch.dtype | None,
+    amp: torch.dtype | None, train_forward: nn.Module | None = None,
 ) -> tuple[Objective, Tensor]:
     """One step of Algorithm 1: attack in eval mode, then the (weighted) loss in train mode.
 
+    ``train_forward`` (default: ``model``) runs the training-mode forward passes: a
+    ``torch.compile`` of ``model`` sharing its parameters (``--compile``). The attack always runs
+    ``model`` itself: eval mode, frozen parameters and input-only gradients make other graphs
+    than the training forward's, which a compiled module would guard on and compile again.
     Returns the objective (not yet backpropagated) and the attack's final margins.
     """
     attack = cfg.attack
@@ -66,10 +74,11 @@ def train_step(
         natural_logits=natural_logits, autocast_dtype=amp,
     )
     model.train()
+    forward = model if train_forward is None else train_forward
     with engine.autocast(x.device.type, amp):
-        logits_adv = model(result.x_adv)
+        logits_adv = forward(result.x_adv)
         if cfg.defense is Defense.TRADES:
-            logits_nat = model(x)
+            logits_nat = forward(x)
     weighting = dict(alpha=cfg.alpha_train, detach_weights=cfg.detach_weights,
                      normalize_weights=cfg.normalize_weights)
     if cfg.defense is Defense.TRADES:
@@ -103,7 +112,8 @@ def _set_rng_state(state: dict[str, Tensor], generators: dict[str, torch.Generat
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
     for name, g in generators.items():
-        g.set_state(state[name])
+        if name in state:  # checkpoints from before a generator existed keep its fresh seed
+            g.set_state(state[name])
 
 
 def prepare_config(
@@ -185,11 +195,16 @@ def fit(
     elif last.exists():
         raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
 
-    train = load_split(cfg.dataset, cfg.data_dir, train=True).to(device)
+    # The whole split moves to the device once (uint8 for CIFAR-10 / Tiny ImageNet): batches,
+    # crops and flips are then gathers there, and the GPU never waits for a CPU loader.
+    train = load_split(
+        cfg.dataset, cfg.data_dir, train=True, download=cfg.download, verify_checksums=cfg.verify_checksums
+    ).to(device)
     model, optimizer, scheduler = _build(cfg, device)
     generators = {
         "shuffle": torch.Generator().manual_seed(cfg.seed),
         "attack": torch.Generator(device=device).manual_seed(cfg.seed + 1),
+        "augment": torch.Generator(device=device).manual_seed(cfg.seed + 2),
     }
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -201,11 +216,15 @@ def fit(
         history = list(saved["history"])
         start_epoch = int(saved["epoch"])
     amp = autocast_dtype(cfg.precision, device)
+    # Compiled for the training forward only; checkpoints keep saving ``model`` (no prefixes).
+    train_forward = torch.compile(model) if cfg.compile else model
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
 
     with progress_bar(enabled=show_progress) as progress:
         for epoch in range(start_epoch, end_epoch):
-            stats = _train_epoch(model, optimizer, train, cfg, generators, amp, device, progress, epoch)
+            stats = _train_epoch(
+                model, optimizer, train, cfg, generators, amp, device, progress, epoch, train_forward
+            )
             scheduler.step()
             history.append(stats)
             _save(last, cfg, model, optimizer, scheduler, epoch + 1, generators, history)
@@ -219,7 +238,7 @@ def fit(
 def _train_epoch(
     model: nn.Module, optimizer: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig,
     generators: dict[str, torch.Generator], amp: torch.dtype | None, device: torch.device,
-    progress: Any, epoch: int,
+    progress: Any, epoch: int, train_forward: nn.Module | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
@@ -232,8 +251,10 @@ def _train_epoch(
     weight_sum = torch.zeros((), device=device)
     seen = 0
     for step, (_, x, y) in enumerate(batches(train, cfg.batch_size, order)):
+        if cfg.augment:  # random crop (padding 4) + flip, batched on the device
+            x = random_crop_flip(x, generators["augment"])
         x = prepare_input(x, device)
-        objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], amp)
+        objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], amp, train_forward)
         optimizer.zero_grad(set_to_none=True)
         objective.loss.backward()
         optimizer.step()

@@ -17,6 +17,8 @@ def evaluate(
     arch: Annotated[str | None, typer.Option(help="Architecture of a plain state_dict (e.g. smallcnn).")] = None,
     dataset: Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | tinyimagenet (default: the checkpoint's).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet; cifar10 via torchvision, tinyimagenet, mnist).")] = False,
+    verify_checksums: Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")] = None,
     eps: Annotated[float | None, typer.Option(help=f"L-inf radius ({PRESET}).")] = None,
     step_size: Annotated[float | None, typer.Option(help=f"PGD step size ({PRESET}).")] = None,
     steps: Annotated[int | None, typer.Option(help=f"PGD steps ({PRESET}).")] = None,
@@ -43,7 +45,7 @@ def evaluate(
             alpha_test=parse_alphas(alpha_test), n_examples=n_examples, batch_size=batch_size,
             seed=seed, data_dir=data_dir, device=device,
             precision=None if precision is None else parse_enum(Precision, precision, "precision"),
-            results_dir=results_dir,
+            results_dir=results_dir, download=download or None, verify_checksums=verify_checksums,
         )
         result = evaluate_checkpoint(
             checkpoint, arch, None if dataset is None else parse_enum(DatasetName, dataset, "dataset"),

@@ -40,11 +40,15 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = None,
     precision: Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")] = None,
     log_every: Annotated[int | None, typer.Option(help="Read the running loss back once per this many steps (default 20).")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model for the training forward passes; the attack runs it uncompiled (default: no).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet; cifar10 via torchvision, tinyimagenet, mnist).")] = False,
+    verify_checksums: Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN exactly from its last.pt.")] = False,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train a robust classifier with (weighted) PGD-AT or TRADES; resumable, checkpointed per epoch."""
+    from wmrbench.config import describe_train_config
     from wmrbench.training import fit, prepare_config
 
     with user_errors():
@@ -57,12 +61,14 @@ def train(
             weight_decay=weight_decay, milestones=parse_ints(milestones, "--milestones"),
             gamma=gamma, augment=augment, seed=seed, data_dir=data_dir, device=device,
             precision=None if precision is None else parse_enum(Precision, precision, "precision"),
-            log_every=log_every,
+            log_every=log_every, compile=compile, download=download or None,
+            verify_checksums=verify_checksums,
         )
         cfg = prepare_config(
             dataset=None if dataset is None else parse_enum(DatasetName, dataset, "dataset"),
             defense=None if defense is None else parse_enum(Defense, defense, "defense"),
             run=run, checkpoint_dir=checkpoint_dir, resume=resume, overrides=overrides,
         )
+        typer.echo(describe_train_config(cfg))
         result = fit(cfg, resume=resume, stop_after_epochs=stop_after_epochs, show_progress=not quiet)
     typer.echo(f"checkpoint: {result.checkpoint}")

@@ -18,16 +18,19 @@ class ModelSpec:
     name: str
     builder: Callable[..., nn.Module]  # (num_classes, in_channels) -> nn.Module
     description: str
+    input_shape: tuple[int, int, int] = (3, 32, 32)  # (C, H, W) it was designed for
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    name: str, description: str = "", input_shape: tuple[int, int, int] = (3, 32, 32)
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description or (builder.__doc__ or "").strip())
+        _REGISTRY[name] = ModelSpec(name, builder, description or (builder.__doc__ or "").strip(), input_shape)
         return builder
 
     return decorator
