@@ -234,6 +234,24 @@ def all_gather_columns(columns: dict[str, Tensor] | None) -> dict[str, Tensor]:
     return {key: torch.cat([g[key] for g in present]) for key in present[0]}
 
 
+def check_same_weights(model: nn.Module) -> None:
+    """Fail loudly if this rank's parameters are not those of rank 0 (no-op for one process).
+
+    DDP keeps replicas identical by averaging gradients; this once-per-epoch check (two
+    numbers per rank) makes sure nothing broke that, so rank 0's checkpoint speaks for all.
+    """
+    ctx = context()
+    if not ctx.enabled:
+        return
+    with torch.no_grad():
+        params = [p.detach().double() for p in model.parameters()]
+        fingerprint = torch.stack([sum(p.sum() for p in params), sum(p.square().sum() for p in params)])
+    reference = fingerprint.clone()
+    dist.broadcast(reference, src=0)
+    if not torch.equal(fingerprint, reference):
+        raise RuntimeError(f"rank {ctx.rank}'s weights differ from rank 0's: DDP did not keep the replicas in sync")
+
+
 def prepare_for_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """BatchNorm policy for multi-process training: SyncBatchNorm on CUDA.
 

@@ -240,6 +240,7 @@ def fit(
             )
             scheduler.step()
             history.append(stats)
+            distributed.check_same_weights(model)
             if ctx.is_main:  # one writer; the other ranks hold identical weights
                 _save(last, cfg, model, optimizer, scheduler, epoch + 1, history)
                 progress.console.print(
