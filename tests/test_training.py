@@ -43,7 +43,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, defense):
 def test_checkpoint_is_plain_data(tmp_path):
     result = fit(tiny(tmp_path, epochs=1), show_progress=False)
     ckpt = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
-    assert {"model", "optimizer", "scheduler", "epoch", "rng", "config", "history"} <= ckpt.keys()
+    assert {"model", "optimizer", "scheduler", "epoch", "config", "history"} <= ckpt.keys()
     assert ckpt["config"]["alpha_train"] == 2.0 and ckpt["config"]["defense"] == "trades"
     assert not list(result.checkpoint.parent.glob(".*.tmp"))  # no temporary file left behind
 

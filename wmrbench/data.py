@@ -463,11 +463,11 @@ def _first_line(exc: BaseException) -> str:
 def batches(data: ImageSet, batch_size: int, order: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Yield ``(index, x, y)`` batches; ``order`` (a permutation) shuffles, None keeps data order.
 
+    ``order`` may also be part of the indices (one process's shard): only those are visited.
     ``index`` holds each example's position in ``data``: evaluation keys random starts on it.
     """
     device = data.y.device
-    n = len(data)
-    order = torch.arange(n, device=device) if order is None else order.to(device)
-    for lo in range(0, n, batch_size):
+    order = torch.arange(len(data), device=device) if order is None else order.to(device)
+    for lo in range(0, order.numel(), batch_size):
         index = order[lo : lo + batch_size]
         yield index, data.images(index), data.y[index]

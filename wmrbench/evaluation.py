@@ -4,6 +4,10 @@ Per batch: one clean forward (A_nat), ONE unweighted PGD attack (A_rob and every
 weighted PGD call in which all alpha_test values run side by side: the batch is stacked once per
 alpha and each copy carries its alpha (A_tr). Random starts are keyed on (seed, example index),
 so an example's result does not depend on its batch, the batch size or its place in the stack.
+
+Under ``torchrun`` each rank attacks a contiguous run of whole batches (``batch_size`` is per
+process) and the per-example columns are gathered in index order; rank 0 writes the result,
+which is the same for any number of processes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from wmrbench import engine
+from wmrbench import distributed, engine
 from wmrbench.config import DatasetName, EvalConfig, InnerLoss, eval_attack_for, to_jsonable
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
 from wmrbench.errors import WmrbenchError
@@ -71,22 +75,48 @@ def attack_batch(
     return columns
 
 
+def _padded(index: Tensor, x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A short batch filled up to ``size`` rows by repeating its last example."""
+    fill = size - len(y)
+    if fill <= 0:
+        return index, x, y
+    last = torch.full((fill,), len(y) - 1, device=y.device)
+    return torch.cat([index, index[last]]), torch.cat([x, x[last]]), torch.cat([y, y[last]])
+
+
 def evaluate_model(
     model: nn.Module, data: ImageSet, cfg: EvalConfig, show_progress: bool = True
 ) -> pd.DataFrame:
-    """Per-example records of ``model`` on ``data`` (already cut to n_examples)."""
-    device = resolve_device(cfg.device)
+    """Per-example records of ``model`` on ``data`` (already cut to n_examples).
+
+    Every forward pass has the same shape: the last batch is filled up to the others' size
+    (the extra rows are dropped), because some CPU and GPU kernels round differently for very
+    small batches. Under torchrun, whole batches are shared out (rank r takes a contiguous run
+    of them), so every example sits in the same batch as with one process and the records are
+    the same bit for bit; every rank returns all of them, in index order.
+    """
+    device = distributed.resolve_device(cfg.device)
+    distributed.check_enough(len(data), distributed.env_world_size(), "examples to evaluate")
+    ctx = distributed.setup(device)
     amp = autocast_dtype(cfg.precision, device)
     model = prepare_model(model, device).eval()
     data = data.to(device)
+    size = min(cfg.batch_size, len(data))
+    # Global indices: the random starts are keyed on them, so the shard does not matter.
+    shard = distributed.eval_shard(len(data), size, ctx.rank, ctx.world_size, device)
     parts: list[dict[str, Tensor]] = []
-    with progress_bar(enabled=show_progress) as progress:
-        task = progress.add_task("attacking", total=len(data), info="")
-        for index, x, y in batches(data, cfg.batch_size):
-            parts.append(attack_batch(model, index, prepare_input(x, device), y, cfg, amp))
-            progress.advance(task, len(y))
-    # One transfer at the end: the loop itself never waits for the host.
-    merged = {key: torch.cat([p[key] for p in parts]).cpu() for key in parts[0]}
+    with progress_bar(enabled=show_progress and ctx.is_main) as progress:
+        label = "attacking" if not ctx.enabled else f"attacking (rank 0 of {ctx.world_size})"
+        task = progress.add_task(label, total=len(shard), info="")
+        for index, x, y in batches(data, size, shard):
+            n = len(y)
+            index, x, y = _padded(index, x, y, size)
+            columns = attack_batch(model, index, prepare_input(x, device), y, cfg, amp)
+            parts.append({key: values[:n] for key, values in columns.items()})
+            progress.advance(task, n)
+    # One transfer and one gather at the end: the loop itself never waits for the host.
+    local = {key: torch.cat([p[key] for p in parts]).cpu() for key in parts[0]} if parts else None
+    merged = distributed.all_gather_columns(local)
     frame = {}
     for key, values in merged.items():
         if values.dtype == torch.bool:
@@ -111,18 +141,25 @@ def check_model_fits(model: nn.Module, data: ImageSet, what: str) -> None:
         raise WmrbenchError(f"{what} gives outputs of shape {tuple(logits.shape[1:])}, the data has {n_classes} classes")
 
 
-def write_result(
-    out_dir: Path, records: pd.DataFrame, cfg: EvalConfig, model_info: dict[str, Any], seconds: float
+def build_summary(
+    records: pd.DataFrame, cfg: EvalConfig, model_info: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
-    """records.csv, then summary.json (the summary's presence means the result is complete)."""
-    summary = {
+    return {
         "run": cfg.run,
         "model": model_info,
         "config": to_jsonable(cfg),
         "metrics": compute_metrics(records, list(cfg.alpha_test)),
         "seconds": round(seconds, 3),
+        "processes": distributed.env_world_size(),
         "versions": provenance(),
     }
+
+
+def write_result(
+    out_dir: Path, records: pd.DataFrame, cfg: EvalConfig, model_info: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """records.csv, then summary.json (the summary's presence means the result is complete)."""
+    summary = build_summary(records, cfg, model_info, seconds)
     write_records(out_dir / "records.csv", records)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
@@ -131,8 +168,11 @@ def write_result(
 def run_evaluation(
     model: nn.Module, model_info: dict[str, Any], cfg: EvalConfig, show_progress: bool = True
 ) -> EvalResult:
-    """Load the test split, attack, and write ``<results_dir>/<run>/{records.csv,summary.json}``."""
-    resolve_device(cfg.device)
+    """Load the test split, attack, and write ``<results_dir>/<run>/{records.csv,summary.json}``.
+
+    Under torchrun every rank returns the whole result; only rank 0 writes it.
+    """
+    distributed.resolve_device(cfg.device)
     dataset_spec(cfg.dataset)
     data = load_split(
         cfg.dataset, cfg.data_dir, train=False, download=cfg.download, verify_checksums=cfg.verify_checksums
@@ -141,7 +181,10 @@ def run_evaluation(
     started = time.perf_counter()
     records = evaluate_model(model, data, cfg, show_progress)
     out_dir = Path(cfg.results_dir) / cfg.run
-    summary = write_result(out_dir, records, cfg, model_info, time.perf_counter() - started)
+    if distributed.context().is_main:
+        summary = write_result(out_dir, records, cfg, model_info, time.perf_counter() - started)
+    else:
+        summary = build_summary(records, cfg, model_info, time.perf_counter() - started)
     return EvalResult(records, summary, out_dir)
 
 

@@ -1,9 +1,17 @@
 """fit(): weighted adversarial training (Algorithm 1) with exact, atomic checkpoints and resume.
 
 Every epoch ends by writing ``<checkpoint_dir>/<run>/last.pt`` atomically (model, optimizer,
-scheduler, epoch, every RNG state, config, history) and rewriting ``metrics.jsonl`` from the
-history it holds, so a run killed at any moment resumes from its last finished epoch exactly
-as if it had never stopped.
+scheduler, epoch, config, history) and rewriting ``metrics.jsonl`` from the history it holds,
+so a run killed at any moment resumes from its last finished epoch exactly as if it had never
+stopped.
+
+Every random stream of an epoch (shuffle, attack starts, dropout, augmentation) is derived from
+(seed, epoch, rank) when the epoch starts, so a checkpoint needs no RNG state and resume is
+exact with any number of processes (bit-identical for the same number).
+
+Under ``torchrun`` (several processes) the model trains with DistributedDataParallel: every rank
+takes its shard of the same global permutation, ``batch_size`` stays the global batch (each
+rank takes ``batch_size / world_size``), and only rank 0 writes checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wmrbench import engine
+from wmrbench import distributed, engine
 from wmrbench.augment import random_crop_flip
 from wmrbench.config import (
     AttackConfig, DatasetName, Defense, InnerLoss, TrainConfig, build_train_config, to_jsonable,
@@ -34,6 +43,9 @@ from wmrbench.progress import progress_bar
 from wmrbench.runtime import (
     autocast_dtype, default_precision, prepare_input, prepare_model, provenance, resolve_device,
 )
+
+# Random streams of an epoch, each seeded from (seed, epoch, rank, stream).
+SHUFFLE, ATTACK, DROPOUT, AUGMENT = 0, 1, 2, 3
 
 # Settings that may change when a run is resumed: where things are, how long to go on, and how
 # fast (compile) or how carefully (download, verify_checksums) to get there.
@@ -54,16 +66,18 @@ def run_dir(cfg: TrainConfig) -> Path:
 
 def train_step(
     model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, generator: torch.Generator,
-    amp: torch.dtype | None, train_forward: nn.Module | None = None,
+    amp: torch.dtype | None, train_model: nn.Module | None = None,
 ) -> tuple[Objective, Tensor]:
     """One step of Algorithm 1: attack in eval mode, then the (weighted) loss in train mode.
 
-    ``train_forward`` (default: ``model``) runs the training-mode forward passes: a
-    ``torch.compile`` of ``model`` sharing its parameters (``--compile``). The attack always runs
-    ``model`` itself: eval mode, frozen parameters and input-only gradients make other graphs
-    than the training forward's, which a compiled module would guard on and compile again.
-    Returns the objective (not yet backpropagated) and the attack's final margins.
+    ``model`` is the bare module the attack runs on; ``train_model`` (default: ``model``) is
+    what the training forward passes go through: the DDP wrapper of ``model`` when several
+    processes train, and/or its ``torch.compile`` (``--compile``). The attack always runs the
+    bare ``model``: eval mode, frozen parameters and input-only gradients make other graphs than
+    the training forward's, which a compiled module would guard on and compile again.
+    Returns the objective (not yet backpropagated) and the attack's margins.
     """
+    forward = model if train_model is None else train_model
     attack = cfg.attack
     alpha = cfg.alpha_train if cfg.alpha_train > 0 else None  # one alpha drives attack and loss
     natural_logits = engine.predict(model, x, amp) if cfg.defense is Defense.TRADES else None
@@ -73,8 +87,7 @@ def train_step(
         start=attack.start, restarts=attack.restarts, generator=generator,
         natural_logits=natural_logits, autocast_dtype=amp,
     )
-    model.train()
-    forward = model if train_forward is None else train_forward
+    forward.train()
     with engine.autocast(x.device.type, amp):
         logits_adv = forward(result.x_adv)
         if cfg.defense is Defense.TRADES:
@@ -99,21 +112,26 @@ def _build(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, torch.opt
     return model, optimizer, scheduler
 
 
-def _rng_state(generators: dict[str, torch.Generator]) -> dict[str, Tensor]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    state.update({name: g.get_state() for name, g in generators.items()})
-    return state
+def stream_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
+    """A well-mixed 63-bit seed for one random stream of one epoch on one rank."""
+    words = np.random.SeedSequence(seed % 2**64, spawn_key=(epoch, rank, stream)).generate_state(2, np.uint32)
+    return (int(words[0]) << 31 ^ int(words[1])) & (2**63 - 1)
 
 
-def _set_rng_state(state: dict[str, Tensor], generators: dict[str, torch.Generator]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    for name, g in generators.items():
-        if name in state:  # checkpoints from before a generator existed keep its fresh seed
-            g.set_state(state[name])
+def epoch_generators(seed: int, epoch: int, rank: int, device: torch.device) -> dict[str, torch.Generator]:
+    """Fresh random streams for one epoch on one rank; also reseeds the global RNG (dropout).
+
+    Deriving them from (seed, epoch, rank) instead of carrying them over from the previous
+    epoch is what makes resume exact without saving any RNG state, with any number of ranks:
+    the shuffle is the same on every rank (one global permutation, each rank takes its shard),
+    the attack starts and dropout masks differ per rank.
+    """
+    torch.manual_seed(stream_seed(seed, epoch, rank, DROPOUT))  # CPU and every CUDA device
+    return {
+        "shuffle": torch.Generator().manual_seed(stream_seed(seed, epoch, 0, SHUFFLE)),
+        "attack": torch.Generator(device=device).manual_seed(stream_seed(seed, epoch, rank, ATTACK)),
+        "augment": torch.Generator(device=device).manual_seed(stream_seed(seed, epoch, rank, AUGMENT)),
+    }
 
 
 def prepare_config(
@@ -135,6 +153,7 @@ def prepare_config(
         checkpoint_dir=checkpoint_dir, **given,
     )
     if not resume:
+        distributed.check_divides(fresh.batch_size, distributed.env_world_size())
         return fresh
     last = Path(checkpoint_dir) / fresh.run / "last.pt"
     saved = _read_training_checkpoint(last)
@@ -151,7 +170,9 @@ def prepare_config(
     rest["checkpoint_dir"] = checkpoint_dir
     if "milestones" in rest:
         rest["milestones"] = tuple(rest["milestones"])
-    return dataclasses.replace(saved_cfg, attack=attack, **rest)
+    resumed = dataclasses.replace(saved_cfg, attack=attack, **rest)
+    distributed.check_divides(resumed.batch_size, distributed.env_world_size())
+    return resumed
 
 
 def _read_training_checkpoint(last: Path) -> dict[str, Any]:
@@ -186,7 +207,9 @@ def fit(
     ``stop_after_epochs`` ends this invocation after that many epochs (a time-boxed job); the
     run can then be continued with ``resume=True``.
     """
-    device = resolve_device(cfg.device)
+    device = distributed.resolve_device(cfg.device)
+    world_size = distributed.env_world_size()
+    distributed.check_divides(cfg.batch_size, world_size)  # before any work, same on every rank
     out = run_dir(cfg)
     last = out / "last.pt"
     if resume:
@@ -200,61 +223,73 @@ def fit(
     train = load_split(
         cfg.dataset, cfg.data_dir, train=True, download=cfg.download, verify_checksums=cfg.verify_checksums
     ).to(device)
+    distributed.check_enough(len(train), world_size, "training examples")
+    if distributed.is_main_process():  # the only writer finds out now, not after an epoch
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WmrbenchError(f"cannot create the checkpoint folder {out}: {exc.strerror or exc}") from None
+    ctx = distributed.setup(device)
     model, optimizer, scheduler = _build(cfg, device)
-    generators = {
-        "shuffle": torch.Generator().manual_seed(cfg.seed),
-        "attack": torch.Generator(device=device).manual_seed(cfg.seed + 1),
-        "augment": torch.Generator(device=device).manual_seed(cfg.seed + 2),
-    }
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume:
+        # Every rank reads the same file (multi-node: a shared --checkpoint-dir); nothing in it
+        # depends on the number of processes, so any world size can continue any run.
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        _set_rng_state(saved["rng"], generators)
         history = list(saved["history"])
         start_epoch = int(saved["epoch"])
+    model = distributed.prepare_for_ddp(model, device)
+    train_model = distributed.wrap_ddp(model, device)
+    if cfg.compile:  # the training forward only; checkpoints keep saving ``model`` (no prefixes)
+        train_model = torch.compile(train_model)
     amp = autocast_dtype(cfg.precision, device)
-    # Compiled for the training forward only; checkpoints keep saving ``model`` (no prefixes).
-    train_forward = torch.compile(model) if cfg.compile else model
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
 
-    with progress_bar(enabled=show_progress) as progress:
+    with progress_bar(enabled=show_progress and ctx.is_main) as progress:
         for epoch in range(start_epoch, end_epoch):
+            generators = epoch_generators(cfg.seed, epoch, ctx.rank, device)
             stats = _train_epoch(
-                model, optimizer, train, cfg, generators, amp, device, progress, epoch, train_forward
+                model, optimizer, train, cfg, generators, amp, device, progress, epoch,
+                train_model=train_model, ctx=ctx,
             )
             scheduler.step()
             history.append(stats)
-            _save(last, cfg, model, optimizer, scheduler, epoch + 1, generators, history)
-            progress.console.print(
-                f"epoch {epoch + 1}/{cfg.epochs}  loss {stats['loss']:.4f}  "
-                f"adv acc {100 * stats['adv_accuracy']:.2f}%  lr {stats['lr']:.4g}  {stats['seconds']:.1f}s"
-            )
+            distributed.check_same_weights(model)
+            if ctx.is_main:  # one writer; the other ranks hold identical weights
+                _save(last, cfg, model, optimizer, scheduler, epoch + 1, history)
+                progress.console.print(
+                    f"epoch {epoch + 1}/{cfg.epochs}  loss {stats['loss']:.4f}  "
+                    f"adv acc {100 * stats['adv_accuracy']:.2f}%  lr {stats['lr']:.4g}  {stats['seconds']:.1f}s"
+                )
     return TrainResult(last, history)
 
 
 def _train_epoch(
     model: nn.Module, optimizer: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig,
     generators: dict[str, torch.Generator], amp: torch.dtype | None, device: torch.device,
-    progress: Any, epoch: int, train_forward: nn.Module | None = None,
+    progress: Any, epoch: int, train_model: nn.Module | None = None,
+    ctx: distributed.Context = distributed.Context(),
 ) -> dict[str, Any]:
     started = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
-    order = torch.randperm(len(train), generator=generators["shuffle"])
-    n_batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+    order = torch.randperm(len(train), generator=generators["shuffle"])  # the same on every rank
+    mine = distributed.epoch_shard(order, ctx.rank, ctx.world_size)
+    batch_size = cfg.batch_size // ctx.world_size  # per rank; the global batch is cfg.batch_size
+    n_batches = (len(mine) + batch_size - 1) // batch_size
     task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches, info="")
     # Running sums stay on the device; they are read back once per log_every steps, not per step.
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     weight_sum = torch.zeros((), device=device)
     seen = 0
-    for step, (_, x, y) in enumerate(batches(train, cfg.batch_size, order)):
+    for step, (_, x, y) in enumerate(batches(train, batch_size, mine)):
         if cfg.augment:  # random crop (padding 4) + flip, batched on the device
             x = random_crop_flip(x, generators["augment"])
         x = prepare_input(x, device)
-        objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], amp, train_forward)
+        objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], amp, train_model)
         optimizer.zero_grad(set_to_none=True)
         objective.loss.backward()
         optimizer.step()
@@ -265,20 +300,25 @@ def _train_epoch(
         if (step + 1) % cfg.log_every == 0 or step + 1 == n_batches:
             progress.update(task, completed=step + 1, info=f"loss {(loss_sum / seen).item():.4f}")
     progress.remove_task(task)
+    # The epoch's statistics are over all ranks' examples: one all-reduce per epoch.
+    totals = distributed.all_reduce_sum(
+        torch.stack([loss_sum, correct.float(), weight_sum, torch.tensor(float(seen), device=device)])
+    )
+    loss_total, correct_total, weight_total, seen_total = totals.tolist()
     return {
         "epoch": epoch + 1,
-        "loss": (loss_sum / seen).item(),
-        "adv_accuracy": (correct / seen).item(),  # under the training attack, before the step
-        "mean_weight": (weight_sum / seen).item(),
+        "loss": loss_total / seen_total,
+        "adv_accuracy": correct_total / seen_total,  # under the training attack, before the step
+        "mean_weight": weight_total / seen_total,
         "lr": lr,
+        "processes": ctx.world_size,
         "seconds": time.perf_counter() - started,
     }
 
 
 def _save(
     path: Path, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.MultiStepLR, epoch: int,
-    generators: dict[str, torch.Generator], history: list[dict[str, Any]],
+    scheduler: torch.optim.lr_scheduler.MultiStepLR, epoch: int, history: list[dict[str, Any]],
 ) -> None:
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
@@ -287,7 +327,6 @@ def _save(
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng": _rng_state(generators),
         "history": history,
         "versions": provenance(),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import typer
@@ -16,11 +17,16 @@ EXIT_USAGE = 2
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn WmrbenchError into ``Error: <message>`` on stderr and exit code 2 (no traceback)."""
+    """Turn WmrbenchError into ``Error: <message>`` on stderr and exit code 2 (no traceback).
+
+    Under torchrun every failing process reports; ranks other than 0 name themselves.
+    """
     try:
         yield
     except WmrbenchError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        rank = os.environ.get("RANK", "0")
+        where = "" if rank == "0" else f"[rank {rank}] "
+        typer.echo(f"Error: {where}{exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
 
 

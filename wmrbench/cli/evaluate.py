@@ -26,7 +26,7 @@ def evaluate(
     start: Annotated[str | None, typer.Option(help="uniform (Madry; default) | normal (0.001*N(0,I)) | zero.")] = None,
     alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values for A_sa and A_tr.")] = "1,1.5,2",
     n_examples: Annotated[int | None, typer.Option(help="Evaluate the first N test examples (default: all).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per batch; each batch is stacked once per alpha (default 256).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per batch and process; each batch is stacked once per alpha (default 256). Results do not depend on it.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the random starts, keyed per example (default 0).")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = None,
     precision: Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")] = None,
@@ -34,11 +34,15 @@ def evaluate(
     run: Annotated[str | None, typer.Option(help="Result name (default: the checkpoint's run).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
-    """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks."""
+    """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
+
+    Under torchrun the examples are split over the processes; the result is the same.
+    """
+    from wmrbench import distributed
     from wmrbench.evaluation import evaluate_checkpoint
     from wmrbench.report import non_uniform_table, print_table
 
-    with user_errors():
+    with user_errors(), distributed.session():
         overrides = dict(
             eps=eps, step_size=step_size, steps=steps, restarts=restarts,
             start=None if start is None else parse_enum(Start, start, "start"),
@@ -51,6 +55,8 @@ def evaluate(
             checkpoint, arch, None if dataset is None else parse_enum(DatasetName, dataset, "dataset"),
             run, overrides, show_progress=not quiet,
         )
+    if not distributed.is_main_process():
+        return
     m = result.summary["metrics"]
     print_table(non_uniform_table([result.summary]), f"{result.summary['run']}: {m['n_examples']} examples")
     typer.echo(f"results: {result.out_dir}")

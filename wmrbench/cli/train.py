@@ -26,7 +26,7 @@ def train(
     restarts: Annotated[int | None, typer.Option(help="Training attack restarts (default 1).")] = None,
     start: Annotated[str | None, typer.Option(help="Attack start: normal (0.001*N(0,I), Algorithm 1; default) | uniform | zero.")] = None,
     epochs: Annotated[int | None, typer.Option(help=f"Epochs ({PRESET}).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help=f"Mini-batch size ({PRESET}).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Global mini-batch size, split evenly over torchrun's processes ({PRESET}).")] = None,
     lr: Annotated[float | None, typer.Option(help=f"SGD learning rate ({PRESET}).")] = None,
     momentum: Annotated[float | None, typer.Option(help=f"SGD momentum ({PRESET}).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help=f"Weight decay ({PRESET}).")] = None,
@@ -47,11 +47,15 @@ def train(
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
-    """Train a robust classifier with (weighted) PGD-AT or TRADES; resumable, checkpointed per epoch."""
+    """Train a robust classifier with (weighted) PGD-AT or TRADES; resumable, checkpointed per epoch.
+
+    Under torchrun (torchrun --nproc-per-node N -m wmrbench -- train ...) it trains with DDP.
+    """
+    from wmrbench import distributed
     from wmrbench.config import describe_train_config
     from wmrbench.training import fit, prepare_config
 
-    with user_errors():
+    with user_errors(), distributed.session():
         overrides = dict(
             alpha_train=alpha_train, beta=beta, detach_weights=detach_weights,
             normalize_weights=normalize_weights, arch=arch, eps=eps, step_size=step_size,
@@ -69,6 +73,8 @@ def train(
             defense=None if defense is None else parse_enum(Defense, defense, "defense"),
             run=run, checkpoint_dir=checkpoint_dir, resume=resume, overrides=overrides,
         )
-        typer.echo(describe_train_config(cfg))
+        if distributed.is_main_process():
+            typer.echo(describe_train_config(cfg))
         result = fit(cfg, resume=resume, stop_after_epochs=stop_after_epochs, show_progress=not quiet)
-    typer.echo(f"checkpoint: {result.checkpoint}")
+    if distributed.is_main_process():
+        typer.echo(f"checkpoint: {result.checkpoint}")
