@@ -7,10 +7,13 @@ the device and the GPU never waits for a CPU data loader (the airbench pattern).
 
 from __future__ import annotations
 
+import codecs
+import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -125,6 +128,43 @@ def load_mnist(data_dir: str, train: bool) -> ImageSet:
             f"MNIST not found: expected {expected} (and its labels file); pass --data-dir"
         ) from None
     return ImageSet(ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64))
+
+
+# --- cifar10: the CIFAR-10 "python version" batches ---------------------------------------------
+
+CIFAR10_FOLDER = "cifar-10-batches-py"  # the layout torchvision.datasets.CIFAR10 downloads
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """CIFAR-10's batches are pickles: allow numpy arrays and nothing else (no code runs)."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return np.ndarray(0).__reduce__()[0]  # numpy's _reconstruct, wherever this numpy keeps it
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        if (module, name) == ("_codecs", "encode"):  # bytes in protocol-2 pickles written by Python 3
+            return codecs.encode
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch")
+
+
+@register_dataset(DatasetInfo(DatasetName.CIFAR10, num_classes=10, in_channels=3, image_size=32))
+def load_cifar10(data_dir: str, train: bool) -> ImageSet:
+    folder = Path(data_dir) / CIFAR10_FOLDER
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    xs, ys = [], []
+    for name in names:
+        path = folder / name
+        try:
+            with open(path, "rb") as handle:
+                batch = _ArrayUnpickler(handle, encoding="bytes").load()
+            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        except FileNotFoundError:
+            raise WmrbenchError(f"CIFAR-10 not found: expected {path} (the python version); pass --data-dir") from None
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+            raise WmrbenchError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
+    return ImageSet(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)))
 
 
 # --- batching ------------------------------------------------------------------------------------
