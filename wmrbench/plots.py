@@ -84,6 +84,8 @@ def plot_metrics(summaries: list[tuple[str, dict[str, Any]]], dataset: str, out_
 
 def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Path) -> list[Path]:
     """Where the attacker puts its mass: normalized weights of the PGD points at each alpha."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
     margin = read_records(records_path)["pgd_margin"].to_numpy(dtype=np.float64)
     n = len(margin)
     if n == 0:
@@ -107,6 +109,10 @@ def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Pa
     left.axvline(0.0, color="gray", linewidth=0.8, linestyle="--")
     left.legend(fontsize="small")
     right.set_xscale("log")
+    # Plain numbers at 1-2-5 steps: matplotlib's default labels every minor tick of a short log axis.
+    right.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    right.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    right.xaxis.set_minor_formatter(NullFormatter())
     right.axvline(1.0, color="gray", linewidth=0.8, linestyle="--")
     right.set_xlabel("N * normalized weight  (1 = uniform)")
     right.set_ylabel("examples")
