@@ -46,7 +46,7 @@ from wmrbench.evaluation import (
 )
 from wmrbench.io import atomic_torch_save
 from wmrbench.metrics import normalized_weights
-from wmrbench.models.loader import ModelSource, load_source, source_from_dict
+from wmrbench.models.loader import MODEL_OPTIONS, ModelSource, load_source, source_from_dict
 from wmrbench.models.sources import read_checkpoint
 from wmrbench.records import alpha_key
 from wmrbench.runtime import provenance
@@ -227,7 +227,12 @@ def evaluate_adversarial(
     if run is None:
         # Points crafted on another model make a transfer result: never overwrite the model's own.
         run = adv.config["run"] if source in (None, saved_source) else f"{source.default_run()}-from-{adv.config['run']}"
-    loaded = load_source(source or saved_source, saved_dataset, run)
+    try:
+        loaded = load_source(source or saved_source, saved_dataset, run)
+    except WmrbenchError as exc:
+        if source is not None:
+            raise
+        raise WmrbenchError(f"{exc} (the attacked model, as {path} records it; or name one with {MODEL_OPTIONS})") from None
     cfg = _replay_config(adv, path, run, overrides)
     check_model_fits(loaded.model, ImageSet(adv.x, adv.label), loaded.info.get("name", "the model"))
     started = time.perf_counter()

@@ -49,7 +49,9 @@ def attack(
         overrides = o.eval_overrides(eps, step_size, steps, restarts, start, alpha_test, n_examples,
                                      batch_size, seed, data_dir, device, precision, results_dir)
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir)
-        if len(sources) != 1:
+        if len(sources) > 1:
+            raise WmrbenchError("attack takes one model: give one --model-id")
+        if not sources:
             raise WmrbenchError(f"say which model to attack: {MODEL_OPTIONS}")
         path, adv = run_attack(sources[0], parse_dataset(dataset), parse_enum(Split, split, "split"), run, output,
                                overrides, show_progress=not quiet)
