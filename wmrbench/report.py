@@ -16,6 +16,7 @@ NON_UNIFORM_COLUMNS = ["Model", "Defense", "alpha_train", "alpha_test", "A_nat",
 PAPER_NON_UNIFORM_COLUMNS = ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr"]  # Tables 1-3
 PAPER_UNIFORM_COLUMNS = ["Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob"]  # Tables 4-5
 METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr")
+NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda")
 
 
 class TableFormat(str, Enum):
@@ -100,8 +101,8 @@ def print_table(frame: pd.DataFrame, title: str, console: Console | None = None)
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> bool:
-    """Right-align numbers (accuracies always, even when a column is all missing)."""
-    return column.startswith(METRIC_COLUMNS) or pd.api.types.is_numeric_dtype(frame[column])
+    """Right-align numbers (accuracies and alphas always, even when a column is all missing)."""
+    return column.startswith(METRIC_COLUMNS + NUMBER_COLUMNS) or pd.api.types.is_numeric_dtype(frame[column])
 
 
 def _missing(value: Any) -> bool:
