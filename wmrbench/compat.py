@@ -4,9 +4,12 @@ robustbench 1.1.1 needs two fixes to import (ENVIRONMENT.md):
 
 1. it imports ``pkg_resources``, which setuptools 81 removed: ``setuptools<81`` is pinned in
    pyproject.toml; if it is missing anyway, the import error becomes one line saying so;
-2. it (or code built on it) imports ``autoattack``, but PyPI's AutoAttack distribution
-   (``pyautoattack``) installs the module as ``pyautoattack``: the alias is registered here, before
-   the first robustbench import, and never replaces a real ``autoattack`` already imported.
+2. it imports ``autoattack`` (``robustbench.eval`` in the PyPI wheel), but PyPI's AutoAttack
+   distribution (``pyautoattack``) installs the module as ``pyautoattack``: the alias is registered
+   here, before the first robustbench import, and never shadows a real ``autoattack``.
+
+The PyPI wheel of 1.1.1 (the one uv.lock installs) and other builds labelled 1.1.1 differ (zoo
+size, gdown vs requests downloads): nothing here depends on either.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class RobustBenchAPI:
     """The parts of robustbench wmrbench uses (so nothing else imports robustbench itself)."""
 
     load_model: Callable[..., Any]  # robustbench.utils.load_model
-    download_gdrive: Callable[[str, Any], None]  # robustbench.utils.download_gdrive
+    download_gdrive: Callable[[str, Any], None]  # (gdrive_id, file): the one load_model itself uses
     model_dicts: Any  # {BenchmarkDataset: {ThreatModel: OrderedDict[name, {"model", "gdrive_id"}]}}
     BenchmarkDataset: Any
     ThreatModel: Any
@@ -42,7 +45,7 @@ def alias_autoattack() -> None:
     try:
         import pyautoattack
     except ImportError:
-        return  # robustbench 1.1.1 itself imports without it; only AutoAttack users would miss it
+        return  # nothing to alias: robustbench's own import then names what is missing
     sys.modules.setdefault("autoattack", pyautoattack)
 
 
@@ -59,8 +62,11 @@ def robustbench_api() -> RobustBenchAPI:
     alias_autoattack()
     try:
         with warnings.catch_warnings():
-            # robustbench.loaders imports pkg_resources, which warns that it is deprecated.
+            # robustbench.loaders imports pkg_resources, and timm's old module paths, which warn
+            # about their own deprecation: noise for wmrbench's users, who cannot act on it.
             warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
             from robustbench import utils
             from robustbench.model_zoo import model_dicts
             from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
@@ -69,7 +75,8 @@ def robustbench_api() -> RobustBenchAPI:
         raise WmrbenchError(f"cannot import robustbench: {exc}{hint}") from None
     return RobustBenchAPI(
         load_model=utils.load_model,
-        download_gdrive=utils.download_gdrive,
+        # The PyPI wheel of 1.1.1 downloads with gdown (download_gdrive_new); older builds with requests.
+        download_gdrive=getattr(utils, "download_gdrive_new", utils.download_gdrive),
         model_dicts=model_dicts,
         BenchmarkDataset=BenchmarkDataset,
         ThreatModel=ThreatModel,

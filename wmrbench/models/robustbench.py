@@ -23,6 +23,7 @@ import difflib
 import io
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -107,20 +108,19 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__} ({detail})" if detail else type(exc).__name__
 
 
-def _download(api: RobustBenchAPI, gdrive_id: Any, path: Path) -> None:
-    """Fetch one checkpoint to a temporary name, validate it, then rename it into the cache."""
+def _download(api: RobustBenchAPI, gdrive_id: str, path: Path) -> None:
+    """Fetch one checkpoint into a private temporary folder, validate it, then rename it into the cache."""
     place_by_hand = f"place the checkpoint by hand at {path.resolve()}"
-    if not gdrive_id:
-        raise WmrbenchError(f"RobustBench lists no download for {path.name}: {place_by_hand}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".download", dir=path.parent)
-    os.close(fd)
+    # A folder, not a file: gdown writes its own partial files beside the target, and all must go.
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".download", dir=path.parent))
+    tmp = tmp_dir / path.name
     try:
         print(f"downloading {path.name} from Google Drive (id {gdrive_id}) to {path.parent}", file=sys.stderr)
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # robustbench prints the temporary name
-                api.download_gdrive(gdrive_id, tmp)
-        except OSError as exc:  # requests' exceptions are OSErrors too: all mean "no file"
+                api.download_gdrive(gdrive_id, str(tmp))
+        except Exception as exc:  # network (requests: OSError) or Drive (gdown) errors: all mean "no file"
             raise WmrbenchError(
                 f"cannot download {path.name} from Google Drive (id {gdrive_id}): {_reason(exc)}; {place_by_hand}"
             ) from None
@@ -130,23 +130,28 @@ def _download(api: RobustBenchAPI, gdrive_id: Any, path: Path) -> None:
             raise WmrbenchError(f"the download of {path.name} is not a valid checkpoint ({exc}); {place_by_hand}") from None
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def load_zoo_model(
     model_id: str, dataset: str = DEFAULT_ZOO_DATASET, threat_model: str = DEFAULT_THREAT_MODEL,
-    model_dir: str = DEFAULT_MODEL_DIR, download: bool = True,
+    model_dir: str = DEFAULT_MODEL_DIR,
 ) -> nn.Module:
     """A RobustBench model in eval mode, loaded by ``robustbench.utils.load_model``."""
     api = robustbench_api()
     ds, tm = zoo_keys(dataset, threat_model)
     entry = _entry(api, model_id, ds, tm)
     gdrive_id = entry.get("gdrive_id")
+    if not gdrive_id:
+        # RobustBench serves these (e.g. the XCiT models) through timm from Hugging Face, which
+        # neither uses its cache layout nor goes through the weights_only check here.
+        raise WmrbenchError(
+            f"RobustBench model {model_id!r} has no checkpoint in RobustBench's cache (timm fetches it from "
+            "Hugging Face); wmrbench loads zoo models from the cache only"
+        )
     members = gdrive_id if isinstance(gdrive_id, list) else [gdrive_id]
     for path, member_id in zip(checkpoint_paths(model_id, model_dir, ds, tm, gdrive_id), members):
         if not path.is_file():
-            if not download:
-                raise WmrbenchError(f"RobustBench checkpoint missing: place it at {path}")
             _download(api, member_id, path)
         read_checkpoint(path)  # weights_only=True before robustbench's own torch.load
     try:
