@@ -1,12 +1,15 @@
-"""Shared fixtures. Real data lives in ../shared/data (beside the repository); tests that need it
-skip with the reason printed when it is absent."""
+"""Shared fixtures: real data from ../shared/data (skipped, with the reason printed, when it is
+absent), small real models, and real files in their on-disk formats, made once per session."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -54,3 +57,79 @@ def digits_test():
     from wmrbench.data import load_split
 
     return load_split(DatasetName.DIGITS, "", train=False)
+
+
+from wmrbench.cli.app import app
+from wmrbench.config import DatasetName, Defense, build_train_config
+from wmrbench.training import fit
+
+# A ResNet-18 entry of RobustBench's cifar10/Linf zoo: a small architecture keeps CPU time low.
+ZOO_ID = "Sehwag2021Proxy_R18"
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    """The real Typer app, in process; stdout and stderr kept apart."""
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="session")
+def digits_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two briefly trained wmrbench checkpoints on digits: TRADES and TRADES+ours (alpha_train 2)."""
+    root = tmp_path_factory.mktemp("digits-checkpoints")
+    runs = {}
+    for alpha in (0.0, 2.0):
+        cfg = build_train_config(
+            DatasetName.DIGITS, Defense.TRADES, run=f"trades-a{alpha:g}", alpha_train=alpha, epochs=2,
+            steps=2, milestones=(), checkpoint_dir=str(root), device="cpu", seed=0,
+        )
+        runs[cfg.run] = fit(cfg, show_progress=False).checkpoint
+    return runs
+
+
+@pytest.fixture(scope="session")
+def digits_results(tmp_path_factory: pytest.TempPathFactory, digits_runs: dict[str, Path]) -> Path:
+    """A results folder with real `wmrbench evaluate` outputs for both digits runs."""
+    results = tmp_path_factory.mktemp("digits-results")
+    for checkpoint in digits_runs.values():
+        out = invoke("evaluate", "--checkpoint", checkpoint, "--n-examples", "60", "--steps", "3",
+                     "--alpha-test", "0,1,2", "--results-dir", results, "--quiet")
+        assert out.exit_code == 0, out.output
+    return results
+
+
+def write_cifar10_test_batch(data_dir: Path, n: int = 4, seed: int = 0) -> Path:
+    """CIFAR-10's real on-disk format: cifar-10-batches-py/test_batch, a pickled dict of bytes keys."""
+    rng = np.random.default_rng(seed)
+    batch = {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
+    path = data_dir / "cifar-10-batches-py" / "test_batch"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    return path
+
+
+@pytest.fixture(scope="session")
+def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """RobustBench's cache layout holding a freshly initialised checkpoint of a real zoo id."""
+    from wmrbench.compat import robustbench_api
+
+    api = robustbench_api()
+    entry = api.model_dicts[api.BenchmarkDataset("cifar10")][api.ThreatModel("Linf")][ZOO_ID]
+    torch.manual_seed(0)
+    state = entry["model"]().state_dict()
+    model_dir = tmp_path_factory.mktemp("zoo")
+    path = model_dir / "cifar10" / "Linf" / f"{ZOO_ID}.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    return model_dir, state
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("cifar10")
+    write_cifar10_test_batch(data_dir)
+    return data_dir

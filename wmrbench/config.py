@@ -367,9 +367,20 @@ def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in values.items() if k in known})
 
 
+def eval_config_from_dict(d: dict[str, Any]) -> EvalConfig:
+    """Inverse of to_jsonable for EvalConfig (adversarial files store the config they ran)."""
+    values = dict(d)
+    values["dataset"] = DatasetName(values["dataset"])
+    values["precision"] = Precision(values["precision"])
+    values["attack"] = attack_from_dict(values["attack"])
+    values["alpha_test"] = tuple(float(a) for a in values["alpha_test"])
+    known = {f.name for f in dataclasses.fields(EvalConfig)}
+    return EvalConfig(**{k: v for k, v in values.items() if k in known})
+
+
 __all__ = [
     "AttackConfig", "DatasetName", "Defense", "EvalConfig", "InnerLoss", "PRESETS", "Precision",
     "Preset", "Start", "TrainConfig", "attack_from_dict", "check_alpha", "build_train_config", "check_eps",
-    "describe_train_config", "eval_attack_for",
+    "describe_train_config", "eval_attack_for", "eval_config_from_dict",
     "parse_alphas", "parse_enum", "preset_for", "to_jsonable", "train_config_from_dict",
 ]

@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from urllib.error import URLError
 
 import numpy as np
-
 import torch
 from torch import Tensor
 

@@ -6,8 +6,12 @@ from typing import Annotated
 
 import typer
 
+from wmrbench.cli.attack import attack
 from wmrbench.cli.demo import demo
 from wmrbench.cli.evaluate import evaluate
+from wmrbench.cli.leaderboard import leaderboard
+from wmrbench.cli.models import models
+from wmrbench.cli.plot import plot
 from wmrbench.cli.train import train
 
 app = typer.Typer(
@@ -20,6 +24,10 @@ app = typer.Typer(
 app.command()(train)
 app.command()(evaluate)
 app.command()(demo)
+app.command()(attack)
+app.command()(leaderboard)
+app.command()(plot)
+app.command()(models)
 
 
 def _version(value: bool) -> None:

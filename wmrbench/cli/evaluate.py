@@ -6,57 +6,77 @@ from typing import Annotated
 
 import typer
 
-from wmrbench.cli.common import user_errors
-from wmrbench.config import DatasetName, Precision, Start, parse_alphas, parse_enum
-
-PRESET = "default: the paper's evaluation attack for the dataset"
+from wmrbench.cli import options as o
+from wmrbench.cli.common import EXIT_USAGE, user_errors
+from wmrbench.errors import WmrbenchError
 
 
 def evaluate(
-    checkpoint: Annotated[str, typer.Option(help="A wmrbench checkpoint (last.pt) or a plain state_dict (with --arch).")],
-    arch: Annotated[str | None, typer.Option(help="Architecture of a plain state_dict (e.g. smallcnn).")] = None,
-    dataset: Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | tinyimagenet (default: the checkpoint's).")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet; cifar10 via torchvision, tinyimagenet, mnist).")] = False,
-    verify_checksums: Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")] = None,
-    eps: Annotated[float | None, typer.Option(help=f"L-inf radius ({PRESET}).")] = None,
-    step_size: Annotated[float | None, typer.Option(help=f"PGD step size ({PRESET}).")] = None,
-    steps: Annotated[int | None, typer.Option(help=f"PGD steps ({PRESET}).")] = None,
-    restarts: Annotated[int | None, typer.Option(help="Random restarts; each example keeps its lowest-margin one (default 1).")] = None,
-    start: Annotated[str | None, typer.Option(help="uniform (Madry; default) | normal (0.001*N(0,I)) | zero.")] = None,
-    alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values for A_sa and A_tr.")] = "1,1.5,2",
-    n_examples: Annotated[int | None, typer.Option(help="Evaluate the first N test examples (default: all).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per batch and process; each batch is stacked once per alpha (default 256). Results do not depend on it.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the random starts, keyed per example (default 0).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = None,
-    precision: Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")] = None,
-    results_dir: Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/RUN/ (default results).")] = None,
-    run: Annotated[str | None, typer.Option(help="Result name (default: the checkpoint's run).")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    checkpoint: o.Checkpoint = None,
+    arch: o.Arch = None,
+    model_id: Annotated[list[str] | None, typer.Option(help="RobustBench zoo id, e.g. Carmon2019Unlabeled; repeat (or comma-separate) to evaluate several in turn.", rich_help_panel=o.MODEL)] = None,
+    threat_model: o.ThreatModel = None,
+    model_dir: o.ModelDir = None,
+    model: o.Factory = None,
+    adversarial: Annotated[str | None, typer.Option(help="Score the points saved by `wmrbench attack` without attacking again: on the attacked model, or on the model the options name (a transfer).", rich_help_panel=o.MODEL)] = None,
+    dataset: o.Dataset = None,
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    verify_checksums: o.VerifyChecksums = None,
+    eps: o.Eps = None,
+    step_size: o.StepSize = None,
+    steps: o.Steps = None,
+    restarts: o.Restarts = None,
+    start: o.StartOpt = None,
+    alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alpha_test values for A_sa and A_tr (default 1,1.5,2; with --adversarial: the file's).", rich_help_panel=o.ATTACK)] = None,
+    n_examples: o.NExamples = None,
+    batch_size: o.BatchSize = None,
+    seed: o.Seed = None,
+    device: o.Device = None,
+    precision: o.PrecisionOpt = None,
+    results_dir: o.ResultsDir = None,
+    run: Annotated[str | None, typer.Option(help="Result name (default: the checkpoint's run, the model id, or the function's name).")] = None,
+    quiet: o.Quiet = False,
 ) -> None:
     """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
 
+    The model is a wmrbench checkpoint, a RobustBench zoo id (several in turn), your own MODULE:FUNCTION, or the points a previous `wmrbench attack` saved (--adversarial).
     Under torchrun the examples are split over the processes; the result is the same.
     """
     from wmrbench import distributed
-    from wmrbench.evaluation import evaluate_checkpoint
+    from wmrbench.adversarial import evaluate_adversarial
+    from wmrbench.evaluation import evaluate_source, evaluate_sources
+    from wmrbench.models.loader import MODEL_OPTIONS, model_sources, parse_dataset
     from wmrbench.report import non_uniform_table, print_table
 
+    failures = []
     with user_errors(), distributed.session():
-        overrides = dict(
-            eps=eps, step_size=step_size, steps=steps, restarts=restarts,
-            start=None if start is None else parse_enum(Start, start, "start"),
-            alpha_test=parse_alphas(alpha_test), n_examples=n_examples, batch_size=batch_size,
-            seed=seed, data_dir=data_dir, device=device,
-            precision=None if precision is None else parse_enum(Precision, precision, "precision"),
-            results_dir=results_dir, download=download or None, verify_checksums=verify_checksums,
-        )
-        result = evaluate_checkpoint(
-            checkpoint, arch, None if dataset is None else parse_enum(DatasetName, dataset, "dataset"),
-            run, overrides, show_progress=not quiet,
-        )
+        overrides = o.eval_overrides(eps, step_size, steps, restarts, start, alpha_test, n_examples,
+                                     batch_size, seed, data_dir, device, precision, results_dir,
+                                     download, verify_checksums)
+        sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir)
+        chosen = parse_dataset(dataset)
+        if adversarial is not None:
+            if len(sources) > 1:
+                raise WmrbenchError("--adversarial scores its points on one model: give one --model-id")
+            source = sources[0] if sources else None
+            results = [evaluate_adversarial(adversarial, source, chosen, run, overrides, not quiet)]
+        elif not sources:
+            raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or --adversarial FILE")
+        elif len(sources) == 1:  # one model: its error is the command's error
+            results = [evaluate_source(sources[0], chosen, run, overrides, not quiet)]
+        else:
+            if run is not None:
+                raise WmrbenchError("--run names one result; with several --model-id each result is named by its id")
+            results, failures = evaluate_sources(sources, chosen, overrides, not quiet)
     if not distributed.is_main_process():
         return
-    m = result.summary["metrics"]
-    print_table(non_uniform_table([result.summary]), f"{result.summary['run']}: {m['n_examples']} examples")
-    typer.echo(f"results: {result.out_dir}")
+    for result in results:
+        m = result.summary["metrics"]
+        print_table(non_uniform_table([result.summary]), f"{result.summary['run']}: {m['n_examples']} examples")
+        typer.echo(f"results: {result.out_dir}")
+    if failures:
+        for failure in failures:
+            typer.echo(f"Error: {failure.name}: {failure.message}", err=True)
+        typer.echo(f"{len(failures)} of {len(sources)} models failed; the others' results are written", err=True)
+        raise typer.Exit(EXIT_USAGE)

@@ -20,26 +20,37 @@ from wmrbench.models.registry import create_model, model_spec
 CHECKPOINT_FORMAT = "wmrbench-checkpoint-v1"
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file safely; every failure becomes a one-line WmrbenchError."""
+def _unpickler_detail(text: str) -> str:
+    """The line of torch's long weights_only message that says what was wrong."""
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
+    """Load a checkpoint (or another torch file, named by ``what``) safely; failures are one line."""
     path = Path(path)
     if not path.is_file():
-        raise WmrbenchError(f"checkpoint not found: {path}")
+        raise WmrbenchError(f"{what} not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        first = _unpickler_detail(str(exc)) or type(exc).__name__
+        # Every message of torch's weights_only unpickler mentions weights_only; only a disallowed
+        # global means Python objects. Anything else (e.g. an HTML page) is a corrupt file.
+        if "Unsupported global" in str(exc):
             raise WmrbenchError(
                 f"refusing to load {path}: it holds Python objects, not only tensors "
                 "(checkpoints are read with weights_only=True)"
             ) from None
-        raise WmrbenchError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({first})") from None
+        raise WmrbenchError(f"cannot read {what} {path}: corrupt or not a PyTorch file ({first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WmrbenchError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({first})") from None
+        raise WmrbenchError(f"cannot read {what} {path}: corrupt or not a PyTorch file ({first})") from None
     if not isinstance(obj, dict):
-        raise WmrbenchError(f"cannot read checkpoint {path}: expected a dict of tensors, got {type(obj).__name__}")
+        raise WmrbenchError(f"cannot read {what} {path}: expected a dict of tensors, got {type(obj).__name__}")
     return obj
 
 

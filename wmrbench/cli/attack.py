@@ -1,0 +1,64 @@
+"""``wmrbench attack``: run evaluate's attacks on a model and save the adversarial points to a file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wmrbench.cli import options as o
+from wmrbench.cli.common import user_errors
+from wmrbench.errors import WmrbenchError
+
+
+def attack(
+    checkpoint: o.Checkpoint = None,
+    arch: o.Arch = None,
+    model_id: Annotated[str | None, typer.Option(help="RobustBench zoo id, e.g. Carmon2019Unlabeled.", rich_help_panel=o.MODEL)] = None,
+    threat_model: o.ThreatModel = None,
+    model_dir: o.ModelDir = None,
+    model: o.Factory = None,
+    dataset: o.Dataset = None,
+    split: Annotated[str, typer.Option(help="test | train: the split to attack.")] = "test",
+    data_dir: o.DataDir = None,
+    eps: o.Eps = None,
+    step_size: o.StepSize = None,
+    steps: o.Steps = None,
+    restarts: o.Restarts = None,
+    start: o.StartOpt = None,
+    alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alphas: one weighted PGD each, beside the unweighted PGD that always runs (default 1,1.5,2).", rich_help_panel=o.ATTACK)] = None,
+    n_examples: o.NExamples = None,
+    batch_size: o.BatchSize = None,
+    seed: o.Seed = None,
+    device: o.Device = None,
+    precision: o.PrecisionOpt = None,
+    results_dir: o.ResultsDir = None,
+    run: Annotated[str | None, typer.Option(help="Name of the attack (default: the model's run, id or function name).")] = None,
+    output: Annotated[str | None, typer.Option(help="The file to write (default RESULTS_DIR/RUN/adversarial.pt).")] = None,
+    quiet: o.Quiet = False,
+) -> None:
+    """Attack a model with PGD and weighted PGD; save the points for `evaluate --adversarial`.
+
+    The file (a .pt readable with torch.load(weights_only=True)) holds the clean inputs, labels and indices, and per attack the adversarial inputs, margins, correctness and normalized weights, with the full config as a JSON string.
+    """
+    from wmrbench.adversarial import Split, run_attack
+    from wmrbench.config import parse_enum
+    from wmrbench.models.loader import MODEL_OPTIONS, model_sources, parse_dataset
+
+    with user_errors():
+        overrides = o.eval_overrides(eps, step_size, steps, restarts, start, alpha_test, n_examples,
+                                     batch_size, seed, data_dir, device, precision, results_dir)
+        sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir)
+        if len(sources) > 1:
+            raise WmrbenchError("attack takes one model: give one --model-id")
+        if not sources:
+            raise WmrbenchError(f"say which model to attack: {MODEL_OPTIONS}")
+        path, adv = run_attack(sources[0], parse_dataset(dataset), parse_enum(Split, split, "split"), run, output,
+                               overrides, show_progress=not quiet)
+    n = len(adv.label)
+    for key, points in adv.attacks.items():
+        what = "unweighted PGD" if key == "pgd" else f"weighted PGD, alpha {points.alpha:g}"
+        accuracy = 100.0 * float(points.correct.double().mean())
+        weighted = 100.0 * float((points.weight * points.correct.double()).sum())
+        typer.echo(f"{what}: accuracy {accuracy:.2f}%, weighted accuracy {weighted:.2f}% ({n} examples)")
+    typer.echo(f"adversarial examples: {path}")

@@ -1,0 +1,33 @@
+"""``wmrbench leaderboard``: every result under a folder, in the paper's tables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wmrbench.cli.common import user_errors
+
+
+def leaderboard(
+    results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files.")] = "results",
+    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) | csv | latex (booktabs).")] = "md",
+    table: Annotated[str, typer.Option(help="all | non-uniform (Tables 1-3) | uniform (Tables 4-5).")] = "all",
+    sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (accuracies best first).")] = None,
+    compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.")] = False,
+    output: Annotated[str | None, typer.Option(help="Write the table(s) to this one file (default: RESULTS_DIR/leaderboard-<table>.<ext>).")] = None,
+) -> None:
+    """Gather every summary.json into the paper's tables; print them and write them atomically."""
+    from wmrbench.config import parse_enum
+    from wmrbench.leaderboard import TITLES, TableKind, leaderboard as build
+    from wmrbench.report import TableFormat, print_table
+
+    with user_errors():
+        board = build(results_dir, parse_enum(TableFormat, fmt, "format"), parse_enum(TableKind, table, "table"),
+                      sort_by, compare_paper, output)
+    for warning in board.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
+    for kind, frame in board.tables.items():
+        print_table(frame, TITLES[kind])
+    for path in board.files:
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,53 @@
+"""Options shared by ``evaluate`` and ``attack``: one definition, one help text, one name each."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from wmrbench.config import Precision, Start, parse_alphas, parse_enum
+
+PRESET = "default: the paper's evaluation attack for the dataset"
+MODEL = "Model"  # help panel of the options that say which model
+ATTACK = "Attack"
+
+Checkpoint = Annotated[str | None, typer.Option(help="A wmrbench checkpoint (last.pt), or a plain state_dict (with --arch or --model).", rich_help_panel=MODEL)]
+Arch = Annotated[str | None, typer.Option(help="Registered architecture of a plain state_dict (e.g. smallcnn).", rich_help_panel=MODEL)]
+ThreatModel = Annotated[str | None, typer.Option(help="RobustBench threat model of --model-id: Linf | L2 | corruptions (default Linf).", rich_help_panel=MODEL)]
+ModelDir = Annotated[str | None, typer.Option(help="RobustBench cache: MODEL_DIR/<dataset>/<threat_model>/<id>.pt loads offline (default models).", rich_help_panel=MODEL)]
+Factory = Annotated[str | None, typer.Option("--model", help="Your own model: MODULE:FUNCTION (or path/file.py:FUNCTION) returning an nn.Module on [0, 1] inputs; weights from --checkpoint.", rich_help_panel=MODEL)]
+Dataset = Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | tinyimagenet (default: the checkpoint's; cifar10 for --model-id).")]
+DataDir = Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")]
+Download = Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet; cifar10 via torchvision, tinyimagenet, mnist).")]
+VerifyChecksums = Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")]
+
+Eps = Annotated[float | None, typer.Option(help=f"L-inf radius ({PRESET}).", rich_help_panel=ATTACK)]
+StepSize = Annotated[float | None, typer.Option(help=f"PGD step size ({PRESET}).", rich_help_panel=ATTACK)]
+Steps = Annotated[int | None, typer.Option(help=f"PGD steps ({PRESET}).", rich_help_panel=ATTACK)]
+Restarts = Annotated[int | None, typer.Option(help="Random restarts; each example keeps its lowest-margin one (default 1).", rich_help_panel=ATTACK)]
+StartOpt = Annotated[str | None, typer.Option("--start", help="uniform (Madry; default) | normal (0.001*N(0,I)) | zero.", rich_help_panel=ATTACK)]
+NExamples = Annotated[int | None, typer.Option(help="Use the first N examples of the split (default: all).")]
+BatchSize = Annotated[int | None, typer.Option(help="Examples per batch and process; each batch is stacked once per alpha (default 256). Results do not depend on it.")]
+Seed = Annotated[int | None, typer.Option(help="Seed of the random starts, keyed per example (default 0).", rich_help_panel=ATTACK)]
+Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")]
+PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")]
+ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/RUN/ (default results).")]
+Quiet = Annotated[bool, typer.Option(help="No progress bars.")]
+
+
+def eval_overrides(
+    eps: float | None, step_size: float | None, steps: int | None, restarts: int | None, start: str | None,
+    alpha_test: str | None, n_examples: int | None, batch_size: int | None, seed: int | None,
+    data_dir: str | None, device: str | None, precision: str | None, results_dir: str | None,
+    download: bool = False, verify_checksums: bool | None = None,
+) -> dict[str, Any]:
+    """The EvalConfig overrides the options give (None: the preset's or the file's value)."""
+    return dict(
+        eps=eps, step_size=step_size, steps=steps, restarts=restarts,
+        start=None if start is None else parse_enum(Start, start, "start"),
+        alpha_test=None if alpha_test is None else parse_alphas(alpha_test), n_examples=n_examples,
+        batch_size=batch_size, seed=seed, data_dir=data_dir, device=device,
+        precision=None if precision is None else parse_enum(Precision, precision, "precision"),
+        results_dir=results_dir, download=download or None, verify_checksums=verify_checksums,
+    )

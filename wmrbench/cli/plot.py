@@ -1,0 +1,25 @@
+"""``wmrbench plot``: metrics against alpha_test, and the attacker's weights of each result."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wmrbench.cli.common import user_errors
+
+
+def plot(
+    results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files.")] = "results",
+    output_dir: Annotated[str | None, typer.Option(help="Where the PNG and SVG files go (default RESULTS_DIR/plots).")] = None,
+    run: Annotated[list[str] | None, typer.Option(help="Draw the weights histogram for this result only (repeatable; default: every result).")] = None,
+) -> None:
+    """Draw A_rob, A_sa, A_tr against alpha_test (one line per model) and the normalized weights."""
+    from wmrbench.plots import make_plots
+
+    with user_errors():
+        plots = make_plots(results_dir, output_dir, run)
+    for warning in plots.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
+    for path in plots.files:
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,149 @@
+"""``plot``: metrics against alpha_test, and where a non-uniform attacker puts its mass.
+
+* ``metrics-<dataset>.{png,svg}``: A_rob, A_sa and A_tr against alpha_test, one line per model.
+* ``weights-<model>.{png,svg}``: for one result's records.csv, the normalized weights
+  ``s_i = exp(-alpha * pgd_margin_i) / sum_j exp(-alpha * pgd_margin_j)`` of the unweighted-PGD
+  points (those A_sa counts): left, the attacker's mass over the PGD margin (the paper's
+  Figure 2 idea: the mass moves to small and negative margins as alpha grows); right, how the
+  weights spread, as multiples of the uniform weight 1/N.
+
+Figures are made with matplotlib's object API (no pyplot state; Agg renders PNG) and written
+atomically. SVGs carry no date and a fixed id salt, so a rerun writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wmrbench.errors import WmrbenchError
+from wmrbench.io import atomic_write
+from wmrbench.leaderboard import gather
+from wmrbench.metrics import normalized_weights
+from wmrbench.records import read_records
+
+FORMATS = ("png", "svg")
+PANELS = (("A_rob", "A_rob: unweighted PGD"), ("A_sa", "A_sa: PGD points, weighted"), ("A_tr", "A_tr: weighted PGD"))
+
+
+@dataclass
+class Plots:
+    files: list[Path]
+    warnings: list[str]
+
+
+def _save(fig: Any, stem: Path) -> list[Path]:
+    import matplotlib
+
+    written = []
+    with matplotlib.rc_context({"svg.hashsalt": "wmrbench"}):
+        for fmt in FORMATS:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+            written.append(atomic_write(path, lambda h, fmt=fmt, metadata=metadata: fig.savefig(
+                h, format=fmt, dpi=120, bbox_inches="tight", metadata=metadata)))
+    return written
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def plot_metrics(summaries: list[tuple[str, dict[str, Any]]], dataset: str, out_dir: Path) -> list[Path]:
+    """Three panels (A_rob, A_sa, A_tr against alpha_test), one line per model."""
+    fig = _figure(12, 3.8)
+    axes = fig.subplots(1, 3, sharey=True)
+    for name, summary in summaries:
+        metrics = summary["metrics"]
+        alphas = sorted(float(a) for a in metrics["A_sa"])
+        series = {
+            "A_rob": [metrics["A_rob"]] * len(alphas),  # does not depend on alpha: a flat line
+            "A_sa": [metrics["A_sa"][f"{a:g}"] for a in alphas],
+            "A_tr": [metrics["A_tr"].get(f"{a:g}", np.nan) for a in alphas],
+        }
+        for ax, (key, _) in zip(axes, PANELS):
+            ax.plot(alphas, series[key], marker="o", label=name)
+    for ax, (_, title) in zip(axes, PANELS):
+        ax.set_title(title)
+        ax.set_xlabel(r"$\alpha_{test}$")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[-1].legend(fontsize="small", loc="best")
+    fig.suptitle(f"{dataset}: robustness under uniform and non-uniform attacks")
+    return _save(fig, out_dir / f"metrics-{_safe_name(dataset)}")
+
+
+def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Path) -> list[Path]:
+    """Where the attacker puts its mass: normalized weights of the PGD points at each alpha."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    margin = read_records(records_path)["pgd_margin"].to_numpy(dtype=np.float64)
+    n = len(margin)
+    if n == 0:
+        raise WmrbenchError(f"{records_path} has no examples")
+    alphas = [0.0] + [a for a in sorted(set(alphas)) if a > 0]
+    weights = {alpha: normalized_weights(margin, alpha) for alpha in alphas}
+    fig = _figure(11, 4)
+    left, right = fig.subplots(1, 2)
+    margin_bins = np.linspace(-1.0, 1.0, 41)
+    # One set of log bins for every alpha, spanning the widest spread (the largest alpha's).
+    relative = np.concatenate([n * s for s in weights.values()])
+    weight_bins = np.geomspace(relative.min() * 0.9, relative.max() * 1.1, 41)
+    for alpha, s in weights.items():
+        label = "uniform (alpha = 0)" if alpha == 0 else f"alpha = {alpha:g}"
+        left.hist(margin, bins=margin_bins, weights=s, histtype="step", linewidth=1.6, label=label)
+        if alpha > 0:  # alpha = 0 puts every weight at exactly 1: the dashed line
+            right.hist(n * s, bins=weight_bins, histtype="step", linewidth=1.6, label=label)
+    left.set_xlabel("margin at the PGD point  (p_y - max_{t != y} p_t)")
+    left.set_ylabel("attacker's mass  (sum of s_i / sum_j s_j)")
+    left.set_title("where the attacker puts its mass")
+    left.axvline(0.0, color="gray", linewidth=0.8, linestyle="--")
+    left.legend(fontsize="small")
+    right.set_xscale("log")
+    # Plain numbers at 1-2-5 steps: matplotlib's default labels every minor tick of a short log axis.
+    right.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    right.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    right.xaxis.set_minor_formatter(NullFormatter())
+    right.axvline(1.0, color="gray", linewidth=0.8, linestyle="--")
+    right.set_xlabel("N * normalized weight  (1 = uniform)")
+    right.set_ylabel("examples")
+    right.set_title("spread of the weights")
+    right.legend(fontsize="small")
+    fig.suptitle(f"{name}: normalized weights of {n} PGD points")
+    return _save(fig, out_dir / f"weights-{_safe_name(name)}")
+
+
+def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, runs: list[str] | None = None) -> Plots:
+    """The metrics figure per data set and a weights figure per result (or per ``runs``)."""
+    found = gather(results_dir)
+    if not found.summaries:
+        raise WmrbenchError(f"no summary.json under {results_dir}")
+    out_dir = Path(output_dir) if output_dir is not None else Path(results_dir) / "plots"
+    names = [r.name for r in found.summaries]
+    unknown = [r for r in runs or [] if r not in names]
+    if unknown:
+        raise WmrbenchError(f"no result named {', '.join(unknown)} under {results_dir}; there are: {', '.join(names)}")
+    files: list[Path] = []
+    warnings = list(found.warnings)
+    for dataset in sorted({r.dataset for r in found.summaries}):
+        group = [(r.name, r.summary) for r in found.summaries if r.dataset == dataset]
+        files += plot_metrics(group, dataset, out_dir)
+    for result in found.summaries:
+        if runs and result.name not in runs:
+            continue
+        records = result.folder / "records.csv"
+        if not records.is_file():
+            warnings.append(f"no weights plot for {result.name}: {records} is missing")
+            continue
+        alphas = [float(a) for a in result.summary["metrics"]["A_sa"]]
+        files += plot_weights(records, result.name, alphas, out_dir)
+    return Plots(files, warnings)
