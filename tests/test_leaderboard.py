@@ -147,4 +147,4 @@ def test_the_package_ships_the_papers_tables() -> None:
     assert len(ours) == 65 and set(ours["table"]) == {1, 2, 3, 4, 5}
     if not SHARED_PAPER.is_file():
         pytest.skip(f"{SHARED_PAPER} is absent: cannot compare the shipped copy with it")
-    assert resources.files("wmrbench").joinpath("data/paper_tables.csv").read_bytes() == SHARED_PAPER.read_bytes()
+    assert resources.files("wmrbench").joinpath("resources/paper_tables.csv").read_bytes() == SHARED_PAPER.read_bytes()

@@ -95,8 +95,8 @@ def gather(results_dir: str | Path) -> Gathered:
 
 
 def paper_tables() -> pd.DataFrame:
-    """The paper's numbers (Tables 1-5), shipped with the package as data/paper_tables.csv."""
-    with resources.files("wmrbench").joinpath("data/paper_tables.csv").open("r", encoding="utf-8") as handle:
+    """The paper's numbers (Tables 1-5), shipped with the package as resources/paper_tables.csv."""
+    with resources.files("wmrbench").joinpath("resources/paper_tables.csv").open("r", encoding="utf-8") as handle:
         return pd.read_csv(handle)
 
 
