@@ -82,9 +82,19 @@ def evaluate_model(
     parts: list[dict[str, Tensor]] = []
     with progress_bar(enabled=show_progress) as progress:
         task = progress.add_task("attacking", total=len(data), info="")
+        full = min(cfg.batch_size, len(data))
         for index, x, y in batches(data, cfg.batch_size):
-            parts.append(attack_batch(model, index, prepare_input(x, device), y, cfg, amp))
-            progress.advance(task, len(y))
+            # --- issue 5 (speed): the last batch is padded to full size by repeating its last
+            # example, and the padding dropped from the columns. Every batch then has one shape,
+            # so the attack's CUDA graph (or compiled kernels) is reused; starts are keyed per
+            # example, so the padding changes no real example's result.
+            n_real = len(y)
+            if n_real < full:
+                index, x, y = (torch.cat([t, t[-1:].expand(full - n_real, *t.shape[1:])]) for t in (index, x, y))
+            columns = attack_batch(model, index, prepare_input(x, device), y, cfg, amp)
+            parts.append({key: value[:n_real] for key, value in columns.items()})
+            # --- end issue 5
+            progress.advance(task, n_real)
     # One transfer at the end: the loop itself never waits for the host.
     merged = {key: torch.cat([p[key] for p in parts]).cpu() for key in parts[0]}
     frame = {}
