@@ -199,10 +199,12 @@ def batch_sweep(task: Task, device: torch.device, sizes: list[int]) -> list[dict
 
 
 def run_model(arch: str, n: int, batch_size: int, check_n: int, device: torch.device, repeats: int,
-              compile_model: bool) -> dict[str, Any]:
+              compile_model: bool, only: list[str] | None = None) -> dict[str, Any]:
     print(f"{arch}: {n} {DATA[arch]} images, batch {batch_size}, PGD-{STEPS}", flush=True)
     task = make_task(arch, n, batch_size, device)
     variants = variants_for(task, device, compile_model)
+    if only:
+        variants = {k: v for k, v in variants.items() if any(k.startswith(prefix) for prefix in only)}
     edge = task.spans[:1] + task.spans[-1:]  # warm-up: both batch shapes, so no capture is timed
     runs = {name: (lambda a=a: over_batches(task, a)) for name, a in variants.items()}
     warm = {name: (lambda a=a: over_batches(task, a, edge)) for name, a in variants.items()}
@@ -229,7 +231,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--n", type=int, default=None, help="images per model (default: 10,000 on CUDA; quick 4 / 32 on CPU)")
     p.add_argument("--batch-size", type=int, default=None, help="batch for every variant (default 1000 on CUDA)")
     p.add_argument("--compile", action="store_true", help="also time wmrbench with torch.compile (CUDA)")
-    p.add_argument("--batch-sweep", default=None, help="comma-separated batch sizes to time the default path at (CUDA default 256,512,1000,2000)")
+    p.add_argument("--only", default=None, help="comma-separated variant-name prefixes to run (default all)")
+    p.add_argument("--batch-sweep", default=None, help="comma-separated batch sizes to time the default path at, or none (CUDA default 256,512,1000,2000)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     repeats = args.repeats or 5
@@ -242,12 +245,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for arch in args.arch or ["resnet18", "smallcnn"]:
         n, batch, check_n = sizes[arch]
         n, batch = args.n or n, args.batch_size or batch
-        out = run_model(arch, n, batch, min(check_n, n), device, repeats, args.compile)
+        only = [v.strip() for v in args.only.split(",")] if args.only else None
+        out = run_model(arch, n, batch, min(check_n, n), device, repeats, args.compile, only)
         results["rows"] += out["rows"]
         results["checks"] += out["checks"]
         results["times"][arch] = out["times"]
-        sweep = args.batch_sweep or ("256,512,1000,2000" if cuda and not args.quick else "")
-        if sweep and arch == "resnet18":
+        sweep = args.batch_sweep if args.batch_sweep is not None else ("256,512,1000,2000" if cuda and not args.quick else "")
+        if sweep and sweep != "none" and arch == "resnet18":
             results["batch_sweep"] += batch_sweep(make_task(arch, n, batch, device), device, [int(s) for s in sweep.split(",")])
     env = environment(device)
     tables = [print_table(results["rows"], f"PGD-{STEPS} on {env['device']} (median of {repeats} alternating runs)")]
