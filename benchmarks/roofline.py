@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--arch", action="append", choices=sorted(DATA), help="model(s) (default both)")
     p.add_argument("--n", type=int, default=None, help="images timed (default 10,000 on CUDA; quick 4 / 32 on CPU)")
     p.add_argument("--batch-size", type=int, default=None, help="default 1000 on CUDA")
+    p.add_argument("--compile", action="store_true", help="also time wmrbench with torch.compile (CUDA)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             fast_model = prepare_model(copy.deepcopy(task.model), device)
             paths["wmrbench bf16 (default)"] = ("bf16 matmul", wmrbench_attack(fast_model, torch.bfloat16))
             paths["wmrbench fp32"] = ("tf32 matmul", wmrbench_attack(fast_model, None))
+            if args.compile:
+                paths["wmrbench bf16 + torch.compile"] = (
+                    "bf16 matmul", wmrbench_attack(fast_model, torch.bfloat16, compile_model=True))
         else:
             paths["wmrbench fp32 (default)"] = ("fp32 matmul", wmrbench_attack(task.model, None))
         try:

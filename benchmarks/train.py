@@ -63,19 +63,21 @@ def wmrbench_epoch(model: nn.Module, data: ImageSet, cfg: TrainConfig, device: t
     attack_rng = torch.Generator(device=device).manual_seed(1)
 
     def epoch(limit: int | None = None) -> Tensor:
-        order = torch.randperm(len(data), generator=shuffle)
-        if limit is not None:
-            order = order[: limit * cfg.batch_size]
+        order = torch.randperm(len(data), generator=shuffle)  # a full permutation, as fit() gives
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        for _, x, y in batches(data, cfg.batch_size, order):
+        seen = 0
+        for step, (_, x, y) in enumerate(batches(data, cfg.batch_size, order)):
+            if limit is not None and step == limit:
+                break
             objective, adv_margin = train_step(model, prepare_input(x, device), y, cfg, attack_rng, amp)
             optimizer.zero_grad(set_to_none=True)
             objective.loss.backward()
             optimizer.step()
             loss_sum += objective.loss.detach() * len(y)
             correct += (adv_margin > 0).sum()
-        return loss_sum / len(order)
+            seen += len(y)
+        return loss_sum / seen
 
     return epoch
 
