@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cuda = device.type == "cuda"
     repeats = args.repeats or 3
 
-    size, iters = (8192, 20) if cuda else ((1024, 3) if args.quick else (2048, 3))
+    size, iters = (8192, 20) if cuda else (2048, 2)
     peaks = {"bf16 matmul": matmul_rate(torch.bfloat16, device, size, iters),
-             "fp32 matmul": matmul_rate(torch.float32, device, size, max(1, iters // 4))}
+             "fp32 matmul": matmul_rate(torch.float32, device, size, max(2, iters // 4))}
     if cuda:
         peaks["tf32 matmul"] = matmul_rate(torch.float32, device, size, iters, tf32=True)
     print("  " + "  ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()), flush=True)
