@@ -60,7 +60,8 @@ def run_batch_attacks(
     """Clean forward, ONE unweighted PGD and ONE stacked weighted PGD over all alpha_test values."""
     a = cfg.attack
     common = dict(eps=a.eps, step_size=a.step_size, steps=a.steps, restarts=a.restarts,
-                  start=a.start, loss=InnerLoss.CE, seed=cfg.seed, autocast_dtype=amp)
+                  start=a.start, loss=InnerLoss.CE, seed=cfg.seed, autocast_dtype=amp,
+                  compile_model=cfg.compile)
     clean_logits = engine.predict(model, x, amp)
     rob = engine.pgd(model, x, y, alpha=None, index=index, **common)
     k, n = len(cfg.alpha_test), len(y)

@@ -23,6 +23,7 @@ def evaluate(
     data_dir: o.DataDir = None,
     download: o.Download = False,
     verify_checksums: o.VerifyChecksums = None,
+    compile: o.Compile = None,
     eps: o.Eps = None,
     step_size: o.StepSize = None,
     steps: o.Steps = None,
@@ -53,7 +54,7 @@ def evaluate(
     with user_errors(), distributed.session():
         overrides = o.eval_overrides(eps, step_size, steps, restarts, start, alpha_test, n_examples,
                                      batch_size, seed, data_dir, device, precision, results_dir,
-                                     download, verify_checksums)
+                                     download, verify_checksums, compile)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir)
         chosen = parse_dataset(dataset)
         if adversarial is not None:

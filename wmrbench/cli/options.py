@@ -20,6 +20,7 @@ Factory = Annotated[str | None, typer.Option("--model", help="Your own model: MO
 Dataset = Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | tinyimagenet (default: the checkpoint's; cifar10 for --model-id).")]
 DataDir = Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")]
 Download = Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet; cifar10 via torchvision, tinyimagenet, mnist).")]
+Compile = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the attacked model: about 2x faster on a GPU for ResNet-18 after a one-off ~30 s compile; same results (default: no).", rich_help_panel=ATTACK)]
 VerifyChecksums = Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")]
 
 Eps = Annotated[float | None, typer.Option(help=f"L-inf radius ({PRESET}).", rich_help_panel=ATTACK)]
@@ -40,7 +41,7 @@ def eval_overrides(
     eps: float | None, step_size: float | None, steps: int | None, restarts: int | None, start: str | None,
     alpha_test: str | None, n_examples: int | None, batch_size: int | None, seed: int | None,
     data_dir: str | None, device: str | None, precision: str | None, results_dir: str | None,
-    download: bool = False, verify_checksums: bool | None = None,
+    download: bool = False, verify_checksums: bool | None = None, compile: bool | None = None,
 ) -> dict[str, Any]:
     """The EvalConfig overrides the options give (None: the preset's or the file's value)."""
     return dict(
@@ -50,4 +51,5 @@ def eval_overrides(
         batch_size=batch_size, seed=seed, data_dir=data_dir, device=device,
         precision=None if precision is None else parse_enum(Precision, precision, "precision"),
         results_dir=results_dir, download=download or None, verify_checksums=verify_checksums,
+        compile=compile,
     )

@@ -1,0 +1,273 @@
+"""PGD-20 (cross-entropy, eps 8/255, step 2/255): wmrbench's engine against its peers on the same
+model, batch and device.
+
+Peers: torchattacks.PGD; AutoAttack's APGD-CE with 20 iterations (pyautoattack); and a plain
+fp32 loop written the way the TRADES/MART authors' evaluation scripts are (``loss.backward()``
+through the weights, projection by clamping the perturbation). Models: ResNet-18 on
+CIFAR-10-shaped random inputs and SmallCNN on MNIST-shaped ones, with freshly initialised
+weights; the labels are the model's own clean predictions, so every point starts correctly
+classified and every attack (APGD skips misclassified points) works on all of them.
+
+Exactness: from the zero start, wmrbench and torchattacks must find the same points. Both are
+run in fp32 and in float64 on a power-of-two batch (torchattacks averages the loss, wmrbench
+sums it: a power-of-two factor scales every gradient exactly); the table shows max |diff| of
+x_adv, the fraction of coordinates that differ, and both robust accuracies.
+
+    python benchmarks/attack.py --quick            # CPU, < 2 minutes on 2 cores
+    python benchmarks/attack.py                    # GPU: 10,000 images per model
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from _common import (
+    alternate, command_line, environment, median, parser, print_table, resolve_device, timed,
+    write_result,
+)
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wmrbench import engine
+from wmrbench.config import Start
+from wmrbench.models import create_model
+from wmrbench.runtime import prepare_input, prepare_model
+
+EPS, STEP, STEPS = 8 / 255, 2 / 255, 20
+SHAPES = {"resnet18": (3, 32, 32), "smallcnn": (1, 28, 28)}
+DATA = {"resnet18": "CIFAR-10-shaped", "smallcnn": "MNIST-shaped"}
+TORCHATTACKS = "torchattacks PGD fp32"
+
+
+@dataclass
+class Task:
+    arch: str
+    model: nn.Module  # fp32, NCHW: what a user's peer script gets
+    x: Tensor
+    y: Tensor
+    batch_size: int
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        n = len(self.y)
+        return [(lo, min(lo + self.batch_size, n)) for lo in range(0, n, self.batch_size)]
+
+
+def make_task(arch: str, n: int, batch_size: int, device: torch.device, seed: int = 0) -> Task:
+    torch.manual_seed(seed)
+    shape = SHAPES[arch]
+    model = create_model(arch, 10, shape[0]).to(device).eval()
+    for module in model.modules():
+        # SmallCNN starts with a zero last layer (TRADES' init): every input gradient would be 0.
+        if isinstance(module, nn.Linear) and not module.weight.any():
+            module.reset_parameters()
+    x = torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.no_grad():
+        y = torch.cat([model(x[lo:hi]).argmax(1) for lo, hi in Task(arch, model, x, x, batch_size).spans])
+    return Task(arch, model, x, y, batch_size)
+
+
+Attack = Callable[[Tensor, Tensor, Tensor], Tensor]  # (index, x, y) -> logits at x_adv
+
+
+def over_batches(task: Task, attack: Attack, spans: list[tuple[int, int]] | None = None) -> Tensor:
+    """Robust-correct count over the task's batches (a device tensor: no sync inside)."""
+    correct = torch.zeros((), dtype=torch.int64, device=task.x.device)
+    for lo, hi in spans or task.spans:
+        index = torch.arange(lo, hi, device=task.x.device)
+        logits = attack(index, task.x[lo:hi], task.y[lo:hi])
+        correct += (logits.argmax(1) == task.y[lo:hi]).sum()
+    return correct
+
+
+def wmrbench_attack(model: nn.Module, amp: torch.dtype | None, **fast: Any) -> Attack:
+    device = next(model.parameters()).device
+
+    def attack(index: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        result = engine.pgd(model, prepare_input(x, device), y, eps=EPS, step_size=STEP, steps=STEPS,
+                            start=Start.UNIFORM, index=index, seed=0, autocast_dtype=amp, **fast)
+        return result.logits
+
+    return attack
+
+
+def torchattacks_attack(model: nn.Module) -> Attack:
+    import torchattacks
+
+    pgd = torchattacks.PGD(model, eps=EPS, alpha=STEP, steps=STEPS, random_start=True)
+
+    def attack(index: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        x_adv = pgd(x, y)
+        with torch.no_grad():
+            return model(x_adv)
+
+    return attack
+
+
+def apgd_attack(model: nn.Module) -> Attack:
+    from pyautoattack.autopgd_base import APGDAttack
+
+    apgd = APGDAttack(model, n_iter=STEPS, norm="Linf", eps=EPS, loss="ce", n_restarts=1, seed=0,
+                      device=next(model.parameters()).device)
+
+    def attack(index: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        x_adv = apgd.perturb(x, y)
+        with torch.no_grad():
+            return model(x_adv)
+
+    return attack
+
+
+def authors_loop_attack(model: nn.Module) -> Attack:
+    """PGD as the authors' evaluation scripts write it: backward through the weights as well."""
+
+    def attack(index: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        x_adv = (x + torch.empty_like(x).uniform_(-EPS, EPS)).requires_grad_(True)
+        for _ in range(STEPS):
+            loss = F.cross_entropy(model(x_adv), y)
+            loss.backward()
+            x_next = x_adv.detach() + STEP * x_adv.grad.sign()
+            x_next = x + torch.clamp(x_next - x, -EPS, EPS)
+            x_adv = torch.clamp(x_next, 0.0, 1.0).requires_grad_(True)
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            return model(x_adv)
+
+    return attack
+
+
+def same_points(task: Task, n: int, dtype: torch.dtype) -> dict[str, Any]:
+    """wmrbench (eager) and torchattacks from the zero start, in ``dtype``, on n points."""
+    import torchattacks
+
+    model = copy.deepcopy(task.model).to(dtype)
+    x, y = task.x[:n].to(dtype), task.y[:n]
+    ours = engine.pgd(model, x, y, eps=EPS, step_size=STEP, steps=STEPS, start=Start.ZERO, cuda_graph=False)
+    x_peer = torchattacks.PGD(model, eps=EPS, alpha=STEP, steps=STEPS, random_start=False)(x, y)
+    with torch.no_grad():
+        acc_peer = (model(x_peer).argmax(1) == y).float().mean().item()
+    diff = (ours.x_adv - x_peer).abs()
+    return {
+        "model": task.arch, "dtype": str(dtype).replace("torch.", ""), "images": n,
+        "max |x_adv diff|": diff.max().item(),
+        "coords differing": (diff > 1e-6).float().mean().item(),
+        "robust acc wmrbench %": 100 * (ours.logits.argmax(1) == y).float().mean().item(),
+        "robust acc torchattacks %": 100 * acc_peer,
+    }
+
+
+def variants_for(task: Task, device: torch.device, compile_model: bool) -> dict[str, Attack]:
+    variants: dict[str, Attack] = {}
+    if device.type == "cuda":
+        fast_model = prepare_model(copy.deepcopy(task.model), device)  # channels_last, as evaluate does
+        variants["wmrbench bf16 (default)"] = wmrbench_attack(fast_model, torch.bfloat16)
+        variants["wmrbench fp32"] = wmrbench_attack(fast_model, None)
+        variants["wmrbench fp32, no CUDA graph"] = wmrbench_attack(fast_model, None, cuda_graph=False)
+        if compile_model:
+            variants["wmrbench bf16 + torch.compile"] = wmrbench_attack(fast_model, torch.bfloat16, compile_model=True)
+    else:
+        variants["wmrbench fp32 (default)"] = wmrbench_attack(task.model, None)
+    try:
+        variants[TORCHATTACKS] = torchattacks_attack(task.model)
+    except ImportError as exc:
+        print(f"  skipped torchattacks: {exc}")
+    try:
+        variants["AutoAttack APGD-CE fp32"] = apgd_attack(task.model)
+    except ImportError as exc:
+        print(f"  skipped APGD: {exc}")
+    variants["authors' loop fp32"] = authors_loop_attack(task.model)
+    return variants
+
+
+def batch_sweep(task: Task, device: torch.device, sizes: list[int]) -> list[dict[str, Any]]:
+    """Images/s of the default path by batch size (each size warmed up, then timed twice)."""
+    fast_model = prepare_model(copy.deepcopy(task.model), device)
+    attack = wmrbench_attack(fast_model, torch.bfloat16 if device.type == "cuda" else None)
+    rows = []
+    for size in sizes:
+        sized = Task(task.arch, task.model, task.x, task.y, size)
+        timed(lambda: over_batches(sized, attack, sized.spans[:1] + sized.spans[-1:]), device)
+        seconds = min(timed(lambda: over_batches(sized, attack), device)[0] for _ in range(2))
+        rows.append({"model": task.arch, "batch": size, "images": len(task.y), "seconds": seconds,
+                     "images/s": len(task.y) / seconds})
+    return rows
+
+
+def run_model(arch: str, n: int, batch_size: int, check_n: int, device: torch.device, repeats: int,
+              compile_model: bool, only: list[str] | None = None) -> dict[str, Any]:
+    print(f"{arch}: {n} {DATA[arch]} images, batch {batch_size}, PGD-{STEPS}", flush=True)
+    task = make_task(arch, n, batch_size, device)
+    variants = variants_for(task, device, compile_model)
+    if only:
+        variants = {k: v for k, v in variants.items() if any(k.startswith(prefix) for prefix in only)}
+    edge = task.spans[:1] + task.spans[-1:]  # warm-up: both batch shapes, so no capture is timed
+    runs = {name: (lambda a=a: over_batches(task, a)) for name, a in variants.items()}
+    warm = {name: (lambda a=a: over_batches(task, a, edge)) for name, a in variants.items()}
+    times, outputs = alternate(runs, repeats, device, warm)
+    peer = median(times[TORCHATTACKS]) if TORCHATTACKS in times else None
+    rows = []
+    for name, seconds in times.items():
+        t = median(seconds)
+        rows.append({
+            "model": arch, "variant": name, "batch": batch_size, "images": n, "median s": t,
+            "images/s": n / t, "speed-up vs torchattacks": (peer / t) if peer else None,
+            "robust acc %": 100 * outputs[name].item() / n,
+        })
+    checks = []
+    if TORCHATTACKS in variants:
+        dtypes = [torch.float32, torch.float64]
+        checks = [same_points(task, check_n, dtype) for dtype in dtypes]
+    return {"rows": rows, "times": times, "checks": checks}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = parser("attack", __doc__.splitlines()[0])
+    p.add_argument("--arch", action="append", choices=sorted(SHAPES), help="model(s) (default both)")
+    p.add_argument("--n", type=int, default=None, help="images per model (default: 10,000 on CUDA; quick 4 / 32 on CPU)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch for every variant (default 1000 on CUDA)")
+    p.add_argument("--compile", action="store_true", help="also time wmrbench with torch.compile (CUDA)")
+    p.add_argument("--only", default=None, help="comma-separated variant-name prefixes to run (default all)")
+    p.add_argument("--batch-sweep", default=None, help="comma-separated batch sizes to time the default path at, or none (CUDA default 256,512,1000,2000)")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    repeats = args.repeats or 5
+    cuda = device.type == "cuda"
+    sizes = {  # (n, batch, exactness-check n) per arch
+        "resnet18": (10000, 1000, 512) if cuda else ((4, 4, 4) if args.quick else (32, 32, 16)),
+        "smallcnn": (10000, 1000, 512) if cuda else ((32, 32, 32) if args.quick else (512, 256, 128)),
+    }
+    results: dict[str, Any] = {"rows": [], "checks": [], "times": {}, "batch_sweep": []}
+    for arch in args.arch or ["resnet18", "smallcnn"]:
+        n, batch, check_n = sizes[arch]
+        n, batch = args.n or n, args.batch_size or batch
+        only = [v.strip() for v in args.only.split(",")] if args.only else None
+        out = run_model(arch, n, batch, min(check_n, n), device, repeats, args.compile, only)
+        results["rows"] += out["rows"]
+        results["checks"] += out["checks"]
+        results["times"][arch] = out["times"]
+        sweep = args.batch_sweep if args.batch_sweep is not None else ("256,512,1000,2000" if cuda and not args.quick else "")
+        if sweep and sweep != "none" and arch == "resnet18":
+            results["batch_sweep"] += batch_sweep(make_task(arch, n, batch, device), device, [int(s) for s in sweep.split(",")])
+    env = environment(device)
+    tables = [print_table(results["rows"], f"PGD-{STEPS} on {env['device']} (median of {repeats} alternating runs)")]
+    if results["checks"]:
+        tables.append(print_table(results["checks"], "Same start (zero), same points? wmrbench vs torchattacks"))
+    if results["batch_sweep"]:
+        tables.append(print_table(results["batch_sweep"], "wmrbench default path by batch size"))
+    payload = {
+        "benchmark": "attack", "command": command_line(), "environment": env,
+        "settings": {"eps": EPS, "step_size": STEP, "steps": STEPS, "repeats": repeats, "quick": args.quick,
+                     "start": "uniform (exactness check: zero)", "loss": "ce"},
+        **results, "tables": tables,
+    }
+    write_result(args, "attack", payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""The engine's fast paths (bf16 autocast, torch.compile, CUDA graphs, padded evaluation batches)
+give what the plain eager path gives.
+
+CPU tests run everywhere; tests that need CUDA skip with the reason printed. Float comparisons:
+an attack takes the *sign* of the gradient, so a different but equally valid rounding (another
+kernel, bf16) can flip a coordinate whose gradient is ~0 and move it by 2 * step_size from then
+on. Paths that run the same kernels must agree exactly; the others are compared by how few
+coordinates differ and by the accuracy they give.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wmrbench import engine
+from wmrbench.config import AttackConfig, DatasetName, EvalConfig, InnerLoss, Precision, Start
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CUDA graphs, GPU kernels)")
+
+EPS, STEP, STEPS = 0.3, 0.01, 10
+
+
+def mnist_batch(mnist_test, n=64, offset=0):
+    index = torch.arange(offset, offset + n)
+    return index, mnist_test.images(index), mnist_test.y[index]
+
+
+def robust_accuracy(result, y):
+    return (result.logits.argmax(1) == y).float().mean().item()
+
+
+def differing(a, b, tol=1e-6):
+    """Fraction of coordinates that differ by more than tol."""
+    return ((a - b).abs() > tol).float().mean().item()
+
+
+# --- CPU: padded evaluation batches -------------------------------------------------------------
+
+
+def eval_config(batch_size, device="cpu", precision=Precision.FP32):
+    return EvalConfig(
+        dataset=DatasetName.DIGITS, attack=AttackConfig(eps=0.1, step_size=0.02, steps=5),
+        alpha_test=(0.0, 2.0), n_examples=None, batch_size=batch_size, seed=0, data_dir="",
+        device=device, precision=precision, results_dir="", run="t",
+    )
+
+
+def test_padded_last_batch_changes_no_result(digits_model, digits_test):
+    """50 examples in batches of 32 (last batch padded from 18 to 32) = one batch of 50."""
+    from wmrbench.evaluation import evaluate_model
+
+    data = digits_test.subset(50)
+    padded = evaluate_model(digits_model, data, eval_config(32), show_progress=False)
+    whole = evaluate_model(digits_model, data, eval_config(50), show_progress=False)
+    assert len(padded) == 50 and padded["index"].tolist() == list(range(50))
+    assert padded.equals(whole)
+
+
+# --- CPU: float64 passes through (used by the benchmark's exactness check) ----------------------
+
+
+def test_float64_model_is_attacked_in_float64(digits_model, digits_test):
+    model = digits_model.double()
+    index = torch.arange(32)
+    x, y = digits_test.images(index).double(), digits_test.y[index]
+    result = engine.pgd(model, x, y, eps=0.1, step_size=0.02, steps=5, start=Start.ZERO)
+    assert result.logits.dtype == torch.float64 and result.x_adv.dtype == torch.float64
+    x_adv = x.clone()  # the same attack written out: sum CE, signed step, projection
+    for _ in range(5):
+        x_adv.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(x_adv), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + 0.02 * grad.sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    assert torch.equal(result.x_adv, x_adv)
+
+
+# --- CPU: bf16 autocast -------------------------------------------------------------------------
+
+
+def test_bf16_autocast_attack_matches_fp32(mnist_model, mnist_test):
+    index, x, y = mnist_batch(mnist_test, 128)
+    common = dict(eps=EPS, step_size=STEP, steps=STEPS, index=index, seed=0)
+    fp32 = engine.pgd(mnist_model, x, y, **common)
+    bf16 = engine.pgd(mnist_model, x, y, autocast_dtype=torch.bfloat16, **common)
+    assert bf16.logits.dtype == torch.float32  # upcast before the loss and the margin
+    assert (bf16.x_adv - x).abs().max() <= EPS + 1e-6 and 0 <= bf16.x_adv.min() and bf16.x_adv.max() <= 1
+    # A weaker or stronger attack would move the accuracy; bf16 rounding moves it by a few examples.
+    assert abs(robust_accuracy(bf16, y) - robust_accuracy(fp32, y)) <= 3 / 128
+    assert (bf16.margin - fp32.margin).abs().mean() < 0.05
+
+
+def test_bf16_alpha_zero_is_still_bit_identical_to_plain(mnist_model, mnist_test):
+    index, x, y = mnist_batch(mnist_test, 32)
+    common = dict(eps=EPS, step_size=STEP, steps=5, index=index, seed=2, autocast_dtype=torch.bfloat16)
+    plain = engine.pgd(mnist_model, x, y, alpha=None, **common)
+    weighted = engine.pgd(mnist_model, x, y, alpha=torch.zeros(len(y)), **common)
+    assert torch.equal(plain.x_adv, weighted.x_adv) and torch.equal(plain.margin, weighted.margin)
+
+
+# --- CPU: torch.compile -------------------------------------------------------------------------
+
+
+def test_compiled_attack_matches_eager(digits_model, digits_test):
+    index = torch.arange(64)
+    x, y = digits_test.images(index), digits_test.y[index]
+    natural = engine.predict(digits_model, x)
+    alpha = torch.tensor([0.0, 2.0]).repeat_interleave(32)
+    for loss in (InnerLoss.CE, InnerLoss.KL):
+        common = dict(eps=0.1, step_size=0.02, steps=5, alpha=alpha, loss=loss, index=index,
+                      natural_logits=natural)
+        eager = engine.pgd(digits_model, x, y, **common)
+        compiled = engine.pgd(digits_model, x, y, compile_model=True, **common)
+        assert differing(compiled.x_adv, eager.x_adv) < 0.01
+        assert robust_accuracy(compiled, y) == robust_accuracy(eager, y)
+        assert torch.allclose(compiled.margin, eager.margin, atol=0.05)
+    assert digits_model.training is False and all(p.requires_grad for p in digits_model.parameters())
+
+
+# --- CUDA: graphs, bf16 + channels_last, evaluation on the GPU ----------------------------------
+
+
+@pytest.fixture
+def cuda_mnist(mnist_model, mnist_test):
+    from wmrbench.runtime import prepare_model
+
+    return prepare_model(mnist_model, torch.device("cuda")), mnist_test
+
+
+@needs_cuda
+@pytest.mark.parametrize("amp", [None, torch.bfloat16])
+@pytest.mark.parametrize("loss", list(InnerLoss))
+def test_cuda_graph_matches_eager(cuda_mnist, amp, loss):
+    model, data = cuda_mnist
+    index, x, y = (t.cuda() for t in mnist_batch(data, 256))
+    natural = engine.predict(model, x, amp)
+    alpha = torch.tensor([0.0, 1.0, 2.0, 4.0], device="cuda").repeat_interleave(64)
+    common = dict(eps=EPS, step_size=STEP, steps=STEPS, alpha=alpha, loss=loss, index=index,
+                  natural_logits=natural, autocast_dtype=amp, start=Start.NORMAL)
+    eager = engine.pgd(model, x, y, cuda_graph=False, **common)
+    first = engine.pgd(model, x, y, cuda_graph=True, **common)  # warm-up steps + capture
+    again = engine.pgd(model, x, y, cuda_graph=True, **common)  # replays only
+    for graphed in (first, again):
+        print(f"graph vs eager ({amp}, {loss.value}): differing coords {differing(graphed.x_adv, eager.x_adv):.2e}")
+        assert differing(graphed.x_adv, eager.x_adv) < 1e-3
+        assert abs(robust_accuracy(graphed, y) - robust_accuracy(eager, y)) <= 1 / 256
+    # The replayed graph reads new inputs: another batch agrees with its eager attack too.
+    index2, x2, y2 = (t.cuda() for t in mnist_batch(data, 256, offset=256))
+    common.update(index=index2, natural_logits=engine.predict(model, x2, amp))
+    other_eager = engine.pgd(model, x2, y2, cuda_graph=False, **common)
+    other_graph = engine.pgd(model, x2, y2, cuda_graph=True, **common)
+    assert differing(other_graph.x_adv, other_eager.x_adv) < 1e-3
+
+
+@needs_cuda
+def test_cuda_graph_reads_weights_in_place(cuda_mnist):
+    """An optimizer updates weights in place: a cached graph must see the new values."""
+    model, data = cuda_mnist
+    index, x, y = (t.cuda() for t in mnist_batch(data, 128))
+    common = dict(eps=EPS, step_size=STEP, steps=STEPS, index=index)
+    engine.pgd(model, x, y, cuda_graph=True, **common)  # capture with the old weights
+    with torch.no_grad():
+        model.classifier.fc3.weight.mul_(-1.0)  # in place: same storage, new values
+    eager = engine.pgd(model, x, y, cuda_graph=False, **common)
+    graphed = engine.pgd(model, x, y, cuda_graph=True, **common)
+    assert differing(graphed.x_adv, eager.x_adv) < 1e-3
+    assert torch.allclose(graphed.margin, eager.margin, atol=1e-3)
+
+
+@needs_cuda
+def test_cuda_graph_restarts_and_alpha_zero(cuda_mnist):
+    model, data = cuda_mnist
+    index, x, y = (t.cuda() for t in mnist_batch(data, 128))
+    common = dict(eps=EPS, step_size=0.05, steps=5, index=index, restarts=3, cuda_graph=True)
+    plain = engine.pgd(model, x, y, alpha=None, **common)
+    zero = engine.pgd(model, x, y, alpha=torch.zeros(128, device="cuda"), **common)
+    one = engine.pgd(model, x, y, alpha=None, **{**common, "restarts": 1})
+    assert torch.all(plain.margin <= one.margin)
+    assert differing(plain.x_adv, zero.x_adv) < 1e-3
+
+
+@needs_cuda
+def test_compiled_and_graphed_attack_matches_eager_on_cuda(cuda_mnist):
+    model, data = cuda_mnist
+    index, x, y = (t.cuda() for t in mnist_batch(data, 256))
+    common = dict(eps=EPS, step_size=STEP, steps=STEPS, alpha=2.0, index=index, autocast_dtype=torch.bfloat16)
+    eager = engine.pgd(model, x, y, cuda_graph=False, **common)
+    fast = engine.pgd(model, x, y, cuda_graph=True, compile_model=True, **common)
+    print(f"compile+graph vs eager (bf16): differing coords {differing(fast.x_adv, eager.x_adv):.2e}")
+    assert differing(fast.x_adv, eager.x_adv) < 0.02
+    assert abs(robust_accuracy(fast, y) - robust_accuracy(eager, y)) <= 3 / 256
+
+
+@needs_cuda
+def test_gpu_evaluation_matches_cpu(mnist_model, mnist_test):
+    """The whole evaluation on CUDA (graphs, padded batches) against the CPU reference path."""
+    from wmrbench.evaluation import evaluate_model
+    from wmrbench.metrics import compute_metrics
+
+    cfg = dict(dataset=DatasetName.MNIST, attack=AttackConfig(eps=EPS, step_size=STEP, steps=20),
+               alpha_test=(0.0, 2.0), n_examples=300, batch_size=128, seed=0, data_dir="",
+               results_dir="", run="t")
+    data = mnist_test.subset(300)
+    cpu = compute_metrics(evaluate_model(mnist_model.cpu(), data, EvalConfig(device="cpu", precision=Precision.FP32, **cfg), show_progress=False))
+    for precision in (Precision.FP32, Precision.BF16):
+        gpu = compute_metrics(evaluate_model(mnist_model, data, EvalConfig(device="cuda", precision=precision, **cfg), show_progress=False))
+        print(f"A_rob cpu fp32 {cpu['A_rob']} cuda {precision.value} {gpu['A_rob']}")
+        assert gpu["A_sa"]["0"] == gpu["A_rob"]
+        # A_tr(0) comes from the stacked batch (another shape, so maybe other GPU kernels): exact
+        # on the CPU path, equal up to a rare rounding flip here.
+        assert abs(gpu["A_tr"]["0"] - gpu["A_rob"]) <= 0.34
+        assert abs(gpu["A_rob"] - cpu["A_rob"]) <= 1.0  # percentage points
+        assert abs(gpu["A_nat"] - cpu["A_nat"]) <= 0.34
