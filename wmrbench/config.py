@@ -358,27 +358,30 @@ def attack_from_dict(d: dict[str, Any]) -> AttackConfig:
     )
 
 
-def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Inverse of to_jsonable for TrainConfig (checkpoints store their config as plain values)."""
+def _from_dict(cls: type[Any], d: dict[str, Any], **convert: Any) -> Any:
+    """Inverse of to_jsonable for a config dataclass; fields it does not know are ignored, so a
+    file written by a newer version still loads."""
     values = dict(d)
-    values["dataset"] = DatasetName(values["dataset"])
-    values["defense"] = Defense(values["defense"])
-    values["precision"] = Precision(values["precision"])
-    values["attack"] = attack_from_dict(values["attack"])
-    values["milestones"] = tuple(int(m) for m in values["milestones"])
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
+    for key, fn in convert.items():
+        values[key] = fn(values[key])
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from plain values (checkpoints store their config that way)."""
+    return _from_dict(
+        TrainConfig, d, dataset=DatasetName, defense=Defense, precision=Precision, attack=attack_from_dict,
+        milestones=lambda ms: tuple(int(m) for m in ms),
+    )
 
 
 def eval_config_from_dict(d: dict[str, Any]) -> EvalConfig:
-    """Inverse of to_jsonable for EvalConfig (adversarial files store the config they ran)."""
-    values = dict(d)
-    values["dataset"] = DatasetName(values["dataset"])
-    values["precision"] = Precision(values["precision"])
-    values["attack"] = attack_from_dict(values["attack"])
-    values["alpha_test"] = tuple(float(a) for a in values["alpha_test"])
-    known = {f.name for f in dataclasses.fields(EvalConfig)}
-    return EvalConfig(**{k: v for k, v in values.items() if k in known})
+    """EvalConfig from plain values (adversarial files store the config they ran)."""
+    return _from_dict(
+        EvalConfig, d, dataset=DatasetName, precision=Precision, attack=attack_from_dict,
+        alpha_test=lambda alphas: tuple(float(a) for a in alphas),
+    )
 
 
 __all__ = [
