@@ -113,7 +113,10 @@ def run_attack(
     run = run or source.default_run()
     loaded = load_source(source, dataset, run)
     cfg = build_eval_config(loaded.dataset, run, overrides)
-    data = load_split(cfg.dataset, cfg.data_dir, train=split is Split.TRAIN).subset(cfg.n_examples)
+    data = load_split(
+        cfg.dataset, cfg.data_dir, train=split is Split.TRAIN, download=cfg.download,
+        verify_checksums=cfg.verify_checksums,
+    ).subset(cfg.n_examples)
     check_model_fits(loaded.model, data, loaded.info.get("name", "the model"))
     path = Path(output) if output else Path(cfg.results_dir) / run / "adversarial.pt"
     cols = collect(loaded.model, data, cfg, _attack_points, show_progress)

@@ -21,6 +21,9 @@ def attack(
     dataset: o.Dataset = None,
     split: Annotated[str, typer.Option(help="test | train: the split to attack.")] = "test",
     data_dir: o.DataDir = None,
+    download: o.Download = False,
+    verify_checksums: o.VerifyChecksums = None,
+    compile: o.Compile = None,
     eps: o.Eps = None,
     step_size: o.StepSize = None,
     steps: o.Steps = None,
@@ -47,7 +50,8 @@ def attack(
 
     with user_errors():
         overrides = o.eval_overrides(eps, step_size, steps, restarts, start, alpha_test, n_examples,
-                                     batch_size, seed, data_dir, device, precision, results_dir)
+                                     batch_size, seed, data_dir, device, precision, results_dir,
+                                     download, verify_checksums, compile)
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir)
         if len(sources) > 1:
             raise WmrbenchError("attack takes one model: give one --model-id")
