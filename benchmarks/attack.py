@@ -1,4 +1,4 @@
-"""PGD-20 (cross-entropy, eps 8/255, step 2/255): wmrbench's engine against its peers on the same
+"""PGD-20 (cross-entropy, eps 8/255, step 2/255): wmrbench.attacks.pgd against its peers on the same
 model, batch and device.
 
 Peers: torchattacks.PGD; AutoAttack's APGD-CE with 20 iterations (pyautoattack); and a plain
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmrbench import engine
-from wmrbench.config import Start
+from wmrbench import attacks
+from wmrbench.config import AttackConfig, Precision, Start
 from wmrbench.models import create_model
 from wmrbench.runtime import prepare_input, prepare_model
 
@@ -85,12 +85,13 @@ def over_batches(task: Task, attack: Attack, spans: list[tuple[int, int]] | None
     return correct
 
 
-def wmrbench_attack(model: nn.Module, amp: torch.dtype | None, **fast: Any) -> Attack:
+def wmrbench_attack(model: nn.Module, precision: Precision | str, **fast: Any) -> Attack:
     device = next(model.parameters()).device
+    config = AttackConfig(eps=EPS, step_size=STEP, steps=STEPS, start=Start.UNIFORM)
 
     def attack(index: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        result = engine.pgd(model, prepare_input(x, device), y, eps=EPS, step_size=STEP, steps=STEPS,
-                            start=Start.UNIFORM, index=index, seed=0, autocast_dtype=amp, **fast)
+        result = attacks.pgd(model, prepare_input(x, device), y, config, index=index, seed=0,
+                             precision=precision, **fast)
         return result.logits
 
     return attack
@@ -147,7 +148,8 @@ def same_points(task: Task, n: int, dtype: torch.dtype) -> dict[str, Any]:
 
     model = copy.deepcopy(task.model).to(dtype)
     x, y = task.x[:n].to(dtype), task.y[:n]
-    ours = engine.pgd(model, x, y, eps=EPS, step_size=STEP, steps=STEPS, start=Start.ZERO, cuda_graph=False)
+    ours = attacks.pgd(model, x, y, AttackConfig(eps=EPS, step_size=STEP, steps=STEPS, start=Start.ZERO),
+                       cuda_graph=False)
     x_peer = torchattacks.PGD(model, eps=EPS, alpha=STEP, steps=STEPS, random_start=False)(x, y)
     with torch.no_grad():
         acc_peer = (model(x_peer).argmax(1) == y).float().mean().item()
@@ -165,13 +167,13 @@ def variants_for(task: Task, device: torch.device, compile_model: bool) -> dict[
     variants: dict[str, Attack] = {}
     if device.type == "cuda":
         fast_model = prepare_model(copy.deepcopy(task.model), device)  # channels_last, as evaluate does
-        variants["wmrbench bf16 (default)"] = wmrbench_attack(fast_model, torch.bfloat16)
-        variants["wmrbench fp32"] = wmrbench_attack(fast_model, None)
-        variants["wmrbench fp32, no CUDA graph"] = wmrbench_attack(fast_model, None, cuda_graph=False)
+        variants["wmrbench bf16 (default)"] = wmrbench_attack(fast_model, "bf16")
+        variants["wmrbench fp32"] = wmrbench_attack(fast_model, "fp32")
+        variants["wmrbench fp32, no CUDA graph"] = wmrbench_attack(fast_model, "fp32", cuda_graph=False)
         if compile_model:
-            variants["wmrbench bf16 + torch.compile"] = wmrbench_attack(fast_model, torch.bfloat16, compile_model=True)
+            variants["wmrbench bf16 + torch.compile"] = wmrbench_attack(fast_model, "bf16", compile_model=True)
     else:
-        variants["wmrbench fp32 (default)"] = wmrbench_attack(task.model, None)
+        variants["wmrbench fp32 (default)"] = wmrbench_attack(task.model, "fp32")
     try:
         variants[TORCHATTACKS] = torchattacks_attack(task.model)
     except ImportError as exc:
@@ -187,7 +189,7 @@ def variants_for(task: Task, device: torch.device, compile_model: bool) -> dict[
 def batch_sweep(task: Task, device: torch.device, sizes: list[int]) -> list[dict[str, Any]]:
     """Images/s of the default path by batch size (each size warmed up, then timed twice)."""
     fast_model = prepare_model(copy.deepcopy(task.model), device)
-    attack = wmrbench_attack(fast_model, torch.bfloat16 if device.type == "cuda" else None)
+    attack = wmrbench_attack(fast_model, "bf16" if device.type == "cuda" else "fp32")
     rows = []
     for size in sizes:
         sized = Task(task.arch, task.model, task.x, task.y, size)

@@ -1,5 +1,5 @@
 """How far the PGD-20 attack is from the hardware: FLOPs per attacked image, counted with
-torch.utils.flop_counter.FlopCounterMode over the engine's own attack (forward + input-gradient
+torch.utils.flop_counter.FlopCounterMode over wmrbench.attacks' own attack (forward + input-gradient
 backward per step, plus the final forward), divided by the measured time -> achieved FLOP/s,
 compared with large bf16 / fp32 matrix products measured in the same run.
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from wmrbench import engine
+from wmrbench.attacks import attack_mode
 from wmrbench.runtime import prepare_model
 
 from attack import DATA, EPS, STEP, STEPS, TORCHATTACKS, make_task, over_batches, torchattacks_attack, wmrbench_attack
@@ -30,13 +30,13 @@ from attack import DATA, EPS, STEP, STEPS, TORCHATTACKS, make_task, over_batches
 def attack_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(FLOPs per image for one PGD step, FLOPs per image for the whole PGD-20 attack).
 
-    One step is the engine's step: a forward and a backward to the input, in attack mode
+    One step is wmrbench.attacks.pgd's step: a forward and a backward to the input, in attack mode
     (parameters frozen). Written with ``backward`` here because FlopCounterMode's module
-    tracker does not support ``torch.autograd.grad``, which the engine uses; the work is the same.
+    tracker does not support ``torch.autograd.grad``, which the attack uses; the work is the same.
     """
     model = copy.deepcopy(model).cpu().float()
     x, y = x.cpu().float(), y.cpu()
-    with engine.attack_mode(model):
+    with attack_mode(model):
         with FlopCounterMode(display=False) as counter:
             x_adv = x.clone().requires_grad_(True)
             F.cross_entropy(model(x_adv), y, reduction="sum").backward()
@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         paths = {}
         if cuda:
             fast_model = prepare_model(copy.deepcopy(task.model), device)
-            paths["wmrbench bf16 (default)"] = ("bf16 matmul", wmrbench_attack(fast_model, torch.bfloat16))
-            paths["wmrbench fp32"] = ("tf32 matmul", wmrbench_attack(fast_model, None))
+            paths["wmrbench bf16 (default)"] = ("bf16 matmul", wmrbench_attack(fast_model, "bf16"))
+            paths["wmrbench fp32"] = ("tf32 matmul", wmrbench_attack(fast_model, "fp32"))
             if args.compile:
                 paths["wmrbench bf16 + torch.compile"] = (
-                    "bf16 matmul", wmrbench_attack(fast_model, torch.bfloat16, compile_model=True))
+                    "bf16 matmul", wmrbench_attack(fast_model, "bf16", compile_model=True))
         else:
-            paths["wmrbench fp32 (default)"] = ("fp32 matmul", wmrbench_attack(task.model, None))
+            paths["wmrbench fp32 (default)"] = ("fp32 matmul", wmrbench_attack(task.model, "fp32"))
         try:
             paths[TORCHATTACKS] = ("tf32 matmul" if cuda else "fp32 matmul", torchattacks_attack(task.model))
         except ImportError as exc:

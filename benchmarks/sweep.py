@@ -1,4 +1,4 @@
-"""A_tr for three alpha_test values: one engine.pgd call on the batch stacked three times, each
+"""A_tr for three alpha_test values: one attacks.pgd call on the batch stacked three times, each
 copy with its alpha (a per-example alpha tensor), against three sequential calls.
 
 Starts are keyed on (seed, example index), so both must give the same points; the table shows
@@ -18,8 +18,8 @@ from _common import alternate, command_line, environment, median, parser, print_
 import torch
 from torch import Tensor
 
-from wmrbench import engine
-from wmrbench.config import Start
+from wmrbench import attacks
+from wmrbench.config import AttackConfig, Start
 from wmrbench.runtime import prepare_input, prepare_model
 
 from attack import DATA, EPS, STEP, STEPS, Task, make_task
@@ -27,7 +27,7 @@ from attack import DATA, EPS, STEP, STEPS, Task, make_task
 ALPHAS = (1.0, 1.5, 2.0)
 
 
-def run(task: Task, amp: torch.dtype | None, stacked: bool) -> tuple[Tensor, Tensor]:
+def run(task: Task, precision: str, stacked: bool) -> tuple[Tensor, Tensor]:
     """Weighted PGD for every alpha over the task -> (x_adv, margin), alpha-major."""
     device = task.x.device
     k = len(ALPHAS)
@@ -36,17 +36,18 @@ def run(task: Task, amp: torch.dtype | None, stacked: bool) -> tuple[Tensor, Ten
     for lo, hi in task.spans:
         index = torch.arange(lo, hi, device=device)
         x, y = prepare_input(task.x[lo:hi], device), task.y[lo:hi]
-        common = dict(eps=EPS, step_size=STEP, steps=STEPS, start=Start.UNIFORM, seed=0, autocast_dtype=amp)
+        attack = AttackConfig(eps=EPS, step_size=STEP, steps=STEPS, start=Start.UNIFORM)
+        common = dict(seed=0, precision=precision)
         if stacked:
             n = hi - lo
             alpha = torch.tensor(ALPHAS, device=device).repeat_interleave(n)
-            r = engine.pgd(task.model, x.repeat(k, 1, 1, 1), y.repeat(k), alpha=alpha, index=index.repeat(k), **common)
+            r = attacks.pgd(task.model, x.repeat(k, 1, 1, 1), y.repeat(k), attack, alpha=alpha, index=index.repeat(k), **common)
             for j in range(k):
                 xs[j].append(r.x_adv[j * n:(j + 1) * n])
                 margins[j].append(r.margin[j * n:(j + 1) * n])
         else:
             for j, a in enumerate(ALPHAS):
-                r = engine.pgd(task.model, x, y, alpha=a, index=index, **common)
+                r = attacks.pgd(task.model, x, y, attack, alpha=a, index=index, **common)
                 xs[j].append(r.x_adv)
                 margins[j].append(r.margin)
     return torch.cat([torch.cat(v) for v in xs]), torch.cat([torch.cat(v) for v in margins])
@@ -65,13 +66,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.arch == "smallcnn" and not cuda:
         n, batch = (64, 64) if args.quick else (512, 256)
     task = make_task(args.arch, args.n or n, args.batch_size or batch, device)
-    amp = torch.bfloat16 if cuda else None
+    precision = "bf16" if cuda else "fp32"
     if cuda:
         task = Task(task.arch, prepare_model(copy.deepcopy(task.model), device), task.x, task.y, task.batch_size)
     n = len(task.y)
     print(f"{args.arch}: {n} {DATA[args.arch]} images, batch {task.batch_size} x {len(ALPHAS)} alphas, PGD-{STEPS}", flush=True)
     times, outputs = alternate(
-        {"stacked (one call)": lambda: run(task, amp, True), "sequential (3 calls)": lambda: run(task, amp, False)},
+        {"stacked (one call)": lambda: run(task, precision, True), "sequential (3 calls)": lambda: run(task, precision, False)},
         repeats, device,
     )
     (x_st, m_st), (x_seq, m_seq) = outputs["stacked (one call)"], outputs["sequential (3 calls)"]
@@ -86,11 +87,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "coords differing": ((x_st - x_seq).abs() > 1e-6).float().mean().item(),
         "max |margin diff|": (m_st - m_seq).abs().max().item(),
     }
-    tables = [print_table(rows, f"A_tr sweep, alphas {ALPHAS}, on {env['device']} ({'bf16' if amp else 'fp32'}, median of {repeats} alternating runs)"),
+    tables = [print_table(rows, f"A_tr sweep, alphas {ALPHAS}, on {env['device']} ({precision}, median of {repeats} alternating runs)"),
               print_table([check], "stacked == sequential?")]
     payload = {
         "benchmark": "sweep", "command": command_line(), "environment": env,
-        "settings": {"eps": EPS, "step_size": STEP, "steps": STEPS, "alphas": ALPHAS, "precision": "bf16" if amp else "fp32",
+        "settings": {"eps": EPS, "step_size": STEP, "steps": STEPS, "alphas": ALPHAS, "precision": precision,
                      "repeats": repeats, "quick": args.quick},
         "rows": rows, "check": check, "times": times, "tables": tables,
     }

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from wmrbench.config import PRESETS, DatasetName, Defense, Precision, TrainConfig, build_train_config
 from wmrbench.data import ImageSet, batches
 from wmrbench.models import create_model
-from wmrbench.runtime import autocast_dtype, prepare_input, prepare_model
+from wmrbench.runtime import prepare_input, prepare_model
 from wmrbench.training import train_step
 
 CIFAR_EPOCH = 50_000
@@ -58,7 +58,6 @@ def wmrbench_epoch(model: nn.Module, data: ImageSet, cfg: TrainConfig, device: t
     """The loop of training._train_epoch: train_step, backward, step; sums stay on the device."""
     model = prepare_model(model, device)
     optimizer = sgd(model)
-    amp = autocast_dtype(cfg.precision, device)
     shuffle = torch.Generator().manual_seed(0)
     attack_rng = torch.Generator(device=device).manual_seed(1)
 
@@ -70,7 +69,7 @@ def wmrbench_epoch(model: nn.Module, data: ImageSet, cfg: TrainConfig, device: t
         for step, (_, x, y) in enumerate(batches(data, cfg.batch_size, order)):
             if limit is not None and step == limit:
                 break
-            objective, adv_margin = train_step(model, prepare_input(x, device), y, cfg, attack_rng, amp)
+            objective, adv_margin = train_step(model, prepare_input(x, device), y, cfg, attack_rng, cfg.precision)
             optimizer.zero_grad(set_to_none=True)
             objective.loss.backward()
             optimizer.step()

@@ -27,9 +27,9 @@ def require_mnist() -> None:
 @pytest.fixture
 def mnist_model():
     require_mnist()
-    from wmrbench.models.sources import load_model_from_checkpoint
+    from wmrbench.models.checkpoint import load_model_from_checkpoint
 
-    model, _ = load_model_from_checkpoint(MNIST_CHECKPOINT, "smallcnn", 10, 1)
+    model = load_model_from_checkpoint(MNIST_CHECKPOINT, "smallcnn", 10, 1)
     return model.eval()
 
 
@@ -60,7 +60,8 @@ def digits_test():
 
 
 from wmrbench.cli.app import app
-from wmrbench.config import DatasetName, Defense, build_train_config
+from wmrbench.config import DatasetName, Defense
+from wmrbench.presets import train_config
 from wmrbench.training import fit
 
 # A ResNet-18 entry of RobustBench's cifar10/Linf zoo: a small architecture keeps CPU time low.
@@ -78,7 +79,7 @@ def digits_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("digits-checkpoints")
     runs = {}
     for alpha in (0.0, 2.0):
-        cfg = build_train_config(
+        cfg = train_config(
             DatasetName.DIGITS, Defense.TRADES, run=f"trades-a{alpha:g}", alpha_train=alpha, epochs=2,
             steps=2, milestones=(), checkpoint_dir=str(root), device="cpu", seed=0,
         )

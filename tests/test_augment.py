@@ -12,7 +12,7 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 
-from wmrbench.augment import PADDING, CropFlip, apply_crop_flip, draw_crop_flip, random_crop_flip
+from wmrbench.data.augment import PADDING, CropFlip, apply_crop_flip, draw_crop_flip, random_crop_flip
 
 
 def _torchvision_reference(x: torch.Tensor, draws: CropFlip, padding: int) -> torch.Tensor:

@@ -26,8 +26,9 @@ from typer.testing import CliRunner
 
 from wmrbench import distributed
 from wmrbench.cli.app import app
-from wmrbench.config import DatasetName, Defense, build_train_config
-from wmrbench.models.sources import read_checkpoint
+from wmrbench.config import DatasetName, Defense
+from wmrbench.presets import train_config
+from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.training import fit, stream_seed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,8 +194,8 @@ def test_stream_seeds_depend_on_seed_epoch_rank_and_stream() -> None:
 def test_one_process_resume_is_exact(tmp_path: Path) -> None:
     """Stopping after one epoch and resuming equals running both epochs (one process)."""
     common = dict(epochs=2, steps=1, batch_size=256, device="cpu", checkpoint_dir=str(tmp_path))
-    whole = build_train_config(DatasetName.DIGITS, Defense.PGD, run="whole", **common)
-    parts = build_train_config(DatasetName.DIGITS, Defense.PGD, run="parts", **common)
+    whole = train_config(DatasetName.DIGITS, Defense.PGD, run="whole", **common)
+    parts = train_config(DatasetName.DIGITS, Defense.PGD, run="parts", **common)
     fit(whole, show_progress=False)
     fit(parts, stop_after_epochs=1, show_progress=False)
     assert read_checkpoint(tmp_path / "parts" / "last.pt")["epoch"] == 1

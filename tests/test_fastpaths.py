@@ -1,5 +1,5 @@
-"""The engine's fast paths (bf16 autocast, torch.compile, CUDA graphs, padded evaluation batches)
-give what the plain eager path gives.
+"""The fast paths of wmrbench.attacks (bf16 autocast, torch.compile, CUDA graphs) and of evaluation
+(padded batches) give what the plain eager path gives.
 
 CPU tests run everywhere; tests that need CUDA skip with the reason printed. Float comparisons:
 an attack takes the *sign* of the gradient, so a different but equally valid rounding (another
@@ -10,15 +10,20 @@ coordinates differ and by the accuracy they give.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import logging
+
 import pytest
 import torch
 
-from wmrbench import engine
+from wmrbench import attacks
 from wmrbench.config import AttackConfig, DatasetName, EvalConfig, InnerLoss, Precision, Start
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CUDA graphs, GPU kernels)")
 
 EPS, STEP, STEPS = 0.3, 0.01, 10
+PGD10 = AttackConfig(eps=EPS, step_size=STEP, steps=STEPS)
 
 
 def mnist_batch(mnist_test, n=64, offset=0):
@@ -64,7 +69,7 @@ def test_float64_model_is_attacked_in_float64(digits_model, digits_test):
     model = digits_model.double()
     index = torch.arange(32)
     x, y = digits_test.images(index).double(), digits_test.y[index]
-    result = engine.pgd(model, x, y, eps=0.1, step_size=0.02, steps=5, start=Start.ZERO)
+    result = attacks.pgd(model, x, y, AttackConfig(eps=0.1, step_size=0.02, steps=5, start=Start.ZERO))
     assert result.logits.dtype == torch.float64 and result.x_adv.dtype == torch.float64
     x_adv = x.clone()  # the same attack written out: sum CE, signed step, projection
     for _ in range(5):
@@ -80,9 +85,9 @@ def test_float64_model_is_attacked_in_float64(digits_model, digits_test):
 
 def test_bf16_autocast_attack_matches_fp32(mnist_model, mnist_test):
     index, x, y = mnist_batch(mnist_test, 128)
-    common = dict(eps=EPS, step_size=STEP, steps=STEPS, index=index, seed=0)
-    fp32 = engine.pgd(mnist_model, x, y, **common)
-    bf16 = engine.pgd(mnist_model, x, y, autocast_dtype=torch.bfloat16, **common)
+    common = dict(index=index, seed=0)
+    fp32 = attacks.pgd(mnist_model, x, y, PGD10, **common)
+    bf16 = attacks.pgd(mnist_model, x, y, PGD10, precision=Precision.BF16, **common)
     assert bf16.logits.dtype == torch.float32  # upcast before the loss and the margin
     assert (bf16.x_adv - x).abs().max() <= EPS + 1e-6 and 0 <= bf16.x_adv.min() and bf16.x_adv.max() <= 1
     # A weaker or stronger attack would move the accuracy; bf16 rounding moves it by a few examples.
@@ -92,9 +97,10 @@ def test_bf16_autocast_attack_matches_fp32(mnist_model, mnist_test):
 
 def test_bf16_alpha_zero_is_still_bit_identical_to_plain(mnist_model, mnist_test):
     index, x, y = mnist_batch(mnist_test, 32)
-    common = dict(eps=EPS, step_size=STEP, steps=5, index=index, seed=2, autocast_dtype=torch.bfloat16)
-    plain = engine.pgd(mnist_model, x, y, alpha=None, **common)
-    weighted = engine.pgd(mnist_model, x, y, alpha=torch.zeros(len(y)), **common)
+    attack = AttackConfig(eps=EPS, step_size=STEP, steps=5)
+    common = dict(index=index, seed=2, precision="bf16")
+    plain = attacks.pgd(mnist_model, x, y, attack, alpha=None, **common)
+    weighted = attacks.pgd(mnist_model, x, y, attack, alpha=torch.zeros(len(y)), **common)
     assert torch.equal(plain.x_adv, weighted.x_adv) and torch.equal(plain.margin, weighted.margin)
 
 
@@ -104,17 +110,132 @@ def test_bf16_alpha_zero_is_still_bit_identical_to_plain(mnist_model, mnist_test
 def test_compiled_attack_matches_eager(digits_model, digits_test):
     index = torch.arange(64)
     x, y = digits_test.images(index), digits_test.y[index]
-    natural = engine.predict(digits_model, x)
+    natural = attacks.predict(digits_model, x)
     alpha = torch.tensor([0.0, 2.0]).repeat_interleave(32)
     for loss in (InnerLoss.CE, InnerLoss.KL):
-        common = dict(eps=0.1, step_size=0.02, steps=5, alpha=alpha, loss=loss, index=index,
-                      natural_logits=natural)
-        eager = engine.pgd(digits_model, x, y, **common)
-        compiled = engine.pgd(digits_model, x, y, compile_model=True, **common)
+        common = dict(alpha=alpha, loss=loss, index=index, natural_logits=natural)
+        attack = AttackConfig(eps=0.1, step_size=0.02, steps=5)
+        eager = attacks.pgd(digits_model, x, y, attack, **common)
+        compiled = attacks.pgd(digits_model, x, y, attack, compile_model=True, **common)
         assert differing(compiled.x_adv, eager.x_adv) < 0.01
         assert robust_accuracy(compiled, y) == robust_accuracy(eager, y)
         assert torch.allclose(compiled.margin, eager.margin, atol=0.05)
     assert digits_model.training is False and all(p.requires_grad for p in digits_model.parameters())
+
+
+# --- CPU: the CUDA-graph cache's bookkeeping ---------------------------------------------------
+
+
+def test_graph_cache_remembers_failures_and_drops_the_least_recent():
+    import gc
+
+    from wmrbench.attacks.stepper import GraphCache
+
+    cache = GraphCache(per_model=2)
+    model = torch.nn.Linear(2, 2)
+    b, c = object(), object()  # stand-ins for captured graphs
+    cache.put(model, "a", None)  # a failed capture
+    assert cache.failed(model, "a") and cache.get(model, "a") is None
+    cache.put(model, "b", b)
+    assert cache.get(model, "b") is b and not cache.failed(model, "b")
+    cache.put(model, "c", c)  # over per_model: the least recently used ("a") goes
+    assert not cache.failed(model, "a") and cache.get(model, "c") is c
+    del model
+    gc.collect()
+    assert len(cache._graphs) == 0  # keyed weakly: a deleted model frees its graphs
+
+
+class EmulatedGraph:
+    """Stands in for torch.cuda.CUDAGraph on the CPU: what ``torch.cuda.graph`` would record (one
+    step on the static buffers, copied back into them) is kept as a closure and re-run by replay."""
+
+    capturing: EmulatedGraph | None = None
+    fail_for: torch.nn.Module | None = None  # capture raises for this model (a host sync, say)
+
+    def __init__(self) -> None:
+        self.recorded = []
+
+    def replay(self) -> None:
+        for op in self.recorded:
+            op()
+
+
+@pytest.fixture
+def emulated_cuda_graphs(monkeypatch):
+    """Runs GraphStepper on the CPU: streams and syncs are no-ops, capture records, replay re-runs."""
+    import contextlib
+    import importlib
+
+    # The module, not the function of the same name that wmrbench.attacks re-exports.
+    pgd_module = importlib.import_module("wmrbench.attacks.pgd")
+
+    real_step = pgd_module._step
+
+    def step(forward, x_adv, inputs):
+        graph = EmulatedGraph.capturing
+        if graph is None:
+            return real_step(forward, x_adv, inputs)
+        if EmulatedGraph.fail_for is not None:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        graph.recorded.append(lambda: x_adv.copy_(real_step(forward, x_adv, inputs)))
+        return x_adv  # a capture computes nothing
+
+    @contextlib.contextmanager
+    def capture(graph):
+        EmulatedGraph.capturing = graph
+        try:
+            yield
+        finally:
+            EmulatedGraph.capturing = None
+
+    class Stream:
+        def __init__(self, *args):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(pgd_module, "_step", step)
+    monkeypatch.setattr(pgd_module, "use_cuda_graph", lambda x, cuda_graph: bool(cuda_graph))
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", EmulatedGraph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    yield
+    EmulatedGraph.fail_for = None
+
+
+def test_graph_stepper_replays_what_the_eager_loop_computes(emulated_cuda_graphs, mnist_model, mnist_test):
+    """Capture after warm-up, replay with new inputs loaded, too few steps, no steps: each equals
+    the eager attack bit for bit (the same CPU kernels run either way)."""
+    from wmrbench.attacks.stepper import GRAPH_CACHE
+
+    model = copy.deepcopy(mnist_model)  # a fresh key in the process-wide graph cache
+    attack = AttackConfig(eps=EPS, step_size=STEP, steps=5, restarts=2, start=Start.NORMAL)
+    for offset in (0, 0, 32):  # capture, replay, replay on another batch
+        index, x, y = mnist_batch(mnist_test, 32, offset)
+        common = dict(alpha=torch.linspace(0, 3, 32), loss="kl", natural_logits=attacks.predict(model, x), index=index)
+        for a in (attack, dataclasses.replace(attack, steps=2), dataclasses.replace(attack, steps=0)):
+            eager = attacks.pgd(model, x, y, a, cuda_graph=False, **common)
+            graphed = attacks.pgd(model, x, y, a, cuda_graph=True, **common)
+            assert torch.equal(graphed.x_adv, eager.x_adv) and torch.equal(graphed.margin, eager.margin)
+    (entry,) = GRAPH_CACHE._graphs[model].values()  # steps=2 and 0 never captured
+    assert len(entry.graph.recorded) == 1
+
+
+def test_failed_capture_is_logged_once_then_runs_eagerly_emulated(emulated_cuda_graphs, mnist_model, mnist_test, caplog):
+    model = copy.deepcopy(mnist_model)
+    EmulatedGraph.fail_for = model
+    index, x, y = mnist_batch(mnist_test, 32)
+    eager = attacks.pgd(model, x, y, PGD10, cuda_graph=False, index=index, alpha=2.0)
+    with caplog.at_level(logging.WARNING, logger="wmrbench.attacks"):
+        for _ in range(3):
+            graphed = attacks.pgd(model, x, y, PGD10, cuda_graph=True, index=index, alpha=2.0)
+            assert torch.equal(graphed.x_adv, eager.x_adv)
+    failures = [r for r in caplog.records if "CUDA graph capture failed" in r.getMessage()]
+    assert len(failures) == 1 and "SmallCNN" in failures[0].getMessage(), caplog.text
 
 
 # --- CUDA: graphs, bf16 + channels_last, evaluation on the GPU ----------------------------------
@@ -128,27 +249,27 @@ def cuda_mnist(mnist_model, mnist_test):
 
 
 @needs_cuda
-@pytest.mark.parametrize("amp", [None, torch.bfloat16])
+@pytest.mark.parametrize("precision", list(Precision))
 @pytest.mark.parametrize("loss", list(InnerLoss))
-def test_cuda_graph_matches_eager(cuda_mnist, amp, loss):
+def test_cuda_graph_matches_eager(cuda_mnist, precision, loss):
     model, data = cuda_mnist
     index, x, y = (t.cuda() for t in mnist_batch(data, 256))
-    natural = engine.predict(model, x, amp)
+    natural = attacks.predict(model, x, precision)
     alpha = torch.tensor([0.0, 1.0, 2.0, 4.0], device="cuda").repeat_interleave(64)
-    common = dict(eps=EPS, step_size=STEP, steps=STEPS, alpha=alpha, loss=loss, index=index,
-                  natural_logits=natural, autocast_dtype=amp, start=Start.NORMAL)
-    eager = engine.pgd(model, x, y, cuda_graph=False, **common)
-    first = engine.pgd(model, x, y, cuda_graph=True, **common)  # warm-up steps + capture
-    again = engine.pgd(model, x, y, cuda_graph=True, **common)  # replays only
+    attack = AttackConfig(eps=EPS, step_size=STEP, steps=STEPS, start=Start.NORMAL)
+    common = dict(alpha=alpha, loss=loss, index=index, natural_logits=natural, precision=precision)
+    eager = attacks.pgd(model, x, y, attack, cuda_graph=False, **common)
+    first = attacks.pgd(model, x, y, attack, cuda_graph=True, **common)  # warm-up steps + capture
+    again = attacks.pgd(model, x, y, attack, cuda_graph=True, **common)  # replays only
     for graphed in (first, again):
-        print(f"graph vs eager ({amp}, {loss.value}): differing coords {differing(graphed.x_adv, eager.x_adv):.2e}")
+        print(f"graph vs eager ({precision.value}, {loss.value}): differing coords {differing(graphed.x_adv, eager.x_adv):.2e}")
         assert differing(graphed.x_adv, eager.x_adv) < 1e-3
         assert abs(robust_accuracy(graphed, y) - robust_accuracy(eager, y)) <= 1 / 256
     # The replayed graph reads new inputs: another batch agrees with its eager attack too.
     index2, x2, y2 = (t.cuda() for t in mnist_batch(data, 256, offset=256))
-    common.update(index=index2, natural_logits=engine.predict(model, x2, amp))
-    other_eager = engine.pgd(model, x2, y2, cuda_graph=False, **common)
-    other_graph = engine.pgd(model, x2, y2, cuda_graph=True, **common)
+    common.update(index=index2, natural_logits=attacks.predict(model, x2, precision))
+    other_eager = attacks.pgd(model, x2, y2, attack, cuda_graph=False, **common)
+    other_graph = attacks.pgd(model, x2, y2, attack, cuda_graph=True, **common)
     assert differing(other_graph.x_adv, other_eager.x_adv) < 1e-3
 
 
@@ -157,24 +278,53 @@ def test_cuda_graph_reads_weights_in_place(cuda_mnist):
     """An optimizer updates weights in place: a cached graph must see the new values."""
     model, data = cuda_mnist
     index, x, y = (t.cuda() for t in mnist_batch(data, 128))
-    common = dict(eps=EPS, step_size=STEP, steps=STEPS, index=index)
-    engine.pgd(model, x, y, cuda_graph=True, **common)  # capture with the old weights
+    attacks.pgd(model, x, y, PGD10, cuda_graph=True, index=index)  # capture with the old weights
     with torch.no_grad():
         model.classifier.fc3.weight.mul_(-1.0)  # in place: same storage, new values
-    eager = engine.pgd(model, x, y, cuda_graph=False, **common)
-    graphed = engine.pgd(model, x, y, cuda_graph=True, **common)
+    eager = attacks.pgd(model, x, y, PGD10, cuda_graph=False, index=index)
+    graphed = attacks.pgd(model, x, y, PGD10, cuda_graph=True, index=index)
     assert differing(graphed.x_adv, eager.x_adv) < 1e-3
     assert torch.allclose(graphed.margin, eager.margin, atol=1e-3)
+
+
+class HostSync(torch.nn.Module):
+    """Reads a value back to the host in its forward, which a CUDA graph cannot capture."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum().item() < 0:  # never true for images: only the sync matters
+            x = -x
+        return self.inner(x)
+
+
+@needs_cuda
+def test_failed_capture_is_logged_once_then_runs_eagerly(cuda_mnist, caplog):
+    model, data = cuda_mnist
+    synced = HostSync(model)
+    index, x, y = (t.cuda() for t in mnist_batch(data, 64))
+    eager = attacks.pgd(synced, x, y, PGD10, cuda_graph=False, index=index)
+    with caplog.at_level(logging.WARNING, logger="wmrbench.attacks"):
+        first = attacks.pgd(synced, x, y, PGD10, cuda_graph=True, index=index)  # capture fails
+        again = attacks.pgd(synced, x, y, PGD10, cuda_graph=True, index=index)  # eager, no new try
+    failures = [r for r in caplog.records if "CUDA graph capture failed" in r.getMessage()]
+    assert len(failures) == 1, caplog.text
+    for result in (first, again):
+        assert differing(result.x_adv, eager.x_adv) < 1e-3
+        assert abs(robust_accuracy(result, y) - robust_accuracy(eager, y)) <= 1 / 64
 
 
 @needs_cuda
 def test_cuda_graph_restarts_and_alpha_zero(cuda_mnist):
     model, data = cuda_mnist
     index, x, y = (t.cuda() for t in mnist_batch(data, 128))
-    common = dict(eps=EPS, step_size=0.05, steps=5, index=index, restarts=3, cuda_graph=True)
-    plain = engine.pgd(model, x, y, alpha=None, **common)
-    zero = engine.pgd(model, x, y, alpha=torch.zeros(128, device="cuda"), **common)
-    one = engine.pgd(model, x, y, alpha=None, **{**common, "restarts": 1})
+    three = AttackConfig(eps=EPS, step_size=0.05, steps=5, restarts=3)
+    common = dict(index=index, cuda_graph=True)
+    plain = attacks.pgd(model, x, y, three, alpha=None, **common)
+    zero = attacks.pgd(model, x, y, three, alpha=torch.zeros(128, device="cuda"), **common)
+    one = attacks.pgd(model, x, y, dataclasses.replace(three, restarts=1), alpha=None, **common)
     assert torch.all(plain.margin <= one.margin)
     assert differing(plain.x_adv, zero.x_adv) < 1e-3
 
@@ -183,9 +333,9 @@ def test_cuda_graph_restarts_and_alpha_zero(cuda_mnist):
 def test_compiled_and_graphed_attack_matches_eager_on_cuda(cuda_mnist):
     model, data = cuda_mnist
     index, x, y = (t.cuda() for t in mnist_batch(data, 256))
-    common = dict(eps=EPS, step_size=STEP, steps=STEPS, alpha=2.0, index=index, autocast_dtype=torch.bfloat16)
-    eager = engine.pgd(model, x, y, cuda_graph=False, **common)
-    fast = engine.pgd(model, x, y, cuda_graph=True, compile_model=True, **common)
+    common = dict(alpha=2.0, index=index, precision=Precision.BF16)
+    eager = attacks.pgd(model, x, y, PGD10, cuda_graph=False, **common)
+    fast = attacks.pgd(model, x, y, PGD10, cuda_graph=True, compile_model=True, **common)
     print(f"compile+graph vs eager (bf16): differing coords {differing(fast.x_adv, eager.x_adv):.2e}")
     assert differing(fast.x_adv, eager.x_adv) < 0.02
     assert abs(robust_accuracy(fast, y) - robust_accuracy(eager, y)) <= 3 / 256

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from importlib import resources
@@ -11,7 +12,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import invoke
-from wmrbench.leaderboard import paper_tables
+from wmrbench.config import DatasetName
+from wmrbench.records import read_summary, write_summary
+from wmrbench.report import paper_tables
 
 SHARED_PAPER = Path(__file__).resolve().parents[1] / ".." / "shared" / "paper" / "paper_tables.csv"
 
@@ -24,12 +27,11 @@ def results(digits_results: Path, tmp_path: Path) -> Path:
 
 def _as_paper_run(results: Path, name: str, dataset: str, defense: str, alpha_train: float | None) -> None:
     """A copy of a real summary relabelled as a paper setting (the numbers stay ours)."""
-    summary = json.loads((results / "trades-a2" / "summary.json").read_text())
-    summary["run"] = name
-    summary["config"]["dataset"] = dataset
-    summary["model"].update(name=name, defense=defense, alpha_train=alpha_train, beta=5.0 if defense == "trades" else None)
-    (results / name).mkdir()
-    (results / name / "summary.json").write_text(json.dumps(summary))
+    summary = read_summary(results / "trades-a2" / "summary.json")
+    model = dataclasses.replace(summary.model, name=name, defense=defense, alpha_train=alpha_train,
+                                beta=5.0 if defense == "trades" else None)
+    config = dataclasses.replace(summary.config, dataset=DatasetName(dataset), run=name)
+    write_summary(results / name / "summary.json", dataclasses.replace(summary, run=name, model=model, config=config))
 
 
 def _csv(path: Path) -> pd.DataFrame:
@@ -51,8 +53,8 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     assert [c[:5] for c in cells] == [["digits", "trades-a0", "TRADES", "6", "-"],  # the baseline: no alpha
                                       ["digits", "trades-a2", "TRADES+ours", "6", "2"]]
     assert "| digits    | trades-a2 | TRADES+ours |" in non_uniform  # text left, numbers right
-    summary = json.loads((results / "trades-a2" / "summary.json").read_text())
-    assert f"{summary['metrics']['A_tr']['2']:.2f}" in non_uniform
+    summary = read_summary(results / "trades-a2" / "summary.json")
+    assert f"{summary.metrics.A_tr['2']:.2f}" in non_uniform
 
 
 def test_rerun_writes_byte_identical_files(results: Path, tmp_path: Path) -> None:

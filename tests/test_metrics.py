@@ -31,7 +31,8 @@ def test_alpha_zero_metrics_equal_a_rob_exactly():
         "tr_correct@0": (margin > 0).astype(int), "tr_margin@0": margin,
     })
     m = compute_metrics(records, [0.0])
-    assert m["A_sa"]["0"] == m["A_tr"]["0"] == m["A_rob"]
+    assert m.A_sa["0"] == m.A_tr["0"] == m.A_rob
+    assert m.alphas == [0.0] and m.n_examples == 1001
 
 
 def test_real_evaluation_invariants(mnist_model, mnist_test):
@@ -47,10 +48,10 @@ def test_real_evaluation_invariants(mnist_model, mnist_test):
     )
     records = evaluate_model(mnist_model, mnist_test.subset(200), cfg, show_progress=False)
     m = compute_metrics(records)
-    assert m["A_sa"]["0"] == m["A_tr"]["0"] == m["A_rob"]
-    assert m["A_nat"] >= m["A_rob"]
-    assert m["A_rob"] > m["A_sa"]["1"] > m["A_sa"]["2"]
-    assert m["A_tr"]["2"] <= m["A_sa"]["2"] + 1.0  # the weighted attack is the stronger one
+    assert m.A_sa["0"] == m.A_tr["0"] == m.A_rob
+    assert m.A_nat >= m.A_rob
+    assert m.A_rob > m.A_sa["1"] > m.A_sa["2"]
+    assert m.A_tr["2"] <= m.A_sa["2"] + 1.0  # the weighted attack is the stronger one
     # Records recompute the metrics exactly after a CSV round trip.
     from wmrbench.records import read_records, write_records
     import tempfile, pathlib

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from tests.conftest import invoke
-from wmrbench.evaluation import evaluate_checkpoint
-from wmrbench.models.sources import extract_state_dict, read_checkpoint
+from wmrbench.config import EvalOptions
+from wmrbench.evaluation import evaluate_source
+from wmrbench.models.checkpoint import extract_state_dict, read_checkpoint
 
 FAST = ("--n-examples", "24", "--steps", "2", "--alpha-test", "1,2", "--quiet")
 
@@ -70,11 +71,15 @@ def test_factory_by_module_name_from_the_working_directory(factory_file, plain_s
     assert (tmp_path / "r" / "mine" / "summary.json").is_file()
 
 
-def test_evaluate_checkpoint_keeps_working(digits_runs, tmp_path) -> None:
-    result = evaluate_checkpoint(str(digits_runs["trades-a0"]), None, None, None,
-                                 {"n_examples": 10, "steps": 1, "results_dir": str(tmp_path)}, show_progress=False)
-    assert result.summary["run"] == "trades-a0"
-    assert result.summary["model"]["defense"] == "trades"
+def test_the_library_evaluates_a_checkpoint_source_with_typed_options(digits_runs, tmp_path) -> None:
+    from wmrbench.models.source import ModelSource, SourceKind
+
+    source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(digits_runs["trades-a0"]))
+    options = EvalOptions(n_examples=10, steps=1, results_dir=str(tmp_path))
+    result = evaluate_source(source, options, show_progress=False)
+    assert result.summary.run == "trades-a0"
+    assert result.summary.model.defense == "trades"
+    assert result.summary.config.attack.steps == 1 and result.summary.config.n_examples == 10
     assert (tmp_path / "trades-a0" / "records.csv").is_file()
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from wmrbench.models import create_model, list_models, model_spec
-from wmrbench.models.sources import load_state_into
+from wmrbench.models.checkpoint import load_state_into
 
 # WideResNet-34-10 is 46M parameters: a batch of 2 keeps the CPU test short.
 BATCH = {"wrn34_10": 2, "preactresnet18": 2, "resnet18": 2}

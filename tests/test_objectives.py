@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from wmrbench.attacks import margin
 from wmrbench.models import create_model
 from wmrbench.objectives import pgd_at_objective, trades_objective
 
@@ -53,7 +54,7 @@ def test_weight_gradient_reaches_parameters_unless_detached(setup, defense):
     logits_adv = model(x_adv)
     if defense == "pgd":
         per_example = F.cross_entropy(logits_adv, y, reduction="none").detach()
-        extra = (torch.exp(-2.0 * __import__("wmrbench.engine").engine.margin(logits_adv, y)) * per_example).mean()
+        extra = (torch.exp(-2.0 * margin(logits_adv, y)) * per_example).mean()
         assert torch.allclose(g_attached - g_detached, param_grads(model, extra), atol=1e-5)
 
 

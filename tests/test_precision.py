@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from wmrbench import engine
-from wmrbench.config import DatasetName, Precision
+from wmrbench import attacks
+from wmrbench.config import AttackConfig, DatasetName, Precision
 from wmrbench.data import load_split
-from wmrbench.models.sources import load_model_from_checkpoint
-from wmrbench.runtime import autocast_dtype
+from wmrbench.models.checkpoint import load_model_from_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHECKPOINT = SHARED / "models" / "trades_mnist_smallcnn.pt"
@@ -28,19 +27,18 @@ N_EXAMPLES = 400
     reason=f"needs the real MNIST checkpoint and data under {SHARED}",
 )
 def test_bf16_and_fp32_robust_accuracy_agree_within_half_a_point() -> None:
-    model, _ = load_model_from_checkpoint(CHECKPOINT, "smallcnn", num_classes=10, in_channels=1)
+    model = load_model_from_checkpoint(CHECKPOINT, "smallcnn", num_classes=10, in_channels=1)
     model.eval()
     data = load_split(DatasetName.MNIST, str(MNIST), train=False).subset(N_EXAMPLES)
     index = torch.arange(len(data))
     x, y = data.images(index), data.y
-    cpu = torch.device("cpu")
     robust = {}
     clean = {}
     for precision in (Precision.FP32, Precision.BF16):
-        amp = autocast_dtype(precision, cpu)
-        clean[precision] = engine.predict(model, x, amp)
+        clean[precision] = attacks.predict(model, x, precision)
         # keyed starts: both precisions start every example from the same point
-        result = engine.pgd(model, x, y, eps=0.3, step_size=0.04, steps=10, index=index, seed=0, autocast_dtype=amp)
+        attack = AttackConfig(eps=0.3, step_size=0.04, steps=10)
+        result = attacks.pgd(model, x, y, attack, index=index, seed=0, precision=precision)
         robust[precision] = (result.logits.argmax(1) == y).float().mean().item() * 100
     print(f"A_rob on {N_EXAMPLES} examples, PGD-10: fp32 {robust[Precision.FP32]:.2f}%, bf16 {robust[Precision.BF16]:.2f}%")
     assert not torch.equal(clean[Precision.FP32], clean[Precision.BF16])  # bf16 really ran

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from wmrbench.config import DatasetName, Defense, build_train_config
+from wmrbench.config import DatasetName, Defense
+from wmrbench.presets import train_config
 from wmrbench.errors import WmrbenchError
 from wmrbench.training import fit
 
@@ -16,7 +17,7 @@ def tiny(tmp_path, defense=Defense.TRADES, **kw):
     values = dict(alpha_train=2.0, epochs=3, steps=2, batch_size=128, milestones=(2,),
                   checkpoint_dir=str(tmp_path), device="cpu")
     values.update(kw)
-    return build_train_config(DatasetName.DIGITS, defense, **values)
+    return train_config(DatasetName.DIGITS, defense, **values)
 
 
 def weights(path):
@@ -70,8 +71,8 @@ def test_resume_refuses_changed_settings(tmp_path):
 
 
 def test_presets_follow_the_paper():
-    mnist = build_train_config(DatasetName.MNIST, Defense.TRADES)
+    mnist = train_config(DatasetName.MNIST, Defense.TRADES)
     assert (mnist.attack.eps, mnist.attack.steps, mnist.attack.step_size, mnist.beta) == (0.3, 40, 0.01, 6.0)
     assert (mnist.lr, mnist.weight_decay, mnist.milestones, mnist.gamma) == (0.01, 0.0, (55, 75, 90), 0.1)
-    pgd = build_train_config(DatasetName.MNIST, Defense.PGD, steps=5)
+    pgd = train_config(DatasetName.MNIST, Defense.PGD, steps=5)
     assert (pgd.weight_decay, pgd.milestones, pgd.gamma, pgd.attack.steps) == (5e-4, (60,), 0.2, 5)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from wmrbench.config import DatasetName, Defense, Precision, build_train_config, describe_train_config
-from wmrbench.models.sources import read_checkpoint
+from wmrbench.config import DatasetName, Defense, Precision
+from wmrbench.presets import describe_train_config, train_config
+from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.runtime import autocast_dtype
 from wmrbench.training import fit
 
@@ -19,7 +20,7 @@ def _cfg(tmp_path: Path, run: str, **overrides):
     values = dict(alpha_train=2.0, steps=1, epochs=2, batch_size=512, augment=True, device="cpu",
                   checkpoint_dir=str(tmp_path), seed=3)
     values.update(overrides)
-    return build_train_config(DatasetName.DIGITS, Defense.TRADES, run=run, **values)
+    return train_config(DatasetName.DIGITS, Defense.TRADES, run=run, **values)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -41,9 +42,8 @@ def test_augmentation_is_applied_and_resume_is_exact(tmp_path: Path) -> None:
 
 
 def test_explicit_bf16_is_honoured_on_the_cpu() -> None:
-    cpu = torch.device("cpu")
-    assert autocast_dtype(Precision.BF16, cpu) is torch.bfloat16
-    assert autocast_dtype(Precision.FP32, cpu) is None
+    assert autocast_dtype(Precision.BF16) is torch.bfloat16
+    assert autocast_dtype(Precision.FP32) is None
 
 
 @pytest.mark.slow  # inductor's first compile: 80 s measured on a shared, heavily loaded 2-core CPU
@@ -74,13 +74,13 @@ def test_compile_trains_the_shared_model_and_is_recorded(tmp_path: Path) -> None
 def test_a_training_step_on_cuda_makes_no_host_sync() -> None:
     """Augmentation, attack, loss, backward and optimizer step of one batch with CUDA's sync
     debug mode set to error: any device-to-host read (an .item(), a bool of a tensor) raises."""
-    from wmrbench.augment import random_crop_flip
+    from wmrbench.data.augment import random_crop_flip
     from wmrbench.models import create_model
     from wmrbench.runtime import prepare_input, prepare_model
     from wmrbench.training import train_step
 
     device = torch.device("cuda")
-    cfg = build_train_config(DatasetName.CIFAR10, Defense.TRADES, run="sync", alpha_train=2.0, steps=3,
+    cfg = train_config(DatasetName.CIFAR10, Defense.TRADES, run="sync", alpha_train=2.0, steps=3,
                              device="cuda", precision=Precision.BF16)
     model = prepare_model(create_model("tinycnn"), device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
@@ -93,7 +93,7 @@ def test_a_training_step_on_cuda_makes_no_host_sync() -> None:
         torch.cuda.set_sync_debug_mode(sync_mode)
         try:
             xb = prepare_input(random_crop_flip(x, augment_gen), device)
-            objective, margin = train_step(model, xb, y, cfg, attack_gen, torch.bfloat16)
+            objective, margin = train_step(model, xb, y, cfg, attack_gen, Precision.BF16)
             optimizer.zero_grad(set_to_none=True)
             objective.loss.backward()
             optimizer.step()

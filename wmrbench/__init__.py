@@ -1,7 +1,7 @@
 """wmrbench: robustness under non-uniform attacks (Zeng et al., AAAI 2021).
 
 Weighted PGD, weighted adversarial training (PGD-AT and TRADES, "+ours") and the A_sa / A_tr
-metrics beside A_nat and A_rob, behind one attack engine (:mod:`wmrbench.engine`).
+metrics beside A_nat and A_rob, behind one attack engine (:mod:`wmrbench.attacks`).
 """
 
 from importlib.metadata import PackageNotFoundError, version

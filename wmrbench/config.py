@@ -1,13 +1,18 @@
-"""Typed configuration: str Enums at the boundary, frozen dataclasses inside, the paper's presets.
+"""Typed configuration: str Enums at the boundary, frozen dataclasses inside.
 
 Every setting has one name everywhere (``eps``, ``step_size``, ``steps``, ``restarts``, ``alpha``),
 from the CLI option (``--step-size``) to the dataclass field to the JSON written beside results.
+The defaults themselves live in :mod:`wmrbench.presets` (the paper's settings per data set and
+defense); this module only says what a valid configuration is, and how one is changed:
+:func:`with_options` is the one place where given options are applied to a config (fresh from a
+preset, or saved in a checkpoint or an adversarial file).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -68,6 +73,11 @@ def check_alpha(alpha: float, option: str = "alpha") -> float:
     return alpha
 
 
+def _check_at_least(value: float, low: float, name: str) -> None:
+    if not value >= low:  # also rejects NaN
+        raise WmrbenchError(f"{name} must be >= {low:g}; got {value}")
+
+
 def parse_alphas(text: str, option: str = "--alpha-test") -> tuple[float, ...]:
     """'1,1.5,2' -> (1.0, 1.5, 2.0); duplicates removed, order kept."""
     values: list[float] = []
@@ -87,6 +97,21 @@ def parse_alphas(text: str, option: str = "--alpha-test") -> tuple[float, ...]:
     return tuple(values)
 
 
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """'55,75,90' -> (55, 75, 90); an empty string is the empty tuple (no milestones)."""
+    try:
+        return tuple(int(p) for p in str(text).split(",") if p.strip())
+    except ValueError:
+        raise WmrbenchError(f"{option} takes comma-separated integers, e.g. 55,75,90; got {text!r}") from None
+
+
+# Field metadata: which settings may change when a training run is resumed (where things are,
+# how long to go on, how fast or how carefully to get there), and which settings of an
+# evaluation are fixed once its attack has run (scoring saved points cannot change them).
+RESUMABLE = {"resumable": True}
+FIXED_BY_ATTACK = {"fixed_by_attack": True}
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     """One (weighted) PGD attack in the L-infinity ball of radius eps, intersected with [0, 1]."""
@@ -98,113 +123,12 @@ class AttackConfig:
     start: Start = Start.UNIFORM
 
     def __post_init__(self) -> None:
+        # A plain string ("zero") becomes its Enum member, or one line listing the choices.
+        object.__setattr__(self, "start", parse_enum(Start, self.start, "start"))
         check_eps(self.eps)
-        if self.step_size < 0:
-            raise WmrbenchError(f"step_size must be >= 0; got {self.step_size}")
-        if self.steps < 0:
-            raise WmrbenchError(f"steps must be >= 0; got {self.steps}")
-        if self.restarts < 1:
-            raise WmrbenchError(f"restarts must be >= 1; got {self.restarts}")
-
-
-@dataclass(frozen=True)
-class Preset:
-    """The paper's setting for one dataset and defense (DESIGN.md section 2)."""
-
-    arch: str
-    eps: float
-    train_step_size: float
-    train_steps: int
-    eval_step_size: float
-    eval_steps: int
-    beta: float
-    alpha_train: float  # the value the paper's "+ours" rows use
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    milestones: tuple[int, ...]
-    gamma: float
-    augment: bool = False  # random crop (padding 4) + horizontal flip
-    note: str = ""
-
-
-TINY_IMAGENET_NOTE = (
-    "Tiny ImageNet: PreActResNet-18, eps 0.016, 10 attack steps of eps/4, PGD-10 evaluation and "
-    "beta 6 are the paper's; the paper gives no training recipe for it, so this preset reuses the "
-    "CIFAR-10 one (SGD lr 0.2, momentum 0.9, batch 128, 100 epochs, the same weight decay and lr "
-    "schedule per defense) with random crop 64 / padding 4 and flip, the closest setting the paper "
-    "does give (DESIGN.md section 2)"
-)
-
-# Keyed by (dataset, defense). Values from DESIGN.md section 2 (the authors' code).
-PRESETS: dict[tuple[DatasetName, Defense], Preset] = {
-    (DatasetName.MNIST, Defense.TRADES): Preset(
-        arch="smallcnn", eps=0.3, train_step_size=0.01, train_steps=40, eval_step_size=0.01,
-        eval_steps=40, beta=6.0, alpha_train=2.0, epochs=100, batch_size=128, lr=0.01,
-        momentum=0.9, weight_decay=0.0, milestones=(55, 75, 90), gamma=0.1,
-    ),
-    (DatasetName.MNIST, Defense.PGD): Preset(
-        arch="smallcnn", eps=0.3, train_step_size=0.01, train_steps=40, eval_step_size=0.01,
-        eval_steps=40, beta=6.0, alpha_train=0.5, epochs=100, batch_size=128, lr=0.01,
-        momentum=0.9, weight_decay=5e-4, milestones=(60,), gamma=0.2,
-    ),
-    # CIFAR-10: ResNet-18; the authors' code trains with lr 0.2, batch 128, 100 epochs, random
-    # crop 32 (padding 4) + flip; the paper evaluates with PGD-20 of step 0.003 at eps 0.031.
-    (DatasetName.CIFAR10, Defense.TRADES): Preset(
-        arch="resnet18", eps=0.031, train_step_size=0.007, train_steps=10, eval_step_size=0.003,
-        eval_steps=20, beta=5.0, alpha_train=2.0, epochs=100, batch_size=128, lr=0.2,
-        momentum=0.9, weight_decay=2e-4, milestones=(75, 90), gamma=0.1, augment=True,
-        note="the paper's CIFAR-10 TRADES setting (authors' code): 10 attack steps of 0.007 at eps "
-        "0.031, beta 5, lr 0.2 with x0.1 at epochs 75 and 90, weight decay 2e-4",
-    ),
-    (DatasetName.CIFAR10, Defense.PGD): Preset(
-        arch="resnet18", eps=8 / 255, train_step_size=2 / 255, train_steps=10, eval_step_size=0.003,
-        eval_steps=20, beta=5.0, alpha_train=2.0, epochs=100, batch_size=128, lr=0.2,
-        momentum=0.9, weight_decay=5e-4, milestones=(60,), gamma=0.2, augment=True,
-        note="the paper's CIFAR-10 PGD-AT setting (authors' PGD-AT code): 10 attack steps of 2/255 at "
-        "eps 8/255, lr 0.2 with x0.2 at epoch 60, weight decay 5e-4; evaluated, like TRADES, at eps 0.031",
-    ),
-    # Tiny ImageNet: model, eps, attacks, beta and alpha_train are the paper's; its training
-    # recipe is not given, so the CIFAR-10 one is reused (DESIGN.md section 2; see the note).
-    (DatasetName.TINYIMAGENET, Defense.TRADES): Preset(
-        arch="preactresnet18", eps=0.016, train_step_size=0.004, train_steps=10, eval_step_size=0.004,
-        eval_steps=10, beta=6.0, alpha_train=5.0, epochs=100, batch_size=128, lr=0.2,
-        momentum=0.9, weight_decay=2e-4, milestones=(75, 90), gamma=0.1, augment=True,
-        note=TINY_IMAGENET_NOTE,
-    ),
-    (DatasetName.TINYIMAGENET, Defense.PGD): Preset(
-        arch="preactresnet18", eps=0.016, train_step_size=0.004, train_steps=10, eval_step_size=0.004,
-        eval_steps=10, beta=6.0, alpha_train=0.3, epochs=100, batch_size=128, lr=0.2,
-        momentum=0.9, weight_decay=5e-4, milestones=(60,), gamma=0.2, augment=True,
-        note=TINY_IMAGENET_NOTE,
-    ),
-    # The digits set (8x8, 1,797 images) is not in the paper: it is the embedded offline default.
-    # Its attack is MNIST's scaled down (eps 0.3 erases 8x8 digits); epochs are few so the demo
-    # trains two models and evaluates them in well under three minutes on a 2-core CPU.
-    (DatasetName.DIGITS, Defense.TRADES): Preset(
-        arch="digitsnet", eps=0.1, train_step_size=0.025, train_steps=10, eval_step_size=0.01,
-        eval_steps=20, beta=6.0, alpha_train=2.0, epochs=30, batch_size=64, lr=0.05,
-        momentum=0.9, weight_decay=0.0, milestones=(20, 25), gamma=0.1,
-        note="not in the paper: a small offline stand-in with MNIST's recipe scaled down",
-    ),
-    (DatasetName.DIGITS, Defense.PGD): Preset(
-        arch="digitsnet", eps=0.1, train_step_size=0.025, train_steps=10, eval_step_size=0.01,
-        eval_steps=20, beta=6.0, alpha_train=0.5, epochs=30, batch_size=64, lr=0.05,
-        momentum=0.9, weight_decay=5e-4, milestones=(20, 25), gamma=0.1,
-        note="not in the paper: a small offline stand-in with MNIST's recipe scaled down",
-    ),
-}
-
-
-def preset_for(dataset: DatasetName, defense: Defense = Defense.TRADES) -> Preset:
-    try:
-        return PRESETS[(dataset, defense)]
-    except KeyError:
-        raise WmrbenchError(
-            f"no preset for dataset {dataset.value!r} with defense {defense.value!r}"
-        ) from None
+        _check_at_least(self.step_size, 0, "step_size")
+        _check_at_least(self.steps, 0, "steps")
+        _check_at_least(self.restarts, 1, "restarts")
 
 
 @dataclass(frozen=True)
@@ -218,7 +142,7 @@ class TrainConfig:
     detach_weights: bool
     normalize_weights: bool
     attack: AttackConfig
-    epochs: int
+    epochs: int = field(metadata=RESUMABLE)
     batch_size: int
     lr: float
     momentum: float
@@ -227,36 +151,40 @@ class TrainConfig:
     gamma: float
     augment: bool
     seed: int
-    data_dir: str
-    checkpoint_dir: str
-    device: str
+    data_dir: str = field(metadata=RESUMABLE)
+    checkpoint_dir: str = field(metadata=RESUMABLE)
+    device: str = field(metadata=RESUMABLE)
     precision: Precision
-    log_every: int = 20  # read the running loss back from the device once per this many steps
-    compile: bool = False  # torch.compile the model for the training forward (the attack stays eager)
-    download: bool = False  # fetch missing data files first (needs the internet)
-    verify_checksums: bool = True  # check data files against published checksums where they exist
+    # read the running loss back from the device once per this many steps
+    log_every: int = field(default=20, metadata=RESUMABLE)
+    # torch.compile the model for the training forward (the attack stays eager)
+    compile: bool = field(default=False, metadata=RESUMABLE)
+    # fetch missing data files first (needs the internet)
+    download: bool = field(default=False, metadata=RESUMABLE)
+    # check data files against published checksums where they exist
+    verify_checksums: bool = field(default=True, metadata=RESUMABLE)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
+        object.__setattr__(self, "defense", parse_enum(Defense, self.defense, "defense"))
+        object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         check_alpha(self.alpha_train, "--alpha-train")
-        if self.log_every < 1:
-            raise WmrbenchError(f"log_every must be >= 1; got {self.log_every}")
-        if self.epochs < 1:
-            raise WmrbenchError(f"epochs must be >= 1; got {self.epochs}")
-        if self.batch_size < 1:
-            raise WmrbenchError(f"batch_size must be >= 1; got {self.batch_size}")
-        if self.beta < 0:
-            raise WmrbenchError(f"beta must be >= 0; got {self.beta}")
+        _check_at_least(self.log_every, 1, "log_every")
+        _check_at_least(self.epochs, 1, "epochs")
+        _check_at_least(self.batch_size, 1, "batch_size")
+        _check_at_least(self.beta, 0, "beta")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    dataset: DatasetName
-    attack: AttackConfig
+    dataset: DatasetName = field(metadata=FIXED_BY_ATTACK)
+    attack: AttackConfig = field(metadata=FIXED_BY_ATTACK)
     alpha_test: tuple[float, ...]
     n_examples: int | None
     batch_size: int
-    seed: int
-    data_dir: str
+    seed: int = field(metadata=FIXED_BY_ATTACK)
+    data_dir: str = field(metadata=FIXED_BY_ATTACK)
     device: str
     precision: Precision
     results_dir: str
@@ -268,74 +196,116 @@ class EvalConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
+        object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
+        object.__setattr__(self, "alpha_test", tuple(float(a) for a in self.alpha_test))
         for alpha in self.alpha_test:
             check_alpha(alpha, "--alpha-test")
-        if self.n_examples is not None and self.n_examples < 1:
-            raise WmrbenchError(f"n_examples must be >= 1; got {self.n_examples}")
-        if self.batch_size < 1:
-            raise WmrbenchError(f"batch_size must be >= 1; got {self.batch_size}")
+        if not self.alpha_test:
+            raise WmrbenchError("alpha_test needs at least one value, e.g. 1,1.5,2")
+        if self.n_examples is not None:
+            _check_at_least(self.n_examples, 1, "n_examples")
+        _check_at_least(self.batch_size, 1, "batch_size")
 
 
-def build_train_config(
-    dataset: DatasetName, defense: Defense, *, run: str | None = None, **overrides: Any
-) -> TrainConfig:
-    """The paper's preset for (dataset, defense) with every non-None override applied."""
-    preset = preset_for(dataset, defense)
-    given = {k: v for k, v in overrides.items() if v is not None}
-    attack = AttackConfig(
-        eps=given.pop("eps", preset.eps),
-        step_size=given.pop("step_size", preset.train_step_size),
-        steps=given.pop("steps", preset.train_steps),
-        restarts=given.pop("restarts", 1),
-        start=given.pop("start", Start.NORMAL),  # Algorithm 1: x + 0.001 * N(0, I)
-    )
-    values: dict[str, Any] = dict(
-        dataset=dataset, defense=defense, arch=preset.arch, alpha_train=0.0, beta=preset.beta,
-        detach_weights=False, normalize_weights=False, attack=attack, epochs=preset.epochs,
-        batch_size=preset.batch_size, lr=preset.lr, momentum=preset.momentum,
-        weight_decay=preset.weight_decay, milestones=preset.milestones, gamma=preset.gamma,
-        augment=preset.augment, seed=0, data_dir="data", checkpoint_dir="checkpoints",
-        device="auto", precision=Precision.FP32, compile=False, download=False,
-        verify_checksums=True,
-    )
-    unknown = set(given) - set(values) - {"log_every"}
-    if unknown:
-        raise TypeError(f"unknown training settings: {sorted(unknown)}")
-    values.update(given)
-    values["milestones"] = tuple(int(m) for m in values["milestones"])
-    if run is None:
-        run = f"{dataset.value}-{defense.value}-a{values['alpha_train']:g}"
-    return TrainConfig(run=run, **values)
+Config = TypeVar("Config", TrainConfig, EvalConfig)
+ATTACK_FIELDS = frozenset(f.name for f in dataclasses.fields(AttackConfig))
 
 
-def describe_train_config(cfg: TrainConfig) -> str:
-    """The run's full config, one ``name: value`` line per setting, and the preset's note.
+def with_options(cfg: Config, **given: Any) -> Config:
+    """``cfg`` with the given settings replaced; ``None`` means "not given" and changes nothing.
 
-    ``train`` prints it at the start of every run, so a log says exactly what was run.
+    Settings are named flat, as on the command line: the attack's (``eps``, ``step_size``,
+    ``steps``, ``restarts``, ``start``) go into ``cfg.attack``. An unknown name is a programming
+    error (TypeError), not a user error.
     """
-    lines = ["config:"]
-    for name, value in to_jsonable(cfg).items():
-        if isinstance(value, dict):
-            lines += [f"  {name}.{key}: {inner}" for key, inner in value.items()]
-        else:
-            lines.append(f"  {name}: {value}")
-    preset = PRESETS.get((cfg.dataset, cfg.defense))
-    if preset is not None and preset.note:
-        lines.append(f"  preset note: {preset.note}")
-    return "\n".join(lines)
+    given = {k: v for k, v in given.items() if v is not None}
+    attack = {k: given.pop(k) for k in list(given) if k in ATTACK_FIELDS}
+    unknown = set(given) - {f.name for f in dataclasses.fields(cfg)}
+    if unknown:
+        raise TypeError(f"{type(cfg).__name__} has no settings {sorted(unknown)}")
+    if attack:
+        given["attack"] = dataclasses.replace(cfg.attack, **attack)
+    return dataclasses.replace(cfg, **given)
 
 
-def eval_attack_for(dataset: DatasetName, **overrides: Any) -> AttackConfig:
-    """The paper's evaluation attack for a dataset (PGD-k, uniform start) with overrides."""
-    preset = preset_for(dataset, Defense.TRADES)
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return AttackConfig(
-        eps=given.get("eps", preset.eps),
-        step_size=given.get("step_size", preset.eval_step_size),
-        steps=given.get("steps", preset.eval_steps),
-        restarts=given.get("restarts", 1),
-        start=given.get("start", Start.UNIFORM),
-    )
+@dataclass(frozen=True)
+class Options:
+    """The settings a user gave (None: not given), named flat as on the command line.
+
+    The typed form of "these options, on top of whatever the defaults turn out to be": a command
+    often cannot build its config before it knows the data set (a checkpoint records it) or the
+    saved config (``--resume``), so it hands the library its options, and the library applies
+    them with :meth:`apply` once the base config is known.
+    """
+
+    def given(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+    def apply(self, cfg: Config) -> Config:
+        return with_options(cfg, **self.given())
+
+
+@dataclass(frozen=True)
+class EvalOptions(Options):
+    """Options of ``evaluate`` and ``attack`` (see :class:`EvalConfig` and :class:`AttackConfig`)."""
+
+    eps: float | None = None
+    step_size: float | None = None
+    steps: int | None = None
+    restarts: int | None = None
+    start: Start | None = None
+    alpha_test: tuple[float, ...] | None = None
+    n_examples: int | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    data_dir: str | None = None
+    device: str | None = None
+    precision: Precision | None = None
+    results_dir: str | None = None
+    download: bool | None = None
+    verify_checksums: bool | None = None
+    compile: bool | None = None
+
+
+@dataclass(frozen=True)
+class TrainOptions(Options):
+    """Options of ``train`` (see :class:`TrainConfig` and :class:`AttackConfig`)."""
+
+    run: str | None = None
+    arch: str | None = None
+    alpha_train: float | None = None
+    beta: float | None = None
+    detach_weights: bool | None = None
+    normalize_weights: bool | None = None
+    eps: float | None = None
+    step_size: float | None = None
+    steps: int | None = None
+    restarts: int | None = None
+    start: Start | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    milestones: tuple[int, ...] | None = None
+    gamma: float | None = None
+    augment: bool | None = None
+    seed: int | None = None
+    data_dir: str | None = None
+    checkpoint_dir: str | None = None
+    device: str | None = None
+    precision: Precision | None = None
+    log_every: int | None = None
+    compile: bool | None = None
+    download: bool | None = None
+    verify_checksums: bool | None = None
+
+
+def fields_with(cls: type, flag: dict[str, bool]) -> frozenset[str]:
+    """The names of the fields of a config class marked with ``flag`` (RESUMABLE, FIXED_BY_ATTACK)."""
+    (key,) = flag
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get(key))
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -348,45 +318,31 @@ def to_jsonable(obj: Any) -> Any:
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN or Infinity
     return obj
 
 
-def attack_from_dict(d: dict[str, Any]) -> AttackConfig:
-    return AttackConfig(
-        eps=float(d["eps"]), step_size=float(d["step_size"]), steps=int(d["steps"]),
-        restarts=int(d.get("restarts", 1)), start=Start(d.get("start", Start.UNIFORM.value)),
-    )
-
-
-def _from_dict(cls: type[Any], d: dict[str, Any], **convert: Any) -> Any:
-    """Inverse of to_jsonable for a config dataclass; fields it does not know are ignored, so a
-    file written by a newer version still loads."""
-    values = dict(d)
-    for key, fn in convert.items():
-        values[key] = fn(values[key])
+def _from_dict(cls: type[Config], d: dict[str, Any]) -> Config:
+    """Inverse of to_jsonable for a config dataclass (the Enums and tuples are restored by the
+    class itself); fields it does not know are ignored, so a file a newer version wrote loads."""
+    if not isinstance(d, dict) or not isinstance(d.get("attack"), dict):
+        raise WmrbenchError(f"not a {cls.__name__} record")
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in known})
+    values = {k: v for k, v in d.items() if k in known}
+    attack = {k: v for k, v in d["attack"].items() if k in ATTACK_FIELDS}
+    try:
+        values["attack"] = AttackConfig(**attack)
+        return cls(**values)
+    except TypeError as exc:  # a field missing: a file from another version, or edited by hand
+        raise WmrbenchError(f"not a {cls.__name__} record: {exc}") from None
 
 
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
     """TrainConfig from plain values (checkpoints store their config that way)."""
-    return _from_dict(
-        TrainConfig, d, dataset=DatasetName, defense=Defense, precision=Precision, attack=attack_from_dict,
-        milestones=lambda ms: tuple(int(m) for m in ms),
-    )
+    return _from_dict(TrainConfig, d)
 
 
 def eval_config_from_dict(d: dict[str, Any]) -> EvalConfig:
-    """EvalConfig from plain values (adversarial files store the config they ran)."""
-    return _from_dict(
-        EvalConfig, d, dataset=DatasetName, precision=Precision, attack=attack_from_dict,
-        alpha_test=lambda alphas: tuple(float(a) for a in alphas),
-    )
-
-
-__all__ = [
-    "AttackConfig", "DatasetName", "Defense", "EvalConfig", "InnerLoss", "PRESETS", "Precision",
-    "Preset", "Start", "TrainConfig", "attack_from_dict", "check_alpha", "build_train_config", "check_eps",
-    "describe_train_config", "eval_attack_for", "eval_config_from_dict",
-    "parse_alphas", "parse_enum", "preset_for", "to_jsonable", "train_config_from_dict",
-]
+    """EvalConfig from plain values (summaries and adversarial files store the config they ran)."""
+    return _from_dict(EvalConfig, d)

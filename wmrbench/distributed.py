@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from wmrbench import runtime
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, first_line
 
 TIMEOUT_ENV = "WMRBENCH_DIST_TIMEOUT"
 # Long enough for the longest legitimate wait: rank 0 writing a checkpoint, or a rank with one
@@ -90,8 +90,9 @@ def timeout_seconds() -> float:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``runtime.resolve_device``; under torchrun, ``auto``/``cuda`` mean ``cuda:LOCAL_RANK``."""
-    resolved = runtime.resolve_device(device)
+    """The device this process runs on: ``runtime.parse_device``, and under torchrun
+    ``auto``/``cuda`` mean ``cuda:LOCAL_RANK``."""
+    resolved = runtime.parse_device(device)
     if env_world_size() == 1 or resolved.type != "cuda":
         return resolved
     if device not in ("auto", "cuda"):
@@ -147,7 +148,7 @@ def session() -> Iterator[None]:
         ctx = context()
         if not (ctx.enabled and _is_comm_failure(exc)):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise WmrbenchError(
             f"lost contact with the other processes (one died, or did not answer within "
             f"{timeout_seconds():g}s, {TIMEOUT_ENV}): {first}"

@@ -1,18 +1,27 @@
-"""Atomic file writes: write to a temporary name in the same folder, fsync, then rename.
+"""File I/O with two promises: writes are atomic, and torch files are read safely.
 
-A reader (or a resumed run) sees either the old file or the complete new one, never a torn one.
+Atomic: write to a temporary name in the same folder, fsync, then rename; a reader (or a
+resumed run) sees either the old file or the complete new one, never a torn one.
+
+Safe: every torch file wmrbench reads (checkpoints, zoo files, adversarial files, data caches)
+goes through :func:`safe_torch_load`, ``torch.load(..., weights_only=True)``, which rebuilds
+tensors and plain containers only and never runs code from the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from wmrbench.errors import WmrbenchError, first_line
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -41,3 +50,40 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda h: torch.save(obj, h))
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    """The line of torch's long weights_only message that says what was wrong."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def safe_torch_load(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
+    """A torch file (``what`` names it in messages) read with weights_only=True; a dict at top level.
+
+    Failures are one line: a missing file, a file that holds Python objects (refused), and a
+    corrupt or foreign file (e.g. an HTML page where a download should be).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WmrbenchError(f"{what} not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # Every message of torch's weights_only unpickler mentions weights_only; only a disallowed
+        # global means Python objects. Anything else is a corrupt file.
+        if "Unsupported global" in str(exc):
+            raise WmrbenchError(
+                f"refusing to load {path}: it holds Python objects, not only tensors "
+                "(checkpoints are read with weights_only=True)"
+            ) from None
+        raise WmrbenchError(f"cannot read {what} {path}: corrupt or not a PyTorch file ({_unpickler_detail(exc)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WmrbenchError(f"cannot read {what} {path}: corrupt or not a PyTorch file ({first_line(exc)})") from None
+    if not isinstance(obj, dict):
+        raise WmrbenchError(f"cannot read {what} {path}: expected a dict of tensors, got {type(obj).__name__}")
+    return obj

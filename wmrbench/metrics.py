@@ -7,12 +7,10 @@ With alpha = 0 every weight is exactly 1, so A_sa(0) and A_tr(0) equal A_rob bit
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from wmrbench.records import tr_alphas, tr_columns
+from wmrbench.records import Metrics, alpha_key, tr_alphas, tr_columns
 
 
 def accuracy(correct: np.ndarray) -> float:
@@ -29,26 +27,25 @@ def weighted_accuracy(correct: np.ndarray, margin: np.ndarray, alpha: float) -> 
 
 
 def normalized_weights(margin: np.ndarray, alpha: float) -> np.ndarray:
-    s = np.exp(-alpha * np.asarray(margin, dtype=np.float64))
+    """``s_i / sum_j s_j``, shifted like :func:`weighted_accuracy` so that no weight overflows."""
+    margin = np.asarray(margin, dtype=np.float64)
+    shift = margin.min() if alpha > 0 and margin.size else 0.0
+    s = np.exp(-alpha * (margin - shift))
     return s / s.sum()
 
 
-def compute_metrics(records: pd.DataFrame, alphas: list[float] | None = None) -> dict[str, Any]:
+def compute_metrics(records: pd.DataFrame, alphas: list[float] | None = None) -> Metrics:
     """All metrics from the records; ``alphas`` defaults to those with weighted-attack columns."""
     alphas = tr_alphas(records) if alphas is None else alphas
     pgd_correct = records["pgd_correct"].to_numpy()
     pgd_margin = records["pgd_margin"].to_numpy()
-    out: dict[str, Any] = {
-        "n_examples": int(len(records)),
-        "A_nat": accuracy(records["clean_correct"].to_numpy()),
-        "A_rob": accuracy(pgd_correct),
-        "A_sa": {},
-        "A_tr": {},
-    }
+    a_sa, a_tr = {}, {}
     for alpha in alphas:
-        key = f"{alpha:g}"
-        out["A_sa"][key] = weighted_accuracy(pgd_correct, pgd_margin, alpha)
+        a_sa[alpha_key(alpha)] = weighted_accuracy(pgd_correct, pgd_margin, alpha)
         correct_col, margin_col = tr_columns(alpha)
         if correct_col in records:
-            out["A_tr"][key] = weighted_accuracy(records[correct_col].to_numpy(), records[margin_col].to_numpy(), alpha)
-    return out
+            a_tr[alpha_key(alpha)] = weighted_accuracy(records[correct_col].to_numpy(), records[margin_col].to_numpy(), alpha)
+    return Metrics(
+        n_examples=int(len(records)), A_nat=accuracy(records["clean_correct"].to_numpy()),
+        A_rob=accuracy(pgd_correct), A_sa=a_sa, A_tr=a_tr,
+    )

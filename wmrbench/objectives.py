@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from wmrbench.engine import importance_weights
+from wmrbench.attacks import importance_weights
 
 
 @dataclass

@@ -13,8 +13,10 @@ from wmrbench.config import Precision
 from wmrbench.errors import WmrbenchError
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when present, else cpu; anything else must name an available device."""
+def parse_device(device: str) -> torch.device:
+    """The device a name means here: 'auto' -> cuda when present, else cpu; anything else must
+    name an available device. (Under torchrun, :func:`wmrbench.distributed.resolve_device` then
+    picks this process's GPU.)"""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -26,17 +28,11 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def default_precision(device: torch.device) -> Precision:
-    return Precision.BF16 if device.type == "cuda" else Precision.FP32
-
-
-def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: Precision) -> torch.dtype | None:
     """bf16 autocast when bf16 is asked for, on CUDA or on the CPU (CPU autocast supports bf16);
-    None (plain fp32) otherwise. bf16 is only the default on CUDA (``default_precision``): an
-    explicit ``--precision bf16`` on the CPU is honoured, never silently dropped."""
-    if precision is Precision.BF16:
-        return torch.bfloat16
-    return None
+    None (plain fp32) otherwise. bf16 is only the default on CUDA (``presets.default_precision``):
+    an explicit ``--precision bf16`` on the CPU is honoured, never silently dropped."""
+    return torch.bfloat16 if precision is Precision.BF16 else None
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

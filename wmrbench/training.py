@@ -27,31 +27,30 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wmrbench import distributed, engine
-from wmrbench.augment import random_crop_flip
+from wmrbench import distributed
+from wmrbench.attacks import autocast, pgd, predict
 from wmrbench.config import (
-    AttackConfig, DatasetName, Defense, InnerLoss, TrainConfig, build_train_config, to_jsonable,
+    RESUMABLE, DatasetName, Defense, InnerLoss, Precision, TrainConfig, TrainOptions, fields_with, parse_enum,
+    to_jsonable,
     train_config_from_dict,
 )
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
+from wmrbench.data.augment import random_crop_flip
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_torch_save, atomic_write_text
 from wmrbench.models import create_model, model_spec
-from wmrbench.models.sources import CHECKPOINT_FORMAT, read_checkpoint
+from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
 from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
+from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, train_config
 from wmrbench.progress import progress_bar
-from wmrbench.runtime import (
-    autocast_dtype, default_precision, prepare_input, prepare_model, provenance, resolve_device,
-)
+from wmrbench.runtime import prepare_input, prepare_model, provenance
 
 # Random streams of an epoch, each seeded from (seed, epoch, rank, stream).
 SHUFFLE, ATTACK, DROPOUT, AUGMENT = 0, 1, 2, 3
 
-# Settings that may change when a run is resumed: where things are, how long to go on, and how
-# fast (compile) or how carefully (download, verify_checksums) to get there.
-RESUMABLE_CHANGES = {
-    "epochs", "device", "data_dir", "checkpoint_dir", "log_every", "compile", "download", "verify_checksums",
-}
+# Settings that may change when a run is resumed (marked in TrainConfig): where things are, how
+# long to go on, and how fast (compile) or how carefully (download, verify_checksums) to get there.
+RESUMABLE_SETTINGS = fields_with(TrainConfig, RESUMABLE)
 
 
 @dataclass
@@ -66,7 +65,7 @@ def run_dir(cfg: TrainConfig) -> Path:
 
 def train_step(
     model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, generator: torch.Generator,
-    amp: torch.dtype | None, train_model: nn.Module | None = None,
+    precision: Precision | str, train_model: nn.Module | None = None,
 ) -> tuple[Objective, Tensor]:
     """One step of Algorithm 1: attack in eval mode, then the (weighted) loss in train mode.
 
@@ -75,20 +74,19 @@ def train_step(
     processes train, and/or its ``torch.compile`` (``--compile``). The attack always runs the
     bare ``model``: eval mode, frozen parameters and input-only gradients make other graphs than
     the training forward's, which a compiled module would guard on and compile again.
+    ``precision`` (normally ``cfg.precision``) applies to the attack and the training forward.
     Returns the objective (not yet backpropagated) and the attack's margins.
     """
     forward = model if train_model is None else train_model
-    attack = cfg.attack
     alpha = cfg.alpha_train if cfg.alpha_train > 0 else None  # one alpha drives attack and loss
-    natural_logits = engine.predict(model, x, amp) if cfg.defense is Defense.TRADES else None
-    result = engine.pgd(
-        model, x, y, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
-        alpha=alpha, loss=InnerLoss.KL if cfg.defense is Defense.TRADES else InnerLoss.CE,
-        start=attack.start, restarts=attack.restarts, generator=generator,
-        natural_logits=natural_logits, autocast_dtype=amp,
+    natural_logits = predict(model, x, precision) if cfg.defense is Defense.TRADES else None
+    result = pgd(
+        model, x, y, cfg.attack, alpha=alpha,
+        loss=InnerLoss.KL if cfg.defense is Defense.TRADES else InnerLoss.CE,
+        generator=generator, natural_logits=natural_logits, precision=precision,
     )
     forward.train()
-    with engine.autocast(x.device.type, amp):
+    with autocast(x.device.type, precision):
         logits_adv = forward(result.x_adv)
         if cfg.defense is Defense.TRADES:
             logits_nat = forward(x)
@@ -134,43 +132,24 @@ def epoch_generators(seed: int, epoch: int, rank: int, device: torch.device) -> 
     }
 
 
-def prepare_config(
-    *, dataset: DatasetName | None, defense: Defense | None, run: str | None, checkpoint_dir: str,
-    resume: bool, overrides: dict[str, Any],
+def config_for_run(
+    dataset: DatasetName | str | None, defense: Defense | str | None, options: TrainOptions, resume: bool,
 ) -> TrainConfig:
-    """The run's config: preset + explicit options, or (resume) the saved config + explicit options.
-
-    ``overrides`` holds None for every option the user did not give; only given ones count.
-    """
-    given = {k: v for k, v in overrides.items() if v is not None}
-    device = given.get("device", "auto")
-    if "precision" not in given:
-        given["precision"] = default_precision(resolve_device(device))
-    if "arch" in given:
-        model_spec(given["arch"])  # unknown arch -> one line, before any work
-    fresh = build_train_config(
-        dataset or DatasetName.DIGITS, defense or Defense.TRADES, run=run,
-        checkpoint_dir=checkpoint_dir, **given,
-    )
+    """The run's config: the preset with the options on top, or (``resume``) the saved config
+    with the options on top, where only resumable settings may differ (:func:`merge_resume`)."""
+    if options.arch is not None:
+        model_spec(options.arch)  # unknown arch -> one line, before any work
+    fresh = train_config(dataset or DEFAULT_DATASET, defense or DEFAULT_DEFENSE, **options.given())
     if not resume:
         distributed.check_divides(fresh.batch_size, distributed.env_world_size())
         return fresh
-    last = Path(checkpoint_dir) / fresh.run / "last.pt"
-    saved = _read_training_checkpoint(last)
-    saved_cfg = train_config_from_dict(saved["config"])
-    if overrides.get("precision") is None:
-        given.pop("precision")  # resuming keeps the saved precision unless asked otherwise
+    saved = train_config_from_dict(_read_training_checkpoint(run_dir(fresh) / "last.pt")["config"])
+    requested = options.apply(saved)
     if dataset is not None:
-        given["dataset"] = dataset
+        requested = dataclasses.replace(requested, dataset=parse_enum(DatasetName, dataset, "dataset"))
     if defense is not None:
-        given["defense"] = defense
-    attack_keys = {f.name for f in dataclasses.fields(AttackConfig)}
-    attack = dataclasses.replace(saved_cfg.attack, **{k: v for k, v in given.items() if k in attack_keys})
-    rest = {k: v for k, v in given.items() if k not in attack_keys}
-    rest["checkpoint_dir"] = checkpoint_dir
-    if "milestones" in rest:
-        rest["milestones"] = tuple(rest["milestones"])
-    resumed = dataclasses.replace(saved_cfg, attack=attack, **rest)
+        requested = dataclasses.replace(requested, defense=parse_enum(Defense, defense, "defense"))
+    resumed = merge_resume(saved, requested)
     distributed.check_divides(resumed.batch_size, distributed.env_world_size())
     return resumed
 
@@ -184,18 +163,19 @@ def _read_training_checkpoint(last: Path) -> dict[str, Any]:
     return saved
 
 
-def check_resume_config(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
-    """The saved config wins; settings in RESUMABLE_CHANGES may differ, others must not."""
+def merge_resume(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
+    """The saved config, with the requested values of the resumable settings; any other
+    setting that differs is refused by name."""
     changed = [
         f.name for f in dataclasses.fields(TrainConfig)
-        if f.name not in RESUMABLE_CHANGES and getattr(saved, f.name) != getattr(requested, f.name)
+        if f.name not in RESUMABLE_SETTINGS and getattr(saved, f.name) != getattr(requested, f.name)
     ]
     if changed:
         raise WmrbenchError(
             f"--resume: run {saved.run!r} was trained with other settings ({', '.join(changed)}); "
             "drop those options or start a new --run"
         )
-    return dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUMABLE_CHANGES})
+    return dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUMABLE_SETTINGS})
 
 
 def fit(
@@ -210,49 +190,29 @@ def fit(
     device = distributed.resolve_device(cfg.device)
     world_size = distributed.env_world_size()
     distributed.check_divides(cfg.batch_size, world_size)  # before any work, same on every rank
-    out = run_dir(cfg)
-    last = out / "last.pt"
+    last = run_dir(cfg) / "last.pt"
+    saved: dict[str, Any] = {}
     if resume:
         saved = _read_training_checkpoint(last)
-        cfg = check_resume_config(train_config_from_dict(saved["config"]), cfg)
+        cfg = merge_resume(train_config_from_dict(saved["config"]), cfg)
     elif last.exists():
         raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
 
-    # The whole split moves to the device once (uint8 for CIFAR-10 / Tiny ImageNet): batches,
-    # crops and flips are then gathers there, and the GPU never waits for a CPU loader.
-    train = load_split(
-        cfg.dataset, cfg.data_dir, train=True, download=cfg.download, verify_checksums=cfg.verify_checksums
-    ).to(device)
-    distributed.check_enough(len(train), world_size, "training examples")
-    if distributed.is_main_process():  # the only writer finds out now, not after an epoch
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WmrbenchError(f"cannot create the checkpoint folder {out}: {exc.strerror or exc}") from None
+    train = _training_split(cfg, device, world_size)
     ctx = distributed.setup(device)
     model, optimizer, scheduler = _build(cfg, device)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    if resume:
-        # Every rank reads the same file (multi-node: a shared --checkpoint-dir); nothing in it
-        # depends on the number of processes, so any world size can continue any run.
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        history = list(saved["history"])
-        start_epoch = int(saved["epoch"])
+    history, start_epoch = _restore(saved, model, optimizer, scheduler) if resume else ([], 0)
     model = distributed.prepare_for_ddp(model, device)
     train_model = distributed.wrap_ddp(model, device)
     if cfg.compile:  # the training forward only; checkpoints keep saving ``model`` (no prefixes)
         train_model = torch.compile(train_model)
-    amp = autocast_dtype(cfg.precision, device)
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
 
     with progress_bar(enabled=show_progress and ctx.is_main) as progress:
         for epoch in range(start_epoch, end_epoch):
             generators = epoch_generators(cfg.seed, epoch, ctx.rank, device)
             stats = _train_epoch(
-                model, optimizer, train, cfg, generators, amp, device, progress, epoch,
+                model, optimizer, train, cfg, generators, cfg.precision, device, progress, epoch,
                 train_model=train_model, ctx=ctx,
             )
             scheduler.step()
@@ -267,9 +227,43 @@ def fit(
     return TrainResult(last, history)
 
 
+def _training_split(cfg: TrainConfig, device: torch.device, world_size: int) -> ImageSet:
+    """The training split on the device, and the checkpoint folder made (before any epoch runs).
+
+    The whole split moves to the device once (uint8 for CIFAR-10 / Tiny ImageNet): batches,
+    crops and flips are then gathers there, and the GPU never waits for a CPU loader.
+    """
+    train = load_split(
+        cfg.dataset, cfg.data_dir, train=True, download=cfg.download, verify_checksums=cfg.verify_checksums
+    ).to(device)
+    distributed.check_enough(len(train), world_size, "training examples")
+    out = run_dir(cfg)
+    if distributed.is_main_process():  # the only writer finds out now, not after an epoch
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WmrbenchError(f"cannot create the checkpoint folder {out}: {exc.strerror or exc}") from None
+    return train
+
+
+def _restore(
+    saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.MultiStepLR,
+) -> tuple[list[dict[str, Any]], int]:
+    """Load a checkpoint's state; return its history and the number of finished epochs.
+
+    Every rank reads the same file (multi-node: a shared --checkpoint-dir); nothing in it
+    depends on the number of processes, so any world size can continue any run.
+    """
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return list(saved["history"]), int(saved["epoch"])
+
+
 def _train_epoch(
     model: nn.Module, optimizer: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig,
-    generators: dict[str, torch.Generator], amp: torch.dtype | None, device: torch.device,
+    generators: dict[str, torch.Generator], precision: Precision, device: torch.device,
     progress: Any, epoch: int, train_model: nn.Module | None = None,
     ctx: distributed.Context = distributed.Context(),
 ) -> dict[str, Any]:
@@ -289,7 +283,7 @@ def _train_epoch(
         if cfg.augment:  # random crop (padding 4) + flip, batched on the device
             x = random_crop_flip(x, generators["augment"])
         x = prepare_input(x, device)
-        objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], amp, train_model)
+        objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], precision, train_model)
         optimizer.zero_grad(set_to_none=True)
         objective.loss.backward()
         optimizer.step()

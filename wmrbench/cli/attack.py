@@ -44,21 +44,19 @@ def attack(
 
     The file (a .pt readable with torch.load(weights_only=True)) holds the clean inputs, labels and indices, and per attack the adversarial inputs, margins, correctness and normalized weights, with the full config as a JSON string.
     """
-    from wmrbench.adversarial import Split, run_attack
-    from wmrbench.config import parse_enum
-    from wmrbench.models.loader import MODEL_OPTIONS, model_sources, parse_dataset
+    from wmrbench.config import EvalOptions, parse_enum
+    from wmrbench.evaluation import Split, run_attack
+    from wmrbench.models.source import MODEL_OPTIONS, model_sources
 
     with user_errors():
-        overrides = o.eval_overrides(eps, step_size, steps, restarts, start, alpha_test, n_examples,
-                                     batch_size, seed, data_dir, device, precision, results_dir,
-                                     download, verify_checksums, compile)
+        options = o.options_from(EvalOptions, locals())
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir)
         if len(sources) > 1:
             raise WmrbenchError("attack takes one model: give one --model-id")
         if not sources:
             raise WmrbenchError(f"say which model to attack: {MODEL_OPTIONS}")
-        path, adv = run_attack(sources[0], parse_dataset(dataset), parse_enum(Split, split, "split"), run, output,
-                               overrides, show_progress=not quiet)
+        path, adv = run_attack(sources[0], options, dataset, parse_enum(Split, split, "split"), run, output,
+                               show_progress=not quiet)
     n = len(adv.label)
     for key, points in adv.attacks.items():
         what = "unweighted PGD" if key == "pgd" else f"weighted PGD, alpha {points.alpha:g}"

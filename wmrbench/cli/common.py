@@ -1,4 +1,4 @@
-"""What every command shares: one-line errors with exit code 2, and option parsing helpers."""
+"""What every command shares: one-line errors with exit code 2."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from collections.abc import Iterator
 
 import typer
 
-from wmrbench.config import Precision, parse_enum
 from wmrbench.errors import WmrbenchError
-from wmrbench.runtime import default_precision, resolve_device
 
 EXIT_USAGE = 2
 
@@ -28,19 +26,3 @@ def user_errors() -> Iterator[None]:
         where = "" if rank == "0" else f"[rank {rank}] "
         typer.echo(f"Error: {where}{exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-
-
-def precision_for(precision: str | None, device: str) -> Precision:
-    """An explicit --precision, else bf16 on CUDA and fp32 elsewhere."""
-    if precision is not None:
-        return parse_enum(Precision, precision, "precision")
-    return default_precision(resolve_device(device))
-
-
-def parse_ints(text: str | None, option: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise WmrbenchError(f"{option} takes comma-separated integers, e.g. 55,75,90; got {text!r}") from None

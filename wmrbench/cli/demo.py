@@ -8,21 +8,24 @@ import typer
 
 from wmrbench.cli.common import user_errors
 from wmrbench.config import Defense, parse_alphas, parse_enum
+from wmrbench.presets import (
+    DEFAULT_ALPHA_TEST, DEFAULT_CHECKPOINT_DIR, DEFAULT_DEFENSE, DEFAULT_DEVICE, DEFAULT_RESULTS_DIR, DEFAULT_SEED,
+)
 
 
 def demo(
-    defense: Annotated[str, typer.Option(help="pgd | trades: the defense trained with and without the weighted risk.")] = "trades",
+    defense: Annotated[str, typer.Option(help="pgd | trades: the defense trained with and without the weighted risk.")] = DEFAULT_DEFENSE.value,
     alpha_train: Annotated[float | None, typer.Option(help="alpha_train of '+ours' (default: the preset's).")] = None,
-    alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values.")] = "1,1.5,2",
-    checkpoint_dir: Annotated[str, typer.Option(help="Where the two runs' checkpoints go.")] = "checkpoints",
-    results_dir: Annotated[str, typer.Option(help="Where the two results go.")] = "results",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = 0,
+    alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values.")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
+    checkpoint_dir: Annotated[str, typer.Option(help="Where the two runs' checkpoints go.")] = DEFAULT_CHECKPOINT_DIR,
+    results_dir: Annotated[str, typer.Option(help="Where the two results go.")] = DEFAULT_RESULTS_DIR,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = DEFAULT_DEVICE,
+    seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = DEFAULT_SEED,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train DEFENSE and DEFENSE+ours on digits, evaluate both, print the paper's table."""
     from wmrbench.demo import run_demo
-    from wmrbench.report import non_uniform_table, print_table
+    from wmrbench.report import print_table, result_table
 
     with user_errors():
         chosen = parse_enum(Defense, defense, "defense")
@@ -30,5 +33,5 @@ def demo(
             chosen, alpha_train, parse_alphas(alpha_test), checkpoint_dir, results_dir, device,
             seed, show_progress=not quiet,
         )
-    n = summaries[0]["metrics"]["n_examples"]
-    print_table(non_uniform_table(summaries), f"digits, {chosen.value.upper()} vs {chosen.value.upper()}+ours ({n} test images)")
+    n = summaries[0].metrics.n_examples
+    print_table(result_table(summaries), f"digits, {chosen.value.upper()} vs {chosen.value.upper()}+ours ({n} test images)")

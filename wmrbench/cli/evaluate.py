@@ -45,36 +45,32 @@ def evaluate(
     Under torchrun the examples are split over the processes; the result is the same.
     """
     from wmrbench import distributed
-    from wmrbench.adversarial import evaluate_adversarial
-    from wmrbench.evaluation import evaluate_source, evaluate_sources
-    from wmrbench.models.loader import MODEL_OPTIONS, model_sources, parse_dataset
-    from wmrbench.report import non_uniform_table, print_table
+    from wmrbench.config import EvalOptions
+    from wmrbench.evaluation import evaluate_adversarial, evaluate_source, evaluate_sources
+    from wmrbench.models.source import MODEL_OPTIONS, model_sources
+    from wmrbench.report import print_table, result_table
 
     failures = []
     with user_errors(), distributed.session():
-        overrides = o.eval_overrides(eps, step_size, steps, restarts, start, alpha_test, n_examples,
-                                     batch_size, seed, data_dir, device, precision, results_dir,
-                                     download, verify_checksums, compile)
+        options = o.options_from(EvalOptions, locals())
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir)
-        chosen = parse_dataset(dataset)
         if adversarial is not None:
             if len(sources) > 1:
                 raise WmrbenchError("--adversarial scores its points on one model: give one --model-id")
             source = sources[0] if sources else None
-            results = [evaluate_adversarial(adversarial, source, chosen, run, overrides, not quiet)]
+            results = [evaluate_adversarial(adversarial, source, options, dataset, run, not quiet)]
         elif not sources:
             raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or --adversarial FILE")
         elif len(sources) == 1:  # one model: its error is the command's error
-            results = [evaluate_source(sources[0], chosen, run, overrides, not quiet)]
+            results = [evaluate_source(sources[0], options, dataset, run, not quiet)]
         else:
             if run is not None:
                 raise WmrbenchError("--run names one result; with several --model-id each result is named by its id")
-            results, failures = evaluate_sources(sources, chosen, overrides, not quiet)
+            results, failures = evaluate_sources(sources, options, dataset, not quiet)
     if not distributed.is_main_process():
         return
     for result in results:
-        m = result.summary["metrics"]
-        print_table(non_uniform_table([result.summary]), f"{result.summary['run']}: {m['n_examples']} examples")
+        print_table(result_table([result.summary]), f"{result.summary.run}: {result.summary.metrics.n_examples} examples")
         typer.echo(f"results: {result.out_dir}")
     if failures:
         for failure in failures:

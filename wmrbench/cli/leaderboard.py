@@ -19,8 +19,7 @@ def leaderboard(
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them atomically."""
     from wmrbench.config import parse_enum
-    from wmrbench.leaderboard import TITLES, TableKind, leaderboard as build
-    from wmrbench.report import TableFormat, print_table
+    from wmrbench.report import TITLES, TableFormat, TableKind, leaderboard as build, print_table
 
     with user_errors():
         board = build(results_dir, parse_enum(TableFormat, fmt, "format"), parse_enum(TableKind, table, "table"),

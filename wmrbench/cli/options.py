@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import dataclasses
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from wmrbench.config import Precision, Start, parse_alphas, parse_enum
+from wmrbench.config import Options, Precision, Start, parse_alphas, parse_enum, parse_ints
+
+O = TypeVar("O", bound=Options)
 
 PRESET = "default: the paper's evaluation attack for the dataset"
 MODEL = "Model"  # help panel of the options that say which model
@@ -37,19 +40,29 @@ ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/
 Quiet = Annotated[bool, typer.Option(help="No progress bars.")]
 
 
-def eval_overrides(
-    eps: float | None, step_size: float | None, steps: int | None, restarts: int | None, start: str | None,
-    alpha_test: str | None, n_examples: int | None, batch_size: int | None, seed: int | None,
-    data_dir: str | None, device: str | None, precision: str | None, results_dir: str | None,
-    download: bool = False, verify_checksums: bool | None = None, compile: bool | None = None,
-) -> dict[str, Any]:
-    """The EvalConfig overrides the options give (None: the preset's or the file's value)."""
-    return dict(
-        eps=eps, step_size=step_size, steps=steps, restarts=restarts,
-        start=None if start is None else parse_enum(Start, start, "start"),
-        alpha_test=None if alpha_test is None else parse_alphas(alpha_test), n_examples=n_examples,
-        batch_size=batch_size, seed=seed, data_dir=data_dir, device=device,
-        precision=None if precision is None else parse_enum(Precision, precision, "precision"),
-        results_dir=results_dir, download=download or None, verify_checksums=verify_checksums,
-        compile=compile,
-    )
+def _parsed(name: str, value: Any) -> Any:
+    """A raw option value in the type its config field takes (None stays "not given")."""
+    if value is None:
+        return None
+    if name == "start":
+        return parse_enum(Start, value, "start")
+    if name == "precision":
+        return parse_enum(Precision, value, "precision")
+    if name == "alpha_test":
+        return parse_alphas(value)
+    if name == "milestones":
+        return parse_ints(value, "--milestones")
+    if name == "download":
+        return value or None  # a flag: absent means "not given", not "no"
+    return value
+
+
+def options_from(cls: type[O], values: dict[str, Any]) -> O:
+    """The options object of a command, from its parameters (pass ``locals()``).
+
+    A command's parameters are named exactly like the fields of its options dataclass (one name
+    per setting everywhere), so the object is built by name; the command's other parameters
+    (model source, --run, --quiet ...) are ignored here.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{name: _parsed(name, value) for name, value in values.items() if name in names})

@@ -15,7 +15,7 @@ def plot(
     run: Annotated[list[str] | None, typer.Option(help="Draw the weights histogram for this result only (repeatable; default: every result).")] = None,
 ) -> None:
     """Draw A_rob, A_sa, A_tr against alpha_test (one line per model) and the normalized weights."""
-    from wmrbench.plots import make_plots
+    from wmrbench.report import make_plots
 
     with user_errors():
         plots = make_plots(results_dir, output_dir, run)

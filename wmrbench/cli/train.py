@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from wmrbench.cli.common import parse_ints, user_errors
-from wmrbench.config import DatasetName, Defense, Precision, Start, parse_enum
+from wmrbench.cli import options as o
+from wmrbench.cli.common import user_errors
 
 PRESET = "default: the paper's preset for the dataset"
 
@@ -35,7 +35,7 @@ def train(
     augment: Annotated[bool | None, typer.Option(help=f"Random crop (padding 4) and flip ({PRESET}).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for weights, shuffling and attack starts (default 0).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")] = None,
-    checkpoint_dir: Annotated[str, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt.")] = "checkpoints",
+    checkpoint_dir: Annotated[str | None, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt (default checkpoints).")] = None,
     run: Annotated[str | None, typer.Option(help="Run name (default: DATASET-DEFENSE-aALPHA).")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = None,
     precision: Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")] = None,
@@ -52,27 +52,12 @@ def train(
     Under torchrun (torchrun --nproc-per-node N -m wmrbench -- train ...) it trains with DDP.
     """
     from wmrbench import distributed
-    from wmrbench.config import describe_train_config
-    from wmrbench.training import fit, prepare_config
+    from wmrbench.config import TrainOptions
+    from wmrbench.presets import describe_train_config
+    from wmrbench.training import config_for_run, fit
 
     with user_errors(), distributed.session():
-        overrides = dict(
-            alpha_train=alpha_train, beta=beta, detach_weights=detach_weights,
-            normalize_weights=normalize_weights, arch=arch, eps=eps, step_size=step_size,
-            steps=steps, restarts=restarts,
-            start=None if start is None else parse_enum(Start, start, "start"),
-            epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-            weight_decay=weight_decay, milestones=parse_ints(milestones, "--milestones"),
-            gamma=gamma, augment=augment, seed=seed, data_dir=data_dir, device=device,
-            precision=None if precision is None else parse_enum(Precision, precision, "precision"),
-            log_every=log_every, compile=compile, download=download or None,
-            verify_checksums=verify_checksums,
-        )
-        cfg = prepare_config(
-            dataset=None if dataset is None else parse_enum(DatasetName, dataset, "dataset"),
-            defense=None if defense is None else parse_enum(Defense, defense, "defense"),
-            run=run, checkpoint_dir=checkpoint_dir, resume=resume, overrides=overrides,
-        )
+        cfg = config_for_run(dataset, defense, o.options_from(TrainOptions, locals()), resume)
         if distributed.is_main_process():
             typer.echo(describe_train_config(cfg))
         result = fit(cfg, resume=resume, stop_after_epochs=stop_after_epochs, show_progress=not quiet)

@@ -6,7 +6,7 @@ ensemble: ``<NAME>.pt_m0.pt``, ``<NAME>.pt_m1.pt``, ...) and downloads it only w
 
 Checkpoint safety: robustbench 1.1.1 calls ``torch.load(path)`` without ``weights_only``. Before
 ``load_model`` ever sees a file, wmrbench reads that file itself with ``weights_only=True``
-(:func:`wmrbench.models.sources.read_checkpoint`), so a file holding anything but tensors and
+(:func:`wmrbench.models.checkpoint.read_checkpoint`), so a file holding anything but tensors and
 plain containers is refused with one line and never reaches a full unpickler. A file that passed
 can only make the second unpickler call the same allow-listed constructors (and on torch >= 2.6,
 robustbench's call defaults to ``weights_only=True`` anyway). Downloads go to a temporary name,
@@ -32,8 +32,8 @@ from typing import Any
 from torch import nn
 
 from wmrbench.compat import RobustBenchAPI, robustbench_api
-from wmrbench.errors import WmrbenchError
-from wmrbench.models.sources import read_checkpoint
+from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.models.checkpoint import read_checkpoint
 
 DEFAULT_ZOO_DATASET = "cifar10"
 DEFAULT_THREAT_MODEL = "Linf"
@@ -104,7 +104,7 @@ def _reason(exc: BaseException) -> str:
     """The useful part of a network error (requests nests it deep inside its message)."""
     text = str(exc).strip()
     errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)
-    detail = errno.group(0).strip() if errno else (text.splitlines()[0][:120] if text else "")
+    detail = errno.group(0).strip() if errno else (first_line(exc, limit=120) if text else "")
     return f"{type(exc).__name__} ({detail})" if detail else type(exc).__name__
 
 
@@ -157,6 +157,5 @@ def load_zoo_model(
     try:
         model = api.load_model(model_name=model_id, model_dir=model_dir, dataset=ds.value, threat_model=tm.value)
     except (RuntimeError, KeyError, ValueError) as exc:  # state_dict does not fit the architecture
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise WmrbenchError(f"RobustBench could not load {model_id} from {model_dir}: {first}") from None
+        raise WmrbenchError(f"RobustBench could not load {model_id} from {model_dir}: {first_line(exc, limit=200)}") from None
     return model.eval()

@@ -13,6 +13,7 @@ atomically. SVGs carry no date and a fixed id salt, so a rerun writes the same b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,15 @@ import numpy as np
 
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_write
-from wmrbench.leaderboard import gather
 from wmrbench.metrics import normalized_weights
-from wmrbench.records import read_records
+from wmrbench.records import alpha_key, read_records
+from wmrbench.report.leaderboard import Found, gather
 
 FORMATS = ("png", "svg")
 PANELS = (("A_rob", "A_rob: unweighted PGD"), ("A_sa", "A_sa: PGD points, weighted"), ("A_tr", "A_tr: weighted PGD"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plots:
     files: list[Path]
     warnings: list[str]
@@ -58,20 +59,20 @@ def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-def plot_metrics(summaries: list[tuple[str, dict[str, Any]]], dataset: str, out_dir: Path) -> list[Path]:
-    """Three panels (A_rob, A_sa, A_tr against alpha_test), one line per model."""
+def plot_metrics(results: Sequence[Found], dataset: str, out_dir: Path) -> list[Path]:
+    """Three panels (A_rob, A_sa, A_tr against alpha_test), one line per result."""
     fig = _figure(12, 3.8)
     axes = fig.subplots(1, 3, sharey=True)
-    for name, summary in summaries:
-        metrics = summary["metrics"]
-        alphas = sorted(float(a) for a in metrics["A_sa"])
+    for result in results:
+        metrics = result.summary.metrics
+        alphas = sorted(metrics.alphas)
         series = {
-            "A_rob": [metrics["A_rob"]] * len(alphas),  # does not depend on alpha: a flat line
-            "A_sa": [metrics["A_sa"][f"{a:g}"] for a in alphas],
-            "A_tr": [metrics["A_tr"].get(f"{a:g}", np.nan) for a in alphas],
+            "A_rob": [metrics.A_rob] * len(alphas),  # does not depend on alpha: a flat line
+            "A_sa": [metrics.A_sa[alpha_key(a)] for a in alphas],
+            "A_tr": [metrics.A_tr.get(alpha_key(a), np.nan) for a in alphas],
         }
         for ax, (key, _) in zip(axes, PANELS):
-            ax.plot(alphas, series[key], marker="o", label=name)
+            ax.plot(alphas, series[key], marker="o", label=result.name)
     for ax, (_, title) in zip(axes, PANELS):
         ax.set_title(title)
         ax.set_xlabel(r"$\alpha_{test}$")
@@ -134,9 +135,8 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
         raise WmrbenchError(f"no result named {', '.join(unknown)} under {results_dir}; there are: {', '.join(names)}")
     files: list[Path] = []
     warnings = list(found.warnings)
-    for dataset in sorted({r.dataset for r in found.summaries}):
-        group = [(r.name, r.summary) for r in found.summaries if r.dataset == dataset]
-        files += plot_metrics(group, dataset, out_dir)
+    for dataset in sorted({r.summary.dataset for r in found.summaries}):
+        files += plot_metrics([r for r in found.summaries if r.summary.dataset == dataset], dataset, out_dir)
     for result in found.summaries:
         if runs and result.name not in runs:
             continue
@@ -144,6 +144,5 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
         if not records.is_file():
             warnings.append(f"no weights plot for {result.name}: {records} is missing")
             continue
-        alphas = [float(a) for a in result.summary["metrics"]["A_sa"]]
-        files += plot_weights(records, result.name, alphas, out_dir)
+        files += plot_weights(records, result.name, result.summary.metrics.alphas, out_dir)
     return Plots(files, warnings)

@@ -6,26 +6,25 @@ Exactly one source per model:
 * ``--checkpoint PATH [--arch NAME]``: a wmrbench checkpoint, or a plain state_dict with ``--arch``;
 * ``--model-id NAME [--dataset] [--threat-model] [--model-dir]``: the RobustBench zoo;
 * ``--model MODULE:FUNCTION [--checkpoint PATH]``: your own architecture (and weights).
+
+Models know nothing of data sets: :func:`open_source` reads the checkpoint (once) and says which
+data set it records, the caller resolves the data set and passes its shape to :func:`build_model`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from wmrbench.config import DatasetName, parse_enum
-from wmrbench.data import dataset_spec
 from wmrbench.errors import WmrbenchError
-from wmrbench.models.factory import build_from_factory, parse_factory
+from wmrbench.models.checkpoint import extract_state_dict, load_state_into, model_from_checkpoint, read_checkpoint, train_config_of
 from wmrbench.models.robustbench import DEFAULT_MODEL_DIR, DEFAULT_THREAT_MODEL, DEFAULT_ZOO_DATASET, load_zoo_model
-from wmrbench.models.sources import (
-    checkpoint_train_config, extract_state_dict, load_model_from_checkpoint, load_state_into, read_checkpoint,
-)
-
+from wmrbench.models.user_code import build_from_factory, parse_factory
+from wmrbench.records import ModelInfo
 
 MODEL_OPTIONS = "--checkpoint PATH [--arch NAME], --model-id NAME, or --model MODULE:FUNCTION [--checkpoint PATH]"
 
@@ -57,22 +56,14 @@ class ModelSource:
         assert self.factory is not None
         return self.factory.rpartition(":")[2]
 
-    def describe(self) -> str:
-        """The options that name this model (for messages)."""
-        if self.kind is SourceKind.ROBUSTBENCH:
-            return f"--model-id {self.model_id}"
-        if self.kind is SourceKind.FACTORY:
-            return f"--model {self.factory}" + (f" --checkpoint {self.checkpoint}" if self.checkpoint else "")
-        return f"--checkpoint {self.checkpoint}" + (f" --arch {self.arch}" if self.arch else "")
-
-
-def source_from_dict(d: dict[str, Any]) -> ModelSource:
-    """Inverse of config.to_jsonable for ModelSource (adversarial files record their source)."""
-    try:
-        return ModelSource(kind=SourceKind(d["kind"]), **{k: d.get(k) for k in (
-            "checkpoint", "arch", "model_id", "threat_model", "model_dir", "factory")})
-    except (KeyError, ValueError, TypeError):
-        raise WmrbenchError(f"not a model source record: {d!r}") from None
+    @classmethod
+    def from_json(cls, d: Any) -> ModelSource:
+        """Inverse of config.to_jsonable (adversarial files record their source)."""
+        try:
+            return cls(kind=SourceKind(d["kind"]), **{k: d.get(k) for k in (
+                "checkpoint", "arch", "model_id", "threat_model", "model_dir", "factory")})
+        except (KeyError, ValueError, TypeError):
+            raise WmrbenchError(f"not a model source record: {d!r}") from None
 
 
 def model_sources(
@@ -101,15 +92,28 @@ def model_sources(
     return []
 
 
-def parse_dataset(dataset: str | None) -> DatasetName | None:
-    return None if dataset is None else parse_enum(DatasetName, dataset, "dataset")
+@dataclass(frozen=True)
+class OpenedSource:
+    """A source whose checkpoint (if any) has been read, once, and validated as a torch file."""
+
+    source: ModelSource
+    contents: dict[str, Any] | None = None  # the checkpoint file's top-level dict
+    train_config: dict[str, Any] = field(default_factory=dict)  # {} unless a wmrbench checkpoint
+
+    @property
+    def recorded_dataset(self) -> str | None:
+        """The data set this model belongs to, when the source says (a wmrbench checkpoint
+        records it; a zoo id defaults to cifar10); None when the user must say."""
+        if self.source.kind is SourceKind.ROBUSTBENCH:
+            return DEFAULT_ZOO_DATASET
+        return self.train_config.get("dataset")
 
 
-@dataclass
-class LoadedModel:
-    model: nn.Module
-    dataset: DatasetName
-    info: dict[str, Any]  # what summary.json records under "model"
+def open_source(source: ModelSource) -> OpenedSource:
+    if source.checkpoint is None:
+        return OpenedSource(source)
+    contents = read_checkpoint(source.checkpoint)
+    return OpenedSource(source, contents, train_config_of(contents))
 
 
 def _training_info(train_config: dict[str, Any]) -> dict[str, Any]:
@@ -119,47 +123,32 @@ def _training_info(train_config: dict[str, Any]) -> dict[str, Any]:
         "defense": defense,
         "alpha_train": train_config.get("alpha_train"),
         "beta": train_config.get("beta") if defense == "trades" else None,
+        "train_config": train_config,
     }
 
 
-def _dataset_of(train_config: dict[str, Any], dataset: DatasetName | None, what: str) -> DatasetName:
-    if dataset is not None:
-        return dataset
-    if "dataset" not in train_config:
-        raise WmrbenchError(f"{what}: say which data set with --dataset")
-    return DatasetName(train_config["dataset"])
-
-
-def load_source(source: ModelSource, dataset: DatasetName | None, run: str) -> LoadedModel:
-    """Build the model, resolve its data set (the checkpoint's when not given) and describe it."""
-    info: dict[str, Any] = {"name": run, "source": source.kind.value}
+def build_model(opened: OpenedSource, run: str, dataset: str, num_classes: int, in_channels: int) -> tuple[nn.Module, ModelInfo]:
+    """The model an opened source names, for ``dataset`` (a zoo id's data set; shapes for the
+    others), and the description its result records."""
+    source = opened.source
     if source.kind is SourceKind.ROBUSTBENCH:
         assert source.model_id is not None
-        dataset = dataset or DatasetName(DEFAULT_ZOO_DATASET)
-        model = load_zoo_model(source.model_id, dataset.value, source.threat_model or DEFAULT_THREAT_MODEL,
-                               source.model_dir or DEFAULT_MODEL_DIR)
-        info.update(model_id=source.model_id, threat_model=source.threat_model, model_dir=source.model_dir,
-                    arch=type(model).__name__, defense=None, alpha_train=None, beta=None)
-        return LoadedModel(model, dataset, info)
-
+        threat_model, model_dir = source.threat_model or DEFAULT_THREAT_MODEL, source.model_dir or DEFAULT_MODEL_DIR
+        model = load_zoo_model(source.model_id, dataset, threat_model, model_dir)
+        info = ModelInfo(name=run, source=source.kind.value, arch=type(model).__name__, model_id=source.model_id,
+                         threat_model=threat_model, model_dir=model_dir)
+        return model, info
+    training = _training_info(opened.train_config)
     if source.kind is SourceKind.FACTORY:
         assert source.factory is not None
-        train_config = checkpoint_train_config(source.checkpoint) if source.checkpoint else {}
-        dataset = _dataset_of(train_config, dataset, f"--model {source.factory}")
-        dataset_spec(dataset)
         model = build_from_factory(source.factory)
-        if source.checkpoint:
-            state = extract_state_dict(read_checkpoint(source.checkpoint))
-            load_state_into(model, state, f"checkpoint {source.checkpoint}")
-        info.update(factory=source.factory, checkpoint=source.checkpoint, arch=type(model).__name__,
-                    **_training_info(train_config), train_config=train_config)
-        return LoadedModel(model, dataset, info)
-
-    assert source.checkpoint is not None
-    train_config = checkpoint_train_config(source.checkpoint)
-    dataset = _dataset_of(train_config, dataset, f"{source.checkpoint} is a plain state_dict")
-    spec = dataset_spec(dataset).info
-    model, train_config = load_model_from_checkpoint(source.checkpoint, source.arch, spec.num_classes, spec.in_channels)
-    info.update(checkpoint=str(source.checkpoint), arch=train_config.get("arch", source.arch),
-                **_training_info(train_config), train_config=train_config)
-    return LoadedModel(model, dataset, info)
+        if opened.contents is not None:
+            load_state_into(model, extract_state_dict(opened.contents), f"checkpoint {source.checkpoint}")
+        info = ModelInfo(name=run, source=source.kind.value, arch=type(model).__name__, factory=source.factory,
+                         checkpoint=source.checkpoint, **training)
+        return model, info
+    assert source.checkpoint is not None and opened.contents is not None
+    model = model_from_checkpoint(opened.contents, source.checkpoint, source.arch, num_classes, in_channels)
+    info = ModelInfo(name=run, source=source.kind.value, arch=opened.train_config.get("arch", source.arch),
+                     checkpoint=str(source.checkpoint), **training)
+    return model, info

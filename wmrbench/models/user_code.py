@@ -16,12 +16,7 @@ from types import ModuleType
 
 from torch import nn
 
-from wmrbench.errors import WmrbenchError
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+from wmrbench.errors import WmrbenchError, first_line
 
 
 def _import(module: str) -> ModuleType:
@@ -35,7 +30,7 @@ def _import(module: str) -> ModuleType:
         try:
             spec.loader.exec_module(loaded)
         except Exception as exc:  # the user's code failed: say where, in one line
-            raise WmrbenchError(f"--model: importing {path} failed: {_first_line(exc)}") from None
+            raise WmrbenchError(f"--model: importing {path} failed: {first_line(exc, with_type=True)}") from None
         return loaded
     # The `wmrbench` console script does not put the working directory on sys.path (python -m
     # does): add it, so that a module next to the user's data imports either way.
@@ -47,9 +42,9 @@ def _import(module: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name and module.startswith(exc.name):
             raise WmrbenchError(f"--model: no module named {exc.name!r} (from the working directory or the environment)") from None
-        raise WmrbenchError(f"--model: importing {module} failed: {_first_line(exc)}") from None
+        raise WmrbenchError(f"--model: importing {module} failed: {first_line(exc, with_type=True)}") from None
     except Exception as exc:
-        raise WmrbenchError(f"--model: importing {module} failed: {_first_line(exc)}") from None
+        raise WmrbenchError(f"--model: importing {module} failed: {first_line(exc, with_type=True)}") from None
 
 
 def parse_factory(spec: str) -> tuple[str, str]:
@@ -71,7 +66,7 @@ def build_from_factory(spec: str) -> nn.Module:
     try:
         model = factory()
     except Exception as exc:
-        raise WmrbenchError(f"--model: {spec}() failed: {_first_line(exc)}") from None
+        raise WmrbenchError(f"--model: {spec}() failed: {first_line(exc, with_type=True)}") from None
     if not isinstance(model, nn.Module):
         raise WmrbenchError(f"--model: {spec}() returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -1,4 +1,9 @@
-"""Results -> pandas DataFrames in the paper's table formats -> terminal, Markdown, CSV, LaTeX."""
+"""Tables (pandas DataFrames from :mod:`.tables`) -> terminal (rich), Markdown, CSV, LaTeX.
+
+Text is left-aligned and numbers right-aligned in every format; accuracies have two decimals, as
+the paper prints them; CSV keeps full precision. The output depends on the frame alone, so a
+rerun writes the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-NON_UNIFORM_COLUMNS = ["Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr"]
-# The paper's tables, with the data set and our run name in front (one row per model and setting).
-PAPER_NON_UNIFORM_COLUMNS = ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr"]  # Tables 1-3
-PAPER_UNIFORM_COLUMNS = ["Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob"]  # Tables 4-5
-METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr")
-NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda")
+from wmrbench.report.tables import METRIC_COLUMNS, NUMBER_COLUMNS, PAPER_SUFFIX
 
 
 class TableFormat(str, Enum):
@@ -29,64 +29,8 @@ class TableFormat(str, Enum):
         return {"md": ".md", "csv": ".csv", "latex": ".tex"}[self.value]
 
 
-def defense_label(model_info: dict[str, Any]) -> str:
-    """'TRADES', 'PGD+ours', ... as the paper names rows; the model's name when not ours."""
-    defense = model_info.get("defense")
-    if not defense:
-        return str(model_info.get("name", "?"))
-    alpha = model_info.get("alpha_train") or 0.0
-    return f"{str(defense).upper()}{'+ours' if alpha > 0 else ''}"
-
-
-def _common(summary: dict[str, Any], model: str | None) -> dict[str, Any]:
-    info = summary["model"]
-    alpha_train = info.get("alpha_train")
-    return {
-        "Dataset": summary.get("config", {}).get("dataset"),
-        "Model": model or summary.get("run", info.get("name")),
-        "Defense": defense_label(info),
-        "alpha_train": alpha_train if alpha_train else None,  # the paper's baselines show "-"
-    }
-
-
-def non_uniform_rows(summary: dict[str, Any], model: str | None = None) -> list[dict[str, Any]]:
-    """Tables 1-3 of the paper: one row per alpha_test."""
-    metrics = summary["metrics"]
-    rows = []
-    for key, a_sa in metrics["A_sa"].items():
-        rows.append({
-            **_common(summary, model),
-            "alpha_test": float(key),
-            "A_nat": metrics["A_nat"],
-            "A_rob": metrics["A_rob"],
-            "A_sa": a_sa,
-            "A_tr": metrics["A_tr"].get(key),
-        })
-    return rows
-
-
-def uniform_rows(summary: dict[str, Any], model: str | None = None) -> list[dict[str, Any]]:
-    """Tables 4-5 of the paper: one row per model; 1/lambda is TRADES' beta."""
-    beta = summary["model"].get("beta")
-    return [{
-        **_common(summary, model),
-        "1/lambda": beta,
-        "A_nat": summary["metrics"]["A_nat"],
-        "A_rob": summary["metrics"]["A_rob"],
-    }]
-
-
-def non_uniform_table(summaries: list[dict[str, Any]], columns: list[str] = NON_UNIFORM_COLUMNS) -> pd.DataFrame:
-    rows = [row for s in summaries for row in non_uniform_rows(s)]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def uniform_table(summaries: list[dict[str, Any]], columns: list[str] = PAPER_UNIFORM_COLUMNS) -> pd.DataFrame:
-    rows = [row for s in summaries for row in uniform_rows(s)]
-    return pd.DataFrame(rows, columns=columns)
-
-
 def print_table(frame: pd.DataFrame, title: str, console: Console | None = None) -> None:
+    """The frame as a rich table on the terminal (or on ``console``)."""
     cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
     widths = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(frame.columns)]
     table = Table(title=title)
@@ -151,14 +95,14 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
-def latex_escape(text: str) -> str:
+def _latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
 def _latex_header(column: str) -> str:
-    base, paper = (column[: -len(" (paper)")], True) if column.endswith(" (paper)") else (column, False)
-    header = _LATEX_HEADERS.get(base, latex_escape(base))
-    return f"{header} (paper)" if paper else header
+    base, paper = (column[: -len(PAPER_SUFFIX)], True) if column.endswith(PAPER_SUFFIX) else (column, False)
+    header = _LATEX_HEADERS.get(base, _latex_escape(base))
+    return f"{header}{PAPER_SUFFIX}" if paper else header
 
 
 def to_latex(frame: pd.DataFrame, caption: str = "") -> str:
@@ -166,10 +110,10 @@ def to_latex(frame: pd.DataFrame, caption: str = "") -> str:
     align = "".join("r" if _numeric(frame, c) else "l" for c in frame.columns)
     lines = [r"\begin{table}[t]", r"\centering"]
     if caption:
-        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+        lines.append(rf"\caption{{{_latex_escape(caption)}}}")
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_latex_header(c) for c in frame.columns) + r" \\", r"\midrule"]
     for row in frame.itertuples(index=False):
-        lines.append(" & ".join(latex_escape(_paper_cell(c, v)) for c, v in zip(frame.columns, row)) + r" \\")
+        lines.append(" & ".join(_latex_escape(_paper_cell(c, v)) for c, v in zip(frame.columns, row)) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,27 @@
+"""THE attack engine: the only code that takes gradients with respect to inputs.
+
+``train``, ``attack`` and ``evaluate`` all call it (DESIGN.md sections 1, 3 and 5):
+
+* :mod:`.objective`: margin, importance weights, the per-example inner loss, the choice among
+  restarts, and the model-side helpers (eval mode with frozen parameters, autocast, predict);
+* :mod:`.noise`: the starts, keyed on (seed, example index, restart) or drawn from a generator;
+* :mod:`.pgd`: (weighted) L-infinity PGD;
+* :mod:`.stepper`: the fast path (eager loop, CUDA-graph replay, torch.compile);
+* :mod:`.registry`: attacks by name (``get_attack("pgd")``).
+
+Importing this package registers every attack.
+"""
+
+from wmrbench.attacks.noise import keyed_normal, keyed_uniform, start_point
+from wmrbench.attacks.objective import (
+    AttackResult, attack_mode, autocast, choose_among, importance_weights, inner_loss, margin, predict,
+    upcast,
+)
+from wmrbench.attacks.pgd import pgd
+from wmrbench.attacks.registry import AttackSpec, get_attack, list_attacks, register_attack
+
+__all__ = [
+    "AttackResult", "AttackSpec", "attack_mode", "autocast", "choose_among", "get_attack",
+    "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform", "list_attacks", "margin",
+    "pgd", "predict", "register_attack", "start_point", "upcast",
+]

@@ -1,0 +1,131 @@
+"""What every attack maximises and how its result is scored (DESIGN.md section 1).
+
+* ``margin = p_y - max_{t != y} p_t`` with ``p = softmax(logits)``, in [-1, 1];
+* ``s = exp(-alpha * margin)`` at the adversarial point, with the true label;
+* the per-example inner loss ``l_i``: CE, or TRADES' ``KL(p(x) || p(x'))`` summed over classes;
+* the per-example choice among restarts (:func:`choose_among`).
+
+Also the model-side helpers every attack shares: :func:`attack_mode` (eval mode, frozen
+parameters), :func:`autocast` (the ``precision`` setting as an autocast context) and
+:func:`predict`. Logits of reduced precision (bf16 autocast) are upcast to float32 before any
+softmax or loss; float64 is kept (the benchmarks' exactness check runs in float64).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wmrbench.config import InnerLoss, Precision, parse_enum
+from wmrbench.runtime import autocast_dtype
+
+Alpha = float | Tensor | None
+
+@dataclass
+class AttackResult:
+    x_adv: Tensor  # adversarial inputs, within eps of x and inside [0, 1]
+    logits: Tensor  # logits of the model (eval mode) at x_adv: float32 (float64 for float64 models)
+    margin: Tensor  # margin at x_adv with the true label, in the logits' dtype
+
+
+def upcast(logits: Tensor) -> Tensor:
+    """float32 for bf16/fp16 logits (autocast); float32 and float64 are left as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def margin(logits: Tensor, y: Tensor) -> Tensor:
+    """``p_y - max_{t != y} p_t``: positive when correct, negative when misclassified."""
+    p = upcast(logits).softmax(dim=1)
+    p_y = p.gather(1, y[:, None]).squeeze(1)
+    # A comparison, not F.one_hot: one_hot validates labels with a host sync on some devices,
+    # which would also break CUDA graph capture.
+    is_label = torch.arange(p.shape[1], device=y.device) == y[:, None]
+    p_other = p.masked_fill(is_label, float("-inf")).amax(dim=1)
+    return p_y - p_other
+
+
+def importance_weights(logits: Tensor, y: Tensor, alpha: float | Tensor) -> Tensor:
+    """``s = exp(-alpha * margin)``; differentiable in logits (detach at the call site if wanted)."""
+    return torch.exp(-alpha * margin(logits, y))
+
+
+def inner_loss(
+    logits: Tensor, y: Tensor, loss: InnerLoss | str, natural_probs: Tensor | None
+) -> Tensor:
+    """Per-example loss the attack ascends: CE, or TRADES' KL(p(x) || p(x')) summed over classes."""
+    loss = parse_enum(InnerLoss, loss, "loss")
+    logits = upcast(logits)
+    if loss is InnerLoss.CE:
+        return F.cross_entropy(logits, y, reduction="none")
+    if natural_probs is None:
+        raise ValueError("the KL inner loss needs natural_logits (the model's logits at x)")
+    return F.kl_div(F.log_softmax(logits, dim=1), natural_probs, reduction="none").sum(dim=1)
+
+
+def choose_among(best: AttackResult, new: AttackResult) -> AttackResult:
+    """Per example, the better of two candidates (restarts, later attacks) for the same inputs.
+
+    The rule today: the lowest final margin wins; a tie keeps ``best`` (the earlier candidate).
+    DESIGN.md section 1 asks for another rule (a misclassified candidate with the lowest margin,
+    else the correctly classified one with the *highest* margin); a later change switches to it
+    here, in this one function. No host sync: the choice is a device-side ``torch.where``.
+    """
+    better = new.margin < best.margin
+    return AttackResult(
+        x_adv=torch.where(better.view(-1, *[1] * (new.x_adv.dim() - 1)), new.x_adv, best.x_adv),
+        logits=torch.where(better[:, None], new.logits, best.logits),
+        margin=torch.where(better, new.margin, best.margin),
+    )
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm frozen, dropout off) and no parameter gradients, restored after.
+
+    Freezing the parameters means autograd neither computes nor stores anything for weight
+    gradients: the backward pass only propagates to the input.
+    """
+    was_training = model.training
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    model.eval()
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        model.train(was_training)
+
+
+def autocast(
+    device_type: str, precision: Precision | str, cache_enabled: bool = True
+) -> contextlib.AbstractContextManager:
+    """The model's forward at ``precision``: bf16 autocast for ``bf16``, nothing for ``fp32``.
+
+    ``cache_enabled=False`` inside CUDA graphs: autocast's weight-cast cache must not hand a
+    captured graph a cast made outside it (it would go stale when the weights change).
+    """
+    dtype = autocast_dtype(parse_enum(Precision, precision, "precision"))
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype, cache_enabled=cache_enabled)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, precision: Precision | str = Precision.FP32) -> Tensor:
+    """Logits (float32; float64 for a float64 model) in eval mode at x, no gradients; the mode
+    is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast(x.device.type, precision):
+            logits = model(x)
+        return upcast(logits)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,131 @@
+"""The adversarial file format (``wmrbench attack`` writes it, ``evaluate --adversarial`` reads it).
+
+ONE file, written atomically, readable with ``torch.load(..., weights_only=True)``::
+
+    {"format": "wmrbench-adversarial-v1",
+     "config": JSON string (run, split, model source and description, EvalConfig, versions),
+     "index": int64 [N] (positions in the split), "label": int64 [N],
+     "x": float32 [N, C, H, W] (the clean inputs),
+     "attacks": {"pgd": {...}, "<alpha>": {...}, ...}}
+
+where each attack holds ``alpha`` (0.0 for the unweighted PGD), ``x_adv`` float32 [N, C, H, W],
+``margin`` float32 [N] and ``correct`` bool [N] (the attacked model's, at x_adv) and ``weight``
+float64 [N]: the attacker's normalized weights ``s_i / sum_j s_j`` at that alpha (uniform 1/N for
+the unweighted PGD).
+
+The clean inputs are saved too (a decision, not an accident): with them the file alone gives
+A_nat, the eps-ball can be checked when the file is read, and the examples can be scored on
+another model (a transfer attack) without the data set. They cost 1/(k+2) of the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from wmrbench import distributed
+from wmrbench.config import EvalConfig, eval_config_from_dict, to_jsonable
+from wmrbench.errors import WmrbenchError
+from wmrbench.io import atomic_torch_save, safe_torch_load
+from wmrbench.metrics import normalized_weights
+from wmrbench.models.source import ModelSource
+from wmrbench.records import ModelInfo
+
+ADVERSARIAL_FORMAT = "wmrbench-adversarial-v1"
+PGD = "pgd"  # the unweighted attack's key
+EPS_SLACK = 1e-6  # float32 rounding of x +- eps
+
+
+class Split(str, Enum):
+    TEST = "test"
+    TRAIN = "train"
+
+
+@dataclass
+class AttackPoints:
+    alpha: float  # 0.0 for the unweighted PGD
+    x_adv: Tensor
+    margin: Tensor
+    correct: Tensor
+    weight: Tensor
+
+    @classmethod
+    def of(cls, alpha: float, x_adv: Tensor, margin: Tensor, correct: Tensor) -> AttackPoints:
+        weight = torch.from_numpy(normalized_weights(margin.numpy(), alpha))
+        return cls(alpha, x_adv.float().contiguous(), margin.float(), correct.bool(), weight)
+
+
+@dataclass
+class AdversarialSet:
+    run: str
+    split: Split
+    source: ModelSource
+    model: ModelInfo
+    config: EvalConfig
+    versions: dict[str, Any]
+    index: Tensor
+    label: Tensor
+    x: Tensor
+    attacks: dict[str, AttackPoints]
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "format": ADVERSARIAL_FORMAT, "run": self.run, "split": self.split.value,
+            "source": to_jsonable(self.source), "model": to_jsonable(self.model),
+            "eval_config": to_jsonable(self.config), "versions": self.versions,
+        }
+
+
+def save_adversarial(path: str | Path, adv: AdversarialSet) -> Path:
+    obj = {
+        "format": ADVERSARIAL_FORMAT,
+        "config": json.dumps(adv.header(), sort_keys=True),
+        "index": adv.index, "label": adv.label, "x": adv.x,
+        "attacks": {key: {"alpha": float(p.alpha), "x_adv": p.x_adv, "margin": p.margin,
+                          "correct": p.correct, "weight": p.weight} for key, p in adv.attacks.items()},
+    }
+    if distributed.is_main_process():  # under torchrun every rank holds all points; one writes
+        atomic_torch_save(path, obj)
+    return Path(path)
+
+
+def _parse(obj: dict[str, Any], bad: str) -> AdversarialSet:
+    try:
+        header = json.loads(obj["config"])
+        attacks = {key: AttackPoints(float(a["alpha"]), a["x_adv"], a["margin"], a["correct"], a["weight"])
+                   for key, a in obj["attacks"].items()}
+        return AdversarialSet(
+            run=str(header["run"]), split=Split(header["split"]), source=ModelSource.from_json(header["source"]),
+            model=ModelInfo.from_json(header["model"]), config=eval_config_from_dict(header["eval_config"]),
+            versions=dict(header.get("versions") or {}), index=obj["index"], label=obj["label"], x=obj["x"],
+            attacks=attacks,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, WmrbenchError) as exc:
+        raise WmrbenchError(f"{bad} (incomplete: {type(exc).__name__} {exc})") from None
+
+
+def load_adversarial(path: str | Path) -> AdversarialSet:
+    """Read an adversarial file with weights_only=True and check that it is whole and consistent."""
+    obj = safe_torch_load(path, what="adversarial file")
+    bad = f"{path} is not a wmrbench adversarial file"
+    if obj.get("format") != ADVERSARIAL_FORMAT:
+        raise WmrbenchError(f"{bad} (format {obj.get('format')!r}, expected {ADVERSARIAL_FORMAT!r})")
+    adv = _parse(obj, bad)
+    n = len(adv.label)
+    tensors = [adv.index, adv.label, adv.x] + [t for p in adv.attacks.values() for t in (p.x_adv, p.margin, p.correct, p.weight)]
+    if PGD not in adv.attacks or not all(isinstance(t, Tensor) and t.shape[0] == n for t in tensors):
+        raise WmrbenchError(f"{bad} (its arrays do not have one row per example)")
+    eps = adv.config.attack.eps
+    for key, p in adv.attacks.items():
+        if p.x_adv.shape != adv.x.shape:
+            raise WmrbenchError(f"{bad} (attack {key}: x_adv has shape {tuple(p.x_adv.shape)}, x {tuple(adv.x.shape)})")
+        # A point outside the threat model would make every number computed from it meaningless.
+        if (p.x_adv - adv.x).abs().max() > eps + EPS_SLACK or p.x_adv.min() < 0 or p.x_adv.max() > 1:
+            raise WmrbenchError(f"{path}: attack {key} leaves the eps={eps:g} ball around x or [0, 1]")
+    return adv

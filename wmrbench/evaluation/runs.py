@@ -1,0 +1,137 @@
+"""What ``evaluate`` and ``attack`` do, each as one call of the pipeline with its scorer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from torch import nn
+
+from wmrbench.config import ATTACK_FIELDS, FIXED_BY_ATTACK, DatasetName, EvalConfig, EvalOptions, fields_with, with_options
+from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet, AttackPoints, Split, load_adversarial, save_adversarial
+from wmrbench.evaluation.pipeline import (
+    EvalResult, Timer, check_model_fits, collect, load_model, prepare, records_frame, write_result,
+)
+from wmrbench.evaluation.scorers import AttackScorer, PointsScorer, ReplayScorer
+from wmrbench.data import ImageSet
+from wmrbench.models.source import MODEL_OPTIONS, ModelSource, open_source
+from wmrbench.records import AdversarialOrigin, alpha_key, tr_columns
+from wmrbench.runtime import provenance
+
+
+def evaluate_model(model: nn.Module, data: ImageSet, cfg: EvalConfig, show_progress: bool = True) -> pd.DataFrame:
+    """Per-example records of ``model`` attacked on ``data`` (already cut to n_examples)."""
+    scorer = AttackScorer(cfg)
+    return records_frame(collect(model, data, cfg, scorer, show_progress, scorer.what))
+
+
+def evaluate_source(
+    source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, run: str | None = None,
+    show_progress: bool = True,
+) -> EvalResult:
+    """Evaluate the model a source names on its data set; write ``<results_dir>/<run>/``.
+
+    Under torchrun every rank returns the whole result; only rank 0 writes it.
+    """
+    prepared = prepare(source, options, dataset, run)
+    timer = Timer()
+    records = evaluate_model(prepared.model, prepared.data, prepared.cfg, show_progress)
+    return write_result(records, prepared.cfg, prepared.info, timer.seconds)
+
+
+@dataclass
+class Failure:
+    name: str
+    message: str
+
+
+def evaluate_sources(
+    sources: list[ModelSource], options: EvalOptions, dataset: DatasetName | str | None = None,
+    show_progress: bool = True,
+) -> tuple[list[EvalResult], list[Failure]]:
+    """Evaluate several models in turn, each into its own result; a failure in one loses no other.
+
+    A bad input (WmrbenchError) or any other error of one model (a download that fails, CUDA out
+    of memory on a huge zoo model) is recorded and the next model goes on.
+    """
+    results: list[EvalResult] = []
+    failures: list[Failure] = []
+    for source in sources:
+        try:
+            results.append(evaluate_source(source, options, dataset, None, show_progress))
+        except WmrbenchError as exc:
+            failures.append(Failure(source.default_run(), str(exc)))
+        except Exception as exc:  # noqa: BLE001  reported at the end, never swallowed
+            failures.append(Failure(source.default_run(), first_line(exc, with_type=True)))
+    return results, failures
+
+
+def run_attack(
+    source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, split: Split = Split.TEST,
+    run: str | None = None, output: str | None = None, show_progress: bool = True,
+) -> tuple[Path, AdversarialSet]:
+    """Attack a model on a split; write the points to ``output`` (default RESULTS_DIR/RUN/adversarial.pt)."""
+    prepared = prepare(source, options, dataset, run, train_split=split is Split.TRAIN)
+    cfg = prepared.cfg
+    path = Path(output) if output else Path(cfg.results_dir) / cfg.run / "adversarial.pt"
+    cols = collect(prepared.model, prepared.data, cfg, PointsScorer(cfg), show_progress)
+    found = {PGD: AttackPoints.of(0.0, cols["pgd_x_adv"], cols["pgd_margin"], cols["pgd_correct"])}
+    for j, alpha in enumerate(cfg.alpha_test):
+        correct_col, margin_col = tr_columns(alpha)
+        found[alpha_key(alpha)] = AttackPoints.of(alpha, cols["tr_x_adv"][:, j], cols[margin_col], cols[correct_col])
+    adv = AdversarialSet(
+        run=cfg.run, split=split, source=source, model=prepared.info, config=cfg, versions=provenance(),
+        index=cols["index"], label=cols["label"], x=cols["x"].float().contiguous(), attacks=found,
+    )
+    save_adversarial(path, adv)
+    return path, adv
+
+
+FIXED_OPTIONS = (fields_with(EvalConfig, FIXED_BY_ATTACK) - {"attack"}) | ATTACK_FIELDS
+
+
+def replay_config(adv: AdversarialSet, path: str | Path, run: str, options: EvalOptions) -> EvalConfig:
+    """The file's EvalConfig with the options that may change when scoring applied."""
+    given = options.given()
+    fixed = sorted(k for k in given if k in FIXED_OPTIONS)
+    if fixed:
+        names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+        raise WmrbenchError(f"{names}: the attack is already in {path}; these settings apply when attacking")
+    saved = adv.config.alpha_test
+    missing = [a for a in given.get("alpha_test", ()) if a not in saved]
+    if missing:
+        raise WmrbenchError(
+            f"{path} holds weighted attacks for alpha_test {', '.join(f'{a:g}' for a in saved)}; "
+            f"not for {', '.join(f'{a:g}' for a in missing)}"
+        )
+    return with_options(adv.config, run=run, **given)
+
+
+def evaluate_adversarial(
+    path: str | Path, source: ModelSource | None, options: EvalOptions, dataset: DatasetName | str | None = None,
+    run: str | None = None, show_progress: bool = True,
+) -> EvalResult:
+    """Score a saved attack on the model it attacked (``source=None``) or on another one."""
+    adv = load_adversarial(path)
+    saved_dataset = adv.config.dataset
+    if dataset is not None and DatasetName(dataset) is not saved_dataset:
+        raise WmrbenchError(f"{path} holds {saved_dataset.value} examples, not {DatasetName(dataset).value}")
+    if run is None:
+        # Points crafted on another model make a transfer result: never overwrite the model's own.
+        run = adv.run if source in (None, adv.source) else f"{source.default_run()}-from-{adv.run}"
+    cfg = replay_config(adv, path, run, options)
+    try:
+        model, info = load_model(open_source(source or adv.source), run, saved_dataset)
+    except WmrbenchError as exc:
+        if source is not None:
+            raise
+        raise WmrbenchError(f"{exc} (the attacked model, as {path} records it; or name one with {MODEL_OPTIONS})") from None
+    data = ImageSet(adv.x, adv.label)
+    check_model_fits(model, data, info.name)
+    timer = Timer()
+    scorer = ReplayScorer(adv, cfg)
+    records = records_frame(collect(model, data.subset(cfg.n_examples), cfg, scorer, show_progress, scorer.what))
+    origin = AdversarialOrigin(file=str(path), split=adv.split.value, attacked=adv.header()["source"])
+    return write_result(records, cfg, info, timer.seconds, origin)

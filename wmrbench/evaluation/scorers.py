@@ -1,0 +1,129 @@
+"""Per-batch scorers of the evaluation pipeline: what happens to one batch of examples.
+
+* :class:`AttackScorer` (``evaluate``): a clean forward (A_nat), ONE unweighted PGD (A_rob and
+  every A_sa) and ONE weighted PGD call in which all alpha_test values run side by side: the
+  batch is stacked once per alpha and each copy carries its alpha (A_tr). Random starts are
+  keyed on (seed, example index), so an example's result does not depend on its batch, the
+  batch size or its place in the stack.
+* :class:`PointsScorer` (``attack``): the same attacks, keeping their points as well.
+* :class:`ReplayScorer` (``evaluate --adversarial``): the model at points saved earlier.
+
+All three build their record columns with :func:`batch_columns`, from the logits at the clean,
+PGD and stacked weighted points, so a replay on the attacked model reproduces ``evaluate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from wmrbench import attacks
+from wmrbench.config import EvalConfig, InnerLoss
+from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet
+from wmrbench.records import alpha_key, tr_columns
+
+
+@dataclass
+class BatchAttacks:
+    """Everything the attacks found on one batch (the stacked attack holds k copies, alpha-major)."""
+
+    clean_logits: Tensor
+    rob: attacks.AttackResult  # unweighted PGD: A_rob and every A_sa
+    stacked: attacks.AttackResult  # weighted PGD, one copy of the batch per alpha_test: A_tr
+
+
+def run_batch_attacks(model: nn.Module, index: Tensor, x: Tensor, y: Tensor, cfg: EvalConfig) -> BatchAttacks:
+    """Clean forward, ONE unweighted PGD and ONE stacked weighted PGD over all alpha_test values."""
+    common = dict(loss=InnerLoss.CE, seed=cfg.seed, precision=cfg.precision, compile_model=cfg.compile)
+    clean_logits = attacks.predict(model, x, cfg.precision)
+    rob = attacks.pgd(model, x, y, cfg.attack, alpha=None, index=index, **common)
+    k, n = len(cfg.alpha_test), len(y)
+    alpha = torch.tensor(cfg.alpha_test, device=x.device).repeat_interleave(n)
+    stacked = attacks.pgd(
+        model, x.repeat(k, 1, 1, 1), y.repeat(k), cfg.attack, alpha=alpha, index=index.repeat(k), **common
+    )
+    return BatchAttacks(clean_logits, rob, stacked)
+
+
+def batch_columns(
+    index: Tensor, y: Tensor, clean_logits: Tensor, pgd_logits: Tensor, stacked_logits: Tensor,
+    alpha_test: tuple[float, ...],
+) -> dict[str, Tensor]:
+    """Per-example record columns from the logits at the clean, PGD and stacked weighted points."""
+    k, n = len(alpha_test), len(y)
+    columns = {
+        "index": index,
+        "label": y,
+        "clean_correct": clean_logits.argmax(1) == y,
+        "clean_margin": attacks.margin(clean_logits, y),
+        "pgd_correct": pgd_logits.argmax(1) == y,
+        "pgd_margin": attacks.margin(pgd_logits, y),
+    }
+    tr_correct = (stacked_logits.argmax(1) == y.repeat(k)).view(k, n)
+    tr_margin = attacks.margin(stacked_logits, y.repeat(k)).view(k, n)
+    for j, alpha_value in enumerate(alpha_test):
+        correct_col, margin_col = tr_columns(alpha_value)
+        columns[correct_col] = tr_correct[j]
+        columns[margin_col] = tr_margin[j]
+    return columns
+
+
+class AttackScorer:
+    """``evaluate``: attack the batch, keep its record columns."""
+
+    what = "attacking"
+
+    def __init__(self, cfg: EvalConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, model: nn.Module, index: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        found = run_batch_attacks(model, index, x, y, self.cfg)
+        return batch_columns(index, y, found.clean_logits, found.rob.logits, found.stacked.logits, self.cfg.alpha_test)
+
+
+class PointsScorer(AttackScorer):
+    """``attack``: the record columns plus the clean inputs and every attack's points.
+
+    The stacked points come back alpha-major ([k*n, ...]); they are regrouped per example
+    ([n, k, ...]) so that the rows of later batches concatenate per example.
+    """
+
+    def __call__(self, model: nn.Module, index: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        found = run_batch_attacks(model, index, x, y, self.cfg)
+        k, n = len(self.cfg.alpha_test), len(y)
+        columns = batch_columns(index, y, found.clean_logits, found.rob.logits, found.stacked.logits, self.cfg.alpha_test)
+        columns.update(
+            x=x, pgd_x_adv=found.rob.x_adv,
+            tr_x_adv=found.stacked.x_adv.reshape(k, n, *x.shape[1:]).transpose(0, 1),
+        )
+        return columns
+
+
+class ReplayScorer:
+    """``evaluate --adversarial``: the model at the file's clean and adversarial points, no attack.
+
+    The scorer is called with positions in the file (the pipeline's ``index``); the records keep
+    the file's own example indices.
+    """
+
+    what = "scoring"
+
+    def __init__(self, adv: AdversarialSet, cfg: EvalConfig) -> None:
+        self.adv, self.cfg = adv, cfg
+        self.keys = [alpha_key(a) for a in cfg.alpha_test]
+        self.held: dict[str, Tensor] = {}
+
+    def __call__(self, model: nn.Module, pos: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        if not self.held:  # the points go to the model's device once, not once per batch
+            self.held.update({key: self.adv.attacks[key].x_adv.to(pos.device) for key in [PGD, *self.keys]})
+            self.held["index"] = self.adv.index.to(pos.device)
+        precision = self.cfg.precision
+        # The stacked points, alpha-major, exactly as evaluate's weighted attack scored them.
+        stacked = torch.cat([self.held[key][pos] for key in self.keys]).to(x.dtype)
+        return batch_columns(
+            self.held["index"][pos], y, attacks.predict(model, x, precision),
+            attacks.predict(model, self.held[PGD][pos].to(x.dtype), precision),
+            attacks.predict(model, stacked, precision), self.cfg.alpha_test,
+        )

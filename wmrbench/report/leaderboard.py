@@ -1,0 +1,91 @@
+"""``leaderboard``: every ``summary.json`` under a folder -> the paper's tables, beside its numbers.
+
+Tables 1-3 (non-uniform attacks): Defense, alpha_train, alpha_test, A_rob, A_sa, A_tr.
+Tables 4-5 (uniform attacks): Defense, 1/lambda, alpha_train, A_nat, A_rob.
+Each row also names the data set and the model (the result's folder under the results folder).
+The output depends on nothing but the summaries: rerunning gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from wmrbench.errors import WmrbenchError
+from wmrbench.io import atomic_write_text
+from wmrbench.records import Summary, read_summary
+from wmrbench.report.paper import compare_with_paper
+from wmrbench.report.render import TableFormat, render
+from wmrbench.report.tables import LAYOUTS, TITLES, TableKind, build_table, resolve_sort_column, sort_rows
+
+
+@dataclass(frozen=True)
+class Found:
+    name: str  # the result's folder relative to the results folder (its run name when directly under it)
+    folder: Path
+    summary: Summary
+
+
+@dataclass(frozen=True)
+class Gathered:
+    summaries: list[Found]
+    warnings: list[str]  # one line per file that was skipped
+
+
+def gather(results_dir: str | Path) -> Gathered:
+    """Every summary.json under ``results_dir``, in path order; a file that is not a summary of
+    this schema becomes a warning naming it (one bad file must not hide every other result)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise WmrbenchError(f"results folder not found: {root}")
+    summaries, warnings = [], []
+    for path in sorted(root.rglob("summary.json")):
+        try:
+            summary = read_summary(path)
+        except WmrbenchError as exc:  # its message starts with the path and says what is wrong
+            warnings.append(f"skipped {exc}")
+            continue
+        name = path.parent.relative_to(root).as_posix()
+        summaries.append(Found((summary.run or "?") if name == "." else name, path.parent, summary))
+    return Gathered(summaries, warnings)
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    tables: dict[TableKind, pd.DataFrame]
+    files: list[Path]
+    warnings: list[str]
+
+
+def leaderboard(
+    results_dir: str | Path, fmt: TableFormat = TableFormat.MD, table: TableKind = TableKind.ALL,
+    sort_by: str | None = None, compare_paper: bool = False, output: str | Path | None = None,
+) -> Leaderboard:
+    """Gather, build the tables, write them atomically (into ``results_dir`` or ``output``)."""
+    kinds = [TableKind.NON_UNIFORM, TableKind.UNIFORM] if table is TableKind.ALL else [table]
+    sort_column = resolve_sort_column(sort_by, kinds)
+    if output is not None and fmt is TableFormat.CSV and len(kinds) > 1:
+        raise WmrbenchError("a CSV file holds one table: add --table non-uniform or --table uniform, or leave out --output")
+    found = gather(results_dir)
+    if not found.summaries:
+        where = f"; skipped {len(found.warnings)} bad file(s)" if found.warnings else ""
+        raise WmrbenchError(f"no summary.json under {results_dir}{where}")
+    summaries, names = [f.summary for f in found.summaries], [f.name for f in found.summaries]
+    tables = {}
+    for kind in kinds:
+        frame = sort_rows(build_table(summaries, LAYOUTS[kind], names), sort_column)
+        tables[kind] = compare_with_paper(frame, kind) if compare_paper else frame
+    if output is not None:
+        parts = [_section(tables[k], k, fmt, titled=len(kinds) > 1) for k in kinds]
+        files = [atomic_write_text(output, "\n".join(parts))]
+    else:
+        files = [atomic_write_text(Path(results_dir) / f"leaderboard-{k.value}{fmt.suffix}",
+                                   _section(tables[k], k, fmt, titled=False)) for k in kinds]
+    return Leaderboard(tables, files, found.warnings)
+
+
+def _section(frame: pd.DataFrame, kind: TableKind, fmt: TableFormat, titled: bool) -> str:
+    body = render(frame, fmt, caption=TITLES[kind])
+    return f"## {TITLES[kind]}\n\n{body}" if titled and fmt is TableFormat.MD else body

@@ -1,0 +1,119 @@
+"""Summaries -> the paper's tables, as pandas DataFrames (rendering is :mod:`.render`'s job).
+
+Three layouts share one row builder:
+
+* Tables 1-3 (non-uniform attacks): Dataset, Model, Defense, alpha_train, alpha_test, A_rob,
+  A_sa, A_tr; one row per model and alpha_test.
+* Tables 4-5 (uniform attacks): Dataset, Model, Defense, 1/lambda, alpha_train, A_nat, A_rob;
+  one row per model.
+* The per-result table ``evaluate`` and ``demo`` print: Model, Defense, alpha_train,
+  alpha_test, A_nat, A_rob, A_sa, A_tr; one row per alpha_test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import pandas as pd
+
+from wmrbench.errors import WmrbenchError
+from wmrbench.records import ModelInfo, Summary
+
+METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr")
+NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda")
+PAPER_SUFFIX = " (paper)"  # the column beside a metric that holds the paper's number
+
+
+class TableKind(str, Enum):
+    ALL = "all"
+    NON_UNIFORM = "non-uniform"  # Tables 1-3
+    UNIFORM = "uniform"  # Tables 4-5
+
+
+@dataclass(frozen=True)
+class Layout:
+    columns: tuple[str, ...]
+    per_alpha: bool  # one row per alpha_test (the A_sa / A_tr tables) or one per model
+
+
+NON_UNIFORM = Layout(("Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr"), True)
+UNIFORM = Layout(("Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob"), False)
+RESULT = Layout(("Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr"), True)
+LAYOUTS = {TableKind.NON_UNIFORM: NON_UNIFORM, TableKind.UNIFORM: UNIFORM}
+TITLES = {
+    TableKind.NON_UNIFORM: "Non-uniform attacks (the paper's Tables 1-3)",
+    TableKind.UNIFORM: "Uniform attacks (the paper's Tables 4-5)",
+}
+
+
+def defense_label(model: ModelInfo) -> str:
+    """'TRADES', 'PGD+ours', ... as the paper names rows; the model's name when not ours."""
+    if not model.defense:
+        return model.name
+    return f"{str(model.defense).upper()}{'+ours' if (model.alpha_train or 0.0) > 0 else ''}"
+
+
+def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str, Any]]:
+    """Every column any layout shows; the layout picks its own (pandas drops the others)."""
+    model, metrics = summary.model, summary.metrics
+    common = {
+        "Dataset": summary.dataset,
+        "Model": name or summary.run or model.name,
+        "Defense": defense_label(model),
+        "1/lambda": model.beta,  # TRADES' beta
+        "alpha_train": model.alpha_train or None,  # the paper's baselines show "-"
+        "A_nat": metrics.A_nat,
+        "A_rob": metrics.A_rob,
+    }
+    if not per_alpha:
+        return [common]
+    return [{**common, "alpha_test": float(key), "A_sa": a_sa, "A_tr": metrics.A_tr.get(key)}
+            for key, a_sa in metrics.A_sa.items()]
+
+
+def build_table(summaries: Sequence[Summary], layout: Layout, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """The rows of ``summaries`` in ``layout``, in the order given. ``names`` fill the Model column
+    (the leaderboard names a result by its folder); by default a result is named by its run."""
+    names = list(names) if names is not None else [None] * len(summaries)
+    rows = [row for summary, name in zip(summaries, names, strict=True) for row in _rows(summary, name, layout.per_alpha)]
+    return pd.DataFrame(rows, columns=list(layout.columns))
+
+
+def result_table(summaries: Sequence[Summary]) -> pd.DataFrame:
+    """The per-result table ``evaluate`` and ``demo`` print (A_nat beside the paper's metrics)."""
+    return build_table(summaries, RESULT)
+
+
+def sort_rows(frame: pd.DataFrame, sort_by: str | None = None) -> pd.DataFrame:
+    """Rows in (data set, model, alpha_test) order, then stably by ``sort_by``."""
+    keys = [c for c in ("Dataset", "Model", "alpha_test") if c in frame.columns]
+    frame = frame.sort_values(keys, kind="mergesort", na_position="last", key=_sort_key).reset_index(drop=True)
+    if sort_by is not None and sort_by in frame.columns:
+        # Accuracies best first; names and alphas in increasing order. Missing values last.
+        frame = frame.sort_values(sort_by, ascending=not sort_by.startswith(METRIC_COLUMNS), kind="mergesort",
+                                  na_position="last", key=_sort_key).reset_index(drop=True)
+    return frame
+
+
+def _sort_key(series: pd.Series) -> pd.Series:
+    # Mixed None/str columns cannot be compared: sort text as text, numbers as numbers.
+    if not pd.api.types.is_numeric_dtype(series):
+        numeric = pd.to_numeric(series, errors="coerce")
+        if numeric.notna().sum() == series.notna().sum():
+            return numeric
+        return series.astype("string")
+    return series
+
+
+def resolve_sort_column(sort_by: str | None, kinds: Sequence[TableKind]) -> str | None:
+    """The column ``--sort-by`` names (case-insensitive), or one line listing the columns."""
+    if sort_by is None:
+        return None
+    columns = list(dict.fromkeys(c for k in kinds for c in LAYOUTS[k].columns))
+    for column in columns:
+        if column.lower() == sort_by.lower():
+            return column
+    raise WmrbenchError(f"--sort-by {sort_by!r} is not a column; choose one of: {', '.join(columns)}")
