@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from wmrbench.attacks.objective import AttackResult
 from wmrbench.config import AttackConfig
-from wmrbench.errors import WmrbenchError
+from wmrbench.registry import Registry
 
 
 class AttackFn(Protocol):
@@ -33,7 +33,7 @@ class AttackSpec:
     description: str
 
 
-_REGISTRY: dict[str, AttackSpec] = {}
+_REGISTRY: Registry[AttackSpec] = Registry("attack")
 
 
 AnyAttack = Callable[..., AttackResult]
@@ -44,24 +44,17 @@ def register_attack(name: str, description: str = "") -> Callable[[AnyAttack], A
     description defaults to the first line of its docstring."""
 
     def decorator(fn: AnyAttack) -> AnyAttack:
-        if name in _REGISTRY:
-            raise ValueError(f"attack {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = AttackSpec(name, fn, description or (doc[0] if doc else ""))
+        _REGISTRY.add(name, AttackSpec(name, fn, description or (doc[0] if doc else "")))
         return fn
 
     return decorator
 
 
 def list_attacks() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_attack(name: str) -> AttackSpec:
     """The registered attack ``name``; a one-line WmrbenchError listing the choices otherwise."""
-    try:
-        return _REGISTRY[str(name).lower()]
-    except KeyError:
-        raise WmrbenchError(
-            f"unknown attack {name!r}; choose one of: {', '.join(list_attacks())}"
-        ) from None
+    return _REGISTRY.get(name)

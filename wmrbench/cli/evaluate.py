@@ -8,7 +8,6 @@ import typer
 
 from wmrbench.cli import options as o
 from wmrbench.cli.common import EXIT_USAGE, user_errors
-from wmrbench.errors import WmrbenchError
 
 
 def evaluate(
@@ -46,27 +45,14 @@ def evaluate(
     """
     from wmrbench import distributed
     from wmrbench.config import EvalOptions
-    from wmrbench.evaluation import evaluate_adversarial, evaluate_source, evaluate_sources
-    from wmrbench.models.source import MODEL_OPTIONS, model_sources
+    from wmrbench.evaluation import evaluate_models
+    from wmrbench.models.source import model_sources
     from wmrbench.report import print_table, result_table
 
-    failures = []
     with user_errors(), distributed.session():
         options = o.options_from(EvalOptions, locals())
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir)
-        if adversarial is not None:
-            if len(sources) > 1:
-                raise WmrbenchError("--adversarial scores its points on one model: give one --model-id")
-            source = sources[0] if sources else None
-            results = [evaluate_adversarial(adversarial, source, options, dataset, run, not quiet)]
-        elif not sources:
-            raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or --adversarial FILE")
-        elif len(sources) == 1:  # one model: its error is the command's error
-            results = [evaluate_source(sources[0], options, dataset, run, not quiet)]
-        else:
-            if run is not None:
-                raise WmrbenchError("--run names one result; with several --model-id each result is named by its id")
-            results, failures = evaluate_sources(sources, options, dataset, not quiet)
+        results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet)
     if not distributed.is_main_process():
         return
     for result in results:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from wmrbench.config import DatasetName
-from wmrbench.errors import WmrbenchError
+from wmrbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -71,23 +71,20 @@ class DatasetSpec:
     load: Loader
 
 
-_DATASETS: dict[DatasetName, DatasetSpec] = {}
+_DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def register_dataset(info: DatasetInfo) -> Callable[[Loader], Loader]:
     def decorator(load: Loader) -> Loader:
-        _DATASETS[info.name] = DatasetSpec(info, load)
+        _DATASETS.add(info.name.value, DatasetSpec(info, load))
         return load
 
     return decorator
 
 
-def dataset_spec(name: DatasetName) -> DatasetSpec:
-    try:
-        return _DATASETS[name]
-    except KeyError:
-        known = ", ".join(n.value for n in _DATASETS)
-        raise WmrbenchError(f"dataset {name.value!r} has no loader yet; available: {known}") from None
+def dataset_spec(name: DatasetName | str) -> DatasetSpec:
+    """The registered data set ``name``, or one line listing the choices."""
+    return _DATASETS.get(name.value if isinstance(name, DatasetName) else name)
 
 
 def load_split(

@@ -135,3 +135,23 @@ def evaluate_adversarial(
     records = records_frame(collect(model, data.subset(cfg.n_examples), cfg, scorer, show_progress, scorer.what))
     origin = AdversarialOrigin(file=str(path), split=adv.split.value, attacked=adv.header()["source"])
     return write_result(records, cfg, info, timer.seconds, origin)
+
+
+def evaluate_models(
+    sources: list[ModelSource], options: EvalOptions, dataset: DatasetName | str | None = None,
+    run: str | None = None, adversarial: str | None = None, show_progress: bool = True,
+) -> tuple[list[EvalResult], list[Failure]]:
+    """What ``evaluate`` does with the models its options name: score saved points
+    (``adversarial``), evaluate one model (its error is the command's), or several in turn."""
+    if adversarial is not None:
+        if len(sources) > 1:
+            raise WmrbenchError("--adversarial scores its points on one model: give one --model-id")
+        source = sources[0] if sources else None
+        return [evaluate_adversarial(adversarial, source, options, dataset, run, show_progress)], []
+    if not sources:
+        raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or --adversarial FILE")
+    if len(sources) == 1:
+        return [evaluate_source(sources[0], options, dataset, run, show_progress)], []
+    if run is not None:
+        raise WmrbenchError("--run names one result; with several --model-id each result is named by its id")
+    return evaluate_sources(sources, options, dataset, show_progress)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -21,32 +21,26 @@ class ModelSpec:
     input_shape: tuple[int, int, int] = (3, 32, 32)  # (C, H, W) it was designed for
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+_REGISTRY: Registry[ModelSpec] = Registry("arch")
 
 
 def register_model(
     name: str, description: str = "", input_shape: tuple[int, int, int] = (3, 32, 32)
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description or (builder.__doc__ or "").strip(), input_shape)
+        _REGISTRY.add(name, ModelSpec(name, builder, description or (builder.__doc__ or "").strip(), input_shape))
         return builder
 
     return decorator
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def model_spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise WmrbenchError(
-            f"unknown arch {name!r}; choose one of: {', '.join(list_models())}"
-        ) from None
+    """The registered architecture ``name``, or one line listing the choices."""
+    return _REGISTRY.get(name)
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
