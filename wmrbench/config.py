@@ -42,6 +42,16 @@ class Start(str, Enum):
     ZERO = "zero"  # x itself
 
 
+class Norm(str, Enum):
+    LINF = "linf"  # L-infinity ball: signed steps
+    L2 = "l2"  # L2 ball: steps along the normalized gradient
+
+
+class RestartFrom(str, Enum):
+    START = "start"  # each restart starts afresh from x (wmrbench's default)
+    PREVIOUS = "previous"  # chained: the previous restart's end point plus fresh noise (the authors' evaluation)
+
+
 class Precision(str, Enum):
     BF16 = "bf16"  # bf16 autocast (CUDA default)
     FP32 = "fp32"  # full precision (CPU default)
@@ -114,18 +124,25 @@ FIXED_BY_ATTACK = {"fixed_by_attack": True}
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """One (weighted) PGD attack in the L-infinity ball of radius eps, intersected with [0, 1]."""
+    """One (weighted) PGD attack in the ``norm`` ball of radius eps, intersected with [0, 1]."""
 
     eps: float
     step_size: float
     steps: int
     restarts: int = 1
     start: Start = Start.UNIFORM
+    norm: Norm = Norm.LINF
+    restart_from: RestartFrom = RestartFrom.START
 
     def __post_init__(self) -> None:
         # A plain string ("zero") becomes its Enum member, or one line listing the choices.
         object.__setattr__(self, "start", parse_enum(Start, self.start, "start"))
-        check_eps(self.eps)
+        object.__setattr__(self, "norm", parse_enum(Norm, self.norm, "norm"))
+        object.__setattr__(self, "restart_from", parse_enum(RestartFrom, self.restart_from, "restart-from"))
+        if self.norm is Norm.LINF:
+            check_eps(self.eps)
+        else:
+            _check_at_least(self.eps, 0, "eps")  # an L2 radius can exceed 1
         _check_at_least(self.step_size, 0, "step_size")
         _check_at_least(self.steps, 0, "steps")
         _check_at_least(self.restarts, 1, "restarts")
@@ -255,6 +272,8 @@ class EvalOptions(Options):
     steps: int | None = None
     restarts: int | None = None
     start: Start | None = None
+    norm: Norm | None = None
+    restart_from: RestartFrom | None = None
     alpha_test: tuple[float, ...] | None = None
     n_examples: int | None = None
     batch_size: int | None = None
