@@ -102,3 +102,20 @@ def test_on_cuda_without_host_syncs() -> None:
     draws = draw_crop_flip(len(x), PADDING, torch.Generator(device="cuda").manual_seed(0))
     assert out.device.type == "cuda"
     assert torch.equal(out.cpu(), _torchvision_reference(x.cpu(), CropFlip(draws.top.cpu(), draws.left.cpu(), draws.flip.cpu()), PADDING))
+
+
+def test_reflection_padding_matches_torch_reflect_pad_then_crop() -> None:
+    """padding_mode="reflect" crops from the mirror-padded image (the authors' PGD-AT crop)."""
+    torch.manual_seed(1)
+    x = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    draws = draw_crop_flip(16, 4, torch.Generator().manual_seed(3))
+    out = apply_crop_flip(x, draws, 4, padding_mode="reflect")
+    padded = torch.nn.functional.pad(x.float(), (4, 4, 4, 4), mode="reflect")
+    for i in range(16):
+        top, left = int(draws.top[i]), int(draws.left[i])
+        crop = padded[i, :, top:top + 8, left:left + 8]
+        expected = crop.flip(-1) if draws.flip[i] else crop
+        assert torch.equal(out[i].float(), expected), i
+    assert out.dtype == torch.uint8
+    zeros = apply_crop_flip(x, draws, 4)
+    assert not torch.equal(zeros, out)  # the border differs: zeros vs mirrored pixels

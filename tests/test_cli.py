@@ -93,6 +93,11 @@ ERROR_CASES = {
     "plain state_dict without arch": ("evaluate", "--checkpoint", "{mnist}", "--dataset", "mnist"),
     "checkpoint does not fit arch": ("evaluate", "--checkpoint", "{mnist}", "--arch", "resnet18", "--dataset", "mnist"),
     "model does not fit data": ("evaluate", "--checkpoint", "{mnist}", "--arch", "smallcnn", "--dataset", "digits"),
+    "paper protocol on a data set the paper lacks": ("evaluate", "--checkpoint", "{ck}", "--protocol", "paper"),
+    "unknown protocol": ("evaluate", "--checkpoint", "{ck}", "--protocol", "authors"),
+    "unknown norm": ("evaluate", "--checkpoint", "{ck}", "--norm", "l1"),
+    "unknown restart-from": ("attack", "--checkpoint", "{ck}", "--restart-from", "best"),
+    "unknown padding mode": ("train", "--padding-mode", "edge"),
     "mnist missing offline": ("evaluate", "--checkpoint", "{mnist}", "--arch", "smallcnn", "--dataset", "mnist", "--data-dir", "{empty}"),
 }
 

@@ -30,6 +30,7 @@ from wmrbench.report import (
     print_table, render, result_table,
 )
 
+PROTOCOL = ["Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +51,7 @@ def _records(n: int, alphas: tuple[float, ...], seed: int) -> pd.DataFrame:
 def write_result(
     results: Path, run: str, dataset: str = "digits", defense: str | None = "trades", alpha_train: float = 0.0,
     alpha_test: tuple[float, ...] = (0.0, 1.0, 2.0), seed: int = 0, n: int = 60, with_records: bool = True,
+    protocol: str = "default",
 ) -> Summary:
     """``results/<run>/{records.csv,summary.json}`` as ``wmrbench evaluate`` writes them."""
     records = _records(n, alpha_test, seed)
@@ -57,7 +59,7 @@ def write_result(
     source = "checkpoint" if defense else "robustbench"
     model = ModelInfo(name=run, source=source, arch="digitsnet", defense=defense,
                       alpha_train=alpha_train if defense else None, beta=beta)
-    cfg = eval_config(dataset, run, alpha_test=alpha_test, n_examples=n, device="cpu", results_dir=str(results))
+    cfg = eval_config(dataset, run, protocol, alpha_test=alpha_test, n_examples=n, device="cpu", results_dir=str(results))
     summary = Summary(run=run, model=model, config=cfg, metrics=compute_metrics(records, list(alpha_test)),
                       seconds=1.5, processes=1, versions={"wmrbench": "test"})
     if with_records:
@@ -88,8 +90,9 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     assert board.files == [results / "leaderboard-non-uniform.md", results / "leaderboard-uniform.md"]
     assert board.warnings == []
     non_uniform, uniform = (f.read_text() for f in board.files)
-    assert _cells(non_uniform)[0] == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr"]
-    assert _cells(uniform)[0] == ["Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob"]
+    assert _cells(non_uniform)[0] == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr",
+                                      *PROTOCOL]
+    assert _cells(uniform)[0] == ["Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL]
     # One row per model and alpha_test / per model; the paper's row labels; the baseline's alpha is "-".
     assert len(non_uniform.splitlines()) == 2 + 6 and len(uniform.splitlines()) == 2 + 2
     assert [c[:5] for c in _cells(uniform)[2:]] == [["digits", "trades-a0", "TRADES", "6", "-"],
@@ -98,7 +101,8 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     a2 = read_summary(results / "trades-a2" / "summary.json")
     row = _cells(non_uniform)[-1]
     assert row == ["digits", "trades-a2", "TRADES+ours", "2", "2", f"{a2.metrics.A_rob:.2f}",
-                   f"{a2.metrics.A_sa['2']:.2f}", f"{a2.metrics.A_tr['2']:.2f}"]
+                   f"{a2.metrics.A_sa['2']:.2f}", f"{a2.metrics.A_tr['2']:.2f}",
+                   "PGD", "Linf", "0.1", "20", "0.01", "1", "60", "fp32"]  # how it was measured
 
 
 def test_csv_keeps_full_precision(results: Path) -> None:
@@ -119,8 +123,8 @@ def test_latex_output_is_a_booktabs_table(results: Path, tmp_path: Path) -> None
     tex = out.read_text()
     assert tex.count(r"\begin{tabular}") == 2 and tex.count(r"\bottomrule") == 2
     assert r"\caption{Non-uniform attacks (the paper's Tables 1-3)}" in tex
-    assert r"$\alpha_{\mathrm{test}}$ & $A_{\mathrm{rob}}$ & $A_{\mathrm{sa}}$ & $A_{\mathrm{tr}}$ \\" in tex
-    assert r"\begin{tabular}{lllrrrrr}" in tex and r"$1/\lambda$" in tex
+    assert r"$\alpha_{\mathrm{test}}$ & $A_{\mathrm{rob}}$ & $A_{\mathrm{sa}}$ & $A_{\mathrm{tr}}$ & Attack" in tex
+    assert r"\begin{tabular}{lllrrrrrllrrrrrl}" in tex and r"$1/\lambda$" in tex
     assert r"digits & trades-a2 & TRADES+ours & 2 & 0 &" in tex
     assert "_" not in tex.replace(r"\_", "").replace("_{", "")  # every underscore escaped or a subscript
 
@@ -173,7 +177,8 @@ def test_compare_paper_puts_the_papers_numbers_beside_ours(results: Path) -> Non
     leaderboard(results, TableFormat.CSV, compare_paper=True)
     table = pd.read_csv(results / "leaderboard-non-uniform.csv")
     assert list(table.columns) == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_rob (paper)",
-                                   "A_sa", "A_sa (paper)", "A_tr", "A_tr (paper)", "Paper table"]
+                                   "A_sa", "A_sa (paper)", "A_tr", "A_tr (paper)", *PROTOCOL, "Paper table",
+                                   "vs paper's protocol"]
     row = table[(table["Model"] == "mnist-trades-ours") & (table["alpha_test"] == 1.0)].iloc[0]
     assert (row["A_rob (paper)"], row["A_sa (paper)"], row["A_tr (paper)"], row["Paper table"]) == (95.20, 86.34, 85.94, 1)
     row = table[(table["Model"] == "mnist-trades-ours") & (table["alpha_test"] == 2.0)].iloc[0]
@@ -184,8 +189,24 @@ def test_compare_paper_puts_the_papers_numbers_beside_ours(results: Path) -> Non
     row = uniform[uniform["Model"] == "cifar-pgd-ours"].iloc[0]
     assert (row["A_nat (paper)"], row["A_rob (paper)"], row["Paper table"]) == (81.60, 49.53, 4)
     assert uniform[uniform["Model"] == "mnist-trades-ours"]["A_nat (paper)"].isna().all()  # Tables 4-5: no MNIST
+    # A paper number beside ours is marked with what differs between the two evaluations.
+    assert set(table[table["Model"] == "mnist-trades-ours"]["vs paper's protocol"].dropna()) == {
+        "differs: Restarts 1 (paper 10), Examples 60 (paper 10000)"}
+    assert row["vs paper's protocol"] == (
+        "differs: Step size 0.003 (paper 0.0031), Restarts 1 (paper 10), Examples 60 (paper 10000)")
+    assert table[table["Dataset"] == "digits"]["vs paper's protocol"].isna().all()
     tex = render(compare_with_paper(leaderboard(results).tables[TableKind.UNIFORM], TableKind.UNIFORM), TableFormat.LATEX)
     assert r"$A_{\mathrm{nat}}$ (paper)" in tex
+
+
+def test_compare_paper_says_same_only_for_the_papers_protocol_on_the_full_test_set(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_result(results, "full", dataset="mnist", alpha_train=2.0, alpha_test=(1.0,), n=10_000, protocol="paper")
+    write_result(results, "part", dataset="mnist", alpha_train=2.0, alpha_test=(1.0,), n=500, protocol="paper")
+    table = compare_with_paper(leaderboard(results).tables[TableKind.NON_UNIFORM], TableKind.NON_UNIFORM)
+    assert table.set_index("Model")["vs paper's protocol"].to_dict() == {
+        "full": "same", "part": "differs: Examples 500 (paper 10000)"}
+    assert table.set_index("Model")["A_sa (paper)"].to_dict() == {"full": 86.34, "part": 86.34}  # shown, but marked
 
 
 def test_bad_files_are_warnings_and_the_table_is_still_written(results: Path) -> None:

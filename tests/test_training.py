@@ -73,6 +73,29 @@ def test_resume_refuses_changed_settings(tmp_path):
 def test_presets_follow_the_paper():
     mnist = train_config(DatasetName.MNIST, Defense.TRADES)
     assert (mnist.attack.eps, mnist.attack.steps, mnist.attack.step_size, mnist.beta) == (0.3, 40, 0.01, 6.0)
-    assert (mnist.lr, mnist.weight_decay, mnist.milestones, mnist.gamma) == (0.01, 0.0, (55, 75, 90), 0.1)
+    assert (mnist.lr, mnist.weight_decay, mnist.milestones, mnist.gamma) == (0.01, 0.0, (54, 74, 89), 0.1)
     pgd = train_config(DatasetName.MNIST, Defense.PGD, steps=5)
     assert (pgd.weight_decay, pgd.milestones, pgd.gamma, pgd.attack.steps) == (5e-4, (60,), 0.2, 5)
+
+
+def test_mnist_trades_lowers_the_rate_when_the_one_based_epoch_reaches_55_75_and_90():
+    """As TRADES' code does (``if epoch >= 55``, epochs counted from 1): the 55th epoch already
+    runs at 0.001, so MultiStepLR (which counts finished epochs) needs milestones 54, 74, 89."""
+    import torch
+
+    cfg = train_config(DatasetName.MNIST, Defense.TRADES)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), gamma=cfg.gamma)
+    lr_of_epoch = {}
+    for epoch in range(1, cfg.epochs + 1):  # 1-based, as the authors count
+        lr_of_epoch[epoch] = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+    assert lr_of_epoch[54] == pytest.approx(0.01) and lr_of_epoch[55] == pytest.approx(0.001)
+    assert lr_of_epoch[74] == pytest.approx(0.001) and lr_of_epoch[75] == pytest.approx(1e-4)
+    assert lr_of_epoch[89] == pytest.approx(1e-4) and lr_of_epoch[90] == pytest.approx(1e-5)
+
+
+def test_cifar10_pgd_at_pads_its_random_crop_by_reflection_and_trades_by_zeros():
+    assert train_config(DatasetName.CIFAR10, Defense.PGD).padding_mode.value == "reflect"
+    assert train_config(DatasetName.CIFAR10, Defense.TRADES).padding_mode.value == "zeros"

@@ -52,6 +52,16 @@ class RestartFrom(str, Enum):
     PREVIOUS = "previous"  # chained: the previous restart's end point plus fresh noise (the authors' evaluation)
 
 
+class PaddingMode(str, Enum):
+    ZEROS = "zeros"  # TRADES' random crop
+    REFLECT = "reflect"  # the authors' PGD-AT code's random crop
+
+
+class Protocol(str, Enum):
+    DEFAULT = "default"  # wmrbench's quick preset: the paper's attack, 1 restart
+    PAPER = "paper"  # the authors' evaluation: the paper's attack, 10 restarts (presets.PAPER_PROTOCOLS)
+
+
 class Precision(str, Enum):
     BF16 = "bf16"  # bf16 autocast (CUDA default)
     FP32 = "fp32"  # full precision (CPU default)
@@ -180,10 +190,13 @@ class TrainConfig:
     download: bool = field(default=False, metadata=RESUMABLE)
     # check data files against published checksums where they exist
     verify_checksums: bool = field(default=True, metadata=RESUMABLE)
+    # how the random crop pads (checkpoints from before this setting padded with zeros)
+    padding_mode: PaddingMode = PaddingMode.ZEROS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
         object.__setattr__(self, "defense", parse_enum(Defense, self.defense, "defense"))
+        object.__setattr__(self, "padding_mode", parse_enum(PaddingMode, self.padding_mode, "padding-mode"))
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         check_alpha(self.alpha_train, "--alpha-train")
@@ -211,9 +224,12 @@ class EvalConfig:
     # torch.compile the attack's model (fuses BatchNorm/ReLU/residual passes): ~2x on a GPU for
     # ResNet-18, after a one-off compile of ~30 s per model and batch shape (benchmarks/README.md).
     compile: bool = False
+    # the preset the attack started from; what was actually run is ``attack`` (options may differ)
+    protocol: Protocol = field(default=Protocol.DEFAULT, metadata=FIXED_BY_ATTACK)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
+        object.__setattr__(self, "protocol", parse_enum(Protocol, self.protocol, "protocol"))
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
         object.__setattr__(self, "alpha_test", tuple(float(a) for a in self.alpha_test))
         for alpha in self.alpha_test:
@@ -267,6 +283,7 @@ class Options:
 class EvalOptions(Options):
     """Options of ``evaluate`` and ``attack`` (see :class:`EvalConfig` and :class:`AttackConfig`)."""
 
+    protocol: Protocol | None = None
     eps: float | None = None
     step_size: float | None = None
     steps: int | None = None
@@ -310,6 +327,7 @@ class TrainOptions(Options):
     milestones: tuple[int, ...] | None = None
     gamma: float | None = None
     augment: bool | None = None
+    padding_mode: PaddingMode | None = None
     seed: int | None = None
     data_dir: str | None = None
     checkpoint_dir: str | None = None

@@ -281,7 +281,7 @@ def _train_epoch(
     seen = 0
     for step, (_, x, y) in enumerate(batches(train, batch_size, mine)):
         if cfg.augment:  # random crop (padding 4) + flip, batched on the device
-            x = random_crop_flip(x, generators["augment"])
+            x = random_crop_flip(x, generators["augment"], padding_mode=cfg.padding_mode.value)
         x = prepare_input(x, device)
         objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], precision, train_model)
         optimizer.zero_grad(set_to_none=True)

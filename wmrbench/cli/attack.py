@@ -29,6 +29,9 @@ def attack(
     steps: o.Steps = None,
     restarts: o.Restarts = None,
     start: o.StartOpt = None,
+    protocol: o.ProtocolOpt = None,
+    norm: o.NormOpt = None,
+    restart_from: o.RestartFromOpt = None,
     alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alphas: one weighted PGD each, beside the unweighted PGD that always runs (default 1,1.5,2).", rich_help_panel=o.ATTACK)] = None,
     n_examples: o.NExamples = None,
     batch_size: o.BatchSize = None,
@@ -50,6 +53,7 @@ def attack(
 
     with user_errors():
         options = o.options_from(EvalOptions, locals())
+        o.note_precision(options)
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir)
         if len(sources) > 1:
             raise WmrbenchError("attack takes one model: give one --model-id")

@@ -25,7 +25,7 @@ def demo(
 ) -> None:
     """Train DEFENSE and DEFENSE+ours on digits, evaluate both, print the paper's table."""
     from wmrbench.demo import run_demo
-    from wmrbench.report import print_table, result_table
+    from wmrbench.report import print_table, protocol_text, result_table
 
     with user_errors():
         chosen = parse_enum(Defense, defense, "defense")
@@ -34,4 +34,5 @@ def demo(
             seed, show_progress=not quiet,
         )
     n = summaries[0].metrics.n_examples
-    print_table(result_table(summaries), f"digits, {chosen.value.upper()} vs {chosen.value.upper()}+ours ({n} test images)")
+    title = f"digits, {chosen.value.upper()} vs {chosen.value.upper()}+ours ({n} test images, {protocol_text(summaries[0].config)})"
+    print_table(result_table(summaries), title)

@@ -28,6 +28,9 @@ def evaluate(
     steps: o.Steps = None,
     restarts: o.Restarts = None,
     start: o.StartOpt = None,
+    protocol: o.ProtocolOpt = None,
+    norm: o.NormOpt = None,
+    restart_from: o.RestartFromOpt = None,
     alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alpha_test values for A_sa and A_tr (default 1,1.5,2; with --adversarial: the file's).", rich_help_panel=o.ATTACK)] = None,
     n_examples: o.NExamples = None,
     batch_size: o.BatchSize = None,
@@ -47,16 +50,18 @@ def evaluate(
     from wmrbench.config import EvalOptions
     from wmrbench.evaluation import evaluate_models
     from wmrbench.models.source import model_sources
-    from wmrbench.report import print_table, result_table
+    from wmrbench.report import print_table, protocol_text, result_table
 
     with user_errors(), distributed.session():
         options = o.options_from(EvalOptions, locals())
+        o.note_precision(options)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir)
         results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet)
     if not distributed.is_main_process():
         return
     for result in results:
-        print_table(result_table([result.summary]), f"{result.summary.run}: {result.summary.metrics.n_examples} examples")
+        summary = result.summary
+        print_table(result_table([summary]), f"{summary.run}: {summary.metrics.n_examples} examples, {protocol_text(summary.config)}")
         typer.echo(f"results: {result.out_dir}")
     if failures:
         for failure in failures:

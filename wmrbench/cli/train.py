@@ -33,6 +33,7 @@ def train(
     milestones: Annotated[str | None, typer.Option(help=f"Epochs where lr is multiplied by gamma, e.g. 75,90 ({PRESET}).")] = None,
     gamma: Annotated[float | None, typer.Option(help=f"lr factor at each milestone ({PRESET}).")] = None,
     augment: Annotated[bool | None, typer.Option(help=f"Random crop (padding 4) and flip ({PRESET}).")] = None,
+    padding_mode: Annotated[str | None, typer.Option(help=f"zeros | reflect: how the random crop pads ({PRESET}: reflect for CIFAR-10 PGD-AT, as the authors' code).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for weights, shuffling and attack starts (default 0).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")] = None,
     checkpoint_dir: Annotated[str | None, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt (default checkpoints).")] = None,

@@ -22,11 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import attacks, distributed
-from wmrbench.config import DatasetName, EvalConfig, EvalOptions, parse_enum
+from wmrbench.config import DatasetName, EvalConfig, EvalOptions, Norm, Protocol, parse_enum
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
 from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.metrics import compute_metrics
-from wmrbench.models.source import ModelSource, OpenedSource, build_model, open_source
+from wmrbench.models.source import ModelSource, OpenedSource, SourceKind, build_model, open_source
 from wmrbench.presets import eval_config
 from wmrbench.progress import progress_bar
 from wmrbench.records import AdversarialOrigin, ModelInfo, Summary, write_records, write_summary
@@ -63,6 +63,23 @@ def resolve_dataset(opened: OpenedSource, dataset: DatasetName | str | None) -> 
     return parse_enum(DatasetName, opened.recorded_dataset, "dataset")
 
 
+def threat_norm(source: ModelSource) -> Norm:
+    """The norm a model is attacked in by default: its RobustBench threat model's, else L-inf.
+
+    A zoo model is benchmarked in one threat model; attacking an L2 model in L-inf (or the
+    reverse) gives numbers no one can compare. Corruption models are not adversarial models.
+    """
+    if source.kind is not SourceKind.ROBUSTBENCH:
+        return Norm.LINF
+    threat = (source.threat_model or "Linf").lower()
+    if threat == "corruptions":
+        raise WmrbenchError(
+            f"{source.model_id} is a RobustBench corruptions model: it is benchmarked on common corruptions "
+            "(CIFAR-10-C), not adversarial attacks; wmrbench evaluates Linf and L2 models"
+        )
+    return Norm.L2 if threat == "l2" else Norm.LINF
+
+
 def load_model(opened: OpenedSource, run: str, dataset: DatasetName) -> tuple[nn.Module, ModelInfo]:
     info = dataset_spec(dataset).info
     return build_model(opened, run, dataset.value, info.num_classes, info.in_channels)
@@ -76,7 +93,8 @@ def prepare(
     the model and load the split; every bad input ends here, before any attack runs."""
     opened = open_source(source)
     dataset = resolve_dataset(opened, dataset)
-    cfg = options.apply(eval_config(dataset, run or source.default_run()))
+    norm = options.norm or threat_norm(source)
+    cfg = options.apply(eval_config(dataset, run or source.default_run(), options.protocol or Protocol.DEFAULT, norm))
     distributed.resolve_device(cfg.device)
     model, info = load_model(opened, cfg.run, dataset)
     data = load_split(

@@ -7,7 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.report.tables import METRIC_COLUMNS, PAPER_SUFFIX, TableKind
+from wmrbench.config import DatasetName
+from wmrbench.presets import PAPER_PROTOCOLS
+from wmrbench.report.tables import METRIC_COLUMNS, PAPER_SUFFIX, TableKind, eps_text
 
 PAPER_TABLES = {TableKind.NON_UNIFORM: (1, 2, 3), TableKind.UNIFORM: (4, 5)}
 
@@ -37,16 +39,52 @@ def _paper_row(row: dict[str, Any], paper: pd.DataFrame, kind: TableKind) -> Any
     return None
 
 
+PROTOCOL_COLUMN = "vs paper's protocol"
+
+
+def protocol_differences(row: dict[str, Any]) -> str:
+    """'same', or what differs between the row's evaluation and the paper's for its data set.
+
+    A number is comparable with the paper's only when it was measured the same way: the same
+    norm, eps, steps, step size and restarts, on the full test set.
+    """
+    dataset = DatasetName(row["Dataset"])
+    if dataset not in PAPER_PROTOCOLS:
+        return "not in the paper"
+    paper = PAPER_PROTOCOLS[dataset]
+    expected = {"Norm": "Linf", "eps": eps_text(paper.eps), "Steps": paper.steps, "Step size": paper.step_size,
+                "Restarts": paper.restarts, "Examples": paper.n_examples}
+    differs = [
+        f"{column} {_text(row[column])} (paper {_text(value)})" for column, value in expected.items()
+        if column in row and not _equal(row[column], value)
+    ]
+    return "same" if not differs else "differs: " + ", ".join(differs)
+
+
+def _equal(ours: Any, paper: Any) -> bool:
+    if isinstance(paper, float):
+        return ours is not None and abs(float(ours) - paper) < 1e-9
+    return ours == paper
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def compare_with_paper(frame: pd.DataFrame, kind: TableKind, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Each metric gets a '(paper)' column right after it, filled where data set, defense and alpha match."""
+    """Each metric gets a '(paper)' column right after it, filled where data set, defense and alpha
+    match; the last column says whether the row's protocol is the paper's, and if not, what differs
+    (a paper number beside a number measured otherwise is shown, but marked)."""
     paper = paper_tables() if paper is None else paper
     paper = paper[paper["table"].isin(PAPER_TABLES[kind])]
     metrics = [c for c in frame.columns if c in METRIC_COLUMNS]
     matched: dict[str, list[float | None]] = {m: [] for m in metrics}
     tables_col: list[int | None] = []
+    protocol_col: list[str | None] = []
     for row in frame.to_dict("records"):
         hit = _paper_row(row, paper, kind)
         tables_col.append(None if hit is None else int(hit.table))
+        protocol_col.append(None if hit is None else protocol_differences(row))
         for m in metrics:
             value = None if hit is None else getattr(hit, m)
             matched[m].append(None if value is None or pd.isna(value) else float(value))
@@ -56,4 +94,5 @@ def compare_with_paper(frame: pd.DataFrame, kind: TableKind, paper: pd.DataFrame
         if column in matched:
             out[column + PAPER_SUFFIX] = pd.Series(matched[column], index=frame.index, dtype="float64")
     out["Paper table"] = pd.Series(tables_col, index=frame.index, dtype="object")
+    out[PROTOCOL_COLUMN] = pd.Series(protocol_col, index=frame.index, dtype="object")
     return out

@@ -20,10 +20,14 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError
+from wmrbench.config import EvalConfig, Norm, RestartFrom
 from wmrbench.records import ModelInfo, Summary
 
 METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr")
-NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda")
+NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda", "eps", "Steps", "Step size", "Restarts", "Examples")
+# What a number was measured under: rows with different protocols are never ranked together
+# without these columns beside them.
+PROTOCOL_COLUMNS = ("Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision")
 PAPER_SUFFIX = " (paper)"  # the column beside a metric that holds the paper's number
 
 
@@ -39,8 +43,10 @@ class Layout:
     per_alpha: bool  # one row per alpha_test (the A_sa / A_tr tables) or one per model
 
 
-NON_UNIFORM = Layout(("Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr"), True)
-UNIFORM = Layout(("Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob"), False)
+NON_UNIFORM = Layout(
+    ("Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr", *PROTOCOL_COLUMNS), True
+)
+UNIFORM = Layout(("Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL_COLUMNS), False)
 RESULT = Layout(("Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr"), True)
 LAYOUTS = {TableKind.NON_UNIFORM: NON_UNIFORM, TableKind.UNIFORM: UNIFORM}
 TITLES = {
@@ -56,6 +62,29 @@ def defense_label(model: ModelInfo) -> str:
     return f"{str(model.defense).upper()}{'+ours' if (model.alpha_train or 0.0) > 0 else ''}"
 
 
+def eps_text(eps: float) -> str:
+    """8/255 where eps is a whole number of 255ths (RobustBench's way), else the number (0.031)."""
+    k = round(eps * 255)
+    return f"{k}/255" if k > 0 and abs(eps * 255 - k) < 1e-6 else f"{eps:g}"
+
+
+def protocol_columns(cfg: EvalConfig, n_examples: int) -> dict[str, Any]:
+    attack = cfg.attack
+    chained = " (chained)" if attack.restart_from is RestartFrom.PREVIOUS and attack.restarts > 1 else ""
+    return {
+        "Attack": f"PGD{chained}", "Norm": "L2" if attack.norm is Norm.L2 else "Linf", "eps": eps_text(attack.eps),
+        "Steps": attack.steps, "Step size": attack.step_size, "Restarts": attack.restarts, "Examples": n_examples,
+        "Precision": cfg.precision.value,
+    }
+
+
+def protocol_text(cfg: EvalConfig) -> str:
+    """One line for a title: 'PGD-40, Linf eps 0.3, step 0.01, 10 restarts, fp32'."""
+    p = protocol_columns(cfg, 0)
+    restarts = f"{p['Restarts']} restart{'s' if p['Restarts'] != 1 else ''}"
+    return f"{p['Attack']}-{p['Steps']}, {p['Norm']} eps {p['eps']}, step {p['Step size']:g}, {restarts}, {p['Precision']}"
+
+
 def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str, Any]]:
     """Every column any layout shows; the layout picks its own (pandas drops the others)."""
     model, metrics = summary.model, summary.metrics
@@ -67,6 +96,7 @@ def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str,
         "alpha_train": model.alpha_train or None,  # the paper's baselines show "-"
         "A_nat": metrics.A_nat,
         "A_rob": metrics.A_rob,
+        **protocol_columns(summary.config, metrics.n_examples),
     }
     if not per_alpha:
         return [common]
