@@ -231,7 +231,8 @@ def test_cifar10_one_epoch_through_train_and_evaluate_cli(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "results" / "cifar10-trades-a2" / "summary.json").read_text())
     assert summary["metrics"]["n_examples"] == 40
-    assert summary["config"]["attack"] == {"eps": 0.031, "step_size": 0.003, "steps": 2, "restarts": 1, "start": "uniform"}
+    assert summary["config"]["attack"] == {"eps": 0.031, "step_size": 0.003, "steps": 2, "restarts": 1, "start": "uniform",
+                                           "norm": "linf", "restart_from": "start"}
     assert summary["config"]["verify_checksums"] is False
 
 

@@ -28,6 +28,7 @@ class DatasetName(str, Enum):
     DIGITS = "digits"
     MNIST = "mnist"
     CIFAR10 = "cifar10"
+    CIFAR100 = "cifar100"
     TINYIMAGENET = "tinyimagenet"
 
 

@@ -60,6 +60,10 @@ TINY_IMAGENET_NOTE = (
     "momentum 0.9, batch 128, 100 epochs, the same weight decay and lr schedule per defense) with "
     "random crop 64 / padding 4 and flip"
 )
+CIFAR100_NOTE = (
+    "CIFAR-100 is not in the paper: wmrbench's choice is the paper's CIFAR-10 setting for the same "
+    "defense (ResNet-18, attacks, beta, alpha_train, schedule, augmentation) with 100 classes"
+)
 DIGITS_NOTE = "not in the paper: a small offline stand-in with MNIST's recipe scaled down"
 
 # Keyed by (dataset, defense). Values from DESIGN.md section 2 (the authors' code).
@@ -93,6 +97,18 @@ PRESETS: dict[tuple[DatasetName, Defense], Preset] = {
         note="the paper's CIFAR-10 PGD-AT setting (authors' PGD-AT code): 10 attack steps of 2/255 at "
         "eps 8/255, lr 0.2 with x0.2 at epoch 60, weight decay 5e-4, random crop with reflection "
         "padding; evaluated, like TRADES, at eps 0.031",
+    ),
+    # CIFAR-100 is not in the paper: the CIFAR-10 settings, 100 classes (see the note).
+    (DatasetName.CIFAR100, Defense.TRADES): Preset(
+        arch="resnet18", eps=0.031, train_step_size=0.007, train_steps=10, eval_step_size=0.003,
+        eval_steps=20, beta=5.0, alpha_train=2.0, epochs=100, batch_size=128, lr=0.2,
+        momentum=0.9, weight_decay=2e-4, milestones=(75, 90), gamma=0.1, augment=True, note=CIFAR100_NOTE,
+    ),
+    (DatasetName.CIFAR100, Defense.PGD): Preset(
+        arch="resnet18", eps=8 / 255, train_step_size=2 / 255, train_steps=10, eval_step_size=0.003,
+        eval_steps=20, beta=5.0, alpha_train=2.0, epochs=100, batch_size=128, lr=0.2,
+        momentum=0.9, weight_decay=5e-4, milestones=(60,), gamma=0.2, augment=True,
+        padding_mode=PaddingMode.REFLECT, note=CIFAR100_NOTE,
     ),
     # Tiny ImageNet: model, eps, attacks, beta and alpha_train are the paper's; its training
     # recipe is not given, so the CIFAR-10 one is reused (DESIGN.md section 2; see the note).
@@ -196,7 +212,9 @@ PAPER_PROTOCOLS: dict[DatasetName, PaperProtocol] = {
 }
 
 # L2 radii where the paper has none: RobustBench's for CIFAR-10, the usual one for MNIST.
-L2_EPS: dict[DatasetName, float] = {DatasetName.CIFAR10: 0.5, DatasetName.MNIST: 2.0, DatasetName.DIGITS: 0.5}
+L2_EPS: dict[DatasetName, float] = {
+    DatasetName.CIFAR10: 0.5, DatasetName.CIFAR100: 0.5, DatasetName.MNIST: 2.0, DatasetName.DIGITS: 0.5,
+}
 L2_STEPS = 20
 
 

@@ -20,7 +20,7 @@ Arch = Annotated[str | None, typer.Option(help="Registered architecture of a pla
 ThreatModel = Annotated[str | None, typer.Option(help="RobustBench threat model of --model-id: Linf | L2 | corruptions (default Linf).", rich_help_panel=MODEL)]
 ModelDir = Annotated[str | None, typer.Option(help="RobustBench cache: MODEL_DIR/<dataset>/<threat_model>/<id>.pt loads offline (default models).", rich_help_panel=MODEL)]
 Factory = Annotated[str | None, typer.Option("--model", help="Your own model: MODULE:FUNCTION (or path/file.py:FUNCTION) returning an nn.Module on [0, 1] inputs; weights from --checkpoint.", rich_help_panel=MODEL)]
-Dataset = Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | tinyimagenet (default: the checkpoint's; cifar10 for --model-id).")]
+Dataset = Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | cifar100 | tinyimagenet (default: the checkpoint's; cifar10 for --model-id).")]
 DataDir = Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")]
 Download = Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet; cifar10 via torchvision, tinyimagenet, mnist).")]
 Compile = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the attacked model: about 2x faster on a GPU for ResNet-18 after a one-off ~30 s compile; same results (default: no).", rich_help_panel=ATTACK)]

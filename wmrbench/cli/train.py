@@ -13,7 +13,7 @@ PRESET = "default: the paper's preset for the dataset"
 
 
 def train(
-    dataset: Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | tinyimagenet (default digits).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | cifar100 | tinyimagenet (default digits).")] = None,
     defense: Annotated[str | None, typer.Option(help="pgd (Madry PGD-AT) | trades (default trades).")] = None,
     alpha_train: Annotated[float | None, typer.Option(help="Weight sharpness alpha; 0 = unweighted baseline (default), > 0 = '+ours'.")] = None,
     beta: Annotated[float | None, typer.Option(help=f"TRADES beta = 1/lambda ({PRESET}).")] = None,

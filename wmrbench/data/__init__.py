@@ -2,10 +2,10 @@
 
 Each data set has exactly one reader of its on-disk format: digits (scikit-learn), mnist
 (torchvision's IDX reader), cifar10 (the python pickle batches, with a restricted unpickler),
-tinyimagenet (the tiny-imagenet-200 folder of JPEGs). Importing this package registers them all.
+cifar100 (the same reader, fine labels), tinyimagenet (the tiny-imagenet-200 folder of JPEGs). Importing this package registers them all.
 """
 
-from wmrbench.data import cifar10 as _cifar10  # noqa: F401  (registers the readers)
+from wmrbench.data import cifar as _cifar  # noqa: F401  (registers the readers)
 from wmrbench.data import digits as _digits  # noqa: F401
 from wmrbench.data import mnist as _mnist  # noqa: F401
 from wmrbench.data import tinyimagenet as _tinyimagenet  # noqa: F401
