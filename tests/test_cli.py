@@ -136,3 +136,12 @@ def test_error_messages_say_what_to_do(tmp_path):
     out = invoke("evaluate", "--checkpoint", MNIST_CHECKPOINT, "--arch", "resnet18", "--dataset", "mnist",
                  "--data-dir", MNIST_DIR).output
     assert "does not fit" in out
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "attack", "demo", "leaderboard", "plot", "models"])
+def test_help_explains_every_option_and_shows_no_type_after_flags(command):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output  # flags take no value
+    options = [line for line in result.output.splitlines() if line.lstrip("│ ").startswith("--")]
+    assert options and all(len(line.split()) > 3 for line in options)  # every option has its help text

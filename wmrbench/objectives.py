@@ -1,4 +1,4 @@
-"""Training objectives (DESIGN.md section 1), per mini-batch of m examples.
+"""Training objectives (docs/definitions.md, section 5), per mini-batch of m examples.
 
 * PGD-AT:  (1/m) sum_i s_i * CE(f(x'_i), y_i)
 * TRADES:  (1/m) sum_i CE(f(x_i), y_i) + beta * (1/m) sum_i s_i * KL(p(x_i) || p(x'_i))

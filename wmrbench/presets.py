@@ -31,7 +31,7 @@ DEFAULT_DEVICE = "auto"
 
 @dataclass(frozen=True)
 class Preset:
-    """The paper's setting for one dataset and defense (DESIGN.md section 2)."""
+    """The paper's setting for one dataset and defense (docs/definitions.md, section 6)."""
 
     arch: str
     eps: float
@@ -66,7 +66,7 @@ CIFAR100_NOTE = (
 )
 DIGITS_NOTE = "not in the paper: a small offline stand-in with MNIST's recipe scaled down"
 
-# Keyed by (dataset, defense). Values from DESIGN.md section 2 (the authors' code).
+# Keyed by (dataset, defense). Values from the paper and the authors' code (docs/definitions.md, section 6).
 PRESETS: dict[tuple[DatasetName, Defense], Preset] = {
     (DatasetName.MNIST, Defense.TRADES): Preset(
         arch="smallcnn", eps=0.3, train_step_size=0.01, train_steps=40, eval_step_size=0.01,
@@ -111,7 +111,7 @@ PRESETS: dict[tuple[DatasetName, Defense], Preset] = {
         padding_mode=PaddingMode.REFLECT, note=CIFAR100_NOTE,
     ),
     # Tiny ImageNet: model, eps, attacks, beta and alpha_train are the paper's; its training
-    # recipe is not given, so the CIFAR-10 one is reused (DESIGN.md section 2; see the note).
+    # recipe is not given, so the CIFAR-10 one is reused (see the note).
     (DatasetName.TINYIMAGENET, Defense.TRADES): Preset(
         arch="preactresnet18", eps=0.016, train_step_size=0.004, train_steps=10, eval_step_size=0.004,
         eval_steps=10, beta=6.0, alpha_train=5.0, epochs=100, batch_size=128, lr=0.2,
@@ -199,7 +199,7 @@ class PaperProtocol:
 
 # The authors' evaluation (their PGD_on_the_fly_attack_correct.py): eval mode, uniform start,
 # 10 restarts, on the full test set. wmrbench restarts afresh from x by default and keeps per
-# example the attacker's best point (DESIGN.md section 1); --restart-from previous chains the
+# example the attacker's best point (docs/definitions.md, section 3); --restart-from previous chains the
 # restarts as the authors' loop does.
 PAPER_PROTOCOLS: dict[DatasetName, PaperProtocol] = {
     DatasetName.MNIST: PaperProtocol(0.3, 0.01, 40, 10, 10_000, "the authors' code: PGD-40, step 0.01, eps 0.3, 10 restarts"),

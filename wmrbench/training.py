@@ -291,8 +291,12 @@ def _train_epoch(
         correct += (adv_margin > 0).sum()
         weight_sum += objective.weights.sum()
         seen += len(y)
+        # The bar moves every step (a host-side count); the loss is read back from the device
+        # only once per log_every steps, so the step never waits for the GPU.
         if (step + 1) % cfg.log_every == 0 or step + 1 == n_batches:
             progress.update(task, completed=step + 1, info=f"loss {(loss_sum / seen).item():.4f}")
+        else:
+            progress.update(task, completed=step + 1)
     progress.remove_task(task)
     # The epoch's statistics are over all ranks' examples: one all-reduce per epoch.
     totals = distributed.all_reduce_sum(

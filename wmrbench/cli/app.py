@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from typer.core import TyperOption
 
 from wmrbench.cli.attack import attack
 from wmrbench.cli.demo import demo
@@ -13,6 +14,22 @@ from wmrbench.cli.leaderboard import leaderboard
 from wmrbench.cli.models import models
 from wmrbench.cli.plot import plot
 from wmrbench.cli.train import train
+
+def _hide_flag_types() -> None:
+    """Typer 0.29's rich help prints a type after every option, ``<bool>`` after flags too
+    (``--quiet <bool>``), as if a flag took a value. Flags take none: show no type for them."""
+    show_type = getattr(TyperOption, "display_type_rich", None)
+    if show_type is None or getattr(show_type, "_wmrbench", False):
+        return  # another Typer: nothing to hide, or already done
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else show_type(self, ctx)
+
+    display_type_rich._wmrbench = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 
 app = typer.Typer(
     name="wmrbench",

@@ -21,7 +21,7 @@ def demo(
     results_dir: Annotated[str, typer.Option(help="Where the two results go.")] = DEFAULT_RESULTS_DIR,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = DEFAULT_DEVICE,
     seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = DEFAULT_SEED,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
 ) -> None:
     """Train DEFENSE and DEFENSE+ours on digits, evaluate both, print the paper's table."""
     from wmrbench.demo import run_demo
@@ -36,3 +36,5 @@ def demo(
     n = summaries[0].metrics.n_examples
     title = f"digits, {chosen.value.upper()} vs {chosen.value.upper()}+ours ({n} test images, {protocol_text(summaries[0].config)})"
     print_table(result_table(summaries), title)
+    for summary in summaries:
+        typer.echo(f"{summary.run}: checkpoint {summary.model.checkpoint}, results {summary.config.results_dir}/{summary.run}/")

@@ -40,7 +40,7 @@ Seed = Annotated[int | None, typer.Option(help="Seed of the random starts, keyed
 Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")]
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32 (default: reported numbers are fp32's) | bf16 (faster on a GPU, but a weaker attack: it overstated A_rob by ~0.25 points on MNIST; recorded in the result).")]
 ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/RUN/ (default results).")]
-Quiet = Annotated[bool, typer.Option(help="No progress bars.")]
+Quiet = Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")]
 
 
 def _parsed(name: str, value: Any) -> Any:

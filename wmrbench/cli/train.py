@@ -46,7 +46,7 @@ def train(
     verify_checksums: Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN exactly from its last.pt.")] = False,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
 ) -> None:
     """Train a robust classifier with (weighted) PGD-AT or TRADES; resumable, checkpointed per epoch.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-PADDING = 4  # CIFAR-10 (crop 32) and Tiny ImageNet (crop 64) alike: DESIGN.md section 2
+PADDING = 4  # CIFAR-10 (crop 32) and Tiny ImageNet (crop 64) alike, as in the reference code
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ class _BatchUnpickler(pickle.Unpickler):
     """Unpickles what a CIFAR batch holds (a dict of lists, bytes and one numpy array), nothing else.
 
     The batches are pickles, and a pickle can run any code when loaded; data files are untrusted
-    input (like checkpoints, DESIGN.md section 6), so only the globals that rebuild a numpy array
+    input (like checkpoints: docs/reliability.md), so only the globals that rebuild a numpy array
     are allowed. ``_codecs.encode`` is how Python 3 writes bytes at pickle protocol 2.
     """
 

@@ -94,7 +94,11 @@ def prepare(
     opened = open_source(source)
     dataset = resolve_dataset(opened, dataset)
     norm = options.norm or threat_norm(source)
-    cfg = options.apply(eval_config(dataset, run or source.default_run(), options.protocol or Protocol.DEFAULT, norm))
+    # A wmrbench checkpoint knows where its data set lives: evaluate it there unless told otherwise.
+    recorded_dir = opened.train_config.get("data_dir") if dataset.value == opened.recorded_dataset else None
+    base = eval_config(dataset, run or source.default_run(), options.protocol or Protocol.DEFAULT, norm,
+                       data_dir=recorded_dir)
+    cfg = options.apply(base)
     distributed.resolve_device(cfg.device)
     model, info = load_model(opened, cfg.run, dataset)
     data = load_split(

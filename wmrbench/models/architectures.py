@@ -1,4 +1,4 @@
-"""Architectures. Layer names follow DESIGN.md section 2 so that released checkpoints load."""
+"""Architectures. Layer names follow the reference code (TRADES, the authors, RobustBench) so that released checkpoints load."""
 
 from __future__ import annotations
 

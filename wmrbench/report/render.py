@@ -12,6 +12,7 @@ import math
 from enum import Enum
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -31,7 +32,7 @@ class TableFormat(str, Enum):
 
 def print_table(frame: pd.DataFrame, title: str, console: Console | None = None) -> None:
     """The frame as a rich table on the terminal (or on ``console``)."""
-    cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    cells = [[_paper_cell(c, v) for c, v in zip(frame.columns, row)] for row in frame.itertuples(index=False)]
     widths = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(frame.columns)]
     table = Table(title=title)
     for column, width in zip(frame.columns, widths):
@@ -53,22 +54,16 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _cell(value: Any) -> str:
-    if _missing(value):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 10 or value == 0 else f"{value:g}"
-    return str(value)
-
-
 def _paper_cell(column: str, value: Any) -> str:
-    """Accuracies with two decimals, as the paper prints them; alphas as short as they are."""
+    """Accuracies with two decimals, as the paper prints them, in every format but CSV; other
+    numbers (alphas, eps, step sizes) as given, never in exponent form (1000000, not 1e+06)."""
     if _missing(value):
         return "-"
     if column.startswith(METRIC_COLUMNS):
         return f"{float(value):.2f}"
     if isinstance(value, float):
-        return f"{value:g}"
+        text = f"{value:.6g}"  # 2/255 -> 0.00784314; 1.5 -> 1.5
+        return np.format_float_positional(value, trim="-") if "e" in text else text
     return str(value)
 
 
