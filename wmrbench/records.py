@@ -92,6 +92,8 @@ class ModelInfo:
     model_dir: str | None = None
     factory: str | None = None
     train_config: dict[str, Any] = field(default_factory=dict)  # the checkpoint's, as saved
+    mean: tuple[float, ...] | None = None  # --mean / --std: the normalization wrapped around it
+    std: tuple[float, ...] | None = None
 
     @classmethod
     def from_json(cls, d: Any) -> ModelInfo:
@@ -101,6 +103,8 @@ class ModelInfo:
         values["alpha_train"] = _optional_float(values.get("alpha_train"))
         values["beta"] = _optional_float(values.get("beta"))
         values["train_config"] = dict(values.get("train_config") or {})
+        for key in ("mean", "std"):
+            values[key] = None if values.get(key) is None else tuple(float(v) for v in values[key])
         return cls(**values)
 
 

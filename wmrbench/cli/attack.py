@@ -18,6 +18,8 @@ def attack(
     threat_model: o.ThreatModel = None,
     model_dir: o.ModelDir = None,
     model: o.Factory = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
     dataset: o.Dataset = None,
     split: Annotated[str, typer.Option(help="test | train: the split to attack.")] = "test",
     data_dir: o.DataDir = None,
@@ -54,7 +56,8 @@ def attack(
     with user_errors():
         options = o.options_from(EvalOptions, locals())
         o.note_precision(options)
-        sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir)
+        sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir,
+                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
         if len(sources) > 1:
             raise WmrbenchError("attack takes one model: give one --model-id")
         if not sources:

@@ -17,6 +17,8 @@ def evaluate(
     threat_model: o.ThreatModel = None,
     model_dir: o.ModelDir = None,
     model: o.Factory = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
     adversarial: Annotated[str | None, typer.Option(help="Score the points saved by `wmrbench attack` without attacking again: on the attacked model, or on the model the options name (a transfer).", rich_help_panel=o.MODEL)] = None,
     dataset: o.Dataset = None,
     data_dir: o.DataDir = None,
@@ -55,7 +57,8 @@ def evaluate(
     with user_errors(), distributed.session():
         options = o.options_from(EvalOptions, locals())
         o.note_precision(options)
-        sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir)
+        sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
+                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
         results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet)
     if not distributed.is_main_process():
         return

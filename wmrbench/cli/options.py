@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from wmrbench.config import EvalOptions, Norm, Options, PaddingMode, Precision, Protocol, RestartFrom, Start, parse_alphas, parse_enum, parse_ints
+from wmrbench.config import (
+    EvalOptions,
+    Norm,
+    Options,
+    PaddingMode,
+    Precision,
+    Protocol,
+    RestartFrom,
+    Start,
+    parse_alphas,
+    parse_enum,
+    parse_ints,
+)
+from wmrbench.errors import WmrbenchError
 
 O = TypeVar("O", bound=Options)
 
@@ -20,6 +34,8 @@ Arch = Annotated[str | None, typer.Option(help="Registered architecture of a pla
 ThreatModel = Annotated[str | None, typer.Option(help="RobustBench threat model of --model-id: Linf | L2 | corruptions (default Linf).", rich_help_panel=MODEL)]
 ModelDir = Annotated[str | None, typer.Option(help="RobustBench cache: MODEL_DIR/<dataset>/<threat_model>/<id>.pt loads offline (default models).", rich_help_panel=MODEL)]
 Factory = Annotated[str | None, typer.Option("--model", help="Your own model: MODULE:FUNCTION (or path/file.py:FUNCTION) returning an nn.Module on [0, 1] inputs; weights from --checkpoint.", rich_help_panel=MODEL)]
+Mean = Annotated[str | None, typer.Option(help="Your model expects normalized inputs: per-channel means, e.g. 0.4914,0.4822,0.4465; wmrbench wraps the model so that attacks still run on [0, 1] images (with --std; for --model and --checkpoint --arch).", rich_help_panel=MODEL)]
+Std = Annotated[str | None, typer.Option(help="Per-channel standard deviations of that normalization, e.g. 0.2471,0.2435,0.2616 (with --mean).", rich_help_panel=MODEL)]
 Dataset = Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | cifar100 | tinyimagenet (default: the checkpoint's; cifar10 for --model-id).")]
 DataDir = Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")]
 Download = Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet; cifar10 via torchvision, tinyimagenet, mnist).")]
@@ -88,3 +104,16 @@ def note_precision(options: EvalOptions) -> None:
             "and its numbers should not be compared with fp32 ones",
             err=True,
         )
+
+
+def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """'0.5,0.25' -> (0.5, 0.25); None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise WmrbenchError(f"{option} takes comma-separated numbers, e.g. 0.4914,0.4822,0.4465; got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise WmrbenchError(f"{option} takes finite numbers; got {text!r}")
+    return values

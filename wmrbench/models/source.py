@@ -13,6 +13,7 @@ data set it records, the caller resolves the data set and passes its shape to :f
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -22,6 +23,7 @@ from torch import nn
 
 from wmrbench.errors import WmrbenchError
 from wmrbench.models.checkpoint import extract_state_dict, load_state_into, model_from_checkpoint, read_checkpoint, train_config_of
+from wmrbench.models.normalize import Normalized, check_normalization
 from wmrbench.models.robustbench import DEFAULT_MODEL_DIR, DEFAULT_THREAT_MODEL, DEFAULT_ZOO_DATASET, load_zoo_model
 from wmrbench.models.user_code import build_from_factory, parse_factory
 from wmrbench.records import ModelInfo
@@ -44,6 +46,8 @@ class ModelSource:
     threat_model: str | None = None
     model_dir: str | None = None
     factory: str | None = None
+    mean: tuple[float, ...] | None = None  # --mean / --std: the model normalizes [0, 1] inputs itself
+    std: tuple[float, ...] | None = None
 
     def default_run(self) -> str:
         """The result name when --run is not given."""
@@ -60,8 +64,10 @@ class ModelSource:
     def from_json(cls, d: Any) -> ModelSource:
         """Inverse of config.to_jsonable (adversarial files record their source)."""
         try:
-            return cls(kind=SourceKind(d["kind"]), **{k: d.get(k) for k in (
-                "checkpoint", "arch", "model_id", "threat_model", "model_dir", "factory")})
+            values = {k: d.get(k) for k in ("checkpoint", "arch", "model_id", "threat_model", "model_dir", "factory")}
+            for key in ("mean", "std"):
+                values[key] = None if d.get(key) is None else tuple(float(v) for v in d[key])
+            return cls(kind=SourceKind(d["kind"]), **values)
         except (KeyError, ValueError, TypeError):
             raise WmrbenchError(f"not a model source record: {d!r}") from None
 
@@ -69,9 +75,20 @@ class ModelSource:
 def model_sources(
     checkpoint: str | None = None, arch: str | None = None, model_ids: list[str] | None = None,
     factory: str | None = None, threat_model: str | None = None, model_dir: str | None = None,
+    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
 ) -> list[ModelSource]:
     """The sources the model options name (one, several model ids, or none); one line if they clash."""
     ids = [i.strip() for text in (model_ids or []) for i in text.split(",") if i.strip()]
+    if ids and (mean is not None or std is not None):
+        raise WmrbenchError("--mean and --std wrap your own models; RobustBench models normalize their inputs themselves")
+    sources = _sources(checkpoint, arch, ids, factory, threat_model, model_dir)
+    return [dataclasses.replace(s, mean=mean, std=std) for s in sources]
+
+
+def _sources(
+    checkpoint: str | None, arch: str | None, ids: list[str], factory: str | None, threat_model: str | None,
+    model_dir: str | None,
+) -> list[ModelSource]:
     if ids and (checkpoint or arch or factory):
         raise WmrbenchError("--model-id loads RobustBench's weights: drop --checkpoint, --arch and --model")
     if (threat_model or model_dir) and not ids:
@@ -129,7 +146,16 @@ def _training_info(train_config: dict[str, Any]) -> dict[str, Any]:
 
 def build_model(opened: OpenedSource, run: str, dataset: str, num_classes: int, in_channels: int) -> tuple[nn.Module, ModelInfo]:
     """The model an opened source names, for ``dataset`` (a zoo id's data set; shapes for the
-    others), and the description its result records."""
+    others), wrapped in its normalization if it has one, and the description its result records."""
+    source = opened.source
+    check_normalization(source.mean, source.std, in_channels)
+    model, info = _build(opened, run, dataset, num_classes, in_channels)
+    if source.mean is None or source.std is None:
+        return model, info
+    return Normalized(model, source.mean, source.std), dataclasses.replace(info, mean=source.mean, std=source.std)
+
+
+def _build(opened: OpenedSource, run: str, dataset: str, num_classes: int, in_channels: int) -> tuple[nn.Module, ModelInfo]:
     source = opened.source
     if source.kind is SourceKind.ROBUSTBENCH:
         assert source.model_id is not None
