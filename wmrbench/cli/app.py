@@ -13,7 +13,9 @@ from wmrbench.cli.evaluate import evaluate
 from wmrbench.cli.leaderboard import leaderboard
 from wmrbench.cli.models import models
 from wmrbench.cli.plot import plot
+from wmrbench.cli.rerun import rerun
 from wmrbench.cli.train import train
+
 
 def _hide_flag_types() -> None:
     """Typer 0.29's rich help prints a type after every option, ``<bool>`` after flags too
@@ -45,6 +47,7 @@ app.command()(attack)
 app.command()(leaderboard)
 app.command()(plot)
 app.command()(models)
+app.command()(rerun)
 
 
 def _version(value: bool) -> None:

@@ -8,10 +8,12 @@ import typer
 
 from wmrbench.cli import options as o
 from wmrbench.cli.common import user_errors
+from wmrbench.cli.config_file import ConfigFile
 from wmrbench.errors import WmrbenchError
 
 
 def attack(
+    config: ConfigFile = None,
     checkpoint: o.Checkpoint = None,
     arch: o.Arch = None,
     model_id: Annotated[str | None, typer.Option(help="RobustBench zoo id, e.g. Carmon2019Unlabeled.", rich_help_panel=o.MODEL)] = None,

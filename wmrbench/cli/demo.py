@@ -7,13 +7,20 @@ from typing import Annotated
 import typer
 
 from wmrbench.cli.common import user_errors
+from wmrbench.cli.config_file import ConfigFile
 from wmrbench.config import Defense, parse_alphas, parse_enum
 from wmrbench.presets import (
-    DEFAULT_ALPHA_TEST, DEFAULT_CHECKPOINT_DIR, DEFAULT_DEFENSE, DEFAULT_DEVICE, DEFAULT_RESULTS_DIR, DEFAULT_SEED,
+    DEFAULT_ALPHA_TEST,
+    DEFAULT_CHECKPOINT_DIR,
+    DEFAULT_DEFENSE,
+    DEFAULT_DEVICE,
+    DEFAULT_RESULTS_DIR,
+    DEFAULT_SEED,
 )
 
 
 def demo(
+    config: ConfigFile = None,
     defense: Annotated[str, typer.Option(help="pgd | trades: the defense trained with and without the weighted risk.")] = DEFAULT_DEFENSE.value,
     alpha_train: Annotated[float | None, typer.Option(help="alpha_train of '+ours' (default: the preset's).")] = None,
     alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values.")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),

@@ -8,9 +8,11 @@ import typer
 
 from wmrbench.cli import options as o
 from wmrbench.cli.common import EXIT_USAGE, user_errors
+from wmrbench.cli.config_file import ConfigFile
 
 
 def evaluate(
+    config: ConfigFile = None,
     checkpoint: o.Checkpoint = None,
     arch: o.Arch = None,
     model_id: Annotated[list[str] | None, typer.Option(help="RobustBench zoo id, e.g. Carmon2019Unlabeled; repeat (or comma-separate) to evaluate several in turn.", rich_help_panel=o.MODEL)] = None,

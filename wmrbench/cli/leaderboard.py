@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from wmrbench.cli.common import user_errors
+from wmrbench.cli.config_file import ConfigFile
 
 
 def leaderboard(
+    config: ConfigFile = None,
     results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files.")] = "results",
     fmt: Annotated[str, typer.Option("--format", help="md (Markdown) | csv | latex (booktabs).")] = "md",
     table: Annotated[str, typer.Option(help="all | non-uniform (Tables 1-3) | uniform (Tables 4-5).")] = "all",
@@ -19,7 +21,8 @@ def leaderboard(
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them atomically."""
     from wmrbench.config import parse_enum
-    from wmrbench.report import TITLES, TableFormat, TableKind, leaderboard as build, print_table
+    from wmrbench.report import TITLES, TableFormat, TableKind, print_table
+    from wmrbench.report import leaderboard as build
 
     with user_errors():
         board = build(results_dir, parse_enum(TableFormat, fmt, "format"), parse_enum(TableKind, table, "table"),

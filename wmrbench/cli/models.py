@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from wmrbench.cli.common import user_errors
+from wmrbench.cli.config_file import ConfigFile
 
 
 def models(
+    config: ConfigFile = None,
     dataset: Annotated[str, typer.Option(help="RobustBench data set: cifar10 | cifar100 | imagenet.")] = "cifar10",
     threat_model: Annotated[str, typer.Option(help="Linf | L2 | corruptions.")] = "Linf",
     model_dir: Annotated[str, typer.Option(help="RobustBench cache folder: ids whose checkpoint is there are marked.")] = "models",

@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from wmrbench.cli.common import user_errors
+from wmrbench.cli.config_file import ConfigFile
 
 
 def plot(
+    config: ConfigFile = None,
     results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files.")] = "results",
     output_dir: Annotated[str | None, typer.Option(help="Where the PNG and SVG files go (default RESULTS_DIR/plots).")] = None,
     run: Annotated[list[str] | None, typer.Option(help="Draw the weights histogram for this result only (repeatable; default: every result).")] = None,

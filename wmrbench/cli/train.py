@@ -8,11 +8,13 @@ import typer
 
 from wmrbench.cli import options as o
 from wmrbench.cli.common import user_errors
+from wmrbench.cli.config_file import ConfigFile
 
 PRESET = "default: the paper's preset for the dataset"
 
 
 def train(
+    config: ConfigFile = None,
     dataset: Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | cifar100 | tinyimagenet (default digits).")] = None,
     defense: Annotated[str | None, typer.Option(help="pgd (Madry PGD-AT) | trades (default trades).")] = None,
     alpha_train: Annotated[float | None, typer.Option(help="Weight sharpness alpha; 0 = unweighted baseline (default), > 0 = '+ours'.")] = None,

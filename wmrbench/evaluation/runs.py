@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from torch import nn
 
-from wmrbench.config import ATTACK_FIELDS, FIXED_BY_ATTACK, DatasetName, EvalConfig, EvalOptions, fields_with, with_options
+from wmrbench.config import (
+    ATTACK_FIELDS,
+    FIXED_BY_ATTACK,
+    DatasetName,
+    EvalConfig,
+    EvalOptions,
+    fields_with,
+    with_options,
+)
+from wmrbench.data import ImageSet
 from wmrbench.errors import WmrbenchError, first_line
-from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet, AttackPoints, Split, load_adversarial, save_adversarial
+from wmrbench.evaluation.adversarial_file import (
+    PGD,
+    AdversarialSet,
+    AttackPoints,
+    Split,
+    load_adversarial,
+    save_adversarial,
+)
 from wmrbench.evaluation.pipeline import (
-    EvalResult, Timer, check_model_fits, collect, load_model, prepare, records_frame, write_result,
+    EvalResult,
+    Timer,
+    check_model_fits,
+    collect,
+    load_model,
+    prepare,
+    records_frame,
+    write_result,
 )
 from wmrbench.evaluation.scorers import AttackScorer, PointsScorer, ReplayScorer
-from wmrbench.data import ImageSet
-from wmrbench.models.source import MODEL_OPTIONS, ModelSource, open_source
-from wmrbench.records import AdversarialOrigin, alpha_key, tr_columns
+from wmrbench.models.source import MODEL_OPTIONS, ModelSource, SourceKind, open_source
+from wmrbench.records import (
+    AdversarialOrigin,
+    ModelInfo,
+    Summary,
+    alpha_key,
+    read_summary,
+    to_csv_text,
+    tr_columns,
+)
 from wmrbench.runtime import provenance
 
 
@@ -155,3 +186,59 @@ def evaluate_models(
     if run is not None:
         raise WmrbenchError("--run names one result; with several --model-id each result is named by its id")
     return evaluate_sources(sources, options, dataset, show_progress)
+
+
+def options_of(cfg: EvalConfig) -> EvalOptions:
+    """Every setting of ``cfg`` as options: applied to any base config they give ``cfg`` back."""
+    names = {f.name for f in dataclasses.fields(EvalOptions)}
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig) if f.name in names}
+    values.update({f.name: getattr(cfg.attack, f.name) for f in dataclasses.fields(cfg.attack) if f.name in names})
+    return EvalOptions(**values)
+
+
+def source_of(model: ModelInfo) -> ModelSource:
+    """The model source a result records (the options that would load that model again)."""
+    return ModelSource(
+        kind=SourceKind(model.source), checkpoint=model.checkpoint,
+        arch=model.arch if model.source == SourceKind.CHECKPOINT.value and not model.train_config else None,
+        model_id=model.model_id, threat_model=model.threat_model, model_dir=model.model_dir,
+        factory=model.factory, mean=model.mean, std=model.std,
+    )
+
+
+@dataclass
+class Rerun:
+    original: Summary
+    result: EvalResult
+    differences: list[str]  # empty when every metric and every record is the same
+
+
+def rerun_result(summary_path: str | Path, run: str | None = None, show_progress: bool = True) -> Rerun:
+    """Evaluate again exactly as ``summary_path`` records (model, data, attack, seed, precision),
+    into a new result, and say whether its metrics and records are the same."""
+    original = read_summary(summary_path)
+    cfg = original.config
+    run = run or f"{original.run}-rerun"
+    if run == original.run:
+        raise WmrbenchError(f"--run {run} is the result being rerun: give the rerun another name")
+    options = dataclasses.replace(options_of(cfg), results_dir=cfg.results_dir)
+    source = source_of(original.model)
+    if original.adversarial is not None:
+        # Scoring saved points: the settings the attack fixed come from the file, not from options.
+        fixed = {f.name: None for f in dataclasses.fields(EvalOptions) if f.name in FIXED_OPTIONS}
+        replay = dataclasses.replace(options, **fixed)
+        result = evaluate_adversarial(original.adversarial.file, source, replay, cfg.dataset, run, show_progress)
+    else:
+        result = evaluate_source(source, options, cfg.dataset, run, show_progress)
+    return Rerun(original, result, _differences(original, Path(summary_path).parent / "records.csv", result))
+
+
+def _differences(original: Summary, records_path: Path, result: EvalResult) -> list[str]:
+    old, new = original.metrics, result.summary.metrics
+    differences = [
+        f"{name} {getattr(old, name)!r} -> {getattr(new, name)!r}"
+        for name in ("n_examples", "A_nat", "A_rob", "A_sa", "A_tr") if getattr(old, name) != getattr(new, name)
+    ]
+    if records_path.is_file() and records_path.read_text() != to_csv_text(result.records):
+        differences.append(f"records differ from {records_path}")
+    return differences

@@ -1,0 +1,86 @@
+"""``--config FILE.toml``: any option of any command from a file; the command line wins.
+
+The file holds option names (``alpha-test`` or ``alpha_test``) with TOML values at its top level,
+where each applies to the commands that have that option (one file can serve ``train`` and
+``evaluate``), and optionally one table per command (``[train]``, ``[evaluate]`` ...) whose values
+are that command's own and win over the top level. A list becomes the comma-separated text the option takes
+(``alpha-test = [1, 1.5, 2]`` is ``--alpha-test 1,1.5,2``). An unknown name is an error, never
+ignored: a typo in a config file must not silently run another experiment.
+
+It works through click's ``default_map``: the file's values become the defaults of this one
+invocation, so anything given on the command line still overrides them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from wmrbench.errors import WmrbenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+COMMANDS = ("train", "evaluate", "attack", "demo", "leaderboard", "plot", "models", "rerun")
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def read_config(path: Path, command: str, known: set[str], anywhere: set[str]) -> dict[str, Any]:
+    """The file's settings for ``command`` (whose options are ``known``; ``anywhere`` holds every
+    command's), keyed by parameter name; one line for any problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise WmrbenchError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise WmrbenchError(f"--config: {path} is not valid TOML: {exc}") from None
+    shared = {k: v for k, v in data.items() if not (isinstance(v, dict) and k in COMMANDS)}
+    unknown = [k for k in shared if k.replace("-", "_") not in anywhere]
+    if unknown:
+        raise WmrbenchError(f"--config: {path}: no command has an option {unknown[0]!r}")
+    settings = {k: v for k, v in shared.items() if k.replace("-", "_") in known}  # others are other commands'
+    settings.update(data.get(command, {}))
+    out = {}
+    for key, value in settings.items():
+        name = key.replace("-", "_")
+        if name not in known or name == "config":
+            choices = ", ".join(sorted(n.replace("_", "-") for n in known - {"config"}))
+            raise WmrbenchError(f"--config: {path}: {command} has no option {key!r}; its options: {choices}")
+        out[name] = _value(value)
+    return out
+
+
+def _load(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    known = {p.name for p in ctx.command.params if p.name}
+    siblings = getattr(ctx.parent.command, "commands", {}) if ctx.parent is not None else {}
+    anywhere = {p.name for c in siblings.values() for p in c.params if p.name} | known
+    try:
+        settings = read_config(value, ctx.command.name or "", known, anywhere)
+    except WmrbenchError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    ctx.default_map = {**(ctx.default_map or {}), **settings}
+    return value
+
+
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", is_eager=True, callback=_load, dir_okay=False,
+        help="A TOML file of options (names as on the command line; a [COMMAND] table for one command); "
+        "options on the command line win.",
+    ),
+]

@@ -1,0 +1,39 @@
+"""``wmrbench rerun``: replay a result's (or a checkpoint's) exact configuration into a new run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wmrbench.cli.common import user_errors
+from wmrbench.cli.config_file import ConfigFile
+
+
+def rerun(
+    config: ConfigFile = None,
+    path: Annotated[Path, typer.Argument(help="A result's summary.json, or a training checkpoint (last.pt).")] = Path("summary.json"),
+    run: Annotated[str | None, typer.Option(help="Name of the new run (default: RUN-rerun, beside the original).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
+) -> None:
+    """Run again exactly what PATH records and say whether the numbers match (exit code 1 if not).
+
+    A summary.json is evaluated again (same model, data, attack, seed, precision); a checkpoint is
+    trained again from scratch for as many epochs as it holds, and its weights are compared.
+    """
+    from wmrbench.evaluation import rerun_result
+    from wmrbench.training import rerun_training
+
+    with user_errors():
+        if path.suffix == ".json":
+            redone = rerun_result(path, run, show_progress=not quiet)
+            where, differences = redone.result.out_dir, redone.differences
+        else:
+            again = rerun_training(path, run, show_progress=not quiet)
+            where, differences = again.result.checkpoint, again.differences
+    typer.echo(f"rerun: {where}")
+    if differences:
+        typer.echo(f"differs from {path}: " + "; ".join(differences))
+        raise typer.Exit(1)
+    typer.echo(f"same as {path}: every metric and record" if path.suffix == ".json" else f"same as {path}: every weight")
