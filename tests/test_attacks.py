@@ -140,13 +140,25 @@ def test_generator_makes_starts_reproducible(mnist_model, mnist_test):
     assert not torch.equal(runs[0].x_adv, runs[2].x_adv)
 
 
-def test_restarts_keep_the_lowest_margin(mnist_model, mnist_test):
+def test_restarts_follow_the_choice_rule(mnist_model, mnist_test):
+    """Restart 0 is one of three candidates: an example it misclassifies stays misclassified with a
+    margin no higher; one that stays correct keeps a margin no lower (the smaller weight)."""
     index, x, y = batch(mnist_test, 64)
     common = dict(index=index, seed=0)
     one = attacks.pgd(mnist_model, x, y, AttackConfig(eps=EPS, step_size=0.05, steps=3, restarts=1), **common)
-    three = attacks.pgd(mnist_model, x, y, AttackConfig(eps=EPS, step_size=0.05, steps=3, restarts=3), **common)
-    assert torch.all(three.margin <= one.margin)
-    assert torch.any(three.margin < one.margin)
+    three_cfg = AttackConfig(eps=EPS, step_size=0.05, steps=3, restarts=3)
+    three = attacks.pgd(mnist_model, x, y, three_cfg, **common)
+    one_wrong, three_wrong = one.logits.argmax(1) != y, three.logits.argmax(1) != y
+    assert torch.all(three_wrong[one_wrong])
+    assert torch.all(three.margin[one_wrong] <= one.margin[one_wrong])
+    both_correct = ~three_wrong
+    assert torch.all(three.margin[both_correct] >= one.margin[both_correct])
+    assert torch.any(three.margin != one.margin)
+    # The record of the winning restart: zeros for one restart, the same for alpha 0 as for plain.
+    assert one.restart.dtype == torch.int64 and torch.equal(one.restart, torch.zeros(64, dtype=torch.int64))
+    assert set(three.restart.tolist()) <= {0, 1, 2} and torch.any(three.restart > 0)
+    zero = attacks.pgd(mnist_model, x, y, three_cfg, alpha=0.0, **common)
+    assert torch.equal(zero.restart, three.restart) and torch.equal(zero.x_adv, three.x_adv)
     # The returned logits and margin are those of the returned points.
     assert torch.allclose(attacks.predict(mnist_model, three.x_adv), three.logits, atol=1e-5)
     assert torch.equal(attacks.margin(three.logits, y), three.margin)
@@ -231,17 +243,26 @@ def test_predict_and_autocast_refuse_unknown_precisions(mnist_model, mnist_test)
 # --- the choice among restarts ----------------------------------------------------------------
 
 
-def test_choose_among_keeps_the_lowest_margin_and_the_earlier_on_ties():
-    def candidate(value, margins):
-        m = torch.tensor(margins)
-        return AttackResult(torch.full((3, 1, 2, 2), value), torch.full((3, 4), value), m)
+def test_choose_among_prefers_misclassified_then_lowest_else_highest_margin():
+    # Three classes; y = 0. Logits chosen so that argmax and the margin's sign agree.
+    y = torch.zeros(5, dtype=torch.int64)
 
-    best = candidate(1.0, [0.5, -0.2, 0.1])
-    new = candidate(2.0, [0.4, -0.1, 0.1])
-    chosen = choose_among(best, new)
-    assert chosen.margin.tolist() == pytest.approx([0.4, -0.2, 0.1])
-    assert chosen.x_adv[:, 0, 0, 0].tolist() == [2.0, 1.0, 1.0]  # a tie keeps the earlier
-    assert chosen.logits[:, 0].tolist() == [2.0, 1.0, 1.0]
+    def candidate(value, margins, restart):
+        m = torch.tensor(margins)
+        logits = torch.stack([m, torch.zeros(5), torch.zeros(5)], dim=1)  # argmax 0 iff m > 0
+        return AttackResult(torch.full((5, 1, 2, 2), value), logits, m, torch.full((5,), restart))
+
+    best = candidate(1.0, [0.5, -0.2, 0.1, -0.3, 0.4], 0)
+    new = candidate(2.0, [0.4, -0.1, 0.1, 0.2, -0.1], 1)
+    chosen = choose_among(best, new, y)
+    # correct/correct: the higher margin; wrong/wrong: the lower; a tie keeps the earlier;
+    # wrong beats correct either way round.
+    assert chosen.margin.tolist() == pytest.approx([0.5, -0.2, 0.1, -0.3, -0.1])
+    assert chosen.x_adv[:, 0, 0, 0].tolist() == [1.0, 1.0, 1.0, 1.0, 2.0]
+    assert chosen.logits[:, 0].tolist() == pytest.approx(chosen.margin.tolist())
+    assert chosen.restart.tolist() == [0, 0, 0, 0, 1]
+    # A candidate built without a restart record counts as restart 0.
+    assert torch.equal(AttackResult(best.x_adv, best.logits, best.margin).restart, torch.zeros(5, dtype=torch.int64))
 
 
 # --- the registry -----------------------------------------------------------------------------

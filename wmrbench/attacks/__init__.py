@@ -3,9 +3,13 @@
 ``train``, ``attack`` and ``evaluate`` all call it (DESIGN.md sections 1, 3 and 5):
 
 * :mod:`.objective`: margin, importance weights, the per-example inner loss, the choice among
-  restarts, and the model-side helpers (eval mode with frozen parameters, autocast, predict);
-* :mod:`.noise`: the starts, keyed on (seed, example index, restart) or drawn from a generator;
-* :mod:`.pgd`: (weighted) L-infinity PGD;
+  restarts (a misclassified candidate with the lowest margin, else the highest margin: best for
+  every alpha at once; ``AttackResult.restart`` records the winner), and the model-side helpers
+  (eval mode with frozen parameters, autocast, predict);
+* :mod:`.noise`: the starts in the L-infinity or L2 ball, keyed on (seed, example index,
+  restart) or drawn from a generator, from x or (chained restarts) the previous end point;
+* :mod:`.norms`: the L2 geometry (per-example norm, normalized gradient, projection);
+* :mod:`.pgd`: (weighted) PGD in the L-infinity or L2 ball, with fresh or chained restarts;
 * :mod:`.stepper`: the fast path (eager loop, CUDA-graph replay, torch.compile);
 * :mod:`.registry`: attacks by name (``get_attack("pgd")``).
 

@@ -3,7 +3,9 @@
 * ``margin = p_y - max_{t != y} p_t`` with ``p = softmax(logits)``, in [-1, 1];
 * ``s = exp(-alpha * margin)`` at the adversarial point, with the true label;
 * the per-example inner loss ``l_i``: CE, or TRADES' ``KL(p(x) || p(x'))`` summed over classes;
-* the per-example choice among restarts (:func:`choose_among`).
+* the per-example choice among restarts and attacks (:func:`choose_among`): a misclassified
+  candidate with the lowest margin, else the highest margin, which is the attacker's best choice
+  for every alpha at once.
 
 Also the model-side helpers every attack shares: :func:`attack_mode` (eval mode, frozen
 parameters), :func:`autocast` (the ``precision`` setting as an autocast context) and
@@ -26,11 +28,19 @@ from wmrbench.runtime import autocast_dtype
 
 Alpha = float | Tensor | None
 
+
 @dataclass
 class AttackResult:
-    x_adv: Tensor  # adversarial inputs, within eps of x and inside [0, 1]
+    x_adv: Tensor  # adversarial inputs, in the eps-ball (L-infinity or L2) around x and in [0, 1]
     logits: Tensor  # logits of the model (eval mode) at x_adv: float32 (float64 for float64 models)
     margin: Tensor  # margin at x_adv with the true label, in the logits' dtype
+    # int64 per example: the 0-based restart whose point was kept; None (the default) means a
+    # single candidate and becomes zeros, so an attack without restarts need not build it.
+    restart: Tensor = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.restart is None:
+            self.restart = torch.zeros(self.margin.shape, dtype=torch.int64, device=self.margin.device)
 
 
 def upcast(logits: Tensor) -> Tensor:
@@ -67,19 +77,29 @@ def inner_loss(
     return F.kl_div(F.log_softmax(logits, dim=1), natural_probs, reduction="none").sum(dim=1)
 
 
-def choose_among(best: AttackResult, new: AttackResult) -> AttackResult:
+def choose_among(best: AttackResult, new: AttackResult, y: Tensor) -> AttackResult:
     """Per example, the better of two candidates (restarts, later attacks) for the same inputs.
 
-    The rule today: the lowest final margin wins; a tie keeps ``best`` (the earlier candidate).
-    DESIGN.md section 1 asks for another rule (a misclassified candidate with the lowest margin,
-    else the correctly classified one with the *highest* margin); a later change switches to it
-    here, in this one function. No host sync: the choice is a device-side ``torch.where``.
+    A misclassified candidate (``argmax != y``) beats a correct one; of two misclassified ones
+    the lower margin wins, of two correct ones the *higher* margin. A tie keeps ``best`` (the
+    earlier candidate), so folding this over the candidates in order picks the earliest best.
+
+    Why the higher margin for a correct example: with ``A = sum_i s_i c_i / sum_i s_i`` and
+    ``s_i = exp(-alpha * margin_i)``, ``dA/ds_i = (c_i - A) / sum_j s_j``, so the attacker
+    wants a large weight on a misclassified example and a *small* one on a correct example. The
+    rule is the best for A_sa and A_tr at every alpha at once, and for A_rob it changes nothing.
+    No host sync: the choice is a device-side ``torch.where``.
     """
-    better = new.margin < best.margin
+    best_wrong = best.logits.argmax(dim=1) != y
+    new_wrong = new.logits.argmax(dim=1) != y
+    take_new = torch.where(
+        new_wrong, ~best_wrong | (new.margin < best.margin), ~best_wrong & (new.margin > best.margin)
+    )
     return AttackResult(
-        x_adv=torch.where(better.view(-1, *[1] * (new.x_adv.dim() - 1)), new.x_adv, best.x_adv),
-        logits=torch.where(better[:, None], new.logits, best.logits),
-        margin=torch.where(better, new.margin, best.margin),
+        x_adv=torch.where(take_new.view(-1, *[1] * (new.x_adv.dim() - 1)), new.x_adv, best.x_adv),
+        logits=torch.where(take_new[:, None], new.logits, best.logits),
+        margin=torch.where(take_new, new.margin, best.margin),
+        restart=torch.where(take_new, new.restart, best.restart),
     )
 
 

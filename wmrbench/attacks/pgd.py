@@ -1,10 +1,14 @@
-"""(Weighted) L-infinity PGD: Algorithm 1 of Zeng et al. (AAAI 2021) and Madry et al.'s PGD.
+"""(Weighted) PGD in the L-infinity or L2 ball: Algorithm 1 of Zeng et al. (AAAI 2021) and
+Madry et al.'s PGD.
 
 Weighted PGD ascends ``sum_i s_i * l_i`` with ``s_i = exp(-alpha * margin_i)`` left in the
-autograd graph, so alpha changes the direction of each signed step (a detached weight would
-leave signed PGD blind to it); ``alpha = None`` is plain PGD on ``sum_i l_i``, and ``alpha = 0``
-reproduces it bit for bit. One step (:func:`_step`) is the whole attack; :mod:`.stepper` repeats
-it, eagerly or through a CUDA graph, and :mod:`.noise` gives the starts.
+autograd graph, so alpha changes the direction of each step (a detached weight would leave
+signed PGD blind to it); ``alpha = None`` is plain PGD on ``sum_i l_i``, and ``alpha = 0``
+reproduces it bit for bit. L-infinity steps by the gradient's sign, L2 along the gradient
+normalized per example; both project onto their ball and [0, 1]. One step (:func:`_step`) is
+the whole attack; :mod:`.stepper` repeats it, eagerly or through a CUDA graph, :mod:`.noise`
+gives the starts, and :func:`.objective.choose_among` picks among restarts, fresh (each from x)
+or chained (each from the previous end point).
 """
 
 from __future__ import annotations
@@ -13,19 +17,20 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench.attacks.noise import start_point
+from wmrbench.attacks.norms import l2_direction, project_l2
 from wmrbench.attacks.objective import (
     Alpha, AttackResult, attack_mode, choose_among, importance_weights, inner_loss, margin, predict,
     upcast,
 )
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import (
-    Forward, StepInputs, make_stepper, model_forward, use_cuda_graph,
+    Forward, Stepper, StepInputs, make_stepper, model_forward, use_cuda_graph,
 )
-from wmrbench.config import AttackConfig, InnerLoss, Precision, Start, parse_enum
+from wmrbench.config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, Start, parse_enum
 
 
 def _step(forward: Forward, x_adv: Tensor, inputs: StepInputs) -> Tensor:
-    """One signed-gradient ascent step on ``sum_i s_i * l_i``, projected onto [lower, upper].
+    """One ascent step on ``sum_i s_i * l_i``, projected onto the ball and [0, 1].
 
     Every path (eager, compiled, CUDA graph) runs exactly this function.
     """
@@ -36,6 +41,11 @@ def _step(forward: Forward, x_adv: Tensor, inputs: StepInputs) -> Tensor:
         # The weight stays in the graph: its gradient is part of the step direction.
         per_example = importance_weights(logits, inputs.y, inputs.alpha) * per_example
     (grad,) = torch.autograd.grad(per_example.sum(), x_adv)
+    if inputs.norm is Norm.L2:
+        # A step of length step_size along the gradient (none for a zero gradient), scaled back
+        # into the ball, then clipped to [0, 1] (which moves no coordinate away from x).
+        x_next = x_adv.detach() + inputs.step_size * l2_direction(grad)
+        return project_l2(x_next, inputs.center, inputs.eps).clamp_(0.0, 1.0)
     # +-step_size or 0 added exactly, then one clamp to the eps-ball intersected with [0, 1].
     return torch.clamp(x_adv.detach().add(grad.sign(), alpha=inputs.step_size), inputs.lower, inputs.upper)
 
@@ -51,6 +61,9 @@ def _step_inputs(
         if natural_logits is None:
             raise ValueError("loss=KL needs natural_logits")
         natural_probs = upcast(natural_logits.detach()).softmax(dim=1)
+    if attack.norm is Norm.L2:
+        return StepInputs(y, None, None, attack.step_size, loss, natural_probs, alpha,
+                          norm=Norm.L2, center=x, eps=attack.eps)
     lower, upper = (x - attack.eps).clamp_(min=0.0), (x + attack.eps).clamp_(max=1.0)
     return StepInputs(y, lower, upper, attack.step_size, loss, natural_probs, alpha)
 
@@ -61,7 +74,32 @@ def _memory_format(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-@register_attack("pgd", "(weighted) L-infinity PGD with signed steps, CE or TRADES' KL loss")
+def _restarts(
+    model: nn.Module, stepper: Stepper, x: Tensor, y: Tensor, attack: AttackConfig,
+    generator: torch.Generator | None, index: Tensor | None, seed: int, precision: Precision,
+) -> AttackResult:
+    """Run every restart from its start and keep, per example, :func:`choose_among`'s pick."""
+    start = parse_enum(Start, attack.start, "start")
+    chained = attack.restart_from is RestartFrom.PREVIOUS
+    fmt = _memory_format(x)
+    best: AttackResult | None = None
+    x_adv: Tensor | None = None
+    for restart in range(attack.restarts):
+        # Chained: the noise goes on the previous end point (the first restart has none: x).
+        origin = x_adv if chained else None
+        x_start = start_point(x, attack.eps, start, restart, generator, index, seed,
+                              norm=attack.norm, origin=origin)
+        # Every step keeps x's memory format, so the eager and captured steps see one layout.
+        x_adv = stepper.run(x_start.contiguous(memory_format=fmt), attack.steps).detach()
+        logits = predict(model, x_adv, precision)
+        winner = torch.full(y.shape, restart, dtype=torch.int64, device=y.device)
+        result = AttackResult(x_adv, logits, margin(logits, y), winner)
+        best = result if best is None else choose_among(best, result, y)
+    assert best is not None  # AttackConfig guarantees restarts >= 1
+    return best
+
+
+@register_attack("pgd", "(weighted) PGD in the L-infinity or L2 ball, CE or TRADES' KL loss")
 def pgd(
     model: nn.Module,
     x: Tensor,
@@ -78,18 +116,28 @@ def pgd(
     cuda_graph: bool | None = None,
     compile_model: bool = False,
 ) -> AttackResult:
-    """(Weighted) L-infinity PGD with signed steps, projected onto the eps-ball and [0, 1].
+    """(Weighted) PGD in the ``attack.norm`` ball of radius eps around x, intersected with [0, 1].
 
-    ``attack``: eps, step_size, steps, restarts and start. ``alpha``: None for plain PGD; a
-    float, or a per-example tensor of shape (N,) so that one call runs several alphas side by
-    side (stack copies of x). ``loss``: ``"ce"``, or ``"kl"`` for the TRADES attack (then
-    ``natural_logits`` are the model's logits at x). Starts come from ``index`` and ``seed``
-    when ``index`` (each example's global id) is given, else from ``generator`` (or the global
-    RNG). With restarts, each restart starts afresh from x and :func:`choose_among` picks per
-    example. ``precision``: ``"fp32"``, or ``"bf16"`` for bf16 autocast (logits are upcast to
+    ``attack``: eps, step_size, steps, restarts, start, norm and restart_from. L-infinity takes
+    signed steps and clamps; L2 steps along the gradient divided by its L2 norm per example,
+    then scales the perturbation back into the ball and clips to [0, 1]. ``alpha``: None for
+    plain PGD; a float, or a per-example tensor of shape (N,) so that one call runs several
+    alphas side by side (stack copies of x). ``loss``: ``"ce"``, or ``"kl"`` for the TRADES
+    attack (then ``natural_logits`` are the model's logits at x). Starts come from ``index`` and
+    ``seed`` when ``index`` (each example's global id) is given, else from ``generator`` (or the
+    global RNG). ``precision``: ``"fp32"``, or ``"bf16"`` for bf16 autocast (logits are upcast to
     float32 before the loss). The model runs in eval mode with gradients for the input only; its
     mode is restored after. Enum options also take their string values; anything else raises
     WmrbenchError.
+
+    Restarts: ``restart_from="start"`` (the default) starts every restart afresh from x plus
+    that restart's start noise, so the restarts are independent tries and the first R of R + 1
+    are those of an R-restart call. ``restart_from="previous"`` chains them, as the authors'
+    evaluation does: restart r > 0 starts from restart r - 1's end point plus restart r's fresh
+    start noise, projected onto the ball around x and [0, 1], so later restarts keep climbing
+    from where the last one stopped. Either way every restart's end point is a candidate and
+    :func:`choose_among` keeps, per example, a misclassified one with the lowest margin, else
+    the one with the highest margin; ``result.restart`` says which (0-based).
 
     Fast paths (same steps, same results up to floating-point nondeterminism of the device):
     ``cuda_graph`` (None = on for CUDA inputs) replays one captured step; ``compile_model`` runs
@@ -97,22 +145,11 @@ def pgd(
     """
     loss = parse_enum(InnerLoss, loss, "loss")
     precision = parse_enum(Precision, precision, "precision")
-    start = parse_enum(Start, attack.start, "start")
     x = x.detach()
     inputs = _step_inputs(x, y, attack, alpha, loss, natural_logits)
     graph = use_cuda_graph(x, cuda_graph)
     forward = model_forward(model, x.device.type, precision, compile_model, in_graph=graph)
     stepper = make_stepper(_step, forward, inputs, model=model, graph=graph, precision=precision,
                            compiled=compile_model)
-    fmt = _memory_format(x)
-    best: AttackResult | None = None
     with attack_mode(model):
-        for restart in range(attack.restarts):
-            # Every step keeps x's memory format, so the eager and captured steps see one layout.
-            x_start = start_point(x, attack.eps, start, restart, generator, index, seed)
-            x_adv = stepper.run(x_start.contiguous(memory_format=fmt), attack.steps)
-            logits = predict(model, x_adv, precision)
-            result = AttackResult(x_adv.detach(), logits, margin(logits, y))
-            best = result if best is None else choose_among(best, result)
-    assert best is not None  # AttackConfig guarantees restarts >= 1
-    return best
+        return _restarts(model, stepper, x, y, attack, generator, index, seed, precision)

@@ -1,7 +1,8 @@
 """The fast path: run one attack step ``steps`` times, eagerly or by replaying a CUDA graph.
 
-An attack (``pgd._step``) is one fixed-shape function ``step(forward, x_adv, inputs) -> x_adv``;
-a :class:`Stepper` repeats it. Both steppers compute the same thing and share one interface,
+An attack (``pgd._step``) is one fixed-shape function ``step(forward, x_adv, inputs) -> x_adv``,
+for either norm (the L2 step's per-example norms and projection are device-side reductions, so
+it is captured like the L-infinity one); a :class:`Stepper` repeats it. Both steppers compute the same thing and share one interface,
 ``run(x_adv, steps) -> x_adv``:
 
 * :class:`EagerStepper`: the plain Python loop (the CPU default).
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench.attacks.objective import Alpha, autocast
-from wmrbench.config import InnerLoss, Precision
+from wmrbench.config import InnerLoss, Norm, Precision
 
 logger = logging.getLogger("wmrbench.attacks")
 
@@ -47,12 +48,15 @@ class StepInputs:
     """Everything one step reads besides the current point; fixed for a whole attack call."""
 
     y: Tensor  # true labels
-    lower: Tensor  # max(x - eps, 0): the eps-ball intersected with [0, 1]
-    upper: Tensor  # min(x + eps, 1)
+    lower: Tensor | None  # L-infinity: max(x - eps, 0), the eps-ball intersected with [0, 1]
+    upper: Tensor | None  # L-infinity: min(x + eps, 1); both None for L2
     step_size: float
     loss: InnerLoss
     natural_probs: Tensor | None  # softmax of the logits at x (the KL loss), else None
     alpha: Alpha  # None (plain), a float, or a per-example float32 tensor
+    norm: Norm = Norm.LINF
+    center: Tensor | None = None  # L2: x, the ball's centre (a ball is not a box: no lower/upper)
+    eps: float = 0.0  # L2: the ball's radius
 
 
 StepFn = Callable[[Forward, Tensor, StepInputs], Tensor]  # (forward, x_adv, inputs) -> next x_adv
@@ -200,9 +204,12 @@ class GraphStepper:
         alpha_key = ("tensor", alpha.dtype) if isinstance(alpha, Tensor) else alpha
         probs = inputs.natural_probs
         probs_key = None if probs is None else (probs.shape, probs.dtype)
+        # The L2 radius is baked into the captured step as a constant (L-infinity's ball is in
+        # the lower/upper tensors, which are loaded per call: eps needs no key there).
+        ball_key = (inputs.norm, inputs.eps if inputs.norm is Norm.L2 else None)
         return (storage, x_adv.shape, x_adv.stride(), x_adv.dtype, x_adv.device, inputs.y.dtype,
-                inputs.step_size, inputs.loss, alpha_key, probs_key, self.precision, self.compiled,
-                self.step)
+                inputs.step_size, inputs.loss, alpha_key, probs_key, ball_key, self.precision,
+                self.compiled, self.step)
 
     def _warm_up(self, x_adv: Tensor) -> Tensor:
         # Warm-up steps are real steps of this attack, run eagerly on a side stream.
