@@ -44,7 +44,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     non_uniform = (results / "leaderboard-non-uniform.md").read_text()
     uniform = (results / "leaderboard-uniform.md").read_text()
     assert [c.strip() for c in non_uniform.splitlines()[0].split("|")[1:-1]] == [
-        "Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr", *PROTOCOL]
+        "Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr", "A_wc (wmrbench)", *PROTOCOL]
     assert [c.strip() for c in uniform.splitlines()[0].split("|")[1:-1]] == [
         "Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL]
     # One row per model and alpha_test (3 each) / per model; the paper's row labels.

@@ -59,3 +59,32 @@ def test_real_evaluation_invariants(mnist_model, mnist_test):
     with tempfile.TemporaryDirectory() as tmp:
         path = write_records(pathlib.Path(tmp) / "records.csv", records)
         assert compute_metrics(read_records(path)) == m
+
+
+def test_worst_case_accuracy_is_at_most_every_attacks_weighted_accuracy(mnist_model, mnist_test) -> None:
+    """A_wc (wmrbench's extension) takes per example the attacker's best point among all the
+    run computed: at every alpha it is at most A_sa and A_tr, and at alpha 0 at most A_rob."""
+    from wmrbench.evaluation import evaluate_model
+    from wmrbench.presets import eval_config
+
+    data = mnist_test.subset(150)
+    cfg = eval_config("mnist", "wc", alpha_test=(0.0, 0.5, 1.0, 2.0, 5.0), steps=5, step_size=0.03, restarts=2,
+                      device="cpu", batch_size=150)
+    metrics = compute_metrics(evaluate_model(mnist_model, data, cfg, show_progress=False))
+    for key, a_wc in metrics.A_wc.items():
+        assert a_wc <= min(metrics.A_sa[key], metrics.A_tr[key]) + 1e-12, key
+    assert metrics.A_wc["0"] <= metrics.A_rob
+    assert any(metrics.A_wc[k] < min(metrics.A_sa[k], metrics.A_tr[k]) for k in metrics.A_wc)  # it can bite
+
+
+def test_worst_case_points_follow_the_rule() -> None:
+    from wmrbench.metrics import worst_case_points
+
+    records = pd.DataFrame({
+        "clean_correct": [1, 1, 1], "clean_margin": [0.9, 0.9, 0.8],
+        "pgd_correct": [1, 0, 1], "pgd_margin": [0.5, -0.2, 0.95],
+        "tr_correct@2": [0, 0, 1], "tr_margin@2": [-0.1, -0.6, 0.3],
+    })
+    correct, margin = worst_case_points(records)
+    assert correct.tolist() == [False, False, True]  # a misclassified point wherever there is one
+    assert margin.tolist() == [-0.1, -0.6, 0.95]  # the lowest such margin; else the highest correct one

@@ -91,7 +91,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     assert board.warnings == []
     non_uniform, uniform = (f.read_text() for f in board.files)
     assert _cells(non_uniform)[0] == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr",
-                                      *PROTOCOL]
+                                      "A_wc (wmrbench)", *PROTOCOL]
     assert _cells(uniform)[0] == ["Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL]
     # One row per model and alpha_test / per model; the paper's row labels; the baseline's alpha is "-".
     assert len(non_uniform.splitlines()) == 2 + 6 and len(uniform.splitlines()) == 2 + 2
@@ -101,7 +101,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     a2 = read_summary(results / "trades-a2" / "summary.json")
     row = _cells(non_uniform)[-1]
     assert row == ["digits", "trades-a2", "TRADES+ours", "2", "2", f"{a2.metrics.A_rob:.2f}",
-                   f"{a2.metrics.A_sa['2']:.2f}", f"{a2.metrics.A_tr['2']:.2f}",
+                   f"{a2.metrics.A_sa['2']:.2f}", f"{a2.metrics.A_tr['2']:.2f}", f"{a2.metrics.A_wc['2']:.2f}",
                    "PGD", "Linf", "0.1", "20", "0.01", "1", "60", "fp32"]  # how it was measured
 
 
@@ -123,8 +123,8 @@ def test_latex_output_is_a_booktabs_table(results: Path, tmp_path: Path) -> None
     tex = out.read_text()
     assert tex.count(r"\begin{tabular}") == 2 and tex.count(r"\bottomrule") == 2
     assert r"\caption{Non-uniform attacks (the paper's Tables 1-3)}" in tex
-    assert r"$\alpha_{\mathrm{test}}$ & $A_{\mathrm{rob}}$ & $A_{\mathrm{sa}}$ & $A_{\mathrm{tr}}$ & Attack" in tex
-    assert r"\begin{tabular}{lllrrrrrllrrrrrl}" in tex and r"$1/\lambda$" in tex
+    assert r"$\alpha_{\mathrm{test}}$ & $A_{\mathrm{rob}}$ & $A_{\mathrm{sa}}$ & $A_{\mathrm{tr}}$ & $A_{\mathrm{wc}}$ (wmrbench) & Attack" in tex
+    assert r"\begin{tabular}{lllrrrrrrllrrrrrl}" in tex and r"$1/\lambda$" in tex
     assert r"digits & trades-a2 & TRADES+ours & 2 & 0 &" in tex
     assert "_" not in tex.replace(r"\_", "").replace("_{", "")  # every underscore escaped or a subscript
 
@@ -177,7 +177,8 @@ def test_compare_paper_puts_the_papers_numbers_beside_ours(results: Path) -> Non
     leaderboard(results, TableFormat.CSV, compare_paper=True)
     table = pd.read_csv(results / "leaderboard-non-uniform.csv")
     assert list(table.columns) == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_rob (paper)",
-                                   "A_sa", "A_sa (paper)", "A_tr", "A_tr (paper)", *PROTOCOL, "Paper table",
+                                   "A_sa", "A_sa (paper)", "A_tr", "A_tr (paper)", "A_wc (wmrbench)", *PROTOCOL,
+                                   "Paper table",
                                    "vs paper's protocol"]
     row = table[(table["Model"] == "mnist-trades-ours") & (table["alpha_test"] == 1.0)].iloc[0]
     assert (row["A_rob (paper)"], row["A_sa (paper)"], row["A_tr (paper)"], row["Paper table"]) == (95.20, 86.34, 85.94, 1)
@@ -270,7 +271,8 @@ def test_result_table_and_defense_labels(tmp_path: Path) -> None:
     assert defense_label(ours.model) == "PGD+ours" and defense_label(zoo.model) == "Zoo2021"
     assert defense_label(dataclasses.replace(ours.model, alpha_train=0.0)) == "PGD"
     frame = result_table([ours, zoo])
-    assert list(frame.columns) == ["Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr"]
+    assert list(frame.columns) == ["Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr",
+                                   "A_wc (wmrbench)"]
     assert frame[["Model", "Defense", "alpha_test"]].values.tolist() == [
         ["ours", "PGD+ours", 1.0], ["ours", "PGD+ours", 1.5], ["Zoo2021", "Zoo2021", 1.0], ["Zoo2021", "Zoo2021", 1.5]]
     assert frame["A_tr"].tolist()[:2] == [ours.metrics.A_tr["1"], ours.metrics.A_tr["1.5"]]

@@ -3,7 +3,8 @@
 Records: one row per evaluated example, ``index`` (position in the split), ``label``, then for
 the clean input, the unweighted PGD attack and each weighted attack (alpha_test = a) whether the
 model was correct and its margin: ``clean_correct``, ``clean_margin``, ``pgd_correct``,
-``pgd_margin``, ``tr_correct@a``, ``tr_margin@a``. Every metric is recomputed from them.
+``pgd_margin``, ``tr_correct@a``, ``tr_margin@a``, and which restart each attack kept
+(``pgd_restart``, ``tr_restart@a``, 0-based). Every metric is recomputed from them.
 
 A result folder holds ``records.csv`` and ``summary.json``; the summary, written last, is the
 marker of a complete result. Its JSON carries ``schema`` (the version of this layout): a file
@@ -29,6 +30,7 @@ from wmrbench.io import atomic_write_json, atomic_write_text
 SCHEMA_VERSION = 1
 TR_CORRECT = "tr_correct@"
 TR_MARGIN = "tr_margin@"
+TR_RESTART = "tr_restart@"
 REQUIRED_COLUMNS = ("index", "label", "clean_correct", "pgd_correct", "pgd_margin")
 
 
@@ -39,6 +41,11 @@ def alpha_key(alpha: float) -> str:
 
 def tr_columns(alpha: float) -> tuple[str, str]:
     return TR_CORRECT + alpha_key(alpha), TR_MARGIN + alpha_key(alpha)
+
+
+def tr_restart_column(alpha: float) -> str:
+    """Which restart the weighted attack at ``alpha`` kept for each example (0-based)."""
+    return TR_RESTART + alpha_key(alpha)
 
 
 def tr_alphas(records: pd.DataFrame) -> list[float]:
@@ -110,13 +117,15 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Metrics:
-    """A_nat, A_rob (percent) and, per alpha_test (keyed by :func:`alpha_key`), A_sa and A_tr."""
+    """A_nat, A_rob (percent) and, per alpha_test (keyed by :func:`alpha_key`), A_sa and A_tr, and
+    A_wc, wmrbench's worst-case non-uniform accuracy (not the paper's; :mod:`wmrbench.metrics`)."""
 
     n_examples: int
     A_nat: float
     A_rob: float
     A_sa: dict[str, float]
     A_tr: dict[str, float]
+    A_wc: dict[str, float] = field(default_factory=dict)  # results written before it: empty
 
     @property
     def alphas(self) -> list[float]:
@@ -132,14 +141,14 @@ class Metrics:
                 raise ValueError(f"metrics.{name} is not a finite number")
             return float(value)
 
-        def per_alpha(name: str) -> dict[str, float]:
-            table = d.get(name)
+        def per_alpha(name: str, optional: bool = False) -> dict[str, float]:
+            table = d.get(name, {} if optional else None)
             if not isinstance(table, dict):
                 raise ValueError(f"no metrics.{name} object")
             return {alpha_key(float(k)): number(v, f"{name}[{k}]") for k, v in table.items()}
 
         return cls(int(number(d.get("n_examples"), "n_examples")), number(d.get("A_nat"), "A_nat"),
-                   number(d.get("A_rob"), "A_rob"), per_alpha("A_sa"), per_alpha("A_tr"))
+                   number(d.get("A_rob"), "A_rob"), per_alpha("A_sa"), per_alpha("A_tr"), per_alpha("A_wc", True))
 
 
 @dataclass(frozen=True)

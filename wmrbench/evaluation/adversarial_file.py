@@ -9,8 +9,8 @@ ONE file, written atomically, readable with ``torch.load(..., weights_only=True)
      "attacks": {"pgd": {...}, "<alpha>": {...}, ...}}
 
 where each attack holds ``alpha`` (0.0 for the unweighted PGD), ``x_adv`` float32 [N, C, H, W],
-``margin`` float32 [N] and ``correct`` bool [N] (the attacked model's, at x_adv) and ``weight``
-float64 [N]: the attacker's normalized weights ``s_i / sum_j s_j`` at that alpha (uniform 1/N for
+``margin`` float32 [N] and ``correct`` bool [N] (the attacked model's, at x_adv), ``restart``
+int64 [N] (which restart each example kept) and ``weight`` float64 [N]: the attacker's normalized weights ``s_i / sum_j s_j`` at that alpha (uniform 1/N for
 the unweighted PGD).
 
 The clean inputs are saved too (a decision, not an accident): with them the file alone gives
@@ -54,11 +54,12 @@ class AttackPoints:
     margin: Tensor
     correct: Tensor
     weight: Tensor
+    restart: Tensor | None = None  # which restart each example kept (files before it: None)
 
     @classmethod
-    def of(cls, alpha: float, x_adv: Tensor, margin: Tensor, correct: Tensor) -> AttackPoints:
+    def of(cls, alpha: float, x_adv: Tensor, margin: Tensor, correct: Tensor, restart: Tensor) -> AttackPoints:
         weight = torch.from_numpy(normalized_weights(margin.numpy(), alpha))
-        return cls(alpha, x_adv.float().contiguous(), margin.float(), correct.bool(), weight)
+        return cls(alpha, x_adv.float().contiguous(), margin.float(), correct.bool(), weight, restart.long())
 
 
 @dataclass
@@ -87,8 +88,8 @@ def save_adversarial(path: str | Path, adv: AdversarialSet) -> Path:
         "format": ADVERSARIAL_FORMAT,
         "config": json.dumps(adv.header(), sort_keys=True),
         "index": adv.index, "label": adv.label, "x": adv.x,
-        "attacks": {key: {"alpha": float(p.alpha), "x_adv": p.x_adv, "margin": p.margin,
-                          "correct": p.correct, "weight": p.weight} for key, p in adv.attacks.items()},
+        "attacks": {key: {"alpha": float(p.alpha), "x_adv": p.x_adv, "margin": p.margin, "correct": p.correct,
+                          "weight": p.weight, "restart": p.restart} for key, p in adv.attacks.items()},
     }
     if distributed.is_main_process():  # under torchrun every rank holds all points; one writes
         atomic_torch_save(path, obj)
@@ -98,7 +99,8 @@ def save_adversarial(path: str | Path, adv: AdversarialSet) -> Path:
 def _parse(obj: dict[str, Any], bad: str) -> AdversarialSet:
     try:
         header = json.loads(obj["config"])
-        attacks = {key: AttackPoints(float(a["alpha"]), a["x_adv"], a["margin"], a["correct"], a["weight"])
+        attacks = {key: AttackPoints(float(a["alpha"]), a["x_adv"], a["margin"], a["correct"], a["weight"],
+                                     a.get("restart"))
                    for key, a in obj["attacks"].items()}
         return AdversarialSet(
             run=str(header["run"]), split=Split(header["split"]), source=ModelSource.from_json(header["source"]),

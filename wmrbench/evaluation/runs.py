@@ -48,6 +48,7 @@ from wmrbench.records import (
     read_summary,
     to_csv_text,
     tr_columns,
+    tr_restart_column,
 )
 from wmrbench.runtime import provenance
 
@@ -108,10 +109,12 @@ def run_attack(
     cfg = prepared.cfg
     path = Path(output) if output else Path(cfg.results_dir) / cfg.run / "adversarial.pt"
     cols = collect(prepared.model, prepared.data, cfg, PointsScorer(cfg), show_progress)
-    found = {PGD: AttackPoints.of(0.0, cols["pgd_x_adv"], cols["pgd_margin"], cols["pgd_correct"])}
+    found = {PGD: AttackPoints.of(0.0, cols["pgd_x_adv"], cols["pgd_margin"], cols["pgd_correct"], cols["pgd_restart"])}
     for j, alpha in enumerate(cfg.alpha_test):
         correct_col, margin_col = tr_columns(alpha)
-        found[alpha_key(alpha)] = AttackPoints.of(alpha, cols["tr_x_adv"][:, j], cols[margin_col], cols[correct_col])
+        found[alpha_key(alpha)] = AttackPoints.of(
+            alpha, cols["tr_x_adv"][:, j], cols[margin_col], cols[correct_col], cols[tr_restart_column(alpha)]
+        )
     adv = AdversarialSet(
         run=cfg.run, split=split, source=source, model=prepared.info, config=cfg, versions=provenance(),
         index=cols["index"], label=cols["label"], x=cols["x"].float().contiguous(), attacks=found,

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from wmrbench import attacks
 from wmrbench.config import EvalConfig, InnerLoss
 from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet
-from wmrbench.records import alpha_key, tr_columns
+from wmrbench.records import alpha_key, tr_columns, tr_restart_column
 
 
 @dataclass
@@ -49,9 +49,10 @@ def run_batch_attacks(model: nn.Module, index: Tensor, x: Tensor, y: Tensor, cfg
 
 def batch_columns(
     index: Tensor, y: Tensor, clean_logits: Tensor, pgd_logits: Tensor, stacked_logits: Tensor,
-    alpha_test: tuple[float, ...],
+    alpha_test: tuple[float, ...], pgd_restart: Tensor | None = None, stacked_restart: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Per-example record columns from the logits at the clean, PGD and stacked weighted points."""
+    """Per-example record columns from the logits at the clean, PGD and stacked weighted points,
+    and (when known) which restart each attack kept."""
     k, n = len(alpha_test), len(y)
     columns = {
         "index": index,
@@ -67,7 +68,16 @@ def batch_columns(
         correct_col, margin_col = tr_columns(alpha_value)
         columns[correct_col] = tr_correct[j]
         columns[margin_col] = tr_margin[j]
+    if pgd_restart is not None and stacked_restart is not None:
+        columns["pgd_restart"] = pgd_restart
+        for j, restarts in enumerate(stacked_restart.view(k, n)):
+            columns[tr_restart_column(alpha_test[j])] = restarts
     return columns
+
+
+def attack_columns(index: Tensor, y: Tensor, found: BatchAttacks, alpha_test: tuple[float, ...]) -> dict[str, Tensor]:
+    return batch_columns(index, y, found.clean_logits, found.rob.logits, found.stacked.logits, alpha_test,
+                         found.rob.restart, found.stacked.restart)
 
 
 class AttackScorer:
@@ -79,8 +89,7 @@ class AttackScorer:
         self.cfg = cfg
 
     def __call__(self, model: nn.Module, index: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        found = run_batch_attacks(model, index, x, y, self.cfg)
-        return batch_columns(index, y, found.clean_logits, found.rob.logits, found.stacked.logits, self.cfg.alpha_test)
+        return attack_columns(index, y, run_batch_attacks(model, index, x, y, self.cfg), self.cfg.alpha_test)
 
 
 class PointsScorer(AttackScorer):
@@ -93,7 +102,7 @@ class PointsScorer(AttackScorer):
     def __call__(self, model: nn.Module, index: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         found = run_batch_attacks(model, index, x, y, self.cfg)
         k, n = len(self.cfg.alpha_test), len(y)
-        columns = batch_columns(index, y, found.clean_logits, found.rob.logits, found.stacked.logits, self.cfg.alpha_test)
+        columns = attack_columns(index, y, found, self.cfg.alpha_test)
         columns.update(
             x=x, pgd_x_adv=found.rob.x_adv,
             tr_x_adv=found.stacked.x_adv.reshape(k, n, *x.shape[1:]).transpose(0, 1),
@@ -119,11 +128,15 @@ class ReplayScorer:
         if not self.held:  # the points go to the model's device once, not once per batch
             self.held.update({key: self.adv.attacks[key].x_adv.to(pos.device) for key in [PGD, *self.keys]})
             self.held["index"] = self.adv.index.to(pos.device)
+            if all(self.adv.attacks[key].restart is not None for key in [PGD, *self.keys]):
+                self.held.update({f"restart {key}": self.adv.attacks[key].restart.to(pos.device) for key in [PGD, *self.keys]})
         precision = self.cfg.precision
         # The stacked points, alpha-major, exactly as evaluate's weighted attack scored them.
         stacked = torch.cat([self.held[key][pos] for key in self.keys]).to(x.dtype)
+        restarts = (self.held[f"restart {PGD}"][pos], torch.cat([self.held[f"restart {key}"][pos] for key in self.keys])) \
+            if f"restart {PGD}" in self.held else (None, None)
         return batch_columns(
             self.held["index"][pos], y, attacks.predict(model, x, precision),
             attacks.predict(model, self.held[PGD][pos].to(x.dtype), precision),
-            attacks.predict(model, stacked, precision), self.cfg.alpha_test,
+            attacks.predict(model, stacked, precision), self.cfg.alpha_test, *restarts,
         )

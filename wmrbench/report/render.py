@@ -84,7 +84,7 @@ def to_csv(frame: pd.DataFrame) -> str:
 _LATEX_HEADERS = {
     "alpha_train": r"$\alpha_{\mathrm{train}}$", "alpha_test": r"$\alpha_{\mathrm{test}}$",
     "1/lambda": r"$1/\lambda$", "A_nat": r"$A_{\mathrm{nat}}$", "A_rob": r"$A_{\mathrm{rob}}$",
-    "A_sa": r"$A_{\mathrm{sa}}$", "A_tr": r"$A_{\mathrm{tr}}$",
+    "A_sa": r"$A_{\mathrm{sa}}$", "A_tr": r"$A_{\mathrm{tr}}$", "A_wc (wmrbench)": r"$A_{\mathrm{wc}}$ (wmrbench)",
 }
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}

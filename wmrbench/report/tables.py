@@ -23,7 +23,8 @@ from wmrbench.errors import WmrbenchError
 from wmrbench.config import EvalConfig, Norm, RestartFrom
 from wmrbench.records import ModelInfo, Summary
 
-METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr")
+WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
+METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr", "A_wc")
 NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda", "eps", "Steps", "Step size", "Restarts", "Examples")
 # What a number was measured under: rows with different protocols are never ranked together
 # without these columns beside them.
@@ -44,10 +45,11 @@ class Layout:
 
 
 NON_UNIFORM = Layout(
-    ("Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr", *PROTOCOL_COLUMNS), True
+    ("Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr", WC_COLUMN, *PROTOCOL_COLUMNS),
+    True,
 )
 UNIFORM = Layout(("Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL_COLUMNS), False)
-RESULT = Layout(("Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr"), True)
+RESULT = Layout(("Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr", WC_COLUMN), True)
 LAYOUTS = {TableKind.NON_UNIFORM: NON_UNIFORM, TableKind.UNIFORM: UNIFORM}
 TITLES = {
     TableKind.NON_UNIFORM: "Non-uniform attacks (the paper's Tables 1-3)",
@@ -100,8 +102,8 @@ def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str,
     }
     if not per_alpha:
         return [common]
-    return [{**common, "alpha_test": float(key), "A_sa": a_sa, "A_tr": metrics.A_tr.get(key)}
-            for key, a_sa in metrics.A_sa.items()]
+    return [{**common, "alpha_test": float(key), "A_sa": a_sa, "A_tr": metrics.A_tr.get(key),
+             WC_COLUMN: metrics.A_wc.get(key)} for key, a_sa in metrics.A_sa.items()]
 
 
 def build_table(summaries: Sequence[Summary], layout: Layout, names: Sequence[str] | None = None) -> pd.DataFrame:
