@@ -99,3 +99,28 @@ def test_mnist_trades_lowers_the_rate_when_the_one_based_epoch_reaches_55_75_and
 def test_cifar10_pgd_at_pads_its_random_crop_by_reflection_and_trades_by_zeros():
     assert train_config(DatasetName.CIFAR10, Defense.PGD).padding_mode.value == "reflect"
     assert train_config(DatasetName.CIFAR10, Defense.TRADES).padding_mode.value == "zeros"
+
+
+def test_attack_mode_train_attacks_with_batch_statistics_and_is_recorded(tmp_path):
+    """--attack-mode train (the authors' PGD-AT code): the training attack sees train mode."""
+    import torch
+
+    from wmrbench import attacks
+    from wmrbench.config import AttackConfig
+    from wmrbench.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tinycnn", 10, 1).eval()
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    attack = AttackConfig(0.1, 0.02, 3, start="zero")
+    before = model.feature_extractor.bn1.running_mean.clone()
+    evaluated = attacks.pgd(model, x, y, attack)
+    assert torch.equal(model.feature_extractor.bn1.running_mean, before)  # eval mode: frozen statistics
+    trained = attacks.pgd(model, x, y, attack, train_mode=True)
+    assert not model.training  # the caller's mode is restored
+    assert not torch.equal(model.feature_extractor.bn1.running_mean, before)  # batch statistics were used
+    assert not torch.equal(evaluated.x_adv, trained.x_adv)
+    cfg = tiny(tmp_path, Defense.PGD, attack_mode="train", epochs=1)
+    assert cfg.attack_mode.value == "train"
+    result = fit(cfg, show_progress=False)
+    assert torch.load(result.checkpoint, weights_only=True)["config"]["attack_mode"] == "train"

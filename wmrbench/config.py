@@ -58,6 +58,11 @@ class PaddingMode(str, Enum):
     REFLECT = "reflect"  # the authors' PGD-AT code's random crop
 
 
+class AttackMode(str, Enum):
+    EVAL = "eval"  # Algorithm 1: attack the model in eval mode (wmrbench's default)
+    TRAIN = "train"  # the authors' PGD-AT code: the training attack sees train mode
+
+
 class Protocol(str, Enum):
     DEFAULT = "default"  # wmrbench's quick preset: the paper's attack, 1 restart
     PAPER = "paper"  # the authors' evaluation: the paper's attack, 10 restarts (presets.PAPER_PROTOCOLS)
@@ -193,11 +198,14 @@ class TrainConfig:
     verify_checksums: bool = field(default=True, metadata=RESUMABLE)
     # how the random crop pads (checkpoints from before this setting padded with zeros)
     padding_mode: PaddingMode = PaddingMode.ZEROS
+    # the mode the model is in while the training attack runs
+    attack_mode: AttackMode = AttackMode.EVAL
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
         object.__setattr__(self, "defense", parse_enum(Defense, self.defense, "defense"))
         object.__setattr__(self, "padding_mode", parse_enum(PaddingMode, self.padding_mode, "padding-mode"))
+        object.__setattr__(self, "attack_mode", parse_enum(AttackMode, self.attack_mode, "attack-mode"))
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         check_alpha(self.alpha_train, "--alpha-train")
@@ -329,6 +337,7 @@ class TrainOptions(Options):
     gamma: float | None = None
     augment: bool | None = None
     padding_mode: PaddingMode | None = None
+    attack_mode: AttackMode | None = None
     seed: int | None = None
     data_dir: str | None = None
     checkpoint_dir: str | None = None

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from wmrbench import distributed
 from wmrbench.attacks import autocast, pgd, predict
 from wmrbench.config import (
-    RESUMABLE, DatasetName, Defense, InnerLoss, Precision, TrainConfig, TrainOptions, fields_with, parse_enum,
+    RESUMABLE, AttackMode, DatasetName, Defense, InnerLoss, Precision, TrainConfig, TrainOptions, fields_with, parse_enum,
     to_jsonable,
     train_config_from_dict,
 )
@@ -84,6 +84,7 @@ def train_step(
         model, x, y, cfg.attack, alpha=alpha,
         loss=InnerLoss.KL if cfg.defense is Defense.TRADES else InnerLoss.CE,
         generator=generator, natural_logits=natural_logits, precision=precision,
+        train_mode=cfg.attack_mode is AttackMode.TRAIN,
     )
     forward.train()
     with autocast(x.device.type, precision):

@@ -104,15 +104,17 @@ def choose_among(best: AttackResult, new: AttackResult, y: Tensor) -> AttackResu
 
 
 @contextlib.contextmanager
-def attack_mode(model: nn.Module) -> Iterator[None]:
+def attack_mode(model: nn.Module, train: bool = False) -> Iterator[None]:
     """Eval mode (BatchNorm frozen, dropout off) and no parameter gradients, restored after.
 
     Freezing the parameters means autograd neither computes nor stores anything for weight
-    gradients: the backward pass only propagates to the input.
+    gradients: the backward pass only propagates to the input. ``train=True`` keeps train mode
+    (batch statistics, dropout on), as the authors' PGD-AT code attacks: an option, not the
+    paper's Algorithm 1.
     """
     was_training = model.training
     frozen = [p for p in model.parameters() if p.requires_grad]
-    model.eval()
+    model.train(train)
     for p in frozen:
         p.requires_grad_(False)
     try:

@@ -115,6 +115,7 @@ def pgd(
     precision: Precision | str = Precision.FP32,
     cuda_graph: bool | None = None,
     compile_model: bool = False,
+    train_mode: bool = False,
 ) -> AttackResult:
     """(Weighted) PGD in the ``attack.norm`` ball of radius eps around x, intersected with [0, 1].
 
@@ -142,14 +143,18 @@ def pgd(
     Fast paths (same steps, same results up to floating-point nondeterminism of the device):
     ``cuda_graph`` (None = on for CUDA inputs) replays one captured step; ``compile_model`` runs
     the model through ``torch.compile`` (worth it for long runs of one shape; off by default).
+
+    ``train_mode=True`` attacks the model in train mode (batch statistics, dropout), as the
+    authors' PGD-AT training code does; never with a CUDA graph (the step would replay the
+    batch-statistics updates of the capture).
     """
     loss = parse_enum(InnerLoss, loss, "loss")
     precision = parse_enum(Precision, precision, "precision")
     x = x.detach()
     inputs = _step_inputs(x, y, attack, alpha, loss, natural_logits)
-    graph = use_cuda_graph(x, cuda_graph)
+    graph = use_cuda_graph(x, False if train_mode else cuda_graph)
     forward = model_forward(model, x.device.type, precision, compile_model, in_graph=graph)
     stepper = make_stepper(_step, forward, inputs, model=model, graph=graph, precision=precision,
                            compiled=compile_model)
-    with attack_mode(model):
+    with attack_mode(model, train=train_mode):
         return _restarts(model, stepper, x, y, attack, generator, index, seed, precision)

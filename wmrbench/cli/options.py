@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from wmrbench.config import (
+    AttackMode,
     EvalOptions,
     Norm,
     Options,
@@ -71,6 +72,8 @@ def _parsed(name: str, value: Any) -> Any:
         return parse_enum(Protocol, value, "protocol")
     if name == "norm":
         return parse_enum(Norm, value, "norm")
+    if name == "attack_mode":
+        return parse_enum(AttackMode, value, "attack-mode")
     if name == "padding_mode":
         return parse_enum(PaddingMode, value, "padding-mode")
     if name == "restart_from":
