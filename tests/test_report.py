@@ -323,3 +323,20 @@ def test_report_imports_neither_the_engine_nor_the_cli() -> None:
             "or m.startswith(('wmrbench.attacks', 'wmrbench.engine', 'wmrbench.cli'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_robustbench_format_writes_one_model_info_json_per_result(results: Path) -> None:
+    """RobustBench's model_info fields, exactly as its repository spells them, plus ours."""
+    out = invoke("leaderboard", results, "--format", "robustbench")
+    assert out.exit_code == 0, out.output
+    files = sorted((results / "robustbench").rglob("*.json"))
+    assert [f.relative_to(results / "robustbench").as_posix() for f in files] == [
+        "digits/Linf/trades-a0.json", "digits/Linf/trades-a2.json"]
+    info = json.loads(files[1].read_text())
+    assert list(info) == ["link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+                          "architecture", "eps", "clean_acc", "reported", "footnote", "unreliable", "wmrbench"]
+    a2 = read_summary(results / "trades-a2" / "summary.json")
+    assert info["clean_acc"] == f"{a2.metrics.A_nat:.2f}" and info["eps"] == "0.1" and info["dataset"] == "digits"
+    assert "autoattack_acc" not in info  # only when AutoAttack ran
+    assert info["wmrbench"]["A_sa"]["2"] == f"{a2.metrics.A_sa['2']:.2f}"
+    assert info["wmrbench"]["protocol"]["Restarts"] == 1 and "PGD-20" in info["footnote"]

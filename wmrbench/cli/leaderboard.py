@@ -13,7 +13,7 @@ from wmrbench.cli.config_file import ConfigFile
 def leaderboard(
     config: ConfigFile = None,
     results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files.")] = "results",
-    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) | csv | latex (booktabs).")] = "md",
+    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) | csv | latex (booktabs) | robustbench (one RobustBench model_info JSON per result, in RESULTS_DIR/robustbench/<dataset>/<Linf|L2>/, or under --output).")] = "md",
     table: Annotated[str, typer.Option(help="all | non-uniform (Tables 1-3) | uniform (Tables 4-5).")] = "all",
     sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (accuracies best first).")] = None,
     compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.")] = False,

@@ -18,6 +18,7 @@ from wmrbench.io import atomic_write_text
 from wmrbench.records import Summary, read_summary
 from wmrbench.report.paper import compare_with_paper
 from wmrbench.report.render import TableFormat, render
+from wmrbench.report.robustbench import write_model_infos
 from wmrbench.report.tables import LAYOUTS, TITLES, TableKind, build_table, resolve_sort_column, sort_rows
 
 
@@ -77,6 +78,9 @@ def leaderboard(
     for kind in kinds:
         frame = sort_rows(build_table(summaries, LAYOUTS[kind], names), sort_column)
         tables[kind] = compare_with_paper(frame, kind) if compare_paper else frame
+    if fmt is TableFormat.ROBUSTBENCH:
+        out_dir = Path(output) if output is not None else Path(results_dir) / "robustbench"
+        return Leaderboard(tables, write_model_infos(summaries, names, out_dir), found.warnings)
     if output is not None:
         parts = [_section(tables[k], k, fmt, titled=len(kinds) > 1) for k in kinds]
         files = [atomic_write_text(output, "\n".join(parts))]

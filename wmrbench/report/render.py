@@ -24,10 +24,11 @@ class TableFormat(str, Enum):
     MD = "md"
     CSV = "csv"
     LATEX = "latex"
+    ROBUSTBENCH = "robustbench"  # not a table: one RobustBench model_info JSON per result
 
     @property
     def suffix(self) -> str:
-        return {"md": ".md", "csv": ".csv", "latex": ".tex"}[self.value]
+        return {"md": ".md", "csv": ".csv", "latex": ".tex", "robustbench": ".json"}[self.value]
 
 
 def print_table(frame: pd.DataFrame, title: str, console: Console | None = None) -> None:
