@@ -124,3 +124,37 @@ def test_attack_mode_train_attacks_with_batch_statistics_and_is_recorded(tmp_pat
     assert cfg.attack_mode.value == "train"
     result = fit(cfg, show_progress=False)
     assert torch.load(result.checkpoint, weights_only=True)["config"]["attack_mode"] == "train"
+
+
+def test_held_out_evaluation_keeps_best_pt_and_resume_keeps_the_best(tmp_path):
+    """--eval-every / --val-size / --select-by on digits: the held-out split comes from the
+    training set, best.pt is the best evaluated epoch, and a resumed run agrees."""
+    from wmrbench.selection import carve_validation
+    from wmrbench.data import load_split
+
+    common = dict(epochs=3, steps=1, milestones=(), eval_every=1, val_size=100, select_by="A_tr@2", log_every=1)
+    straight = fit(tiny(tmp_path / "a", **common), show_progress=False)
+    history = straight.history
+    assert all("selected" in h and h["selected"]["by"] == "A_tr@2" for h in history)
+    values = [h["selected"]["value"] for h in history]
+    best_epoch = values.index(max(values)) + 1
+    best = torch.load(straight.checkpoint.parent / "best.pt", weights_only=True)
+    assert best["epoch"] == best_epoch
+    # the held-out split is part of the training split, chosen by the seed, disjoint from the rest
+    train = load_split(DatasetName.DIGITS, "", train=True)
+    rest, held = carve_validation(train, 100, 0)
+    assert len(rest) + len(held) == len(train) and len(held) == 100
+    # resumed in pieces: the same history and the same best.pt
+    fit(tiny(tmp_path / "b", **common), stop_after_epochs=1, show_progress=False)
+    resumed = fit(tiny(tmp_path / "b", **common), resume=True, show_progress=False)
+    assert [h["selected"]["value"] for h in resumed.history] == values
+    again = torch.load(resumed.checkpoint.parent / "best.pt", weights_only=True)
+    assert again["epoch"] == best_epoch
+    assert all(torch.equal(again["model"][k], best["model"][k]) for k in best["model"])
+
+
+def test_eval_every_needs_a_held_out_split_and_a_valid_selection(tmp_path):
+    with pytest.raises(WmrbenchError, match="give --val-size too"):
+        tiny(tmp_path, eval_every=1)
+    with pytest.raises(WmrbenchError, match="--select-by 'A_tr': choose A_rob, A_sa@ALPHA or A_tr@ALPHA"):
+        tiny(tmp_path, select_by="A_tr")

@@ -131,6 +131,35 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
         raise WmrbenchError(f"{option} takes comma-separated integers, e.g. 55,75,90; got {text!r}") from None
 
 
+SELECT_METRICS = ("A_rob", "A_sa", "A_tr")
+
+
+@dataclass(frozen=True)
+class SelectBy:
+    """What ``best.pt`` maximizes on the held-out split: A_rob, or A_sa / A_tr at one alpha."""
+
+    metric: str  # A_rob | A_sa | A_tr
+    alpha: float | None  # for A_sa / A_tr
+
+    def __str__(self) -> str:
+        return self.metric if self.alpha is None else f"{self.metric}@{self.alpha:g}"
+
+
+def parse_select_by(text: str) -> SelectBy:
+    """'A_rob', 'A_sa@2', 'A_tr@1.5' -> SelectBy; one line for anything else."""
+    metric, _, alpha = str(text).partition("@")
+    choices = "A_rob, A_sa@ALPHA or A_tr@ALPHA (e.g. A_tr@2)"
+    if metric not in SELECT_METRICS or (metric == "A_rob") != (alpha == ""):
+        raise WmrbenchError(f"--select-by {text!r}: choose {choices}")
+    try:
+        value = None if metric == "A_rob" else float(alpha)
+    except ValueError:
+        raise WmrbenchError(f"--select-by {text!r}: {alpha!r} is not a number; choose {choices}") from None
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise WmrbenchError(f"--select-by {text!r}: alpha must be a finite number >= 0")
+    return SelectBy(metric, value)
+
+
 # Field metadata: which settings may change when a training run is resumed (where things are,
 # how long to go on, how fast or how carefully to get there), and which settings of an
 # evaluation are fixed once its attack has run (scoring saved points cannot change them).
@@ -200,6 +229,11 @@ class TrainConfig:
     padding_mode: PaddingMode = PaddingMode.ZEROS
     # the mode the model is in while the training attack runs
     attack_mode: AttackMode = AttackMode.EVAL
+    # held-out evaluation every N epochs (0: never) on val_size examples carved from the training
+    # split with the seed; best.pt keeps the epoch with the best select_by (A_rob | A_sa@a | A_tr@a)
+    eval_every: int = field(default=0, metadata=RESUMABLE)
+    val_size: int = 0
+    select_by: str = "A_rob"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
@@ -213,6 +247,11 @@ class TrainConfig:
         _check_at_least(self.epochs, 1, "epochs")
         _check_at_least(self.batch_size, 1, "batch_size")
         _check_at_least(self.beta, 0, "beta")
+        _check_at_least(self.eval_every, 0, "eval_every")
+        _check_at_least(self.val_size, 0, "val_size")
+        parse_select_by(self.select_by)
+        if self.eval_every and not self.val_size:
+            raise WmrbenchError("--eval-every evaluates on a held-out split: give --val-size too (never the test set)")
 
 
 @dataclass(frozen=True)
@@ -338,6 +377,9 @@ class TrainOptions(Options):
     augment: bool | None = None
     padding_mode: PaddingMode | None = None
     attack_mode: AttackMode | None = None
+    eval_every: int | None = None
+    val_size: int | None = None
+    select_by: str | None = None
     seed: int | None = None
     data_dir: str | None = None
     checkpoint_dir: str | None = None

@@ -31,7 +31,7 @@ from wmrbench import distributed
 from wmrbench.attacks import autocast, pgd, predict
 from wmrbench.config import (
     RESUMABLE, AttackMode, DatasetName, Defense, InnerLoss, Precision, TrainConfig, TrainOptions, fields_with, parse_enum,
-    to_jsonable,
+    parse_select_by, to_jsonable,
     train_config_from_dict,
 )
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
@@ -43,6 +43,7 @@ from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
 from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, train_config
 from wmrbench.progress import progress_bar
+from wmrbench.selection import carve_validation, selected_value, validate
 from wmrbench.runtime import prepare_input, prepare_model, provenance
 
 # Random streams of an epoch, each seeded from (seed, epoch, rank, stream).
@@ -200,6 +201,9 @@ def fit(
         raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
 
     train = _training_split(cfg, device, world_size)
+    val = None
+    if cfg.val_size:  # carved from the training split with the seed: the test set stays unseen
+        train, val = carve_validation(train, cfg.val_size, cfg.seed)
     ctx = distributed.setup(device)
     model, optimizer, scheduler = _build(cfg, device)
     history, start_epoch = _restore(saved, model, optimizer, scheduler) if resume else ([], 0)
@@ -217,15 +221,43 @@ def fit(
                 train_model=train_model, ctx=ctx,
             )
             scheduler.step()
+            if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                stats.update(_validation_stats(model, val, cfg))
             history.append(stats)
             distributed.check_same_weights(model)
             if ctx.is_main:  # one writer; the other ranks hold identical weights
-                _save(last, cfg, model, optimizer, scheduler, epoch + 1, history)
-                progress.console.print(
-                    f"epoch {epoch + 1}/{cfg.epochs}  loss {stats['loss']:.4f}  "
-                    f"adv acc {100 * stats['adv_accuracy']:.2f}%  lr {stats['lr']:.4g}  {stats['seconds']:.1f}s"
-                )
+                _save(last, cfg, model, optimizer, scheduler, epoch + 1, history, best=_is_best(history))
+                progress.console.print(_epoch_line(stats, cfg.epochs, history))
     return TrainResult(last, history)
+
+
+def _epoch_line(stats: dict[str, Any], epochs: int, history: list[dict[str, Any]]) -> str:
+    line = (f"epoch {stats['epoch']}/{epochs}  loss {stats['loss']:.4f}  adv acc {100 * stats['adv_accuracy']:.2f}%  "
+            f"lr {stats['lr']:.4g}  {stats['seconds']:.1f}s")
+    if "selected" in stats:
+        best = "  (best so far: best.pt)" if _is_best(history) else ""
+        line += (f"  held-out A_nat {stats['val']['A_nat']:.2f} A_rob {stats['val']['A_rob']:.2f} "
+                 f"{stats['selected']['by']} {stats['selected']['value']:.2f}{best}")
+    return line
+
+
+def _validation_stats(model: nn.Module, val: ImageSet, cfg: TrainConfig) -> dict[str, Any]:
+    """The held-out metrics of this epoch and the value ``select_by`` ranks checkpoints by."""
+    select = parse_select_by(cfg.select_by)
+    metrics = validate(model, val, cfg, select)
+    return {
+        "val": {"A_nat": metrics.A_nat, "A_rob": metrics.A_rob, "A_sa": metrics.A_sa, "A_tr": metrics.A_tr},
+        "selected": {"by": str(select), "value": selected_value(metrics, select)},
+    }
+
+
+def _is_best(history: list[dict[str, Any]]) -> bool:
+    """The last epoch was evaluated and beats every earlier evaluated epoch (ties keep the earlier).
+
+    The history is in the checkpoint, so a resumed run knows the best so far without more state.
+    """
+    values = [h["selected"]["value"] for h in history if "selected" in h]
+    return "selected" in history[-1] and values.index(max(values)) == len(values) - 1
 
 
 def _training_split(cfg: TrainConfig, device: torch.device, world_size: int) -> ImageSet:
@@ -318,7 +350,9 @@ def _train_epoch(
 def _save(
     path: Path, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.MultiStepLR, epoch: int, history: list[dict[str, Any]],
+    best: bool = False,
 ) -> None:
+    """last.pt (and best.pt, the same checkpoint, when this epoch is the best held-out one)."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "config": to_jsonable(cfg),
@@ -330,6 +364,8 @@ def _save(
         "versions": provenance(),
     }
     atomic_torch_save(path, checkpoint)
+    if best:
+        atomic_torch_save(path.parent / "best.pt", checkpoint)
     # metrics.jsonl is rebuilt from the checkpoint's history: it can never disagree with it.
     atomic_write_text(path.parent / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 

@@ -56,7 +56,9 @@ class ModelSource:
             return self.model_id
         if self.checkpoint is not None:
             path = Path(self.checkpoint)
-            return path.parent.name if path.name == "last.pt" else path.stem
+            if path.name == "last.pt":
+                return path.parent.name
+            return f"{path.parent.name}-best" if path.name == "best.pt" else path.stem
         assert self.factory is not None
         return self.factory.rpartition(":")[2]
 
