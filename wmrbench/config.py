@@ -234,6 +234,8 @@ class TrainConfig:
     eval_every: int = field(default=0, metadata=RESUMABLE)
     val_size: int = 0
     select_by: str = "A_rob"
+    # write each epoch's scalars and the weights' histogram for TensorBoard here (None: don't)
+    tensorboard: str | None = field(default=None, metadata=RESUMABLE)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
@@ -380,6 +382,7 @@ class TrainOptions(Options):
     eval_every: int | None = None
     val_size: int | None = None
     select_by: str | None = None
+    tensorboard: str | None = None
     seed: int | None = None
     data_dir: str | None = None
     checkpoint_dir: str | None = None

@@ -30,8 +30,18 @@ from torch import Tensor, nn
 from wmrbench import distributed
 from wmrbench.attacks import autocast, pgd, predict
 from wmrbench.config import (
-    RESUMABLE, AttackMode, DatasetName, Defense, InnerLoss, Precision, TrainConfig, TrainOptions, fields_with, parse_enum,
-    parse_select_by, to_jsonable,
+    RESUMABLE,
+    AttackMode,
+    DatasetName,
+    Defense,
+    InnerLoss,
+    Precision,
+    TrainConfig,
+    TrainOptions,
+    fields_with,
+    parse_enum,
+    parse_select_by,
+    to_jsonable,
     train_config_from_dict,
 )
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
@@ -43,8 +53,9 @@ from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
 from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, train_config
 from wmrbench.progress import progress_bar
-from wmrbench.selection import carve_validation, selected_value, validate
 from wmrbench.runtime import prepare_input, prepare_model, provenance
+from wmrbench.selection import carve_validation, selected_value, validate
+from wmrbench.tensorboard import EpochLog
 
 # Random streams of an epoch, each seeded from (seed, epoch, rank, stream).
 SHUFFLE, ATTACK, DROPOUT, AUGMENT = 0, 1, 2, 3
@@ -213,10 +224,11 @@ def fit(
         train_model = torch.compile(train_model)
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
 
+    board = EpochLog(cfg.tensorboard if ctx.is_main else None)
     with progress_bar(enabled=show_progress and ctx.is_main) as progress:
         for epoch in range(start_epoch, end_epoch):
             generators = epoch_generators(cfg.seed, epoch, ctx.rank, device)
-            stats = _train_epoch(
+            stats, weights = _train_epoch(
                 model, optimizer, train, cfg, generators, cfg.precision, device, progress, epoch,
                 train_model=train_model, ctx=ctx,
             )
@@ -228,6 +240,8 @@ def fit(
             if ctx.is_main:  # one writer; the other ranks hold identical weights
                 _save(last, cfg, model, optimizer, scheduler, epoch + 1, history, best=_is_best(history))
                 progress.console.print(_epoch_line(stats, cfg.epochs, history))
+                board.epoch(stats, weights)
+    board.close()
     return TrainResult(last, history)
 
 
@@ -299,7 +313,7 @@ def _train_epoch(
     generators: dict[str, torch.Generator], precision: Precision, device: torch.device,
     progress: Any, epoch: int, train_model: nn.Module | None = None,
     ctx: distributed.Context = distributed.Context(),
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Tensor | None]:
     started = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     order = torch.randperm(len(train), generator=generators["shuffle"])  # the same on every rank
@@ -311,6 +325,7 @@ def _train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     weight_sum = torch.zeros((), device=device)
+    weights: list[Tensor] = []  # the epoch's importance weights, kept on the device for the histogram
     seen = 0
     for step, (_, x, y) in enumerate(batches(train, batch_size, mine)):
         if cfg.augment:  # random crop (padding 4) + flip, batched on the device
@@ -323,6 +338,7 @@ def _train_epoch(
         loss_sum += objective.loss.detach() * len(y)
         correct += (adv_margin > 0).sum()
         weight_sum += objective.weights.sum()
+        weights.append(objective.weights.detach())
         seen += len(y)
         # The bar moves every step (a host-side count); the loss is read back from the device
         # only once per log_every steps, so the step never waits for the GPU.
@@ -336,7 +352,7 @@ def _train_epoch(
         torch.stack([loss_sum, correct.float(), weight_sum, torch.tensor(float(seen), device=device)])
     )
     loss_total, correct_total, weight_total, seen_total = totals.tolist()
-    return {
+    stats = {
         "epoch": epoch + 1,
         "loss": loss_total / seen_total,
         "adv_accuracy": correct_total / seen_total,  # under the training attack, before the step
@@ -345,6 +361,7 @@ def _train_epoch(
         "processes": ctx.world_size,
         "seconds": time.perf_counter() - started,
     }
+    return stats, (torch.cat(weights) if weights else None)
 
 
 def _save(

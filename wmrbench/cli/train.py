@@ -39,6 +39,7 @@ def train(
     eval_every: Annotated[int | None, typer.Option(help="Evaluate on the held-out split every N epochs (and after the last); keeps best.pt beside last.pt (default 0: never).")] = None,
     val_size: Annotated[int | None, typer.Option(help="Examples held out from the TRAINING split (chosen with --seed) for --eval-every; never the test set.")] = None,
     select_by: Annotated[str | None, typer.Option(help="What best.pt maximizes: A_rob (default) | A_sa@ALPHA | A_tr@ALPHA, e.g. A_tr@2.")] = None,
+    tensorboard: Annotated[str | None, typer.Option(help="Write each epoch's scalars (loss, attack accuracy, mean weight, lr, held-out metrics) and the importance weights' histogram here; open with `tensorboard --logdir DIR` (needs the tensorboard extra).")] = None,
     padding_mode: Annotated[str | None, typer.Option(help=f"zeros | reflect: how the random crop pads ({PRESET}: reflect for CIFAR-10 PGD-AT, as the authors' code).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for weights, shuffling and attack starts (default 0).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")] = None,
