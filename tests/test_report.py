@@ -268,19 +268,19 @@ def test_a_result_directly_in_the_folder_is_named_by_its_run(tmp_path: Path) -> 
 def test_result_table_and_defense_labels(tmp_path: Path) -> None:
     ours = write_result(tmp_path, "ours", defense="pgd", alpha_train=0.5, alpha_test=(1.0, 1.5))
     zoo = write_result(tmp_path, "Zoo2021", defense=None, alpha_test=(1.0, 1.5))
-    assert defense_label(ours.model) == "PGD+ours" and defense_label(zoo.model) == "Zoo2021"
+    assert defense_label(ours.model) == "PGD+ours" and defense_label(zoo.model) == "-"
     assert defense_label(dataclasses.replace(ours.model, alpha_train=0.0)) == "PGD"
     frame = result_table([ours, zoo])
     assert list(frame.columns) == ["Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr",
                                    "A_wc (wmrbench)"]
     assert frame[["Model", "Defense", "alpha_test"]].values.tolist() == [
-        ["ours", "PGD+ours", 1.0], ["ours", "PGD+ours", 1.5], ["Zoo2021", "Zoo2021", 1.0], ["Zoo2021", "Zoo2021", 1.5]]
+        ["ours", "PGD+ours", 1.0], ["ours", "PGD+ours", 1.5], ["Zoo2021", "-", 1.0], ["Zoo2021", "-", 1.5]]
     assert frame["A_tr"].tolist()[:2] == [ours.metrics.A_tr["1"], ours.metrics.A_tr["1.5"]]
     console = Console(record=True, width=120)
     print_table(frame, "two results", console)
     text = console.export_text()
     assert "two results" in text and "PGD+ours" in text and f"{ours.metrics.A_nat:.2f}" in text
-    assert "│ Zoo2021 │ Zoo2021  │           - │" in text  # no alpha_train: "-", numbers right-aligned
+    assert "│ Zoo2021 │ -        │           - │" in text  # no alpha_train: "-", numbers right-aligned
 
 
 def test_the_package_ships_the_papers_tables() -> None:

@@ -58,9 +58,10 @@ TITLES = {
 
 
 def defense_label(model: ModelInfo) -> str:
-    """'TRADES', 'PGD+ours', ... as the paper names rows; the model's name when not ours."""
+    """'TRADES', 'PGD+ours', ... as the paper names rows; '-' when the defense is unknown (a plain
+    state_dict, a zoo id, your own model): the Model column already names it."""
     if not model.defense:
-        return model.name
+        return "-"
     return f"{str(model.defense).upper()}{'+ours' if (model.alpha_train or 0.0) > 0 else ''}"
 
 
