@@ -58,6 +58,21 @@ class PaddingMode(str, Enum):
     REFLECT = "reflect"  # the authors' PGD-AT code's random crop
 
 
+class AttackMethod(str, Enum):
+    """The uniform attack behind A_rob and A_sa (``--attack``); A_tr runs its weighted form."""
+
+    PGD = "pgd"  # the paper's
+    APGD_CE = "apgd-ce"  # Croce and Hein 2020, weighted by wmrbench for A_tr
+    APGD_DLR = "apgd-dlr"
+    AUTOATTACK = "autoattack"  # pyautoattack's ensemble (unweighted); A_tr then runs weighted APGD-CE
+
+
+class AAVersion(str, Enum):
+    STANDARD = "standard"
+    PLUS = "plus"
+    RAND = "rand"
+
+
 class AttackMode(str, Enum):
     EVAL = "eval"  # Algorithm 1: attack the model in eval mode (wmrbench's default)
     TRAIN = "train"  # the authors' PGD-AT code: the training attack sees train mode
@@ -276,10 +291,15 @@ class EvalConfig:
     compile: bool = False
     # the preset the attack started from; what was actually run is ``attack`` (options may differ)
     protocol: Protocol = field(default=Protocol.DEFAULT, metadata=FIXED_BY_ATTACK)
+    # the uniform attack (--attack) and, for AutoAttack, its version (--aa-version)
+    method: AttackMethod = field(default=AttackMethod.PGD, metadata=FIXED_BY_ATTACK)
+    aa_version: AAVersion = field(default=AAVersion.STANDARD, metadata=FIXED_BY_ATTACK)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
         object.__setattr__(self, "protocol", parse_enum(Protocol, self.protocol, "protocol"))
+        object.__setattr__(self, "method", parse_enum(AttackMethod, self.method, "attack"))
+        object.__setattr__(self, "aa_version", parse_enum(AAVersion, self.aa_version, "aa-version"))
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
         object.__setattr__(self, "alpha_test", tuple(float(a) for a in self.alpha_test))
         for alpha in self.alpha_test:
@@ -334,6 +354,8 @@ class EvalOptions(Options):
     """Options of ``evaluate`` and ``attack`` (see :class:`EvalConfig` and :class:`AttackConfig`)."""
 
     protocol: Protocol | None = None
+    method: AttackMethod | None = None
+    aa_version: AAVersion | None = None
     eps: float | None = None
     step_size: float | None = None
     steps: int | None = None

@@ -33,6 +33,8 @@ def attack(
     steps: o.Steps = None,
     restarts: o.Restarts = None,
     start: o.StartOpt = None,
+    method: o.Method = None,
+    aa_version: o.AAVersionOpt = None,
     protocol: o.ProtocolOpt = None,
     norm: o.NormOpt = None,
     restart_from: o.RestartFromOpt = None,

@@ -32,6 +32,8 @@ def evaluate(
     steps: o.Steps = None,
     restarts: o.Restarts = None,
     start: o.StartOpt = None,
+    method: o.Method = None,
+    aa_version: o.AAVersionOpt = None,
     protocol: o.ProtocolOpt = None,
     norm: o.NormOpt = None,
     restart_from: o.RestartFromOpt = None,

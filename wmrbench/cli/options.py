@@ -9,6 +9,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from wmrbench.config import (
+    AAVersion,
+    AttackMethod,
     AttackMode,
     EvalOptions,
     Norm,
@@ -47,6 +49,8 @@ Eps = Annotated[float | None, typer.Option(help=f"Radius of the threat model's b
 StepSize = Annotated[float | None, typer.Option(help=f"PGD step size ({PRESET}).", rich_help_panel=ATTACK)]
 Steps = Annotated[int | None, typer.Option(help=f"PGD steps ({PRESET}).", rich_help_panel=ATTACK)]
 Restarts = Annotated[int | None, typer.Option(help="Random restarts; per example the attacker's best point is kept: a misclassified one with the lowest margin, else the highest-margin one (default 1; --protocol paper: 10).", rich_help_panel=ATTACK)]
+Method = Annotated[str | None, typer.Option("--attack", help="pgd (the paper's; default) | apgd-ce | apgd-dlr | autoattack: the uniform attack behind A_rob and A_sa; A_tr runs its weighted form (weighted APGD-CE for autoattack, which has none). APGD sets its own step size (2*eps, halved on schedule): --step-size is ignored.", rich_help_panel=ATTACK)]
+AAVersionOpt = Annotated[str | None, typer.Option("--aa-version", help="standard (default) | plus | rand: AutoAttack's version, through the pyautoattack package.", rich_help_panel=ATTACK)]
 ProtocolOpt = Annotated[str | None, typer.Option("--protocol", help="default (the paper's attack, 1 restart: quick) | paper (the authors' evaluation: uniform start, 10 restarts; MNIST PGD-40 step 0.01 eps 0.3, CIFAR-10 PGD-20 step 0.0031 eps 0.031, Tiny ImageNet PGD-10 step eps/4 eps 0.016). Other options still apply on top.", rich_help_panel=ATTACK)]
 NormOpt = Annotated[str | None, typer.Option("--norm", help="linf | l2: the threat model's ball (default: the model's RobustBench threat model, else linf; l2 defaults to eps 0.5 on CIFAR-10, 2.0 on MNIST, PGD-20 with step eps/4).", rich_help_panel=ATTACK)]
 RestartFromOpt = Annotated[str | None, typer.Option("--restart-from", help="start (each restart starts afresh from x; default) | previous (chained: from the previous restart's end point plus fresh noise, as the authors' evaluation).", rich_help_panel=ATTACK)]
@@ -68,6 +72,10 @@ def _parsed(name: str, value: Any) -> Any:
         return parse_enum(Start, value, "start")
     if name == "precision":
         return parse_enum(Precision, value, "precision")
+    if name == "method":
+        return parse_enum(AttackMethod, value, "attack")
+    if name == "aa_version":
+        return parse_enum(AAVersion, value, "aa-version")
     if name == "protocol":
         return parse_enum(Protocol, value, "protocol")
     if name == "norm":

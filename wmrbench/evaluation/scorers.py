@@ -1,7 +1,7 @@
 """Per-batch scorers of the evaluation pipeline: what happens to one batch of examples.
 
-* :class:`AttackScorer` (``evaluate``): a clean forward (A_nat), ONE unweighted PGD (A_rob and
-  every A_sa) and ONE weighted PGD call in which all alpha_test values run side by side: the
+* :class:`AttackScorer` (``evaluate``): a clean forward (A_nat), ONE unweighted attack (PGD by
+  default, ``--attack``: A_rob and every A_sa) and ONE weighted attack call in which all alpha_test values run side by side: the
   batch is stacked once per alpha and each copy carries its alpha (A_tr). Random starts are
   keyed on (seed, example index), so an example's result does not depend on its batch, the
   batch size or its place in the stack.
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import attacks
-from wmrbench.config import EvalConfig, InnerLoss
+from wmrbench.config import AttackMethod, EvalConfig, InnerLoss
 from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet
 from wmrbench.records import alpha_key, tr_columns, tr_restart_column
 
@@ -34,16 +34,37 @@ class BatchAttacks:
     stacked: attacks.AttackResult  # weighted PGD, one copy of the batch per alpha_test: A_tr
 
 
+def _attack_options(cfg: EvalConfig, weighted: bool) -> tuple[str, dict[str, object]]:
+    """The registered attack (and its own options) for the uniform attack or its weighted form.
+
+    PGD and APGD are weighted by wmrbench; AutoAttack is not, so A_tr then runs weighted APGD-CE,
+    the strongest weighted attack of its ensemble.
+    """
+    method = cfg.method
+    if method is AttackMethod.AUTOATTACK:
+        if weighted:
+            return AttackMethod.APGD_CE.value, {}
+        return method.value, {"version": cfg.aa_version.value}
+    if method is AttackMethod.PGD:
+        return method.value, {"loss": InnerLoss.CE, "compile_model": cfg.compile}
+    return method.value, {}
+
+
+def _run(name_options: tuple[str, dict[str, object]], model: nn.Module, x: Tensor, y: Tensor, cfg: EvalConfig,
+         alpha: Tensor | None, index: Tensor) -> attacks.AttackResult:
+    name, options = name_options
+    return attacks.get_attack(name).run(model, x, y, cfg.attack, alpha=alpha, index=index, seed=cfg.seed,
+                                        precision=cfg.precision, **options)
+
+
 def run_batch_attacks(model: nn.Module, index: Tensor, x: Tensor, y: Tensor, cfg: EvalConfig) -> BatchAttacks:
-    """Clean forward, ONE unweighted PGD and ONE stacked weighted PGD over all alpha_test values."""
-    common = dict(loss=InnerLoss.CE, seed=cfg.seed, precision=cfg.precision, compile_model=cfg.compile)
+    """Clean forward, ONE unweighted attack and ONE stacked weighted attack over all alpha_test values."""
     clean_logits = attacks.predict(model, x, cfg.precision)
-    rob = attacks.pgd(model, x, y, cfg.attack, alpha=None, index=index, **common)
+    rob = _run(_attack_options(cfg, weighted=False), model, x, y, cfg, None, index)
     k, n = len(cfg.alpha_test), len(y)
     alpha = torch.tensor(cfg.alpha_test, device=x.device).repeat_interleave(n)
-    stacked = attacks.pgd(
-        model, x.repeat(k, 1, 1, 1), y.repeat(k), cfg.attack, alpha=alpha, index=index.repeat(k), **common
-    )
+    stacked = _run(_attack_options(cfg, weighted=True), model, x.repeat(k, 1, 1, 1), y.repeat(k), cfg, alpha,
+                   index.repeat(k))
     return BatchAttacks(clean_logits, rob, stacked)
 
 

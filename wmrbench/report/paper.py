@@ -52,7 +52,7 @@ def protocol_differences(row: dict[str, Any]) -> str:
     if dataset not in PAPER_PROTOCOLS:
         return "not in the paper"
     paper = PAPER_PROTOCOLS[dataset]
-    expected = {"Norm": "Linf", "eps": eps_text(paper.eps), "Steps": paper.steps, "Step size": paper.step_size,
+    expected = {"Attack": "PGD", "Norm": "Linf", "eps": eps_text(paper.eps), "Steps": paper.steps, "Step size": paper.step_size,
                 "Restarts": paper.restarts, "Examples": paper.n_examples}
     differs = [
         f"{column} {_text(row[column])} (paper {_text(value)})" for column, value in expected.items()

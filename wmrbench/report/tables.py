@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError
-from wmrbench.config import EvalConfig, Norm, RestartFrom
+from wmrbench.config import AttackMethod, EvalConfig, Norm, RestartFrom
 from wmrbench.records import ModelInfo, Summary
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
@@ -75,17 +75,26 @@ def protocol_columns(cfg: EvalConfig, n_examples: int) -> dict[str, Any]:
     attack = cfg.attack
     chained = " (chained)" if attack.restart_from is RestartFrom.PREVIOUS and attack.restarts > 1 else ""
     return {
-        "Attack": f"PGD{chained}", "Norm": "L2" if attack.norm is Norm.L2 else "Linf", "eps": eps_text(attack.eps),
+        "Attack": _attack_name(cfg) + chained, "Norm": "L2" if attack.norm is Norm.L2 else "Linf", "eps": eps_text(attack.eps),
         "Steps": attack.steps, "Step size": attack.step_size, "Restarts": attack.restarts, "Examples": n_examples,
         "Precision": cfg.precision.value,
     }
 
 
+def _attack_name(cfg: EvalConfig) -> str:
+    if cfg.method is AttackMethod.AUTOATTACK:
+        return f"AutoAttack ({cfg.aa_version.value})"
+    return cfg.method.value.upper()  # PGD, APGD-CE, APGD-DLR
+
+
 def protocol_text(cfg: EvalConfig) -> str:
     """One line for a title: 'PGD-40, Linf eps 0.3, step 0.01, 10 restarts, fp32'."""
     p = protocol_columns(cfg, 0)
+    if cfg.method is AttackMethod.AUTOATTACK:
+        return f"{p['Attack']}, {p['Norm']} eps {p['eps']}, {p['Precision']} (A_tr: weighted APGD-CE-{p['Steps']})"
     restarts = f"{p['Restarts']} restart{'s' if p['Restarts'] != 1 else ''}"
-    return f"{p['Attack']}-{p['Steps']}, {p['Norm']} eps {p['eps']}, step {p['Step size']:g}, {restarts}, {p['Precision']}"
+    step = "" if cfg.method is not AttackMethod.PGD else f", step {p['Step size']:g}"
+    return f"{p['Attack']}-{p['Steps']}, {p['Norm']} eps {p['eps']}{step}, {restarts}, {p['Precision']}"
 
 
 def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str, Any]]:
