@@ -26,10 +26,11 @@ from wmrbench.attacks.objective import (
 )
 from wmrbench.attacks.pgd import pgd
 from wmrbench.attacks.apgd import ApgdLoss, apgd
+from wmrbench.attacks.autoattack import autoattack
 from wmrbench.attacks.registry import AttackSpec, get_attack, list_attacks, register_attack
 
 __all__ = [
-    "ApgdLoss", "AttackResult", "AttackSpec", "apgd", "attack_mode", "autocast", "choose_among",
+    "ApgdLoss", "AttackResult", "AttackSpec", "apgd", "attack_mode", "autoattack", "autocast", "choose_among",
     "dlr_loss", "get_attack", "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform",
     "list_attacks", "margin", "pgd", "predict", "register_attack", "start_point", "upcast",
 ]

@@ -9,10 +9,10 @@ weighted PGD, :mod:`.pgd`), so alpha changes every step's direction and also whi
 counts as the best; ``alpha = None`` is plain APGD and ``alpha = 0`` reproduces it bit for bit
 (``s = 1`` exactly and the weight's gradient is an exact zero).
 
-``l_i`` is the cross-entropy, or the DLR loss plus 1 (:func:`.objective.dlr_loss` lies in
-[-1, 1] and is negative while an example is correct: a weight multiplying a negative loss would
-have its gradient push the margin *up*; the shift by 1 makes it nonnegative and changes no
-gradient, and no comparison beyond float rounding).
+``l_i`` is the cross-entropy, or the DLR loss plus 1 (:func:`.objective.dlr_loss` is at least
+-1 and negative while an example is correct: a weight multiplying a negative loss would have its
+gradient push the margin *up*; the shift by 1 makes it nonnegative and changes no gradient, and
+no comparison beyond float rounding).
 
 The schedule is pyautoattack's (``APGDAttack.attack_single_run``), constant for constant, so that
 at alpha 0 and from the same start the two find the same points (tests/test_apgd.py):

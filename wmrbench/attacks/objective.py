@@ -82,8 +82,9 @@ def inner_loss(
 def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
     """Croce and Hein's (2020) Difference of Logits Ratio, per example:
     ``-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)``, ``z_pi1 >= z_pi2 >= ...`` the sorted
-    logits. It lies in [-1, 1]: negative while the example is correct, positive once it is not,
-    and it does not change when the logits are shifted or scaled. Needs at least 3 classes.
+    logits. It is at least -1: in [-1, 0] while the example is correct, positive once it is not
+    (above 1 when z_y is below z_pi3), and it does not change when the logits are shifted or
+    scaled. Needs at least 3 classes.
 
     Written like pyautoattack's ``APGDAttack.dlr_loss`` (one sort, the runner-up taken from the
     sorted logits) so that the values and gradients are the same.
