@@ -24,7 +24,10 @@ at alpha 0 and from the same start the two find the same points (tests/test_apgd
   has not risen since; a halved example restarts from its best point and that point's gradient;
 * the first step counts as a success when its objective exceeds that of a zero loss (``0`` for
   CE, ``1`` for the shifted DLR): pyautoattack compares it with an unwritten row of zeros
-  (``loss_steps[-1]``), where the paper compares with the start's objective.
+  (``loss_steps[-1]``), where the paper compares with the start's objective;
+* L2 steps along ``grad / (||grad|| + 1e-12)`` and projects as pyautoattack writes it
+  (:func:`_project`), not through :mod:`.norms`: the same points up to rounding, but APGD's
+  comparisons and halvings would amplify rounding into different iterates.
 
 Each restart yields one point per example: the misclassified iterate with the lowest margin if
 any iterate was misclassified (the start included), else the iterate with the highest objective
@@ -222,11 +225,11 @@ def run_from(setup: _Setup, x_start: Tensor, n_iter: int) -> _Ascent:
 
 def _setup(
     model: nn.Module, x: Tensor, y: Tensor, attack: AttackConfig, alpha: Alpha, loss: ApgdLoss,
-    precision: Precision,
+    precision: Precision, compile_model: bool = False,
 ) -> _Setup:
     if isinstance(alpha, Tensor):
         alpha = alpha.to(device=x.device, dtype=torch.float32)
-    forward = model_forward(model, x.device.type, precision, compile_model=False, in_graph=False)
+    forward = model_forward(model, x.device.type, precision, compile_model, in_graph=False)
     lower = upper = None
     if attack.norm is Norm.LINF:
         lower, upper = (x - attack.eps).clamp_(min=0.0), (x + attack.eps).clamp_(max=1.0)
@@ -257,6 +260,7 @@ def apgd(
     index: Tensor | None = None,
     seed: int = 0,
     precision: Precision | str = Precision.FP32,
+    compile_model: bool = False,
 ) -> AttackResult:
     """(Weighted) APGD in the ``attack.norm`` ball of radius eps around x, intersected with [0, 1].
 
@@ -267,7 +271,8 @@ def apgd(
     :func:`.pgd.pgd`, and so does the choice among restarts (``result.restart`` says which won).
     ``alpha``: None for plain APGD; a float, or a per-example tensor of shape (N,) for stacked
     alphas (copies of x side by side). ``loss``: ``"ce"`` or ``"dlr"``. ``precision``: ``"fp32"``
-    or ``"bf16"`` autocast. The model runs in eval mode with gradients for the input only.
+    or ``"bf16"`` autocast; ``compile_model`` runs the model through ``torch.compile`` (no CUDA
+    graph: APGD runs eagerly). The model runs in eval mode with gradients for the input only.
 
     Unlike pyautoattack's ``perturb``, every example is attacked (clean errors and examples an
     earlier restart already broke included), so an example's result does not depend on the others.
@@ -275,7 +280,7 @@ def apgd(
     loss = parse_enum(ApgdLoss, loss, "loss")
     precision = parse_enum(Precision, precision, "precision")
     x = x.detach()
-    setup = _setup(model, x, y, attack, alpha, loss, precision)
+    setup = _setup(model, x, y, attack, alpha, loss, precision, compile_model)
     with attack_mode(model):
         return _restarts(model, _ApgdStepper(setup), x, y, attack, generator, index, seed, precision)
 
