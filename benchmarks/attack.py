@@ -8,12 +8,22 @@ CIFAR-10-shaped random inputs and SmallCNN on MNIST-shaped ones, with freshly in
 weights; the labels are the model's own clean predictions, so every point starts correctly
 classified and every attack (APGD skips misclassified points) works on all of them.
 
+Weighted APGD (``attacks.apgd``, loss CE, 20 iterations, alpha 0 and alpha 2) runs beside them,
+against the same pyautoattack APGD-CE: the column "speed-up vs APGD-CE" is the ratio of median
+times (pyautoattack / variant). At alpha 0 it is APGD-CE itself; alpha 2 adds the weight's
+gradient (a softmax and an exp per example per iteration). Their robust accuracies in the timing
+table may differ: pyautoattack draws its own start (``x + eps * t / ||t||_inf``), wmrbench its
+keyed uniform start.
+
 Exactness: from the zero start, wmrbench and torchattacks must find the same points. Both are
 run in fp32 and in float64 on a power-of-two batch (torchattacks averages the loss, wmrbench
 sums it: a power-of-two factor scales every gradient exactly); the table shows max |diff| of
-x_adv, the fraction of coordinates that differ, and both robust accuracies.
+x_adv, the fraction of coordinates that differ, and both robust accuracies. Likewise wmrbench's
+APGD at alpha 0 and pyautoattack's single APGD-CE run from the same (keyed uniform) start: robust
+flags and best points (``x_best``).
 
     python benchmarks/attack.py --quick            # CPU, < 2 minutes on 2 cores
+    python benchmarks/attack.py --quick --only "wmrbench APGD,AutoAttack"   # APGD against APGD
     python benchmarks/attack.py                    # GPU: 10,000 images per model
 """
 
@@ -42,6 +52,7 @@ EPS, STEP, STEPS = 8 / 255, 2 / 255, 20
 SHAPES = {"resnet18": (3, 32, 32), "smallcnn": (1, 28, 28)}
 DATA = {"resnet18": "CIFAR-10-shaped", "smallcnn": "MNIST-shaped"}
 TORCHATTACKS = "torchattacks PGD fp32"
+PYAUTOATTACK = "AutoAttack APGD-CE fp32"
 
 
 @dataclass
@@ -92,6 +103,19 @@ def wmrbench_attack(model: nn.Module, precision: Precision | str, **fast: Any) -
     def attack(index: Tensor, x: Tensor, y: Tensor) -> Tensor:
         result = attacks.pgd(model, prepare_input(x, device), y, config, index=index, seed=0,
                              precision=precision, **fast)
+        return result.logits
+
+    return attack
+
+
+def wmrbench_apgd_attack(model: nn.Module, precision: Precision | str, alpha: float) -> Attack:
+    """Weighted APGD-CE with STEPS iterations (APGD sets its own step size: 2 * eps, halved)."""
+    device = next(model.parameters()).device
+    config = AttackConfig(eps=EPS, step_size=STEP, steps=STEPS, start=Start.UNIFORM)
+
+    def attack(index: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        result = attacks.apgd(model, prepare_input(x, device), y, config, alpha=alpha, index=index,
+                              seed=0, precision=precision)
         return result.logits
 
     return attack
@@ -163,6 +187,37 @@ def same_points(task: Task, n: int, dtype: torch.dtype) -> dict[str, Any]:
     }
 
 
+def same_apgd_points(task: Task, n: int) -> dict[str, Any]:
+    """wmrbench's APGD at alpha 0 and pyautoattack's single APGD-CE run from one start, fp32."""
+    from pyautoattack.autopgd_base import APGDAttack
+
+    from wmrbench.attacks.apgd import ApgdLoss, _setup, run_from
+
+    x, y, index = task.x[:n], task.y[:n], torch.arange(n, device=task.x.device)
+    x_start = attacks.start_point(x, EPS, Start.UNIFORM, 0, index=index, seed=0)
+    config = AttackConfig(eps=EPS, step_size=STEP, steps=STEPS)
+    with attacks.attack_mode(task.model):
+        ours = run_from(_setup(task.model, x, y, config, 0.0, ApgdLoss.CE, Precision.FP32), x_start, STEPS)
+        peer = APGDAttack(task.model, n_iter=STEPS, norm="Linf", eps=EPS, loss="ce", seed=0, device=x.device)
+        peer.init_hyperparam(x)
+        x_best, robust, _, _ = peer.attack_single_run(x, y, x_init=x_start)
+    return {
+        "model": task.arch, "dtype": "float32", "images": n,
+        "robust flags equal": bool(torch.equal(~ours.wrong, robust)),
+        "max |x_best diff|": (ours.x_max - x_best).abs().max().item(),
+        "robust acc wmrbench %": 100 * (~ours.wrong).float().mean().item(),
+        "robust acc pyautoattack %": 100 * robust.float().mean().item(),
+    }
+
+
+def apgd_variants(task: Task, device: torch.device) -> dict[str, Attack]:
+    model = prepare_model(copy.deepcopy(task.model), device) if device.type == "cuda" else task.model
+    variants = {f"wmrbench APGD-CE alpha {a:g} fp32": wmrbench_apgd_attack(model, "fp32", a) for a in (0.0, 2.0)}
+    if device.type == "cuda":
+        variants["wmrbench APGD-CE alpha 2 bf16"] = wmrbench_apgd_attack(model, "bf16", 2.0)
+    return variants
+
+
 def variants_for(task: Task, device: torch.device, compile_model: bool) -> dict[str, Attack]:
     variants: dict[str, Attack] = {}
     if device.type == "cuda":
@@ -179,9 +234,10 @@ def variants_for(task: Task, device: torch.device, compile_model: bool) -> dict[
     except ImportError as exc:
         print(f"  skipped torchattacks: {exc}")
     try:
-        variants["AutoAttack APGD-CE fp32"] = apgd_attack(task.model)
+        variants[PYAUTOATTACK] = apgd_attack(task.model)
     except ImportError as exc:
         print(f"  skipped APGD: {exc}")
+    variants.update(apgd_variants(task, device))
     variants["authors' loop fp32"] = authors_loop_attack(task.model)
     return variants
 
@@ -202,7 +258,7 @@ def batch_sweep(task: Task, device: torch.device, sizes: list[int]) -> list[dict
 
 def run_model(arch: str, n: int, batch_size: int, check_n: int, device: torch.device, repeats: int,
               compile_model: bool, only: list[str] | None = None) -> dict[str, Any]:
-    print(f"{arch}: {n} {DATA[arch]} images, batch {batch_size}, PGD-{STEPS}", flush=True)
+    print(f"{arch}: {n} {DATA[arch]} images, batch {batch_size}, PGD-{STEPS} and APGD-{STEPS}", flush=True)
     task = make_task(arch, n, batch_size, device)
     variants = variants_for(task, device, compile_model)
     if only:
@@ -212,19 +268,22 @@ def run_model(arch: str, n: int, batch_size: int, check_n: int, device: torch.de
     warm = {name: (lambda a=a: over_batches(task, a, edge)) for name, a in variants.items()}
     times, outputs = alternate(runs, repeats, device, warm)
     peer = median(times[TORCHATTACKS]) if TORCHATTACKS in times else None
+    apgd_peer = median(times[PYAUTOATTACK]) if PYAUTOATTACK in times else None
     rows = []
     for name, seconds in times.items():
         t = median(seconds)
         rows.append({
             "model": arch, "variant": name, "batch": batch_size, "images": n, "median s": t,
             "images/s": n / t, "speed-up vs torchattacks": (peer / t) if peer else None,
+            "speed-up vs APGD-CE": (apgd_peer / t) if apgd_peer else None,
             "robust acc %": 100 * outputs[name].item() / n,
         })
     checks = []
     if TORCHATTACKS in variants:
         dtypes = [torch.float32, torch.float64]
         checks = [same_points(task, check_n, dtype) for dtype in dtypes]
-    return {"rows": rows, "times": times, "checks": checks}
+    apgd_checks = [same_apgd_points(task, check_n)] if PYAUTOATTACK in variants else []
+    return {"rows": rows, "times": times, "checks": checks, "apgd_checks": apgd_checks}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -243,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "resnet18": (10000, 1000, 512) if cuda else ((4, 4, 4) if args.quick else (32, 32, 16)),
         "smallcnn": (10000, 1000, 512) if cuda else ((32, 32, 32) if args.quick else (512, 256, 128)),
     }
-    results: dict[str, Any] = {"rows": [], "checks": [], "times": {}, "batch_sweep": []}
+    results: dict[str, Any] = {"rows": [], "checks": [], "apgd_checks": [], "times": {}, "batch_sweep": []}
     for arch in args.arch or ["resnet18", "smallcnn"]:
         n, batch, check_n = sizes[arch]
         n, batch = args.n or n, args.batch_size or batch
@@ -251,20 +310,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out = run_model(arch, n, batch, min(check_n, n), device, repeats, args.compile, only)
         results["rows"] += out["rows"]
         results["checks"] += out["checks"]
+        results["apgd_checks"] += out["apgd_checks"]
         results["times"][arch] = out["times"]
         sweep = args.batch_sweep if args.batch_sweep is not None else ("256,512,1000,2000" if cuda and not args.quick else "")
         if sweep and sweep != "none" and arch == "resnet18":
             results["batch_sweep"] += batch_sweep(make_task(arch, n, batch, device), device, [int(s) for s in sweep.split(",")])
     env = environment(device)
-    tables = [print_table(results["rows"], f"PGD-{STEPS} on {env['device']} (median of {repeats} alternating runs)")]
+    tables = [print_table(results["rows"], f"PGD-{STEPS} and APGD-{STEPS} on {env['device']} (median of {repeats} alternating runs)")]
     if results["checks"]:
         tables.append(print_table(results["checks"], "Same start (zero), same points? wmrbench vs torchattacks"))
+    if results["apgd_checks"]:
+        tables.append(print_table(results["apgd_checks"], "Same start, same points? wmrbench APGD (alpha 0) vs pyautoattack APGD-CE"))
     if results["batch_sweep"]:
         tables.append(print_table(results["batch_sweep"], "wmrbench default path by batch size"))
     payload = {
         "benchmark": "attack", "command": command_line(), "environment": env,
         "settings": {"eps": EPS, "step_size": STEP, "steps": STEPS, "repeats": repeats, "quick": args.quick,
-                     "start": "uniform (exactness check: zero)", "loss": "ce"},
+                     "start": "uniform (exactness check: zero)", "loss": "ce",
+                     "apgd": "wmrbench attacks.apgd, CE, alpha 0 and 2, STEPS iterations, step size its own (2 eps, halved)"},
         **results, "tables": tables,
     }
     write_result(args, "attack", payload)

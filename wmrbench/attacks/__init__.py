@@ -10,22 +10,27 @@
   restart) or drawn from a generator, from x or (chained restarts) the previous end point;
 * :mod:`.norms`: the L2 geometry (per-example norm, normalized gradient, projection);
 * :mod:`.pgd`: (weighted) PGD in the L-infinity or L2 ball, with fresh or chained restarts;
+* :mod:`.apgd`: (weighted) APGD (Croce and Hein 2020) on CE or DLR, pyautoattack's schedule;
+* :mod:`.autoattack`: AutoAttack (unweighted) through the ``pyautoattack`` package;
 * :mod:`.stepper`: the fast path (eager loop, CUDA-graph replay, torch.compile);
-* :mod:`.registry`: attacks by name (``get_attack("pgd")``).
+* :mod:`.registry`: attacks by name (``get_attack("pgd")``, ``"apgd-ce"``, ``"apgd-dlr"``,
+  ``"autoattack"``).
 
 Importing this package registers every attack.
 """
 
 from wmrbench.attacks.noise import keyed_normal, keyed_uniform, start_point
 from wmrbench.attacks.objective import (
-    AttackResult, attack_mode, autocast, choose_among, importance_weights, inner_loss, margin, predict,
-    upcast,
+    AttackResult, attack_mode, autocast, choose_among, dlr_loss, importance_weights, inner_loss, margin,
+    predict, upcast,
 )
 from wmrbench.attacks.pgd import pgd
+from wmrbench.attacks.apgd import ApgdLoss, apgd
+from wmrbench.attacks.autoattack import autoattack
 from wmrbench.attacks.registry import AttackSpec, get_attack, list_attacks, register_attack
 
 __all__ = [
-    "AttackResult", "AttackSpec", "attack_mode", "autocast", "choose_among", "get_attack",
-    "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform", "list_attacks", "margin",
-    "pgd", "predict", "register_attack", "start_point", "upcast",
+    "ApgdLoss", "AttackResult", "AttackSpec", "apgd", "attack_mode", "autoattack", "autocast", "choose_among",
+    "dlr_loss", "get_attack", "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform",
+    "list_attacks", "margin", "pgd", "predict", "register_attack", "start_point", "upcast",
 ]

@@ -3,6 +3,7 @@
 * ``margin = p_y - max_{t != y} p_t`` with ``p = softmax(logits)``, in [-1, 1];
 * ``s = exp(-alpha * margin)`` at the adversarial point, with the true label;
 * the per-example inner loss ``l_i``: CE, or TRADES' ``KL(p(x) || p(x'))`` summed over classes;
+  APGD may also ascend Croce and Hein's DLR loss (:func:`dlr_loss`);
 * the per-example choice among restarts and attacks (:func:`choose_among`): a misclassified
   candidate with the lowest margin, else the highest margin, which is the attacker's best choice
   for every alpha at once.
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmrbench.config import InnerLoss, Precision, parse_enum
+from wmrbench.errors import WmrbenchError
 from wmrbench.runtime import autocast_dtype
 
 Alpha = float | Tensor | None
@@ -75,6 +77,26 @@ def inner_loss(
     if natural_probs is None:
         raise ValueError("the KL inner loss needs natural_logits (the model's logits at x)")
     return F.kl_div(F.log_softmax(logits, dim=1), natural_probs, reduction="none").sum(dim=1)
+
+
+def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Croce and Hein's (2020) Difference of Logits Ratio, per example:
+    ``-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)``, ``z_pi1 >= z_pi2 >= ...`` the sorted
+    logits. It is at least -1: in [-1, 0] while the example is correct, positive once it is not
+    (above 1 when z_y is below z_pi3), and it does not change when the logits are shifted or
+    scaled. Needs at least 3 classes.
+
+    Written like pyautoattack's ``APGDAttack.dlr_loss`` (one sort, the runner-up taken from the
+    sorted logits) so that the values and gradients are the same.
+    """
+    z = upcast(logits)
+    if z.shape[1] < 3:
+        raise WmrbenchError(f"the DLR loss needs at least 3 classes; the model has {z.shape[1]}")
+    z_sorted, order = z.sort(dim=1)
+    z_y = z.gather(1, y[:, None]).squeeze(1)
+    # The best other class: the runner-up if y is on top, else the top class.
+    z_other = torch.where(order[:, -1] == y, z_sorted[:, -2], z_sorted[:, -1])
+    return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + 1e-12)
 
 
 def choose_among(best: AttackResult, new: AttackResult, y: Tensor) -> AttackResult:
