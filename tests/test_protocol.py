@@ -77,3 +77,33 @@ def test_bf16_prints_a_note_before_the_work(tmp_path, digits_runs) -> None:
     assert out.exit_code == 0, out.output
     assert "Note: --precision bf16 runs the attack in bf16 autocast: a weaker attack" in out.stderr
     assert json.loads((tmp_path / "trades-a0" / "summary.json").read_text())["config"]["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("method", ["apgd-ce", "apgd-dlr"])
+def test_attack_option_runs_apgd_for_a_rob_and_weighted_apgd_for_a_tr(tmp_path, method) -> None:
+    require_mnist()
+    out = invoke("evaluate", "--checkpoint", MNIST_CHECKPOINT, "--arch", "smallcnn", "--dataset", "mnist",
+                 "--data-dir", MNIST_DIR, "--n-examples", "16", "--attack", method, "--steps", "5",
+                 "--alpha-test", "0,2", "--device", "cpu", "--results-dir", tmp_path, "--run", method, "--quiet")
+    assert out.exit_code == 0, out.output
+    summary = json.loads((tmp_path / method / "summary.json").read_text())
+    assert summary["config"]["method"] == method
+    m = summary["metrics"]
+    assert m["A_sa"]["0"] == m["A_rob"] and m["A_wc"]["2"] <= min(m["A_sa"]["2"], m["A_tr"]["2"])
+    assert f"{method.upper()}-5, Linf eps 0.3" in out.stdout
+
+
+@pytest.mark.slow  # AutoAttack's FAB-T and Square are slow on a CPU
+def test_autoattack_through_the_cli_is_at_most_pgd(tmp_path) -> None:
+    require_mnist()
+    common = ("--checkpoint", MNIST_CHECKPOINT, "--arch", "smallcnn", "--dataset", "mnist", "--data-dir", MNIST_DIR,
+              "--n-examples", "6", "--eps", "0.3", "--alpha-test", "1", "--device", "cpu", "--results-dir", tmp_path,
+              "--quiet")
+    out = invoke("evaluate", *common, "--attack", "autoattack", "--steps", "5", "--run", "aa")
+    assert out.exit_code == 0, out.output
+    pgd = invoke("evaluate", *common, "--run", "pgd")
+    assert pgd.exit_code == 0, pgd.output
+    aa = json.loads((tmp_path / "aa" / "summary.json").read_text())
+    assert aa["config"]["method"] == "autoattack" and aa["config"]["aa_version"] == "standard"
+    assert aa["metrics"]["A_rob"] <= json.loads((tmp_path / "pgd" / "summary.json").read_text())["metrics"]["A_rob"]
+    assert "AutoAttack (standard)" in out.stdout
