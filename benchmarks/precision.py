@@ -1,7 +1,7 @@
 """Precision policies of the evaluation: seconds, and A_rob / A_sa / A_tr against plain fp32 on
 the same keyed starts.
 
-A policy may be the default only when every metric is within 0.1 points of fp32 (DESIGN.md
+A policy may be the default only when every metric is within 0.1 points of fp32 (docs/definitions.md,
 section 1); the table says, per policy, the largest difference and whether it passes.
 
 Models: the real MNIST TRADES SmallCNN on the MNIST test set (the full 10,000 on a GPU), and a

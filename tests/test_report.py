@@ -317,7 +317,7 @@ def test_plot_one_run_into_a_folder(results: Path, tmp_path: Path) -> None:
 
 
 def test_report_imports_neither_the_engine_nor_the_cli() -> None:
-    """The layering rule (DESIGN.md section 3): reports read results, they never run attacks."""
+    """The layering rule (README "Layout", pyproject.toml contracts): reports read results, they never run attacks."""
     code = ("import sys, wmrbench.report, wmrbench.report.plots; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'typer' "
             "or m.startswith(('wmrbench.attacks', 'wmrbench.engine', 'wmrbench.cli'))))")

@@ -1,4 +1,4 @@
-"""What every attack maximises and how its result is scored (DESIGN.md section 1).
+"""What every attack maximises and how its result is scored (docs/definitions.md, sections 2-3).
 
 * ``margin = p_y - max_{t != y} p_t`` with ``p = softmax(logits)``, in [-1, 1];
 * ``s = exp(-alpha * margin)`` at the adversarial point, with the true label;

@@ -15,7 +15,7 @@ it is captured like the L-infinity one); a :class:`Stepper` repeats it. Both ste
   once, on the ``wmrbench.attacks`` logger, and then attacked eagerly.
 
 Independently, ``compile_model`` runs the model through ``torch.compile`` (:func:`model_forward`).
-Performance rules (DESIGN.md section 5): parameters are frozen during attacks, so the backward
+Performance rules: parameters are frozen during attacks, so the backward
 pass computes input gradients only, and no step reads a value back to the host.
 """
 
