@@ -2,7 +2,7 @@
 the same keyed starts.
 
 A policy may be the default only when every metric is within 0.1 points of fp32 (docs/definitions.md,
-section 1); the table says, per policy, the largest difference and whether it passes.
+section 6); the table says, per policy, the largest difference and whether it passes.
 
 Models: the real MNIST TRADES SmallCNN on the MNIST test set (the full 10,000 on a GPU), and a
 CIFAR-shaped ResNet-18 (random weights, random images in [0, 1]: it measures the arithmetic,

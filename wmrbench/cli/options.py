@@ -64,28 +64,22 @@ ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/
 Quiet = Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")]
 
 
+# Options given as text whose config field is an Enum: (Enum, the option's name in messages).
+ENUM_OPTIONS = {
+    "start": (Start, "start"), "precision": (Precision, "precision"), "method": (AttackMethod, "attack"),
+    "aa_version": (AAVersion, "aa-version"), "protocol": (Protocol, "protocol"), "norm": (Norm, "norm"),
+    "attack_mode": (AttackMode, "attack-mode"), "padding_mode": (PaddingMode, "padding-mode"),
+    "restart_from": (RestartFrom, "restart-from"),
+}
+
+
 def _parsed(name: str, value: Any) -> Any:
     """A raw option value in the type its config field takes (None stays "not given")."""
     if value is None:
         return None
-    if name == "start":
-        return parse_enum(Start, value, "start")
-    if name == "precision":
-        return parse_enum(Precision, value, "precision")
-    if name == "method":
-        return parse_enum(AttackMethod, value, "attack")
-    if name == "aa_version":
-        return parse_enum(AAVersion, value, "aa-version")
-    if name == "protocol":
-        return parse_enum(Protocol, value, "protocol")
-    if name == "norm":
-        return parse_enum(Norm, value, "norm")
-    if name == "attack_mode":
-        return parse_enum(AttackMode, value, "attack-mode")
-    if name == "padding_mode":
-        return parse_enum(PaddingMode, value, "padding-mode")
-    if name == "restart_from":
-        return parse_enum(RestartFrom, value, "restart-from")
+    if name in ENUM_OPTIONS:
+        enum_type, option = ENUM_OPTIONS[name]
+        return parse_enum(enum_type, value, option)
     if name == "alpha_test":
         return parse_alphas(value)
     if name == "milestones":
