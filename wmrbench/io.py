@@ -25,7 +25,14 @@ from wmrbench.errors import WmrbenchError, first_line
 
 
 def _umask() -> int:
-    """The process's umask (reading it means setting it: set it straight back)."""
+    """The process's umask. Linux shows it in /proc; elsewhere reading it means setting it and
+    setting it straight back (a tiny window in which another thread's new file would get 0)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
