@@ -47,3 +47,13 @@ def test_evaluate_uses_the_data_folder_the_checkpoint_records(tmp_path: Path) ->
 def test_table_cells_have_fixed_decimals_and_alphas_as_given() -> None:
     assert [_paper_cell("A_sa", v) for v in (9.959, 5.5387e-150, 100.0)] == ["9.96", "0.00", "100.00"]
     assert [_paper_cell("alpha_test", v) for v in (1000000.0, 1.5, 2 / 255)] == ["1000000", "1.5", "0.00784314"]
+
+
+def test_epoch_lines_print_when_not_on_a_terminal_even_with_quiet(tmp_path: Path) -> None:
+    """A redirected log (CliRunner is not a terminal) still says what each epoch did; --quiet hides
+    bars only. demo says where its files went."""
+    out = invoke("train", "--epochs", "2", "--steps", "1", "--batch-size", "256", "--device", "cpu",
+                 "--checkpoint-dir", tmp_path / "ck", "--quiet")
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"] and "loss" in lines[0] and "adv acc" in lines[0]
