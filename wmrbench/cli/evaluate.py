@@ -39,6 +39,7 @@ def evaluate(
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
     run: Annotated[str | None, typer.Option(help="Result name (default: the checkpoint's run, the model id, or the function's name).")] = None,
+    overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
@@ -56,7 +57,8 @@ def evaluate(
         options = o.options_from(EvalOptions, locals())
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir)
-        results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet)
+        results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet,
+                                             overwrite=overwrite)
     if not distributed.is_main_process():
         return
     for result in results:
