@@ -118,6 +118,7 @@ app(args=sys.argv[3:], prog_name="wmrbench")
 """
 
 
+@pytest.mark.slow  # four processes start: 48 s measured on a loaded 2-core CPU
 def test_a_second_training_of_the_same_run_is_refused_and_a_kill_releases_the_lock(tmp_path):
     run_dir = tmp_path / "checkpoints" / "x"
     state, go = tmp_path / "state", tmp_path / "go"

@@ -168,6 +168,7 @@ def test_temporary_files_of_a_killed_write_are_removed_when_the_run_starts_again
     assert files_under(results / "trades-a0") == {".lock", "records.csv", "summary.json"}
 
 
+@pytest.mark.slow  # three trainings in processes of their own: 57 s measured on a loaded 2-core CPU
 def test_temporary_checkpoint_of_a_killed_training_is_removed_on_resume(tmp_path):
     train = ("train", "--dataset", "digits", "--steps", "1", "--batch-size", "256", "--device", "cpu", "--quiet",
              "--run", "k")

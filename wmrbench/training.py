@@ -380,7 +380,7 @@ def _train_epoch(
             if diverged_ranks > 0:
                 steps = f"step {step + 1}" if step == checked else f"steps {checked + 1}-{step + 1}"
                 value = running_loss if not math.isfinite(running_loss) else "non-finite on another process"
-                raise Diverged(f"the loss became {value} in epoch {epoch + 1}, {steps} of {n_batches}", epoch)
+                raise Diverged(f"the loss became {value} in epoch {epoch + 1} (lr {lr:g}), {steps} of {n_batches}", epoch)
             checked = step + 1
             progress.update(task, completed=step + 1, info=f"loss {running_loss:.4f}")
     progress.remove_task(task)
