@@ -3,7 +3,11 @@ absent), small real models, and real files in their on-disk formats, made once p
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +138,39 @@ def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("cifar10")
     write_cifar10_test_batch(data_dir)
     return data_dir
+
+
+# --- helpers of the reliability tests (tests/test_reliability_*.py) ----------------------------------
+
+PYTHON = sys.executable
+EPOCH_LINE = re.compile(r"epoch \d+/\d+  loss ")
+
+
+def assert_one_line_error(out, *fragments: str, code: int = 2) -> str:
+    """A CLI result (CliRunner's or a subprocess's) that failed as wmrbench promises: exit ``code``,
+    exactly one non-empty line on stderr, ``Error: ...``, no traceback; returns that line.
+
+    The epoch lines of the epochs that finished before the error also go to stderr (so that
+    a redirected log has them): they are not part of the error and are left out here."""
+    exit_code = out.exit_code if hasattr(out, "exit_code") else out.returncode
+    stderr = out.stderr
+    stdout = out.stdout
+    lines = [line for line in stderr.splitlines() if line.strip() and not EPOCH_LINE.match(line)]
+    assert exit_code == code, f"exit {exit_code}\nstdout: {stdout}\nstderr: {stderr}"
+    assert len(lines) == 1 and lines[0].startswith("Error: "), f"stderr: {stderr}"
+    assert "Traceback" not in stdout + stderr
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def run_wmrbench(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m wmrbench ARGS`` as a user starts it: a real process of its own."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([PYTHON, "-m", "wmrbench", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def files_under(root: Path) -> set[str]:
+    """Every file and folder under ``root``, relative (what a command left on disk)."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")}

@@ -330,7 +330,9 @@ def test_a_rank_that_raises_ends_the_job(work: Path) -> None:
     result = _run(_torchrun(2, *TRAIN, "--run", "blocked"), work)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert errors == ["Error: cannot create the checkpoint folder checkpoints/blocked: File exists"], result.stderr[-3000:]
+    assert errors == [
+        "Error: cannot create the checkpoint folder checkpoints/blocked: a file of that name is in the way"
+    ], result.stderr[-3000:]
 
 
 def test_a_rank_that_stops_answering_times_out_with_one_line(work: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -102,21 +103,99 @@ def parse_enum(enum_type: type[E], value: str | E, option: str) -> E:
         raise WmrbenchError(f"unknown {option} {value!r}; choose one of: {choices}") from None
 
 
-def check_eps(eps: float) -> float:
-    if not 0.0 <= eps <= 1.0:
-        raise WmrbenchError(f"eps must be in [0, 1] (inputs are images in [0, 1]); got {eps}")
-    return eps
+MAX_SEED = 2**63 - 1  # seeds are 63-bit: torch.Generator.manual_seed and numpy's SeedSequence take them
+
+
+def option_name(name: str) -> str:
+    """How a setting is named in messages: as its command-line option (``step_size`` -> ``--step-size``)."""
+    return name if name.startswith("--") else "--" + name.replace("_", "-")
+
+
+def _number(value: Any, name: str) -> float:
+    """``value`` as a float, or one line: a bool, a string ("two"), None are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise WmrbenchError(f"{option_name(name)} must be a number; got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, name: str) -> int:
+    """``value`` as an int, or one line (2.5, "3" and True are not integers)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise WmrbenchError(f"{option_name(name)} must be an integer; got {value!r}")
+    return int(value)
+
+
+def check_range(
+    value: Any, name: str, low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False,
+    why: str = "",
+) -> float:
+    """A finite number in the interval, as a float, or one line naming the option and the range.
+
+    NaN and infinities are refused everywhere: a NaN setting trains NaN weights, an infinite
+    alpha turns every weight into 0 or inf, and neither fits in a JSON result.
+    """
+    number = _number(value, name)
+    inside = math.isfinite(number) and (number > low if open_low else number >= low) and (
+        number < high if open_high else number <= high
+    )
+    if not inside:
+        if high == math.inf:
+            interval = f"a finite number {'>' if open_low else '>='} {low:g}"
+        else:
+            interval = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise WmrbenchError(f"{option_name(name)} must be {interval}{why}; got {value!r}")
+    return number
+
+
+def check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    """An integer in [low, high], or one line naming the option and the range."""
+    number = _integer(value, name)
+    if number < low or (high is not None and number > high):
+        interval = f">= {low}" if high is None else f"in {low}..{high}"
+        raise WmrbenchError(f"{option_name(name)} must be an integer {interval}; got {value!r}")
+    return number
+
+
+def check_eps(eps: float, name: str = "eps") -> float:
+    return check_range(eps, name, 0.0, 1.0, why=" (inputs are images in [0, 1])")
 
 
 def check_alpha(alpha: float, option: str = "alpha") -> float:
-    if not alpha >= 0.0:  # also rejects NaN
-        raise WmrbenchError(f"{option} must be >= 0 (0 is the uniform, unweighted case); got {alpha}")
-    return alpha
+    return check_range(alpha, option, 0.0, why=" (0 is the uniform, unweighted case)")
 
 
-def _check_at_least(value: float, low: float, name: str) -> None:
-    if not value >= low:  # also rejects NaN
-        raise WmrbenchError(f"{name} must be >= {low:g}; got {value}")
+def check_seed(seed: Any, name: str = "seed") -> int:
+    return check_int(seed, name, 0, MAX_SEED)
+
+
+def check_run_name(run: Any, option: str = "--run") -> str:
+    """A run name is ONE safe path component: it names ``results/<run>/`` and ``checkpoints/<run>/``
+    and must never reach outside them."""
+    if not isinstance(run, str):
+        raise WmrbenchError(f"{option} must be a name; got {run!r}")
+    why = None
+    if not run.strip():
+        why = "it is empty or blank"
+    elif run in (".", ".."):
+        why = f"{run!r} is a folder reference"
+    elif "/" in run or "\\" in run:
+        why = "it contains a path separator"
+    elif "\0" in run:
+        why = "it contains a NUL character"
+    if why is not None:
+        raise WmrbenchError(
+            f"{option} {run!r} is not a run name: {why}; a run name is one folder name "
+            "(no '/', '\\', '.' or '..'), e.g. cifar10-trades-a2"
+        )
+    return run
+
+
+def _set(cfg: Any, **values: Any) -> None:
+    """Store checked (and normalised: 2 -> 2.0 for a float setting) values in a frozen config."""
+    for name, value in values.items():
+        object.__setattr__(cfg, name, value)
 
 
 def parse_alphas(text: str, option: str = "--alpha-test") -> tuple[float, ...]:
@@ -200,17 +279,16 @@ class AttackConfig:
         object.__setattr__(self, "norm", parse_enum(Norm, self.norm, "norm"))
         object.__setattr__(self, "restart_from", parse_enum(RestartFrom, self.restart_from, "restart-from"))
         if self.norm is Norm.LINF:
-            check_eps(self.eps)
+            eps = check_eps(self.eps)
         else:
-            _check_at_least(self.eps, 0, "eps")  # an L2 radius can exceed 1
-        _check_at_least(self.step_size, 0, "step_size")
-        _check_at_least(self.steps, 0, "steps")
-        _check_at_least(self.restarts, 1, "restarts")
+            eps = check_range(self.eps, "eps", 0.0)  # an L2 radius can exceed 1
+        _set(self, eps=eps, step_size=check_range(self.step_size, "step_size", 0.0),
+             steps=check_int(self.steps, "steps", 0), restarts=check_int(self.restarts, "restarts", 1))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    run: str
+    run: str = field(metadata=RESUMABLE)  # the folder: --resume writes the one it was given
     dataset: DatasetName
     arch: str
     defense: Defense
@@ -258,14 +336,18 @@ class TrainConfig:
         object.__setattr__(self, "padding_mode", parse_enum(PaddingMode, self.padding_mode, "padding-mode"))
         object.__setattr__(self, "attack_mode", parse_enum(AttackMode, self.attack_mode, "attack-mode"))
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
-        check_alpha(self.alpha_train, "--alpha-train")
-        _check_at_least(self.log_every, 1, "log_every")
-        _check_at_least(self.epochs, 1, "epochs")
-        _check_at_least(self.batch_size, 1, "batch_size")
-        _check_at_least(self.beta, 0, "beta")
-        _check_at_least(self.eval_every, 0, "eval_every")
-        _check_at_least(self.val_size, 0, "val_size")
+        if isinstance(self.milestones, (str, bytes)) or not isinstance(self.milestones, (list, tuple)):
+            raise WmrbenchError(f"milestones must be a list of epochs; got {self.milestones!r}")
+        _set(
+            self, run=check_run_name(self.run), milestones=tuple(check_int(m, "milestones", 1) for m in self.milestones),
+            alpha_train=check_alpha(self.alpha_train, "alpha_train"), beta=check_range(self.beta, "beta", 0.0),
+            log_every=check_int(self.log_every, "log_every", 1), epochs=check_int(self.epochs, "epochs", 1),
+            batch_size=check_int(self.batch_size, "batch_size", 1), lr=check_range(self.lr, "lr", 0.0),
+            momentum=check_range(self.momentum, "momentum", 0.0, 1.0, open_high=True),
+            weight_decay=check_range(self.weight_decay, "weight_decay", 0.0),
+            gamma=check_range(self.gamma, "gamma", 0.0, open_low=True), seed=check_seed(self.seed),
+            eval_every=check_int(self.eval_every, "eval_every", 0), val_size=check_int(self.val_size, "val_size", 0),
+        )
         parse_select_by(self.select_by)
         if self.eval_every and not self.val_size:
             raise WmrbenchError("--eval-every evaluates on a held-out split: give --val-size too (never the test set)")
@@ -301,14 +383,15 @@ class EvalConfig:
         object.__setattr__(self, "method", parse_enum(AttackMethod, self.method, "attack"))
         object.__setattr__(self, "aa_version", parse_enum(AAVersion, self.aa_version, "aa-version"))
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
-        object.__setattr__(self, "alpha_test", tuple(float(a) for a in self.alpha_test))
-        for alpha in self.alpha_test:
-            check_alpha(alpha, "--alpha-test")
+        if isinstance(self.alpha_test, (str, bytes)) or not isinstance(self.alpha_test, (list, tuple)):
+            raise WmrbenchError(f"alpha_test must be a list of numbers; got {self.alpha_test!r}")
+        object.__setattr__(self, "alpha_test", tuple(check_alpha(a, "alpha_test") for a in self.alpha_test))
         if not self.alpha_test:
             raise WmrbenchError("alpha_test needs at least one value, e.g. 1,1.5,2")
         if self.n_examples is not None:
-            _check_at_least(self.n_examples, 1, "n_examples")
-        _check_at_least(self.batch_size, 1, "batch_size")
+            object.__setattr__(self, "n_examples", check_int(self.n_examples, "n_examples", 1))
+        _set(self, run=check_run_name(self.run), batch_size=check_int(self.batch_size, "batch_size", 1),
+             seed=check_seed(self.seed))
 
 
 Config = TypeVar("Config", TrainConfig, EvalConfig)

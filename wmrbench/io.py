@@ -1,7 +1,17 @@
-"""File I/O with two promises: writes are atomic, and torch files are read safely.
+"""File I/O with three promises: writes are atomic, a run folder has one writer at a time, and
+torch files are read safely.
 
 Atomic: write to a temporary name in the same folder, fsync, then rename; a reader (or a
-resumed run) sees either the old file or the complete new one, never a torn one.
+resumed run) sees either the old file or the complete new one, never a torn one. The file gets
+the mode a plain ``open(path, "w")`` would give it (0666 less the umask for a new file, the old
+file's mode when one is replaced), not mkstemp's 0600. A write that fails (a full disk, a
+read-only folder) is one line naming the file: ``No space left on device: PATH``.
+
+One writer: :func:`lock_folder` takes an exclusive ``fcntl.flock`` on ``FOLDER/.lock`` (which
+holds the writer's pid) for as long as a command writes there; a second writer is refused with
+one line naming the first. The kernel drops the lock when its process ends, however it ends
+(kill -9 included), so a lock never outlives its writer. Temporary files a killed writer left
+behind (``.NAME.*.tmp``) are removed when the next writer takes the folder.
 
 Safe: every torch file wmrbench reads (checkpoints, zoo files, adversarial files, data caches)
 goes through :func:`safe_torch_load`, ``torch.load(..., weights_only=True)``, which rebuilds
@@ -10,12 +20,16 @@ tensors and plain containers only and never runs code from the file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import pickle
-import tempfile
+import re
+import secrets
+import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,38 +37,182 @@ import torch
 
 from wmrbench.errors import WmrbenchError, first_line
 
+try:  # POSIX; elsewhere run folders are not locked (documented in docs/reliability.md)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
-def _umask() -> int:
-    """The process's umask. Linux shows it in /proc; elsewhere reading it means setting it and
-    setting it straight back (a tiny window in which another thread's new file would get 0)."""
+LOCK_NAME = ".lock"
+TMP_SUFFIX = ".tmp"
+
+
+def os_error_line(exc: OSError, path: str | Path) -> str:
+    """``No space left on device: PATH``: what the system said, and which file."""
+    reason = exc.strerror or (errno.errorcode.get(exc.errno or 0) if exc.errno else None) or first_line(exc)
+    return f"{reason}: {path}"
+
+
+def make_folder(folder: str | Path, what: str = "folder") -> Path:
+    """``folder`` and its parents, or one line (a path through a file, a read-only place)."""
+    folder = Path(folder)
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise WmrbenchError(f"cannot create the {what} {folder}: a file of that name is in the way") from None
+    except OSError as exc:
+        raise WmrbenchError(f"cannot create the {what} {folder}: {os_error_line(exc, exc.filename or folder)}") from None
+    if not folder.is_dir():
+        raise WmrbenchError(f"cannot create the {what} {folder}: a file of that name is in the way")
+    return folder
+
+
+def check_writable(folder: str | Path, what: str = "folder") -> Path:
+    """One line now if no file can be created in ``folder`` (read-only, not ours), rather than a
+    failed write after the work."""
+    folder = Path(folder)
+    try:
+        fd, tmp = _temporary(folder / ".wmrbench-write-check")
+        os.close(fd)
+        tmp.unlink()
+    except OSError as exc:
+        raise WmrbenchError(f"cannot write to the {what} {folder}: {os_error_line(exc, exc.filename or folder)}") from None
+    return folder
+
+
+def _temporary(path: Path) -> tuple[int, Path]:
+    """A new file ``.NAME.<random>.tmp`` beside ``path``, opened for writing, created with the mode
+    a plain open() gives (0666 less the umask: the kernel applies it), or ``path``'s own mode."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{TMP_SUFFIX}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # replacing a file keeps its mode
+        except FileNotFoundError:
+            pass
+        except OSError:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return fd, tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(handle)`` atomically; an OSError is one line naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_folder(path.parent)
+    tmp: Path | None = None
     try:
-        # mkstemp creates 0600 files; a result or checkpoint gets the mode any new file would
-        # get under the user's umask (group-readable where the umask allows it).
-        os.chmod(tmp, 0o666 & ~_umask())
+        fd, tmp = _temporary(path)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise WmrbenchError(os_error_line(exc, path)) from None
+        disk = _disk_error(exc)
+        if disk is not None:  # torch.save wraps the failed write in a RuntimeError
+            raise WmrbenchError(os_error_line(disk, path)) from None
         raise
     return path
+
+
+def _disk_error(exc: BaseException) -> OSError | None:
+    """The OSError behind an exception of a writer that wraps it (torch.save), if any."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
+
+
+def remove_file(path: str | Path) -> None:
+    """Delete ``path`` if it is there; an OSError is one line naming it."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError as exc:
+        raise WmrbenchError(os_error_line(exc, path)) from None
+
+
+def remove_stale_temporaries(folder: str | Path, names: tuple[str, ...] | None = None) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) a killed writer left in ``folder``; only for
+    ``names`` when given. Call it only while holding the folder's lock: a live writer's
+    temporary file is not stale."""
+    removed = []
+    folder = Path(folder)
+    for tmp in folder.glob(f".*{TMP_SUFFIX}"):
+        if names is not None and not any(tmp.name.startswith(f".{name}.") for name in names):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _holder(path: Path) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(path.read_text().strip())
+        return f"process {pid}"
+    return "another process"
+
+
+@contextlib.contextmanager
+def lock_folder(folder: str | Path, what: str, hint: str) -> Iterator[Path]:
+    """Hold the one-writer lock of ``folder`` (made if missing) while the body runs.
+
+    A second writer gets one line: ``FOLDER is in use by process PID (its WHAT); HINT``. Stale
+    temporary files are removed once the lock is held. A folder this call made and nothing was
+    written to is removed again on the way out (a command that failed leaves nothing behind).
+    """
+    folder = Path(folder)
+    made = [p for p in [folder, *folder.parents] if not p.exists()]  # the folders this call makes
+    make_folder(folder, what)
+    check_writable(folder, what)
+    path = folder / LOCK_NAME
+    fd = -1
+    while fcntl is not None:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as exc:
+            raise WmrbenchError(f"cannot write to the {what} {folder}: {os_error_line(exc, path)}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise WmrbenchError(f"cannot lock the {what} {folder}: {os_error_line(exc, path)}") from None
+            raise WmrbenchError(f"{folder} is in use by {_holder(path)} (its {what}); {hint}") from None
+        try:  # the file we locked must still be the one at the path (a releasing writer may remove it)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        if fd >= 0:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        remove_stale_temporaries(folder)
+        yield folder
+    finally:
+        if made:  # nothing written: leave no empty folder behind (a failed command writes nothing)
+            with contextlib.suppress(OSError):
+                if {p.name for p in folder.iterdir()} <= {LOCK_NAME}:
+                    path.unlink(missing_ok=True)
+                    for empty in made:  # deepest first; rmdir refuses a folder that is not empty
+                        empty.rmdir()
+        if fd >= 0:
+            os.close(fd)  # releases the flock
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -69,14 +227,26 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda h: torch.save(obj, h))
 
 
+# Lines of torch's weights_only messages that give advice instead of saying what was wrong: the
+# advice to load with weights_only=False (which runs the file's code) is never repeated.
+_ADVICE = ("weights only load failed", "weights_only", "trust", "add_safe_globals", "safe_globals(",
+           "documentation of torch.load", "alternatively")
+
+
 def _unpickler_detail(exc: BaseException) -> str:
-    """The line of torch's long weights_only message that says what was wrong."""
-    text = str(exc)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1]
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    """What was wrong, from torch's long weights_only message, without its advice."""
+    text = str(exc).replace("WeightsUnpickler error:", "\n")
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not any(advice in line.lower() for advice in _ADVICE):
+            return line.split(" Please use ", 1)[0]
+    return type(exc).__name__
+
+
+def _python_global(exc: BaseException) -> str | None:
+    """The Python global (class or function) a file asked the unpickler for, if that is why it failed."""
+    match = re.search(r"GLOBAL\s+([\w.]+)", str(exc))
+    return match.group(1) if match else None
 
 
 def safe_torch_load(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
@@ -91,12 +261,14 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint") -> dict[str, Any
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # Every message of torch's weights_only unpickler mentions weights_only; only a disallowed
-        # global means Python objects. Anything else is a corrupt file.
-        if "Unsupported global" in str(exc):
+        # Only a global the unpickler refused (a class, or a function such as os.system) means
+        # Python objects; anything else is a corrupt file. Neither message repeats torch's advice
+        # to set weights_only=False: that would run the file's code.
+        name = _python_global(exc)
+        if name is not None:
             raise WmrbenchError(
-                f"refusing to load {path}: it holds Python objects, not only tensors "
-                "(checkpoints are read with weights_only=True)"
+                f"refusing to load Python objects from {path} ({name}): a {what} must hold only tensors and "
+                "plain containers, and wmrbench never runs code from a file"
             ) from None
         raise WmrbenchError(f"cannot read {what} {path}: corrupt or not a PyTorch file ({_unpickler_detail(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:

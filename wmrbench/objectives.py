@@ -50,8 +50,13 @@ def trades_objective(
 ) -> Objective:
     s = weights_for(logits_adv, y, alpha, detach_weights)
     natural = F.cross_entropy(logits_nat.float(), y)
-    # KL(p(x) || p(x')) per example; p(x) is not detached, as in TRADES.
+    # KL(p(x) || p(x')) per example; p(x) is not detached, as in TRADES. Both sides are given as
+    # log-probabilities: with p(x) as probabilities, a class whose p(x) underflows to 0 (a logit
+    # gap above ~104 in float32) has d KL / d p = log 0 + 1 = -inf, and softmax's backward turns
+    # 0 * -inf into NaN: the whole model went NaN in one step. Through log p(x) every term of the
+    # gradient is finite, and the value is the same.
     kl = F.kl_div(
-        F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits_nat.float(), dim=1), reduction="none"
+        F.log_softmax(logits_adv.float(), dim=1), F.log_softmax(logits_nat.float(), dim=1), reduction="none",
+        log_target=True,
     ).sum(dim=1)
     return Objective(natural + beta * weighted_mean(kl, s, normalize_weights), s.detach())

@@ -170,8 +170,10 @@ def train_config(
     dataset, defense = parse_enum(DatasetName, dataset, "dataset"), parse_enum(Defense, defense, "defense")
     preset = preset_for(dataset, defense)
     device = given.get("device") or DEFAULT_DEVICE
+    given = dict(given)
+    run = given.pop("run", None)  # "" is a name given (and refused), not "not given"
     default = TrainConfig(
-        run="", dataset=dataset, arch=preset.arch, defense=defense, alpha_train=0.0, beta=preset.beta,
+        run="unnamed", dataset=dataset, arch=preset.arch, defense=defense, alpha_train=0.0, beta=preset.beta,
         detach_weights=False, normalize_weights=False,
         # Algorithm 1 starts the training attack at x + 0.001 * N(0, I).
         attack=AttackConfig(eps=preset.eps, step_size=preset.train_step_size, steps=preset.train_steps,
@@ -182,7 +184,7 @@ def train_config(
         checkpoint_dir=DEFAULT_CHECKPOINT_DIR, device=DEFAULT_DEVICE, precision=default_precision(device),
     )
     cfg = with_options(default, **given)
-    return cfg if cfg.run else with_options(cfg, run=default_train_run(dataset, defense, cfg.alpha_train))
+    return with_options(cfg, run=run if run is not None else default_train_run(dataset, defense, cfg.alpha_train))
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,18 @@ model was correct and its margin: ``clean_correct``, ``clean_margin``, ``pgd_cor
 (``pgd_restart``, ``tr_restart@a``, 0-based). Every metric is recomputed from them.
 
 A result folder holds ``records.csv`` and ``summary.json``; the summary, written last, is the
-marker of a complete result. Its JSON carries ``schema`` (the version of this layout): a file
-that does not parse as a Summary is named and skipped by the readers, never guessed at.
+marker of a complete result, and holds ``records_sha256``, the SHA-256 of the records file it
+was computed from. :func:`read_summary` checks it: records.csv from another write (a kill or a
+full disk between the two files, a second writer) never passes for this summary's records.
+(Summaries written before the field existed carry no hash and are read as they are.) Its JSON
+carries ``schema`` (the version of this layout): a file that does not parse as a Summary is
+named and skipped by the readers, never guessed at.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -32,6 +37,7 @@ TR_CORRECT = "tr_correct@"
 TR_MARGIN = "tr_margin@"
 TR_RESTART = "tr_restart@"
 REQUIRED_COLUMNS = ("index", "label", "clean_correct", "pgd_correct", "pgd_margin")
+RECORDS_NAME, SUMMARY_NAME = "records.csv", "summary.json"
 
 
 def alpha_key(alpha: float) -> str:
@@ -64,6 +70,18 @@ def write_records(path: str | Path, records: pd.DataFrame) -> Path:
     return atomic_write_text(path, to_csv_text(records))
 
 
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_records(path: str | Path) -> pd.DataFrame:
     try:
         records = pd.read_csv(path)
@@ -78,8 +96,19 @@ def read_records(path: str | Path) -> pd.DataFrame:
 # --- the typed result schema -------------------------------------------------------------------
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _optional_float(value: Any, name: str = "value") -> float | None:
+    """None, or a finite number (a string such as "two" or "2", a bool, NaN: ValueError)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} is {value!r}, not a finite number")
+    return float(value)
+
+
+def _optional_str(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} is {value!r}, not a string")
+    return value
 
 
 @dataclass(frozen=True)
@@ -107,11 +136,22 @@ class ModelInfo:
         if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not isinstance(d.get("source"), str):
             raise ValueError("no model name and source")
         values = {f.name: d.get(f.name) for f in dataclasses.fields(cls) if f.name in d}
-        values["alpha_train"] = _optional_float(values.get("alpha_train"))
-        values["beta"] = _optional_float(values.get("beta"))
-        values["train_config"] = dict(values.get("train_config") or {})
+        for name in ("arch", "defense", "checkpoint", "model_id", "threat_model", "model_dir", "factory"):
+            values[name] = _optional_str(values.get(name), f"model.{name}")
+        values["alpha_train"] = _optional_float(values.get("alpha_train"), "model.alpha_train")
+        values["beta"] = _optional_float(values.get("beta"), "model.beta")
+        if values["alpha_train"] is not None and values["alpha_train"] < 0:
+            raise ValueError(f"model.alpha_train is {values['alpha_train']!r}, not >= 0")
+        train_config = values.get("train_config") or {}
+        if not isinstance(train_config, dict):
+            raise ValueError("model.train_config is not an object")
+        values["train_config"] = dict(train_config)
         for key in ("mean", "std"):
-            values[key] = None if values.get(key) is None else tuple(float(v) for v in values[key])
+            if values.get(key) is not None:
+                stats = values[key]
+                if not isinstance(stats, (list, tuple)) or not stats:
+                    raise ValueError(f"model.{key} is not a list of numbers")
+                values[key] = tuple(_optional_float(v, f"model.{key}") for v in stats)
         return cls(**values)
 
 
@@ -145,7 +185,16 @@ class Metrics:
             table = d.get(name, {} if optional else None)
             if not isinstance(table, dict):
                 raise ValueError(f"no metrics.{name} object")
-            return {alpha_key(float(k)): number(v, f"{name}[{k}]") for k, v in table.items()}
+            out = {}
+            for k, v in table.items():
+                try:
+                    alpha = float(k)
+                except ValueError:
+                    raise ValueError(f"metrics.{name} has the key {k!r}, not an alpha") from None
+                if not (math.isfinite(alpha) and alpha >= 0):
+                    raise ValueError(f"metrics.{name} has the key {k!r}, not an alpha >= 0")
+                out[alpha_key(alpha)] = number(v, f"{name}[{k}]")
+            return out
 
         return cls(int(number(d.get("n_examples"), "n_examples")), number(d.get("A_nat"), "A_nat"),
                    number(d.get("A_rob"), "A_rob"), per_alpha("A_sa"), per_alpha("A_tr"), per_alpha("A_wc", True))
@@ -172,6 +221,7 @@ class Summary:
     processes: int
     versions: dict[str, Any]
     adversarial: AdversarialOrigin | None = None
+    records_sha256: str | None = None  # of the records.csv this summary was computed from
     schema: int = SCHEMA_VERSION
 
     @property
@@ -180,8 +230,9 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         out = to_jsonable(self)
-        if self.adversarial is None:
-            del out["adversarial"]
+        for optional in ("adversarial", "records_sha256"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
     @classmethod
@@ -197,11 +248,21 @@ class Summary:
         except WmrbenchError as exc:
             raise ValueError(str(exc)) from None
         adversarial = d.get("adversarial")
+        records_sha256 = d.get("records_sha256")
+        if records_sha256 is not None and not (isinstance(records_sha256, str) and len(records_sha256) == 64):
+            raise ValueError(f"records_sha256 is {records_sha256!r}, not a SHA-256")
+        run = d.get("run", "")
+        if not isinstance(run, str):
+            raise ValueError(f"run is {run!r}, not a name")
+        versions = d.get("versions") or {}
+        if not isinstance(versions, dict):
+            raise ValueError("versions is not an object")
         return cls(
-            run=str(d.get("run", "")), model=ModelInfo.from_json(d.get("model")), config=config,
+            run=run, model=ModelInfo.from_json(d.get("model")), config=config,
             metrics=Metrics.from_json(d.get("metrics")), seconds=float(d.get("seconds", 0.0)),
-            processes=int(d.get("processes", 1)), versions=dict(d.get("versions") or {}),
+            processes=int(d.get("processes", 1)), versions=dict(versions),
             adversarial=AdversarialOrigin(**adversarial) if isinstance(adversarial, dict) else None,
+            records_sha256=records_sha256,
         )
 
 
@@ -209,14 +270,36 @@ def write_summary(path: str | Path, summary: Summary) -> Path:
     return atomic_write_json(path, summary.to_json())
 
 
-def read_summary(path: str | Path) -> Summary:
-    """A summary.json, or one line naming the file and what is wrong with it."""
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_summary(path: str | Path, check_records: bool = True) -> Summary:
+    """A summary.json, or one line naming the file and what is wrong with it.
+
+    ``check_records``: when the summary holds the hash of its records and records.csv is
+    beside it, the two must match (a summary copied without its records is still read).
+    """
+    path = Path(path)
     try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # NaN and Infinity are not JSON: a file holding them was not written by wmrbench.
+        obj = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise WmrbenchError(f"{path}: not valid JSON ({type(exc).__name__}: {first})") from None
     try:
-        return Summary.from_json(obj)
-    except (ValueError, TypeError, KeyError) as exc:
+        summary = Summary.from_json(obj)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise WmrbenchError(f"{path}: not a wmrbench summary ({exc})") from None
+    records = path.parent / RECORDS_NAME
+    if check_records and summary.records_sha256 is not None and records.is_file():
+        try:
+            actual = sha256_file(records)
+        except OSError as exc:
+            raise WmrbenchError(f"{path}: cannot read {records} ({exc.strerror or exc})") from None
+        if actual != summary.records_sha256:
+            raise WmrbenchError(
+                f"{path}: {records.name} beside it is not the one it was computed from (SHA-256 differs): "
+                "an interrupted or concurrent write, or an edited file; evaluate again with --overwrite"
+            )
+    return summary

@@ -15,17 +15,28 @@ from wmrbench.errors import WmrbenchError
 
 def parse_device(device: str) -> torch.device:
     """The device a name means here: 'auto' -> cuda when present, else cpu; anything else must
-    name an available device. (Under torchrun, :func:`wmrbench.distributed.resolve_device` then
-    picks this process's GPU.)"""
+    name a device torch can run wmrbench on in this process (cpu; cuda or cuda:N with that GPU
+    present; mps where it is available), else one line. (Under torchrun,
+    :func:`wmrbench.distributed.resolve_device` then picks this process's GPU.)"""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, TypeError, ValueError):
         raise WmrbenchError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise WmrbenchError(f"device {device!r} asked for, but CUDA is not available here")
-    return dev
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise WmrbenchError(f"device {device!r} asked for, but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise WmrbenchError(
+                f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) are visible here"
+            )
+        return dev
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return dev
+    raise WmrbenchError(f"device {device!r} cannot run wmrbench here; use auto, cpu, cuda or cuda:N")
 
 
 def autocast_dtype(precision: Precision) -> torch.dtype | None:

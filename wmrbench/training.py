@@ -3,7 +3,12 @@
 Every epoch ends by writing ``<checkpoint_dir>/<run>/last.pt`` atomically (model, optimizer,
 scheduler, epoch, config, history) and rewriting ``metrics.jsonl`` from the history it holds,
 so a run killed at any moment resumes from its last finished epoch exactly as if it had never
-stopped.
+stopped. The run folder has one writer at a time (a lock, :func:`wmrbench.io.lock_folder`), and
+``--resume`` writes the folder it was given, whatever run name the checkpoint recorded.
+
+A run that diverges stops with one line naming the epoch and the steps (the loss is checked
+where it is read back anyway, once per ``log_every`` steps, and the weights once per epoch
+before they are saved): ``last.pt`` keeps the last good epoch.
 
 Every random stream of an epoch (shuffle, attack starts, dropout, augmentation) is derived from
 (seed, epoch, rank) when the epoch starts, so a checkpoint needs no RNG state and resume is
@@ -16,8 +21,10 @@ rank takes ``batch_size / world_size``), and only rank 0 writes checkpoints and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +53,8 @@ from wmrbench.config import (
 )
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
 from wmrbench.data.augment import random_crop_flip
-from wmrbench.errors import WmrbenchError
-from wmrbench.io import atomic_torch_save, atomic_write_text
+from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.io import atomic_torch_save, atomic_write_text, lock_folder
 from wmrbench.models import create_model, model_spec
 from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
 from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
@@ -73,6 +80,14 @@ class TrainResult:
 
 def run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.checkpoint_dir) / cfg.run
+
+
+class Diverged(WmrbenchError):
+    """The loss or the weights stopped being finite (a too large --lr, a too large alpha_train)."""
+
+    def __init__(self, what: str, epoch: int) -> None:
+        super().__init__(what)
+        self.what, self.epoch = what, epoch
 
 
 def train_step(
@@ -155,16 +170,25 @@ def config_for_run(
     fresh = train_config(dataset or DEFAULT_DATASET, defense or DEFAULT_DEFENSE, **options.given())
     if not resume:
         distributed.check_divides(fresh.batch_size, distributed.env_world_size())
+        check_before_work(fresh)
         return fresh
     saved = train_config_from_dict(_read_training_checkpoint(run_dir(fresh) / "last.pt")["config"])
-    requested = options.apply(saved)
+    # The folder read is the folder written: a copied run folder continues as its own run.
+    requested = dataclasses.replace(options.apply(saved), run=fresh.run)
     if dataset is not None:
         requested = dataclasses.replace(requested, dataset=parse_enum(DatasetName, dataset, "dataset"))
     if defense is not None:
         requested = dataclasses.replace(requested, defense=parse_enum(Defense, defense, "defense"))
     resumed = merge_resume(saved, requested)
     distributed.check_divides(resumed.batch_size, distributed.env_world_size())
+    check_before_work(resumed)
     return resumed
+
+
+def check_before_work(cfg: TrainConfig) -> None:
+    """What can be known wrong before any work: the device, and the architecture against the data."""
+    distributed.resolve_device(cfg.device)
+    check_arch_fits(cfg)
 
 
 def _read_training_checkpoint(last: Path) -> dict[str, Any]:
@@ -173,7 +197,32 @@ def _read_training_checkpoint(last: Path) -> dict[str, Any]:
     saved = read_checkpoint(last)
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise WmrbenchError(f"--resume: {last} is not a wmrbench training checkpoint")
+    try:
+        train_config_from_dict(saved.get("config"))
+    except WmrbenchError as exc:
+        raise WmrbenchError(f"--resume: {last} records a config this version cannot use ({exc})") from None
     return saved
+
+
+def check_arch_fits(cfg: TrainConfig) -> None:
+    """One forward pass of a fresh ``cfg.arch`` on one zero image of the data set's shape, on the
+    CPU: an architecture that cannot take the data set's inputs is one line before any work."""
+    info = dataset_spec(cfg.dataset).info
+    shape = (info.in_channels, info.image_size, info.image_size)
+    with torch.random.fork_rng(devices=[]):  # the run's own initial weights come from its seed
+        model = create_model(cfg.arch, info.num_classes, info.in_channels).eval()
+        try:
+            with torch.no_grad():
+                logits = model(torch.zeros(1, *shape))
+        except RuntimeError as exc:
+            raise WmrbenchError(
+                f"--arch {cfg.arch} cannot take {cfg.dataset.value} inputs of shape {shape}: {first_line(exc)}"
+            ) from None
+    if tuple(logits.shape) != (1, info.num_classes):
+        raise WmrbenchError(
+            f"--arch {cfg.arch} gives outputs of shape {tuple(logits.shape[1:])} on {cfg.dataset.value}, "
+            f"which has {info.num_classes} classes"
+        )
 
 
 def merge_resume(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
@@ -203,7 +252,23 @@ def fit(
     device = distributed.resolve_device(cfg.device)
     world_size = distributed.env_world_size()
     distributed.check_divides(cfg.batch_size, world_size)  # before any work, same on every rank
+    check_arch_fits(cfg)
     last = run_dir(cfg) / "last.pt"
+    if not resume and last.exists():  # checked again under the lock; this is the early answer
+        raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
+    writer = (
+        lock_folder(run_dir(cfg), "checkpoint folder", "wait for that run to finish, or train another --run")
+        if distributed.is_main_process() else contextlib.nullcontext()
+    )
+    with writer:
+        return _fit_locked(cfg, device, world_size, last, resume, stop_after_epochs, show_progress)
+
+
+def _fit_locked(
+    cfg: TrainConfig, device: torch.device, world_size: int, last: Path, resume: bool,
+    stop_after_epochs: int | None, show_progress: bool,
+) -> TrainResult:
+    """:func:`fit` once the run folder is this process's (rank 0) alone."""
     saved: dict[str, Any] = {}
     if resume:
         saved = _read_training_checkpoint(last)
@@ -228,10 +293,20 @@ def fit(
     with progress_bar(enabled=show_progress and ctx.is_main) as progress:
         for epoch in range(start_epoch, end_epoch):
             generators = epoch_generators(cfg.seed, epoch, ctx.rank, device)
-            stats, weights = _train_epoch(
-                model, optimizer, train, cfg, generators, cfg.precision, device, progress, epoch,
-                train_model=train_model, ctx=ctx,
-            )
+            try:
+                stats, weights = _train_epoch(
+                    model, optimizer, train, cfg, generators, cfg.precision, device, progress, epoch,
+                    train_model=train_model, ctx=ctx,
+                )
+                check_finite_weights(model, epoch)
+            except Diverged as exc:  # last.pt (if any) still holds the last good epoch
+                kept = f"the last good checkpoint {last} (epoch {epoch}) is kept" if epoch else "no checkpoint was written"
+                lower = f"--lr (now {cfg.lr:g})"
+                if cfg.alpha_train > 0:
+                    lower += f" or --alpha-train (now {cfg.alpha_train:g})"
+                raise WmrbenchError(
+                    f"training diverged: {exc.what}; stopped, {kept}; train a new --run with a lower {lower}"
+                ) from None
             scheduler.step()
             if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 stats.update(_validation_stats(model, val, cfg))
@@ -275,7 +350,7 @@ def _is_best(history: list[dict[str, Any]]) -> bool:
 
 
 def _training_split(cfg: TrainConfig, device: torch.device, world_size: int) -> ImageSet:
-    """The training split on the device, and the checkpoint folder made (before any epoch runs).
+    """The training split on the device (the checkpoint folder is already made and locked).
 
     The whole split moves to the device once (uint8 for CIFAR-10 / Tiny ImageNet): batches,
     crops and flips are then gathers there, and the GPU never waits for a CPU loader.
@@ -284,13 +359,15 @@ def _training_split(cfg: TrainConfig, device: torch.device, world_size: int) -> 
         cfg.dataset, cfg.data_dir, train=True, download=cfg.download, verify_checksums=cfg.verify_checksums
     ).to(device)
     distributed.check_enough(len(train), world_size, "training examples")
-    out = run_dir(cfg)
-    if distributed.is_main_process():  # the only writer finds out now, not after an epoch
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WmrbenchError(f"cannot create the checkpoint folder {out}: {exc.strerror or exc}") from None
     return train
+
+
+def check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """Once per epoch, before saving: every floating-point parameter and buffer is finite (one
+    host sync), so a checkpoint never holds NaN weights."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
+        raise Diverged(f"the weights are not finite at the end of epoch {epoch + 1}", epoch)
 
 
 def _restore(
@@ -327,6 +404,7 @@ def _train_epoch(
     weight_sum = torch.zeros((), device=device)
     weights: list[Tensor] = []  # the epoch's importance weights, kept on the device for the histogram
     seen = 0
+    checked = 0  # steps up to here had a finite loss
     for step, (_, x, y) in enumerate(batches(train, batch_size, mine)):
         if cfg.augment:  # random crop (padding 4) + flip, batched on the device
             x = random_crop_flip(x, generators["augment"], padding_mode=cfg.padding_mode.value)
@@ -343,7 +421,19 @@ def _train_epoch(
         # The bar moves every step (a host-side count); the loss is read back from the device
         # only once per log_every steps, so the step never waits for the GPU.
         if (step + 1) % cfg.log_every == 0 or step + 1 == n_batches:
-            progress.update(task, completed=step + 1, info=f"loss {(loss_sum / seen).item():.4f}")
+            # The running loss is read back here anyway: its finiteness costs no extra sync. A
+            # non-finite step makes the running sum non-finite, so no step goes unchecked.
+            running = loss_sum / seen
+            diverged = running.isfinite().logical_not().float()
+            if ctx.enabled:  # a rank that diverged stops every rank, at the same step
+                diverged = distributed.all_reduce_sum(diverged)
+            running_loss, diverged_ranks = torch.stack([running, diverged]).tolist()
+            if diverged_ranks > 0:
+                steps = f"step {step + 1}" if step == checked else f"steps {checked + 1}-{step + 1}"
+                value = running_loss if not math.isfinite(running_loss) else "non-finite on another process"
+                raise Diverged(f"the loss became {value} in epoch {epoch + 1} (lr {lr:g}), {steps} of {n_batches}", epoch)
+            checked = step + 1
+            progress.update(task, completed=step + 1, info=f"loss {running_loss:.4f}")
         else:
             progress.update(task, completed=step + 1)
     progress.remove_task(task)

@@ -47,6 +47,7 @@ def attack(
     results_dir: o.ResultsDir = None,
     run: Annotated[str | None, typer.Option(help="Name of the attack (default: the model's run, id or function name).")] = None,
     output: Annotated[str | None, typer.Option(help="The file to write (default RESULTS_DIR/RUN/adversarial.pt).")] = None,
+    overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Attack a model with PGD and weighted PGD; save the points for `evaluate --adversarial`.
@@ -67,7 +68,7 @@ def attack(
         if not sources:
             raise WmrbenchError(f"say which model to attack: {MODEL_OPTIONS}")
         path, adv = run_attack(sources[0], options, dataset, parse_enum(Split, split, "split"), run, output,
-                               show_progress=not quiet)
+                               show_progress=not quiet, overwrite=overwrite)
     n = len(adv.label)
     for key, points in adv.attacks.items():
         what = "unweighted PGD" if key == "pgd" else f"weighted PGD, alpha {points.alpha:g}"

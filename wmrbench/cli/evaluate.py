@@ -45,6 +45,7 @@ def evaluate(
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
     run: Annotated[str | None, typer.Option(help="Result name (default: the checkpoint's run, the model id, or the function's name).")] = None,
+    overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
@@ -63,7 +64,8 @@ def evaluate(
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
-        results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet)
+        results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet,
+                                             overwrite=overwrite)
     if not distributed.is_main_process():
         return
     for result in results:

@@ -17,11 +17,17 @@ def models(
     model_dir: Annotated[str, typer.Option(help="RobustBench cache folder: ids whose checkpoint is there are marked.")] = "models",
 ) -> None:
     """List RobustBench's model ids (for `evaluate --model-id`); mark those already in the cache."""
-    from wmrbench.models.robustbench import cached, zoo_ids
+    from wmrbench.models.robustbench import cache_state, zoo_ids
 
     with user_errors():
         ids = zoo_ids(dataset, threat_model)
-        present = cached(ids, dataset, threat_model, model_dir)
+        state = cache_state(ids, dataset, threat_model, model_dir)
     for model_id in ids:
-        typer.echo(f"{model_id}  (cached)" if model_id in present else model_id)
-    typer.echo(f"{len(ids)} ids for {dataset}/{threat_model}; {len(present)} in {model_dir}", err=True)
+        if model_id not in state:
+            typer.echo(model_id)
+        elif state[model_id] is None:
+            typer.echo(f"{model_id}  (cached)")
+        else:
+            typer.echo(f"{model_id}  (corrupt cache file {state[model_id]}: delete it)")
+    present = sum(bad is None for bad in state.values())
+    typer.echo(f"{len(ids)} ids for {dataset}/{threat_model}; {present} in {model_dir}", err=True)

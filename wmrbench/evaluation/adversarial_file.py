@@ -38,6 +38,7 @@ from wmrbench.models.source import ModelSource
 from wmrbench.records import ModelInfo
 
 ADVERSARIAL_FORMAT = "wmrbench-adversarial-v1"
+ADVERSARIAL_NAME = "adversarial.pt"  # RESULTS_DIR/RUN/adversarial.pt unless --output says otherwise
 PGD = "pgd"  # the unweighted attack's key
 EPS_SLACK = 1e-6  # float32 rounding of x +- eps
 
@@ -127,6 +128,8 @@ def load_adversarial(path: str | Path) -> AdversarialSet:
     for key, p in adv.attacks.items():
         if p.x_adv.shape != adv.x.shape:
             raise WmrbenchError(f"{bad} (attack {key}: x_adv has shape {tuple(p.x_adv.shape)}, x {tuple(adv.x.shape)})")
+        if not all(bool(t.isfinite().all()) for t in (p.x_adv, p.margin, p.weight)):
+            raise WmrbenchError(f"{bad} (attack {key} holds non-finite points, margins or weights)")
         # A point outside the threat model would make every number computed from it meaningless.
         if (p.x_adv - adv.x).abs().max() > eps + EPS_SLACK or p.x_adv.min() < 0 or p.x_adv.max() > 1:
             raise WmrbenchError(f"{path}: attack {key} leaves the eps={eps:g} ball around x or [0, 1]")

@@ -8,15 +8,23 @@ the same attack keeping its points (``attack``), or the model at points saved ea
 Under ``torchrun`` each rank scores a contiguous run of whole batches (``batch_size`` is per
 process) and the per-example columns are gathered in index order; rank 0 writes the result,
 which is the same for any number of processes.
+
+A result is claimed before any work (:func:`claim_result`): its folder must be writable, must
+not hold a complete result already (unless ``overwrite``), and is locked until the result is
+written. It is written as one unit (:func:`write_result`): the old summary goes first, then
+records.csv, then summary.json holding the records' SHA-256, so a reader sees either no result
+or a complete, matching pair.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
@@ -29,7 +37,10 @@ from wmrbench.metrics import compute_metrics
 from wmrbench.models.source import ModelSource, OpenedSource, SourceKind, build_model, open_source
 from wmrbench.presets import eval_config
 from wmrbench.progress import progress_bar
-from wmrbench.records import AdversarialOrigin, ModelInfo, Summary, write_records, write_summary
+from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file
+from wmrbench.records import (
+    RECORDS_NAME, SUMMARY_NAME, TR_MARGIN, AdversarialOrigin, ModelInfo, Summary, sha256_text, to_csv_text, write_summary,
+)
 from wmrbench.runtime import prepare_input, prepare_model, provenance
 
 # (model, index, x, y) -> per-example columns (1-D tensors) for one batch
@@ -85,21 +96,25 @@ def load_model(opened: OpenedSource, run: str, dataset: DatasetName) -> tuple[nn
     return build_model(opened, run, dataset.value, info.num_classes, info.in_channels)
 
 
-def prepare(
+def plan(
     source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, run: str | None = None,
-    train_split: bool = False,
-) -> Prepared:
-    """Open the source, build the config (the data set's preset with the options on top), build
-    the model and load the split; every bad input ends here, before any attack runs."""
+) -> tuple[OpenedSource, EvalConfig]:
+    """Open the source and build the config (the data set's preset with the options on top)."""
     opened = open_source(source)
     dataset = resolve_dataset(opened, dataset)
     norm = options.norm or threat_norm(source)
+    run = run if run is not None else source.default_run()
     # A wmrbench checkpoint knows where its data set lives: evaluate it there unless told otherwise.
     recorded_dir = opened.train_config.get("data_dir") if dataset.value == opened.recorded_dataset else None
-    base = eval_config(dataset, run or source.default_run(), options.protocol or Protocol.DEFAULT, norm,
-                       data_dir=recorded_dir)
-    cfg = options.apply(base)
+    cfg = options.apply(eval_config(dataset, run, options.protocol or Protocol.DEFAULT, norm, data_dir=recorded_dir))
     distributed.resolve_device(cfg.device)
+    return opened, cfg
+
+
+def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) -> Prepared:
+    """Build the model and load the split (after :func:`plan`); every bad input ends here,
+    before any attack runs."""
+    dataset = cfg.dataset
     model, info = load_model(opened, cfg.run, dataset)
     data = load_split(
         dataset, cfg.data_dir, train=train_split, download=cfg.download, verify_checksums=cfg.verify_checksums
@@ -109,7 +124,14 @@ def prepare(
 
 
 def check_model_fits(model: nn.Module, data: ImageSet, what: str) -> None:
-    """A shape mismatch between model and data becomes one line, not a traceback."""
+    """A shape mismatch between model and data, or a model whose weights or outputs are not
+    finite (a diverged training), becomes one line, not a traceback or a NaN result."""
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad:
+        raise WmrbenchError(
+            f"{what} has non-finite weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): "
+            "a diverged training? it cannot be evaluated"
+        )
     probe = data.images(torch.arange(1))
     try:
         logits = attacks.predict(model.cpu(), probe)
@@ -118,6 +140,9 @@ def check_model_fits(model: nn.Module, data: ImageSet, what: str) -> None:
     n_classes = int(data.y.max()) + 1
     if logits.dim() != 2 or logits.shape[1] < n_classes:
         raise WmrbenchError(f"{what} gives outputs of shape {tuple(logits.shape[1:])}, the data has {n_classes} classes")
+    if not bool(logits.isfinite().all()):
+        value = logits.flatten()[~logits.flatten().isfinite()][0].item()
+        raise WmrbenchError(f"{what} gives non-finite outputs ({value}) on the first example; it cannot be evaluated")
 
 
 def _padded(index: Tensor, x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -177,23 +202,81 @@ def records_frame(columns: dict[str, Tensor]) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
+def result_dir(cfg: EvalConfig) -> Path:
+    return Path(cfg.results_dir) / cfg.run
+
+
+def refuse_existing(path: Path, overwrite: bool, what: str) -> None:
+    """One line when ``path`` (a complete result) exists and ``overwrite`` was not given."""
+    if path.is_dir():
+        raise WmrbenchError(f"{path} is a folder, not a {what} file; choose another --run or --output")
+    if path.exists() and not overwrite:
+        raise WmrbenchError(
+            f"{path} already exists (a complete {what}); pass --overwrite to replace it, or choose another --run"
+        )
+
+
+@contextlib.contextmanager
+def claim_folder(folder: Path, done: Path, overwrite: bool, what: str) -> Iterator[Path]:
+    """Before any work: ``folder`` can be written, ``done`` (the file that marks a complete
+    result) is not there unless ``overwrite``, and the folder is this process's until the body
+    ends (:func:`wmrbench.io.lock_folder`). Under torchrun only rank 0 writes and locks."""
+    refuse_existing(done, overwrite, what)  # every rank answers the same, before any work
+    if not distributed.is_main_process():
+        yield folder
+        return
+    with lock_folder(folder, "results folder", "wait for it to finish, or choose another --run"):
+        refuse_existing(done, overwrite, what)  # again, now that no one else can write it
+        yield folder
+
+
+def claim_result(cfg: EvalConfig, overwrite: bool) -> contextlib.AbstractContextManager[Path]:
+    """:func:`claim_folder` for ``RESULTS_DIR/RUN/`` (whose summary.json marks a complete result)."""
+    return claim_folder(result_dir(cfg), result_dir(cfg) / SUMMARY_NAME, overwrite, "result")
+
+
+@contextlib.contextmanager
+def claim_file(path: Path, overwrite: bool, what: str) -> Iterator[Path]:
+    """Before any work, for a file given by path (``attack --output``): its folder can be
+    written, and the file is not there unless ``overwrite``. (A shared folder is not locked.)"""
+    refuse_existing(path, overwrite, what)
+    if distributed.is_main_process():  # a read-only folder says so now, not after the attack
+        check_writable(make_folder(path.parent, "output folder"), "output folder")
+    yield path
+
+
+def check_finite_records(records: pd.DataFrame, what: str) -> None:
+    """Margins that are not finite (a model or an attack that went NaN) never make a result."""
+    margins = [c for c in records.columns if c.endswith("_margin") or c.startswith(TR_MARGIN)]
+    bad = {c: int((~np.isfinite(records[c].to_numpy(dtype=np.float64))).sum()) for c in margins}
+    bad = {c: n for c, n in bad.items() if n}
+    if bad:
+        where = ", ".join(f"{c} ({n} examples)" for c, n in bad.items())
+        raise WmrbenchError(f"{what} gave non-finite margins in {where}; nothing was written")
+
+
 def write_result(
     records: pd.DataFrame, cfg: EvalConfig, info: ModelInfo, seconds: float,
     adversarial: AdversarialOrigin | None = None,
 ) -> EvalResult:
-    """records.csv, then summary.json (the summary's presence means the result is complete).
+    """The result as one unit: the old summary.json goes, records.csv is written, then
+    summary.json with the records' SHA-256 (its presence, with a matching hash, means the
+    result is complete). Call it inside :func:`claim_result`.
 
     Under torchrun every rank builds the summary; only rank 0 writes.
     """
+    check_finite_records(records, info.name)
+    csv_text = to_csv_text(records)
     summary = Summary(
         run=cfg.run, model=info, config=cfg, metrics=compute_metrics(records, list(cfg.alpha_test)),
         seconds=round(seconds, 3), processes=distributed.env_world_size(), versions=provenance(),
-        adversarial=adversarial,
+        adversarial=adversarial, records_sha256=sha256_text(csv_text),
     )
-    out_dir = Path(cfg.results_dir) / cfg.run
+    out_dir = result_dir(cfg)
     if distributed.is_main_process():
-        write_records(out_dir / "records.csv", records)
-        write_summary(out_dir / "summary.json", summary)
+        remove_file(out_dir / SUMMARY_NAME)  # the old result stops being complete first
+        atomic_write_text(out_dir / RECORDS_NAME, csv_text)
+        write_summary(out_dir / SUMMARY_NAME, summary)
     return EvalResult(summary, records, out_dir)
 
 

@@ -21,6 +21,7 @@ from wmrbench.config import (
 from wmrbench.data import ImageSet
 from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.evaluation.adversarial_file import (
+    ADVERSARIAL_NAME,
     PGD,
     AdversarialSet,
     AttackPoints,
@@ -31,16 +32,22 @@ from wmrbench.evaluation.adversarial_file import (
 from wmrbench.evaluation.pipeline import (
     EvalResult,
     Timer,
+    check_finite_records,
     check_model_fits,
+    claim_file,
+    claim_folder,
+    claim_result,
     collect,
     load_model,
+    plan,
     prepare,
     records_frame,
     write_result,
 )
 from wmrbench.evaluation.scorers import AttackScorer, PointsScorer, ReplayScorer
-from wmrbench.models.source import MODEL_OPTIONS, ModelSource, SourceKind, open_source
+from wmrbench.models.source import MODEL_OPTIONS, ModelSource, OpenedSource, SourceKind, open_source
 from wmrbench.records import (
+    TR_MARGIN,
     AdversarialOrigin,
     ModelInfo,
     Summary,
@@ -61,16 +68,20 @@ def evaluate_model(model: nn.Module, data: ImageSet, cfg: EvalConfig, show_progr
 
 def evaluate_source(
     source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, run: str | None = None,
-    show_progress: bool = True,
+    show_progress: bool = True, overwrite: bool = False,
 ) -> EvalResult:
     """Evaluate the model a source names on its data set; write ``<results_dir>/<run>/``.
 
-    Under torchrun every rank returns the whole result; only rank 0 writes it.
+    An existing complete result there is refused unless ``overwrite``; where the result goes
+    is checked before any work. Under torchrun every rank returns the whole result; only rank 0
+    writes it.
     """
-    prepared = prepare(source, options, dataset, run)
-    timer = Timer()
-    records = evaluate_model(prepared.model, prepared.data, prepared.cfg, show_progress)
-    return write_result(records, prepared.cfg, prepared.info, timer.seconds)
+    opened, cfg = plan(source, options, dataset, run)
+    with claim_result(cfg, overwrite):
+        prepared = prepare(opened, cfg)
+        timer = Timer()
+        records = evaluate_model(prepared.model, prepared.data, prepared.cfg, show_progress)
+        return write_result(records, prepared.cfg, prepared.info, timer.seconds)
 
 
 @dataclass
@@ -81,7 +92,7 @@ class Failure:
 
 def evaluate_sources(
     sources: list[ModelSource], options: EvalOptions, dataset: DatasetName | str | None = None,
-    show_progress: bool = True,
+    show_progress: bool = True, overwrite: bool = False,
 ) -> tuple[list[EvalResult], list[Failure]]:
     """Evaluate several models in turn, each into its own result; a failure in one loses no other.
 
@@ -92,7 +103,7 @@ def evaluate_sources(
     failures: list[Failure] = []
     for source in sources:
         try:
-            results.append(evaluate_source(source, options, dataset, None, show_progress))
+            results.append(evaluate_source(source, options, dataset, None, show_progress, overwrite))
         except WmrbenchError as exc:
             failures.append(Failure(source.default_run(), str(exc)))
         except Exception as exc:  # noqa: BLE001  reported at the end, never swallowed
@@ -102,13 +113,30 @@ def evaluate_sources(
 
 def run_attack(
     source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, split: Split = Split.TEST,
-    run: str | None = None, output: str | None = None, show_progress: bool = True,
+    run: str | None = None, output: str | None = None, show_progress: bool = True, overwrite: bool = False,
 ) -> tuple[Path, AdversarialSet]:
-    """Attack a model on a split; write the points to ``output`` (default RESULTS_DIR/RUN/adversarial.pt)."""
-    prepared = prepare(source, options, dataset, run, train_split=split is Split.TRAIN)
-    cfg = prepared.cfg
-    path = Path(output) if output else Path(cfg.results_dir) / cfg.run / "adversarial.pt"
+    """Attack a model on a split; write the points to ``output`` (default RESULTS_DIR/RUN/adversarial.pt).
+
+    An existing file there is refused unless ``overwrite``; where it goes is checked before any work.
+    """
+    opened, cfg = plan(source, options, dataset, run)
+    if output:
+        path = Path(output)
+        claim = claim_file(path, overwrite, "adversarial file")
+    else:
+        path = Path(cfg.results_dir) / cfg.run / ADVERSARIAL_NAME
+        claim = claim_folder(path.parent, path, overwrite, "adversarial file")
+    with claim:
+        return path, _attack(opened, cfg, source, split, path, show_progress)
+
+
+def _attack(
+    opened: OpenedSource, cfg: EvalConfig, source: ModelSource, split: Split, path: Path, show_progress: bool,
+) -> AdversarialSet:
+    prepared = prepare(opened, cfg, train_split=split is Split.TRAIN)
     cols = collect(prepared.model, prepared.data, cfg, PointsScorer(cfg), show_progress)
+    margins = {key: values for key, values in cols.items() if key.endswith("_margin") or key.startswith(TR_MARGIN)}
+    check_finite_records(records_frame(margins), prepared.info.name)  # no NaN points or weights are saved
     found = {PGD: AttackPoints.of(0.0, cols["pgd_x_adv"], cols["pgd_margin"], cols["pgd_correct"], cols["pgd_restart"])}
     for j, alpha in enumerate(cfg.alpha_test):
         correct_col, margin_col = tr_columns(alpha)
@@ -120,7 +148,7 @@ def run_attack(
         index=cols["index"], label=cols["label"], x=cols["x"].float().contiguous(), attacks=found,
     )
     save_adversarial(path, adv)
-    return path, adv
+    return adv
 
 
 FIXED_OPTIONS = (fields_with(EvalConfig, FIXED_BY_ATTACK) - {"attack"}) | ATTACK_FIELDS
@@ -145,9 +173,11 @@ def replay_config(adv: AdversarialSet, path: str | Path, run: str, options: Eval
 
 def evaluate_adversarial(
     path: str | Path, source: ModelSource | None, options: EvalOptions, dataset: DatasetName | str | None = None,
-    run: str | None = None, show_progress: bool = True,
+    run: str | None = None, show_progress: bool = True, overwrite: bool = False,
 ) -> EvalResult:
-    """Score a saved attack on the model it attacked (``source=None``) or on another one."""
+    """Score a saved attack on the model it attacked (``source=None``) or on another one.
+
+    An existing complete result of that run is refused unless ``overwrite``."""
     adv = load_adversarial(path)
     saved_dataset = adv.config.dataset
     if dataset is not None and DatasetName(dataset) is not saved_dataset:
@@ -156,24 +186,25 @@ def evaluate_adversarial(
         # Points crafted on another model make a transfer result: never overwrite the model's own.
         run = adv.run if source in (None, adv.source) else f"{source.default_run()}-from-{adv.run}"
     cfg = replay_config(adv, path, run, options)
-    try:
-        model, info = load_model(open_source(source or adv.source), run, saved_dataset)
-    except WmrbenchError as exc:
-        if source is not None:
-            raise
-        raise WmrbenchError(f"{exc} (the attacked model, as {path} records it; or name one with {MODEL_OPTIONS})") from None
-    data = ImageSet(adv.x, adv.label)
-    check_model_fits(model, data, info.name)
-    timer = Timer()
-    scorer = ReplayScorer(adv, cfg)
-    records = records_frame(collect(model, data.subset(cfg.n_examples), cfg, scorer, show_progress, scorer.what))
-    origin = AdversarialOrigin(file=str(path), split=adv.split.value, attacked=adv.header()["source"])
-    return write_result(records, cfg, info, timer.seconds, origin)
+    with claim_result(cfg, overwrite):
+        try:
+            model, info = load_model(open_source(source or adv.source), run, saved_dataset)
+        except WmrbenchError as exc:
+            if source is not None:
+                raise
+            raise WmrbenchError(f"{exc} (the attacked model, as {path} records it; or name one with {MODEL_OPTIONS})") from None
+        data = ImageSet(adv.x, adv.label)
+        check_model_fits(model, data, info.name)
+        timer = Timer()
+        scorer = ReplayScorer(adv, cfg)
+        records = records_frame(collect(model, data.subset(cfg.n_examples), cfg, scorer, show_progress, scorer.what))
+        origin = AdversarialOrigin(file=str(path), split=adv.split.value, attacked=adv.header()["source"])
+        return write_result(records, cfg, info, timer.seconds, origin)
 
 
 def evaluate_models(
     sources: list[ModelSource], options: EvalOptions, dataset: DatasetName | str | None = None,
-    run: str | None = None, adversarial: str | None = None, show_progress: bool = True,
+    run: str | None = None, adversarial: str | None = None, show_progress: bool = True, overwrite: bool = False,
 ) -> tuple[list[EvalResult], list[Failure]]:
     """What ``evaluate`` does with the models its options name: score saved points
     (``adversarial``), evaluate one model (its error is the command's), or several in turn."""
@@ -181,14 +212,14 @@ def evaluate_models(
         if len(sources) > 1:
             raise WmrbenchError("--adversarial scores its points on one model: give one --model-id")
         source = sources[0] if sources else None
-        return [evaluate_adversarial(adversarial, source, options, dataset, run, show_progress)], []
+        return [evaluate_adversarial(adversarial, source, options, dataset, run, show_progress, overwrite)], []
     if not sources:
         raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or --adversarial FILE")
     if len(sources) == 1:
-        return [evaluate_source(sources[0], options, dataset, run, show_progress)], []
+        return [evaluate_source(sources[0], options, dataset, run, show_progress, overwrite)], []
     if run is not None:
         raise WmrbenchError("--run names one result; with several --model-id each result is named by its id")
-    return evaluate_sources(sources, options, dataset, show_progress)
+    return evaluate_sources(sources, options, dataset, show_progress, overwrite)
 
 
 def options_of(cfg: EvalConfig) -> EvalOptions:

@@ -62,7 +62,12 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
 
 def train_config_of(obj: dict[str, Any]) -> dict[str, Any]:
     """The training config a wmrbench checkpoint records ({} for a plain state_dict)."""
-    return dict(obj.get("config", {})) if obj.get("format") == CHECKPOINT_FORMAT else {}
+    if obj.get("format") != CHECKPOINT_FORMAT:
+        return {}
+    config = obj.get("config", {})
+    if not isinstance(config, dict):
+        raise WmrbenchError(f"the checkpoint's config is a {type(config).__name__}, not an object (edited by hand?)")
+    return dict(config)
 
 
 def model_from_checkpoint(
@@ -71,6 +76,8 @@ def model_from_checkpoint(
     """Build the architecture a checkpoint records (or ``arch`` for a plain state_dict) and load
     the weights of ``obj`` (the file at ``path``, already read) into it, strictly."""
     saved_arch = train_config_of(obj).get("arch")
+    if saved_arch is not None and not isinstance(saved_arch, str):
+        raise WmrbenchError(f"checkpoint {path} records the architecture {saved_arch!r}, not a name")
     if arch is not None and saved_arch is not None and arch != saved_arch:
         raise WmrbenchError(f"--arch {arch} contradicts the checkpoint, which was trained as {saved_arch}")
     arch = arch or saved_arch

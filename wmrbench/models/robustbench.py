@@ -26,6 +26,7 @@ import re
 import shutil
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +90,36 @@ def checkpoint_paths(model_id: str, model_dir: str, ds: Any, tm: Any, gdrive_id:
     return [base]
 
 
-def cached(model_ids: list[str], dataset: str, threat_model: str, model_dir: str) -> set[str]:
-    """The ids whose checkpoint file(s) are already in the cache (they load offline)."""
+def looks_like_torch_file(path: Path) -> bool:
+    """A cheap check that needs no full read of a file of hundreds of MB: a whole zip archive
+    (torch.save's format: a truncated download has no central directory) or a legacy torch
+    pickle. An HTML error page or a cut-off download fails it."""
+    try:
+        if zipfile.is_zipfile(path):
+            return True
+        with open(path, "rb") as handle:
+            return handle.read(1) == b"\x80"  # pickle protocol 2+ opcode: torch's legacy format
+    except OSError:
+        return False
+
+
+def cache_state(model_ids: list[str], dataset: str, threat_model: str, model_dir: str) -> dict[str, Path | None]:
+    """For each id whose checkpoint file(s) are all in the cache: None when they look whole
+    (they load offline), else the first file that is corrupt (it must be deleted)."""
     api = robustbench_api()
     ds, tm = zoo_keys(dataset, threat_model)
     models = api.model_dicts.get(ds, {}).get(tm, {})
-    return {
-        model_id for model_id in model_ids
-        if all(p.is_file() for p in checkpoint_paths(model_id, model_dir, ds, tm, models[model_id].get("gdrive_id")))
-    }
+    state: dict[str, Path | None] = {}
+    for model_id in model_ids:
+        paths = checkpoint_paths(model_id, model_dir, ds, tm, models[model_id].get("gdrive_id"))
+        if all(p.is_file() for p in paths):
+            state[model_id] = next((p for p in paths if not looks_like_torch_file(p)), None)
+    return state
+
+
+def cached(model_ids: list[str], dataset: str, threat_model: str, model_dir: str) -> set[str]:
+    """The ids whose checkpoint file(s) are in the cache and look whole (they load offline)."""
+    return {model_id for model_id, bad in cache_state(model_ids, dataset, threat_model, model_dir).items() if bad is None}
 
 
 def _reason(exc: BaseException) -> str:
@@ -153,7 +175,10 @@ def load_zoo_model(
     for path, member_id in zip(checkpoint_paths(model_id, model_dir, ds, tm, gdrive_id), members):
         if not path.is_file():
             _download(api, member_id, path)
-        read_checkpoint(path)  # weights_only=True before robustbench's own torch.load
+        try:
+            read_checkpoint(path)  # weights_only=True before robustbench's own torch.load
+        except WmrbenchError as exc:  # a cut-off download, an HTML page, a planted file
+            raise WmrbenchError(f"{exc}; delete {path} to download it again, or put a good copy there") from None
     try:
         model = api.load_model(model_name=model_id, model_dir=model_dir, dataset=ds.value, threat_model=tm.value)
     except (RuntimeError, KeyError, ValueError) as exc:  # state_dict does not fit the architecture

@@ -14,6 +14,7 @@ data set it records, the caller resolves the data set and passes its shape to :f
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from wmrbench.config import Defense
 from wmrbench.errors import WmrbenchError
 from wmrbench.models.checkpoint import extract_state_dict, load_state_into, model_from_checkpoint, read_checkpoint, train_config_of
 from wmrbench.models.normalize import Normalized, check_normalization
@@ -56,9 +58,11 @@ class ModelSource:
             return self.model_id
         if self.checkpoint is not None:
             path = Path(self.checkpoint)
+            # checkpoints/<run>/last.pt is named by its folder (resolved: ./last.pt has one too)
+            folder = path.resolve().parent.name
             if path.name == "last.pt":
-                return path.parent.name
-            return f"{path.parent.name}-best" if path.name == "best.pt" else path.stem
+                return folder or path.stem
+            return f"{folder}-best" if path.name == "best.pt" and folder else path.stem
         assert self.factory is not None
         return self.factory.rpartition(":")[2]
 
@@ -135,9 +139,24 @@ def open_source(source: ModelSource) -> OpenedSource:
     return OpenedSource(source, contents, train_config_of(contents))
 
 
-def _training_info(train_config: dict[str, Any]) -> dict[str, Any]:
-    """Defense, alpha_train and beta (1/lambda) of a wmrbench checkpoint, for the paper's tables."""
+def _training_info(train_config: dict[str, Any], checkpoint: str | None) -> dict[str, Any]:
+    """Defense, alpha_train and beta (1/lambda) of a wmrbench checkpoint, for the paper's tables;
+    a value that is not what wmrbench writes (a config edited by hand, another version's) is one
+    line, never a result whose summary no reader can use."""
     defense = train_config.get("defense")
+    bad = None
+    if defense is not None and defense not in [d.value for d in Defense]:
+        bad = f"defense {defense!r}"
+    for name in ("alpha_train", "beta"):
+        value = train_config.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+            bad = bad or f"{name} {value!r}"
+    if bad is not None:
+        raise WmrbenchError(
+            f"checkpoint {checkpoint} records a training config with {bad}, which wmrbench never writes "
+            "(edited by hand, or another version?)"
+        )
     return {
         "defense": defense,
         "alpha_train": train_config.get("alpha_train"),
@@ -166,7 +185,7 @@ def _build(opened: OpenedSource, run: str, dataset: str, num_classes: int, in_ch
         info = ModelInfo(name=run, source=source.kind.value, arch=type(model).__name__, model_id=source.model_id,
                          threat_model=threat_model, model_dir=model_dir)
         return model, info
-    training = _training_info(opened.train_config)
+    training = _training_info(opened.train_config, source.checkpoint)
     if source.kind is SourceKind.FACTORY:
         assert source.factory is not None
         model = build_from_factory(source.factory)

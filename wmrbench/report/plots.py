@@ -87,10 +87,15 @@ def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Pa
     """Where the attacker puts its mass: normalized weights of the PGD points at each alpha."""
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-    margin = read_records(records_path)["pgd_margin"].to_numpy(dtype=np.float64)
+    try:
+        margin = read_records(records_path)["pgd_margin"].to_numpy(dtype=np.float64)
+    except (ValueError, TypeError):
+        raise WmrbenchError(f"{records_path}: pgd_margin holds values that are not numbers") from None
     n = len(margin)
     if n == 0:
         raise WmrbenchError(f"{records_path} has no examples")
+    if not np.isfinite(margin).all():
+        raise WmrbenchError(f"{records_path}: pgd_margin holds values that are not finite")
     alphas = [0.0] + [a for a in sorted(set(alphas)) if a > 0]
     weights = {alpha: normalized_weights(margin, alpha) for alpha in alphas}
     fig = _figure(11, 4)
@@ -144,5 +149,8 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
         if not records.is_file():
             warnings.append(f"no weights plot for {result.name}: {records} is missing")
             continue
-        files += plot_weights(records, result.name, result.summary.metrics.alphas, out_dir)
+        try:  # one bad records file costs its own plot, never the others
+            files += plot_weights(records, result.name, result.summary.metrics.alphas, out_dir)
+        except WmrbenchError as exc:
+            warnings.append(f"no weights plot for {result.name}: {exc}")
     return Plots(files, warnings)
