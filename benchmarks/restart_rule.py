@@ -16,13 +16,15 @@ from typing import Any
 
 from _common import command_line, environment, parser, print_table, resolve_device, timed, write_result
 
+import pandas as pd
 import torch
 
-from wmrbench.attacks import AttackResult, predict
+from wmrbench.attacks import AttackResult, margin, predict
 from wmrbench.data import load_split
-from wmrbench.metrics import accuracy, weighted_accuracy
+from wmrbench.metrics import compute_metrics
 from wmrbench.models.checkpoint import load_model_from_checkpoint
 from wmrbench.presets import eval_config
+from wmrbench.records import alpha_key, tr_columns
 
 from precision import SHARED
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x, y = data.images(torch.arange(len(data))).to(device), data.y.to(device)
 
     def run() -> dict[str, dict[str, float]]:
-        clean = predict(model, x).argmax(1) == y
+        clean_logits = predict(model, x)
         rob = attack_both_rules(model, x, y, cfg.attack, index=index, seed=cfg.seed)
         k = len(ALPHAS)
         alpha = torch.tensor(ALPHAS, device=device).repeat_interleave(len(y))
@@ -76,12 +78,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                seed=cfg.seed)
         out = {}
         for name, r, t in (("new rule", rob[0], tr[0]), ("old rule (lowest margin)", rob[1], tr[1])):
-            pgd_correct, pgd_margin = (r.logits.argmax(1) == y).cpu().numpy(), r.margin.cpu().numpy()
+            # The records wmrbench would write for these points: every metric (A_wc included)
+            # comes from metrics.compute_metrics, as in `wmrbench evaluate`.
+            records = {"index": index.cpu().numpy(), "label": y.cpu().numpy(),
+                       "clean_correct": (clean_logits.argmax(1) == y).cpu().numpy(),
+                       "clean_margin": margin(clean_logits, y).cpu().numpy(),
+                       "pgd_correct": (r.logits.argmax(1) == y).cpu().numpy(), "pgd_margin": r.margin.cpu().numpy()}
             tr_correct = (t.logits.argmax(1) == y.repeat(k)).view(k, -1).cpu().numpy()
             tr_margin = t.margin.view(k, -1).cpu().numpy()
-            row = {"A_nat": accuracy(clean.cpu().numpy()), "A_rob": accuracy(pgd_correct)}
-            row.update({f"A_sa({a:g})": weighted_accuracy(pgd_correct, pgd_margin, a) for a in ALPHAS})
-            row.update({f"A_tr({a:g})": weighted_accuracy(tr_correct[j], tr_margin[j], a) for j, a in enumerate(ALPHAS)})
+            for j, a in enumerate(ALPHAS):
+                correct_col, margin_col = tr_columns(a)
+                records[correct_col], records[margin_col] = tr_correct[j], tr_margin[j]
+            m = compute_metrics(pd.DataFrame(records), list(ALPHAS))
+            row = {"A_nat": m.A_nat, "A_rob": m.A_rob}
+            for table in ("A_sa", "A_tr", "A_wc"):
+                row.update({f"{table}({a:g})": getattr(m, table)[alpha_key(a)] for a in ALPHAS})
             out[name] = row
         return out
 
