@@ -36,15 +36,16 @@ from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.metrics import compute_metrics
 from wmrbench.models.source import ModelSource, OpenedSource, SourceKind, build_model, open_source
 from wmrbench.presets import eval_config
-from wmrbench.progress import progress_bar
+from wmrbench.progress import AttackBar, progress_bar
 from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file
 from wmrbench.records import (
     RECORDS_NAME, SUMMARY_NAME, TR_MARGIN, AdversarialOrigin, ModelInfo, Summary, sha256_text, to_csv_text, write_summary,
 )
 from wmrbench.runtime import prepare_input, prepare_model, provenance
 
-# (model, index, x, y) -> per-example columns (1-D tensors) for one batch
-Scorer = Callable[[nn.Module, Tensor, Tensor, Tensor], dict[str, Tensor]]
+# (model, index, x, y, stage=...) -> per-example columns (1-D tensors) for one batch; ``stage`` is
+# told the name of each attack as it starts (wmrbench.evaluation.scorers)
+Scorer = Callable[..., dict[str, Tensor]]
 
 
 @dataclass
@@ -177,14 +178,16 @@ def collect(
     parts: list[dict[str, Tensor]] = []
     with progress_bar(enabled=show_progress and ctx.is_main) as progress:
         label = what if not ctx.enabled else f"{what} (rank 0 of {ctx.world_size})"
-        task = progress.add_task(label, total=len(shard), info="")
+        bar = AttackBar(progress, label, total=len(shard))
         for index, x, y in batches(data, size, shard):
             n = len(y)
             index, x, y = _padded(index, x, y, size)
-            columns = scorer(model, index, prepare_input(x, device), y)
-            parts.append({key: values[:n] for key, values in columns.items()})
-            progress.advance(task, n)
-    # One transfer and one gather at the end: the loop itself never waits for the host.
+            columns = {key: values[:n] for key, values in scorer(model, index, prepare_input(x, device), y,
+                                                                  stage=bar.stage).items()}
+            parts.append(columns)
+            bar.batch_done(n, columns.get("pgd_correct"))
+    # One transfer and one gather at the end: the loop itself never waits for the host (but for
+    # the bar's count, once per batch, while a bar is shown).
     local = {key: torch.cat([p[key] for p in parts]).cpu() for key in parts[0]} if parts else None
     return distributed.all_gather_columns(local)
 
