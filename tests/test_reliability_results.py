@@ -113,7 +113,7 @@ def killed_at(where: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def test_a_kill_between_records_and_summary_leaves_no_result_that_passes_for_complete(tmp_path, digits_runs):
+def test_a_kill_between_records_and_summary_leaves_no_result_that_passes_for_complete(tmp_path, digits_runs, monkeypatch):
     checkpoint = digits_runs["trades-a0"]
     results = tmp_path / "results"
     assert evaluate(checkpoint, results).exit_code == 0
@@ -131,9 +131,20 @@ def test_a_kill_between_records_and_summary_leaves_no_result_that_passes_for_com
     assert board.exit_code == 0, board.output
     assert "trades-a2" in board.stdout and "trades-a0" not in board.stdout  # no result, not an old one
 
-    out = evaluate(checkpoint, results, "--n-examples", "20")  # nothing complete there: no --overwrite needed
+    # Nothing complete there, but every batch was saved: the run is unfinished, and --resume
+    # finishes it from the saved batch without attacking again.
+    assert_one_line_error(evaluate(checkpoint, results, "--n-examples", "20"), "holds an unfinished evaluation",
+                          "--resume")
+    import wmrbench.evaluation.scorers as scorers
+
+    def attack_again(*args, **kwargs):
+        raise AssertionError("a saved batch was attacked again")
+
+    monkeypatch.setattr(scorers, "run_batch_attacks", attack_again)
+    out = evaluate(checkpoint, results, "--n-examples", "20", "--resume")
     assert out.exit_code == 0, out.output
     assert read_summary(folder / "summary.json").metrics.n_examples == 20
+    assert not (folder / ".partial").exists()
 
 
 def test_records_that_are_not_the_summary_s_own_are_skipped_with_a_warning(tmp_path, digits_runs):
@@ -163,7 +174,7 @@ def test_temporary_files_of_a_killed_write_are_removed_when_the_run_starts_again
     assert len(stale) == 1 and stale[0].startswith(".records.csv.")
     assert not (results / "trades-a0" / "summary.json").exists()
 
-    out = evaluate(checkpoint, results)
+    out = evaluate(checkpoint, results, "--resume")  # every batch was saved before the kill
     assert out.exit_code == 0, out.output
     assert files_under(results / "trades-a0") == {".lock", "records.csv", "summary.json"}
 
@@ -243,8 +254,8 @@ def test_a_full_disk_is_one_line_and_leaves_no_result(tmp_path, digits_runs, mon
     checkpoint = digits_runs["trades-a0"]
     monkeypatch.setattr(io.os, "fsync", full)
     out = evaluate(checkpoint, tmp_path / "results")
-    records = tmp_path / "results" / "trades-a0" / "records.csv"
-    assert_one_line_error(out, f"No space left on device: {records}")
+    first = tmp_path / "results" / "trades-a0" / ".partial" / "manifest.json"  # written with the first batch
+    assert_one_line_error(out, f"No space left on device: {first}")
     assert files_under(tmp_path) == set()  # no partial file; the folders it made are gone again
 
     out = invoke("train", "--dataset", "digits", "--epochs", "1", "--steps", "1", "--batch-size", "256",

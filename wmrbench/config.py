@@ -106,9 +106,14 @@ def parse_enum(enum_type: type[E], value: str | E, option: str) -> E:
 MAX_SEED = 2**63 - 1  # seeds are 63-bit: torch.Generator.manual_seed and numpy's SeedSequence take them
 
 
+# Settings whose command-line option has another name than the field (``--attack`` reads better
+# than ``--method``, and ``attack`` is the field of the attack's own settings).
+_OPTION_NAMES = {"method": "attack"}
+
+
 def option_name(name: str) -> str:
     """How a setting is named in messages: as its command-line option (``step_size`` -> ``--step-size``)."""
-    return name if name.startswith("--") else "--" + name.replace("_", "-")
+    return name if name.startswith("--") else "--" + _OPTION_NAMES.get(name, name).replace("_", "-")
 
 
 def _number(value: Any, name: str) -> float:
@@ -254,9 +259,10 @@ def parse_select_by(text: str) -> SelectBy:
     return SelectBy(metric, value)
 
 
-# Field metadata: which settings may change when a training run is resumed (where things are,
-# how long to go on, how fast or how carefully to get there), and which settings of an
-# evaluation are fixed once its attack has run (scoring saved points cannot change them).
+# Field metadata: which settings may change when a training run or an evaluation is resumed
+# (where things are, how long to go on, how fast or how carefully to get there), and which
+# settings of an evaluation are fixed once its attack has run (scoring saved points cannot
+# change them).
 RESUMABLE = {"resumable": True}
 FIXED_BY_ATTACK = {"fixed_by_attack": True}
 
@@ -355,19 +361,23 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    # ``evaluate --resume`` may change only the RESUMABLE settings: where things are and which
+    # device of the same kind runs it. The data and the model are compared by content instead
+    # (wmrbench.evaluation.partial), so a moved data folder is fine and other data is not.
     dataset: DatasetName = field(metadata=FIXED_BY_ATTACK)
     attack: AttackConfig = field(metadata=FIXED_BY_ATTACK)
     alpha_test: tuple[float, ...]
     n_examples: int | None
     batch_size: int
     seed: int = field(metadata=FIXED_BY_ATTACK)
-    data_dir: str = field(metadata=FIXED_BY_ATTACK)
-    device: str
+    data_dir: str = field(metadata={**FIXED_BY_ATTACK, **RESUMABLE})
+    device: str = field(metadata=RESUMABLE)
     precision: Precision
-    results_dir: str
-    run: str
-    download: bool = False  # fetch missing data files first (needs the internet)
-    verify_checksums: bool = True  # check data files against published checksums where they exist
+    results_dir: str = field(metadata=RESUMABLE)
+    run: str = field(metadata=RESUMABLE)
+    download: bool = field(default=False, metadata=RESUMABLE)  # fetch missing data files first (needs the internet)
+    # check data files against published checksums where they exist
+    verify_checksums: bool = field(default=True, metadata=RESUMABLE)
     # torch.compile the attack's model (fuses BatchNorm/ReLU/residual passes): ~2x on a GPU for
     # ResNet-18, after a one-off compile of ~30 s per model and batch shape (benchmarks/README.md).
     compile: bool = False

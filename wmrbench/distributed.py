@@ -192,6 +192,16 @@ def epoch_shard(order: Tensor, rank: int, world_size: int) -> Tensor:
     return order[rank::world_size]
 
 
+def eval_batches(n: int, batch_size: int, rank: int, world_size: int) -> range:
+    """The global numbers of this rank's batches: batch b holds examples [b * batch_size,
+    (b + 1) * batch_size), whatever the number of processes (a batch's number is its identity:
+    resumed evaluations key their saved batches on it). Computed on the host, so the caller
+    never reads a device tensor to know where it is."""
+    n_batches = -(-n // batch_size)
+    mine = torch.tensor_split(torch.arange(n_batches), world_size)[rank]
+    return range(int(mine[0]), int(mine[-1]) + 1) if mine.numel() else range(0)
+
+
 def eval_shard(
     n: int, batch_size: int, rank: int, world_size: int, device: torch.device | str = "cpu"
 ) -> Tensor:
@@ -201,12 +211,16 @@ def eval_shard(
     processes; contiguous, so that rank order is index order. With fewer batches than
     processes, the last ranks get none.
     """
-    n_batches = -(-n // batch_size)
-    mine = torch.tensor_split(torch.arange(n_batches), world_size)[rank]
-    if mine.numel() == 0:
+    mine = eval_batches(n, batch_size, rank, world_size)
+    if not mine:
         return torch.arange(0, device=device)
-    lo, hi = int(mine[0]) * batch_size, min(n, (int(mine[-1]) + 1) * batch_size)
-    return torch.arange(lo, hi, device=device)
+    return torch.arange(mine.start * batch_size, min(n, mine.stop * batch_size), device=device)
+
+
+def barrier() -> None:
+    """Wait for every process (a no-op for one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def all_reduce_sum(t: Tensor) -> Tensor:

@@ -46,6 +46,46 @@ class _NoBars:
         pass
 
 
+class AttackBar:
+    """The evaluation's bar: examples done, the attack stage running on the current batch
+    (clean, pgd, the weighted attack; AutoAttack's own attacks one by one), and the robust
+    accuracy over the batches finished so far.
+
+    Stages are announced by the host as it queues the work. On a GPU, where the attack loops
+    never wait for the device, the host may name a stage a little before the device reaches it;
+    the batch ends with one read-back (:meth:`batch_done`), so the two never drift further apart
+    than one batch. Without a live bar nothing is read back at all.
+    """
+
+    def __init__(self, progress: Any, description: str, total: int) -> None:
+        self.progress = progress
+        self.live = not isinstance(progress, _NoBars)
+        self.task = progress.add_task(description, total=total, info="")
+        self.examples = 0
+        self.robust = 0
+        self.current = ""
+
+    def stage(self, name: str) -> None:
+        if self.live:
+            self.current = name
+            self._show()
+
+    def batch_done(self, n: int, correct: Any = None) -> None:
+        """``n`` more examples finished; ``correct`` (a bool tensor of the uniform attack, A_rob's
+        column) is counted with one read-back, only while a bar is shown."""
+        if self.live:
+            self.examples += n
+            if correct is not None:
+                self.robust += int(correct.sum())
+            self.current = ""
+            self._show()
+        self.progress.advance(self.task, n)
+
+    def _show(self) -> None:
+        so_far = f"robust {100.0 * self.robust / self.examples:.2f}% so far" if self.examples else ""
+        self.progress.update(self.task, info="  ".join(part for part in (self.current, so_far) if part))
+
+
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Any]:
     console = Console(stderr=True)

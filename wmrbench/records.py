@@ -13,6 +13,12 @@ full disk between the two files, a second writer) never passes for this summary'
 (Summaries written before the field existed carry no hash and are read as they are.) Its JSON
 carries ``schema`` (the version of this layout): a file that does not parse as a Summary is
 named and skipped by the readers, never guessed at.
+
+While ``evaluate`` runs, the folder also holds ``.partial/`` (the batches finished so far and a
+manifest; :mod:`wmrbench.evaluation.partial` writes and resumes it). A folder holding it and no
+summary.json is an unfinished result: :func:`unfinished` says so, for the readers to skip it.
+(It lives here, with the rest of the folder's layout, so that reports need not import the
+evaluation pipeline.)
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,8 @@ TR_MARGIN = "tr_margin@"
 TR_RESTART = "tr_restart@"
 REQUIRED_COLUMNS = ("index", "label", "clean_correct", "pgd_correct", "pgd_margin")
 RECORDS_NAME, SUMMARY_NAME = "records.csv", "summary.json"
+PARTIAL_DIR, MANIFEST_NAME = ".partial", "manifest.json"
+BATCH_FILE = re.compile(r"batch-(\d+)\.pt")  # batch-000003.pt: the records of global batch 3
 
 
 def alpha_key(alpha: float) -> str:
@@ -303,3 +312,56 @@ def read_summary(path: str | Path, check_records: bool = True) -> Summary:
                 "an interrupted or concurrent write, or an edited file; evaluate again with --overwrite"
             )
     return summary
+
+
+# --- an unfinished result (written by wmrbench.evaluation.partial) -------------------------------
+
+
+def saved_batches(folder: str | Path) -> list[int]:
+    """The numbers of the batches saved in ``folder``'s ``.partial/``, sorted."""
+    where = Path(folder) / PARTIAL_DIR
+    if not where.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in where.iterdir() if (m := BATCH_FILE.fullmatch(p.name)))
+
+
+def has_partial(folder: str | Path) -> bool:
+    """``folder`` holds saved batches of an evaluation (a ``.partial/`` that is not empty)."""
+    where = Path(folder) / PARTIAL_DIR
+    return where.is_dir() and any(where.iterdir())
+
+
+def partial_progress(folder: str | Path) -> str:
+    """``3 of 10 batches done`` (without the total when the manifest cannot be read)."""
+    done = len(saved_batches(folder))
+    total = _manifest_fields(folder).get("n_batches")
+    return f"{done} of {total} batches done" if isinstance(total, int) else f"{done} batches done"
+
+
+def _manifest_fields(folder: str | Path) -> dict[str, Any]:
+    """The manifest's JSON, or {} if it cannot be read: only what messages need is taken from it."""
+    try:
+        obj = json.loads((Path(folder) / PARTIAL_DIR / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A results folder with saved batches and no summary.json: an evaluation that was stopped."""
+
+    folder: Path
+    progress: str  # "3 of 10 batches done"
+    command: str  # what finishes it
+
+
+def unfinished(folder: str | Path) -> Unfinished | None:
+    """``folder``'s unfinished evaluation, if it holds one and no complete result."""
+    folder = Path(folder)
+    if (folder / SUMMARY_NAME).exists() or not has_partial(folder):
+        return None
+    command = _manifest_fields(folder).get("resume_command")
+    if not isinstance(command, str) or not command:
+        command = f"wmrbench evaluate ... --run {folder.name} --resume"
+    return Unfinished(folder, partial_progress(folder), command)

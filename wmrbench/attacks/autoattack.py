@@ -10,6 +10,19 @@ as PGD's.
 AutoAttack is unweighted: it stops at the first point that is misclassified, and for an example it
 cannot break it returns x itself (as it does for a clean error). Its margins are therefore those
 of a misclassified point or of the clean input, which is what A_sa counts under AutoAttack.
+
+Randomness: each of pyautoattack's attacks reseeds the global RNG with ``seed`` when it starts
+(APGD-CE, APGD-T, FAB-T and Square call ``torch.manual_seed`` in ``perturb``), and this adapter
+builds a fresh runner per call and restores the global RNG afterwards. So a call's result
+depends only on (seed, the batch's examples), never on the calls before it: a batch attacked
+again after a resume, or by another process, gives the same points. (Every batch starts from the
+same stream, as in pyautoattack's own batched ``run_standard_evaluation``; wmrbench keeps that
+rather than deriving a seed per batch, which would change every AutoAttack number so far.)
+
+Progress: ``stage`` (a callable) is told the name of each of pyautoattack's attacks as it starts
+(``apgd-ce``, ``apgd-t``, ``fab-t``, ``square``; ``apgd-dlr`` and ``fab`` in the other versions),
+so that a progress bar can show it; pyautoattack's own progress lines go to this module's
+logger at debug level (``verbose=True``), its prints to stdout only when ``verbose``.
 """
 
 from __future__ import annotations
@@ -17,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +78,20 @@ def _quiet(verbose: bool, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _make(model: nn.Module, attack: AttackConfig, version: str, seed: int, verbose: bool, device: torch.device):
+def _announce(part: Any, name: Callable[[], str], stage: Callable[[str], None]) -> None:
+    """Call ``stage(name())`` whenever ``part.perturb`` starts (pyautoattack calls it once per attack
+    on the examples still standing); the attack itself is untouched."""
+    perturb = part.perturb
+
+    def announced(*args: Any, **kwargs: Any) -> Any:
+        stage(name())
+        return perturb(*args, **kwargs)
+
+    part.perturb = announced
+
+
+def _make(model: nn.Module, attack: AttackConfig, version: str, seed: int, verbose: bool, device: torch.device,
+          stage: Callable[[str], None] | None = None):
     from pyautoattack import AutoAttack
 
     runner = AutoAttack(model, norm=_THEIR_NORM[attack.norm], eps=attack.eps, version=version,
@@ -73,6 +100,12 @@ def _make(model: nn.Module, attack: AttackConfig, version: str, seed: int, verbo
     # Its APGD attacks were handed its logger at construction: swap it everywhere.
     for part in (runner, runner.apgd, runner.apgd_targeted):
         part.logger = logger
+    if stage is not None:
+        # One object per kind of attack; which variant runs is set on it just before the call.
+        _announce(runner.apgd, lambda: f"apgd-{runner.apgd.loss}", stage)
+        _announce(runner.apgd_targeted, lambda: "apgd-t", stage)
+        _announce(runner.fab, lambda: "fab-t" if runner.fab.targeted else "fab", stage)
+        _announce(runner.square, lambda: "square", stage)
     return runner
 
 
@@ -90,16 +123,19 @@ def autoattack(
     verbose: bool = False,
     index: Tensor | None = None,
     generator: torch.Generator | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> AttackResult:
     """AutoAttack's ``version`` (``"standard"``, ``"plus"`` or ``"rand"``) at ``attack.eps`` in
     ``attack.norm`` (L-infinity or L2) on a model taking [0, 1] inputs.
 
     Only eps and norm are read from ``attack``: AutoAttack fixes its own iterations, restarts,
     starts and step sizes. ``alpha`` must be None or 0 (a weight raises WmrbenchError).
-    Deterministic given ``seed`` and the batch: pyautoattack draws every start from the global
-    RNG seeded with ``seed``, so, unlike PGD's keyed starts, an example's result depends on the
-    batch it is attacked in (``index`` and ``generator`` are accepted for a uniform call and
-    unused). The global RNG is restored afterwards. ``verbose`` lets its prints through.
+    Deterministic given ``seed`` and the batch, and independent of earlier calls: pyautoattack
+    draws every start from the global RNG, reseeded with ``seed`` by each of its attacks, so,
+    unlike PGD's keyed starts, an example's result depends on the batch it is attacked in
+    (``index`` and ``generator`` are accepted for a uniform call and unused). The global RNG is
+    restored afterwards. ``verbose`` lets its prints through; ``stage`` is told the name of each
+    of its attacks as it starts.
     """
     _refuse_weights(alpha)
     if version not in VERSIONS:
@@ -107,7 +143,7 @@ def autoattack(
     precision = parse_enum(Precision, precision, "precision")
     x = x.detach()
     with attack_mode(model), _quiet(verbose, x.device):
-        runner = _make(_Logits(model, precision), attack, version, seed, verbose, x.device)
+        runner = _make(_Logits(model, precision), attack, version, seed, verbose, x.device, stage)
         x_adv, _ = runner.run_standard_evaluation(x, y, batch_size=max(len(y), 1))
     logits = predict(model, x_adv, precision)
     return AttackResult(x_adv.detach(), logits, margin(logits, y))

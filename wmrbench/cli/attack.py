@@ -53,6 +53,7 @@ def attack(
     """Attack a model with PGD and weighted PGD; save the points for `evaluate --adversarial`.
 
     The file (a .pt readable with torch.load(weights_only=True)) holds the clean inputs, labels and indices, and per attack the adversarial inputs, margins, correctness and normalized weights, with the full config as a JSON string.
+    It is written once, at the end: a killed `attack` starts over (it has no --resume; `evaluate` has).
     """
     from wmrbench.config import EvalOptions, parse_enum
     from wmrbench.evaluation import Split, run_attack

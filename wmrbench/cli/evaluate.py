@@ -46,11 +46,13 @@ def evaluate(
     results_dir: o.ResultsDir = None,
     run: Annotated[str | None, typer.Option(help="Result name (default: the checkpoint's run, the model id, or the function's name).")] = None,
     overwrite: o.Overwrite = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue this run's unfinished evaluation (killed or interrupted) from the batches saved in RESULTS_DIR/RUN/.partial/: the result equals an uninterrupted run's, byte for byte. Settings not given are the saved ones; another setting (but the data folder, the results folder or the device of the same kind), other weights, other examples or another wmrbench/torch version are refused. Not with --adversarial: scoring saved points attacks nothing and simply runs again.")] = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
 
     The model is a wmrbench checkpoint, a RobustBench zoo id (several in turn), your own MODULE:FUNCTION, or the points a previous `wmrbench attack` saved (--adversarial).
+    Each finished batch is saved in RESULTS_DIR/RUN/.partial/ until the result is written: a killed run goes on with --resume.
     Under torchrun the examples are split over the processes; the result is the same.
     """
     from wmrbench import distributed
@@ -65,7 +67,7 @@ def evaluate(
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
         results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet,
-                                             overwrite=overwrite)
+                                             overwrite=overwrite, resume=resume)
     if not distributed.is_main_process():
         return
     for result in results:

@@ -62,7 +62,7 @@ Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (de
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32 (default: reported numbers are fp32's) | bf16 (faster on a GPU, but a weaker attack: it overstated A_rob by ~0.25 points on MNIST; recorded in the result).")]
 ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/RUN/ (default results).")]
 Quiet = Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing complete result (or adversarial file) of this run; without it, one is refused.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing complete result (or adversarial file) of this run; for evaluate, also start an unfinished evaluation of it over (its saved batches are deleted). Without it, either is refused.")]
 
 
 # Options given as text whose config field is an Enum: (Enum, the option's name in messages).

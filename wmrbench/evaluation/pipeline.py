@@ -10,10 +10,13 @@ process) and the per-example columns are gathered in index order; rank 0 writes 
 which is the same for any number of processes.
 
 A result is claimed before any work (:func:`claim_result`): its folder must be writable, must
-not hold a complete result already (unless ``overwrite``), and is locked until the result is
-written. It is written as one unit (:func:`write_result`): the old summary goes first, then
-records.csv, then summary.json holding the records' SHA-256, so a reader sees either no result
-or a complete, matching pair.
+not hold a complete result already (unless ``overwrite``) nor an unfinished one (unless
+``resume`` continues it or ``overwrite`` starts over), and is locked until the result is
+written. While ``evaluate`` runs, each finished batch is saved in the folder's ``.partial/``
+(:mod:`wmrbench.evaluation.partial`), so that a killed run can be resumed. The result is written
+as one unit (:func:`write_result`): the old summary goes first, then records.csv, then
+summary.json holding the records' SHA-256, so a reader sees either no result or a complete,
+matching pair.
 """
 
 from __future__ import annotations
@@ -31,20 +34,23 @@ from torch import Tensor, nn
 
 from wmrbench import attacks, distributed
 from wmrbench.config import DatasetName, EvalConfig, EvalOptions, Norm, Protocol, parse_enum
-from wmrbench.data import ImageSet, batches, dataset_spec, load_split
+from wmrbench.data import ImageSet, dataset_spec, load_split
 from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.evaluation import partial
+from wmrbench.evaluation.partial import PartialStore
 from wmrbench.metrics import compute_metrics
 from wmrbench.models.source import ModelSource, OpenedSource, SourceKind, build_model, open_source
 from wmrbench.presets import eval_config
-from wmrbench.progress import progress_bar
+from wmrbench.progress import AttackBar, progress_bar
 from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file
 from wmrbench.records import (
     RECORDS_NAME, SUMMARY_NAME, TR_MARGIN, AdversarialOrigin, ModelInfo, Summary, sha256_text, to_csv_text, write_summary,
 )
 from wmrbench.runtime import prepare_input, prepare_model, provenance
 
-# (model, index, x, y) -> per-example columns (1-D tensors) for one batch
-Scorer = Callable[[nn.Module, Tensor, Tensor, Tensor], dict[str, Tensor]]
+# (model, index, x, y, stage=...) -> per-example columns (1-D tensors) for one batch; ``stage`` is
+# told the name of each attack as it starts (wmrbench.evaluation.scorers)
+Scorer = Callable[..., dict[str, Tensor]]
 
 
 @dataclass
@@ -156,7 +162,7 @@ def _padded(index: Tensor, x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Ten
 
 def collect(
     model: nn.Module, data: ImageSet, cfg: EvalConfig, scorer: Scorer, show_progress: bool = True,
-    what: str = "attacking",
+    what: str = "attacking", saved: PartialStore | None = None,
 ) -> dict[str, Tensor]:
     """Run ``scorer`` over ``data`` in batches; its tensors, concatenated on the CPU.
 
@@ -165,26 +171,42 @@ def collect(
     small batches. Under torchrun, whole batches are shared out (rank r takes a contiguous run
     of them), so every example sits in the same batch as with one process and the records are
     the same bit for bit; every rank returns all of them, in index order.
+
+    With ``saved`` (``evaluate``), a batch saved by an earlier run is read instead of attacked,
+    and each batch attacked is saved as it finishes (by the rank that attacked it). A batch is
+    the same whenever and wherever it is attacked, so the records do not depend on how many
+    runs it took.
     """
     device = distributed.resolve_device(cfg.device)
     distributed.check_enough(len(data), distributed.env_world_size(), "examples to evaluate")
     ctx = distributed.setup(device)
+    if saved is not None:
+        # Every rank has checked the results folder before any rank writes into it.
+        distributed.barrier()
     model = prepare_model(model, device).eval()
     data = data.to(device)
     size = min(cfg.batch_size, len(data))
-    # Global indices: the random starts are keyed on them, so the shard does not matter.
-    shard = distributed.eval_shard(len(data), size, ctx.rank, ctx.world_size, device)
+    # Global batch numbers: random starts are keyed on the examples' global indices and saved
+    # batches on the batch's number, so neither the shard nor an earlier run matters.
+    numbers = distributed.eval_batches(len(data), size, ctx.rank, ctx.world_size)
     parts: list[dict[str, Tensor]] = []
     with progress_bar(enabled=show_progress and ctx.is_main) as progress:
         label = what if not ctx.enabled else f"{what} (rank 0 of {ctx.world_size})"
-        task = progress.add_task(label, total=len(shard), info="")
-        for index, x, y in batches(data, size, shard):
-            n = len(y)
-            index, x, y = _padded(index, x, y, size)
-            columns = scorer(model, index, prepare_input(x, device), y)
-            parts.append({key: values[:n] for key, values in columns.items()})
-            progress.advance(task, n)
-    # One transfer and one gather at the end: the loop itself never waits for the host.
+        bar = AttackBar(progress, label, total=min(len(data), numbers.stop * size) - numbers.start * size)
+        for number in numbers:
+            lo, hi = number * size, min(len(data), (number + 1) * size)
+            columns = saved.load(number, lo, hi) if saved is not None else None
+            if columns is None:
+                index = torch.arange(lo, hi, device=device)
+                index, x, y = _padded(index, data.images(index), data.y[index], size)
+                found = scorer(model, index, prepare_input(x, device), y, stage=bar.stage)
+                columns = {key: values[: hi - lo] for key, values in found.items()}
+                if saved is not None:
+                    columns = saved.save(number, columns)
+            parts.append(columns)
+            bar.batch_done(hi - lo, columns.get("pgd_correct"))
+    # Without saved batches: one transfer and one gather at the end, and the loop itself never
+    # waits for the host (but for the bar's count, once per batch, while a bar is shown).
     local = {key: torch.cat([p[key] for p in parts]).cpu() for key in parts[0]} if parts else None
     return distributed.all_gather_columns(local)
 
@@ -230,9 +252,30 @@ def claim_folder(folder: Path, done: Path, overwrite: bool, what: str) -> Iterat
         yield folder
 
 
-def claim_result(cfg: EvalConfig, overwrite: bool) -> contextlib.AbstractContextManager[Path]:
-    """:func:`claim_folder` for ``RESULTS_DIR/RUN/`` (whose summary.json marks a complete result)."""
-    return claim_folder(result_dir(cfg), result_dir(cfg) / SUMMARY_NAME, overwrite, "result")
+@contextlib.contextmanager
+def claim_result(cfg: EvalConfig, overwrite: bool, resume: bool = False) -> Iterator[Path]:
+    """:func:`claim_folder` for ``RESULTS_DIR/RUN/`` (whose summary.json marks a complete result),
+    which may also hold an unfinished evaluation (``.partial/``): refused unless ``resume``
+    continues it or ``overwrite`` starts over (the saved batches are deleted then, under the
+    lock, before any work). ``resume`` needs one; it may replace a complete result beside it,
+    since only ``overwrite`` starts an evaluation there."""
+    folder = result_dir(cfg)
+
+    def check() -> None:
+        if not resume:
+            refuse_existing(folder / SUMMARY_NAME, overwrite, "result")
+        partial.check_claim(folder, overwrite, resume)
+
+    check()  # every rank answers the same, before any work
+    if not distributed.is_main_process():
+        yield folder
+        return
+    with lock_folder(folder, "results folder", "wait for it to finish, or choose another --run"):
+        check()  # again, now that no one else can write it
+        if overwrite:
+            partial.clear(folder)
+        partial.remove_stale(folder)
+        yield folder
 
 
 @contextlib.contextmanager

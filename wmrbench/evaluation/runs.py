@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from torch import nn
 
+from wmrbench import distributed
 from wmrbench.config import (
     ATTACK_FIELDS,
     FIXED_BY_ATTACK,
@@ -16,10 +18,12 @@ from wmrbench.config import (
     EvalConfig,
     EvalOptions,
     fields_with,
+    parse_enum,
     with_options,
 )
 from wmrbench.data import ImageSet
 from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.evaluation import partial
 from wmrbench.evaluation.adversarial_file import (
     ADVERSARIAL_NAME,
     PGD,
@@ -29,8 +33,10 @@ from wmrbench.evaluation.adversarial_file import (
     load_adversarial,
     save_adversarial,
 )
+from wmrbench.evaluation.partial import PartialStore
 from wmrbench.evaluation.pipeline import (
     EvalResult,
+    Prepared,
     Timer,
     check_finite_records,
     check_model_fits,
@@ -42,6 +48,7 @@ from wmrbench.evaluation.pipeline import (
     plan,
     prepare,
     records_frame,
+    result_dir,
     write_result,
 )
 from wmrbench.evaluation.scorers import AttackScorer, PointsScorer, ReplayScorer
@@ -60,28 +67,82 @@ from wmrbench.records import (
 from wmrbench.runtime import provenance
 
 
-def evaluate_model(model: nn.Module, data: ImageSet, cfg: EvalConfig, show_progress: bool = True) -> pd.DataFrame:
-    """Per-example records of ``model`` attacked on ``data`` (already cut to n_examples)."""
+def evaluate_model(
+    model: nn.Module, data: ImageSet, cfg: EvalConfig, show_progress: bool = True, saved: PartialStore | None = None,
+) -> pd.DataFrame:
+    """Per-example records of ``model`` attacked on ``data`` (already cut to n_examples); with
+    ``saved``, batches saved earlier are read and the others saved as they finish."""
     scorer = AttackScorer(cfg)
-    return records_frame(collect(model, data, cfg, scorer, show_progress, scorer.what))
+    return records_frame(collect(model, data, cfg, scorer, show_progress, scorer.what, saved))
+
+
+def resume_command(source: ModelSource, cfg: EvalConfig) -> str:
+    """The command that continues ``cfg``'s evaluation of ``source`` (the settings come from the
+    saved manifest; the model, the data set and where the result lies are named)."""
+    return shlex.join(["wmrbench", "evaluate", *source.command_options(), "--dataset", cfg.dataset.value,
+                       "--run", cfg.run, "--results-dir", cfg.results_dir, "--resume"])
+
+
+def _manifest(prepared: Prepared, source: ModelSource) -> partial.Manifest:
+    device = distributed.resolve_device(prepared.cfg.device)
+    return partial.new_manifest(prepared.cfg, prepared.info, prepared.model, prepared.data.x, prepared.data.y,
+                                device.type, provenance(), resume_command(source, prepared.cfg))
+
+
+def _resumed_config(
+    started: EvalConfig, fresh: EvalConfig, options: EvalOptions, dataset: DatasetName | str | None,
+) -> EvalConfig:
+    """As training's --resume: the saved settings with the options given on top (only the
+    resumable ones may differ), written to the folder that was read."""
+    requested = dataclasses.replace(options.apply(started), run=fresh.run, results_dir=fresh.results_dir)
+    if dataset is not None:
+        requested = dataclasses.replace(requested, dataset=parse_enum(DatasetName, dataset, "dataset"))
+    cfg = partial.resume_config(started, requested, result_dir(fresh))
+    distributed.resolve_device(cfg.device)
+    return cfg
 
 
 def evaluate_source(
     source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, run: str | None = None,
-    show_progress: bool = True, overwrite: bool = False,
+    show_progress: bool = True, overwrite: bool = False, resume: bool = False,
 ) -> EvalResult:
     """Evaluate the model a source names on its data set; write ``<results_dir>/<run>/``.
 
     An existing complete result there is refused unless ``overwrite``; where the result goes
-    is checked before any work. Under torchrun every rank returns the whole result; only rank 0
-    writes it.
+    is checked before any work. Each finished batch is saved in ``<run>/.partial/`` until the
+    result is written; ``resume`` continues from them (with the settings they were started
+    with: one that differs, other weights or other examples are refused before any work) and
+    gives the result an uninterrupted run gives. Under torchrun every rank returns the whole
+    result; only rank 0 writes it.
     """
     opened, cfg = plan(source, options, dataset, run)
-    with claim_result(cfg, overwrite):
+    started = partial.read_manifest(result_dir(cfg)) if resume else None
+    if started is not None:
+        cfg = _resumed_config(started.config, cfg, options, dataset)
+    with claim_result(cfg, overwrite, resume):
         prepared = prepare(opened, cfg)
+        manifest = _manifest(prepared, source)
+        if started is not None:
+            partial.check_same(started, manifest, result_dir(cfg))
+        saved = PartialStore(result_dir(cfg), started or manifest, resumed=started is not None)
+        main = distributed.is_main_process()
         timer = Timer()
-        records = evaluate_model(prepared.model, prepared.data, prepared.cfg, show_progress)
-        return write_result(records, prepared.cfg, prepared.info, timer.seconds)
+        try:
+            records = evaluate_model(prepared.model, prepared.data, prepared.cfg, show_progress, saved)
+        except BaseException:
+            if main:  # a run that saved no batch leaves nothing to resume, and nothing behind
+                saved.discard_if_empty()
+            raise
+        try:
+            check_finite_records(records, prepared.info.name)
+        except WmrbenchError:
+            if main:  # the same model would give the same non-finite margins: nothing worth resuming
+                saved.finish()
+            raise
+        result = write_result(records, prepared.cfg, prepared.info, timer.seconds)
+        if main:  # the summary marks the result complete: the saved batches have served
+            saved.finish()
+        return result
 
 
 @dataclass
@@ -92,7 +153,7 @@ class Failure:
 
 def evaluate_sources(
     sources: list[ModelSource], options: EvalOptions, dataset: DatasetName | str | None = None,
-    show_progress: bool = True, overwrite: bool = False,
+    show_progress: bool = True, overwrite: bool = False, resume: bool = False,
 ) -> tuple[list[EvalResult], list[Failure]]:
     """Evaluate several models in turn, each into its own result; a failure in one loses no other.
 
@@ -103,7 +164,7 @@ def evaluate_sources(
     failures: list[Failure] = []
     for source in sources:
         try:
-            results.append(evaluate_source(source, options, dataset, None, show_progress, overwrite))
+            results.append(evaluate_source(source, options, dataset, None, show_progress, overwrite, resume))
         except WmrbenchError as exc:
             failures.append(Failure(source.default_run(), str(exc)))
         except Exception as exc:  # noqa: BLE001  reported at the end, never swallowed
@@ -205,9 +266,16 @@ def evaluate_adversarial(
 def evaluate_models(
     sources: list[ModelSource], options: EvalOptions, dataset: DatasetName | str | None = None,
     run: str | None = None, adversarial: str | None = None, show_progress: bool = True, overwrite: bool = False,
+    resume: bool = False,
 ) -> tuple[list[EvalResult], list[Failure]]:
     """What ``evaluate`` does with the models its options name: score saved points
-    (``adversarial``), evaluate one model (its error is the command's), or several in turn."""
+    (``adversarial``), evaluate one model (its error is the command's), or several in turn
+    (``resume``: continue their unfinished evaluations)."""
+    if resume and overwrite:
+        raise WmrbenchError("--resume continues an unfinished evaluation and --overwrite starts over: give one of them")
+    if resume and adversarial is not None:
+        # Scoring saved points runs no attack: it is quick to redo, so it saves no batches.
+        raise WmrbenchError("--resume continues an interrupted attack; --adversarial attacks nothing: drop --resume")
     if adversarial is not None:
         if len(sources) > 1:
             raise WmrbenchError("--adversarial scores its points on one model: give one --model-id")
@@ -216,10 +284,10 @@ def evaluate_models(
     if not sources:
         raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or --adversarial FILE")
     if len(sources) == 1:
-        return [evaluate_source(sources[0], options, dataset, run, show_progress, overwrite)], []
+        return [evaluate_source(sources[0], options, dataset, run, show_progress, overwrite, resume)], []
     if run is not None:
         raise WmrbenchError("--run names one result; with several --model-id each result is named by its id")
-    return evaluate_sources(sources, options, dataset, show_progress, overwrite)
+    return evaluate_sources(sources, options, dataset, show_progress, overwrite, resume)
 
 
 def options_of(cfg: EvalConfig) -> EvalOptions:

@@ -10,10 +10,14 @@
 
 All three build their record columns with :func:`batch_columns`, from the logits at the clean,
 PGD and stacked weighted points, so a replay on the attacked model reproduces ``evaluate``.
+
+Each scorer takes ``stage``, a callable told the name of each attack as it starts (the progress
+bar shows it); it costs no host sync.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +27,12 @@ from wmrbench import attacks
 from wmrbench.config import AttackMethod, EvalConfig, InnerLoss
 from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet
 from wmrbench.records import alpha_key, tr_columns, tr_restart_column
+
+Stage = Callable[[str], None]
+
+
+def no_stage(name: str) -> None:
+    """A ``stage`` that shows nothing."""
 
 
 @dataclass
@@ -34,17 +44,17 @@ class BatchAttacks:
     stacked: attacks.AttackResult  # weighted PGD, one copy of the batch per alpha_test: A_tr
 
 
-def _attack_options(cfg: EvalConfig, weighted: bool) -> tuple[str, dict[str, object]]:
+def _attack_options(cfg: EvalConfig, weighted: bool, stage: Stage = no_stage) -> tuple[str, dict[str, object]]:
     """The registered attack (and its own options) for the uniform attack or its weighted form.
 
     PGD and APGD are weighted by wmrbench; AutoAttack is not, so A_tr then runs weighted APGD-CE,
-    the strongest weighted attack of its ensemble.
+    the strongest weighted attack of its ensemble. AutoAttack names its own attacks as they start.
     """
     method = cfg.method
     if method is AttackMethod.AUTOATTACK:
         if weighted:
             return AttackMethod.APGD_CE.value, {}
-        return method.value, {"version": cfg.aa_version.value}
+        return method.value, {"version": cfg.aa_version.value, "stage": lambda name: stage(f"autoattack {name}")}
     if method is AttackMethod.PGD:
         return method.value, {"loss": InnerLoss.CE, "compile_model": cfg.compile}
     return method.value, {}
@@ -57,14 +67,20 @@ def _run(name_options: tuple[str, dict[str, object]], model: nn.Module, x: Tenso
                                         precision=cfg.precision, **options)
 
 
-def run_batch_attacks(model: nn.Module, index: Tensor, x: Tensor, y: Tensor, cfg: EvalConfig) -> BatchAttacks:
+def run_batch_attacks(
+    model: nn.Module, index: Tensor, x: Tensor, y: Tensor, cfg: EvalConfig, stage: Stage = no_stage,
+) -> BatchAttacks:
     """Clean forward, ONE unweighted attack and ONE stacked weighted attack over all alpha_test values."""
+    stage("clean")
     clean_logits = attacks.predict(model, x, cfg.precision)
-    rob = _run(_attack_options(cfg, weighted=False), model, x, y, cfg, None, index)
+    stage(cfg.method.value)
+    rob = _run(_attack_options(cfg, weighted=False, stage=stage), model, x, y, cfg, None, index)
     k, n = len(cfg.alpha_test), len(y)
     alpha = torch.tensor(cfg.alpha_test, device=x.device).repeat_interleave(n)
-    stacked = _run(_attack_options(cfg, weighted=True), model, x.repeat(k, 1, 1, 1), y.repeat(k), cfg, alpha,
-                   index.repeat(k))
+    weighted = _attack_options(cfg, weighted=True)
+    # Every alpha_test runs at once, stacked in one call: one stage names them all.
+    stage(f"weighted {weighted[0]}, alpha {', '.join(alpha_key(a) for a in cfg.alpha_test)}")
+    stacked = _run(weighted, model, x.repeat(k, 1, 1, 1), y.repeat(k), cfg, alpha, index.repeat(k))
     return BatchAttacks(clean_logits, rob, stacked)
 
 
@@ -109,8 +125,8 @@ class AttackScorer:
     def __init__(self, cfg: EvalConfig) -> None:
         self.cfg = cfg
 
-    def __call__(self, model: nn.Module, index: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        return attack_columns(index, y, run_batch_attacks(model, index, x, y, self.cfg), self.cfg.alpha_test)
+    def __call__(self, model: nn.Module, index: Tensor, x: Tensor, y: Tensor, stage: Stage = no_stage) -> dict[str, Tensor]:
+        return attack_columns(index, y, run_batch_attacks(model, index, x, y, self.cfg, stage), self.cfg.alpha_test)
 
 
 class PointsScorer(AttackScorer):
@@ -120,8 +136,8 @@ class PointsScorer(AttackScorer):
     ([n, k, ...]) so that the rows of later batches concatenate per example.
     """
 
-    def __call__(self, model: nn.Module, index: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        found = run_batch_attacks(model, index, x, y, self.cfg)
+    def __call__(self, model: nn.Module, index: Tensor, x: Tensor, y: Tensor, stage: Stage = no_stage) -> dict[str, Tensor]:
+        found = run_batch_attacks(model, index, x, y, self.cfg, stage)
         k, n = len(self.cfg.alpha_test), len(y)
         columns = attack_columns(index, y, found, self.cfg.alpha_test)
         columns.update(
@@ -145,7 +161,8 @@ class ReplayScorer:
         self.keys = [alpha_key(a) for a in cfg.alpha_test]
         self.held: dict[str, Tensor] = {}
 
-    def __call__(self, model: nn.Module, pos: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    def __call__(self, model: nn.Module, pos: Tensor, x: Tensor, y: Tensor, stage: Stage = no_stage) -> dict[str, Tensor]:
+        stage("saved points")
         if not self.held:  # the points go to the model's device once, not once per batch
             self.held.update({key: self.adv.attacks[key].x_adv.to(pos.device) for key in [PGD, *self.keys]})
             self.held["index"] = self.adv.index.to(pos.device)

@@ -66,6 +66,23 @@ class ModelSource:
         assert self.factory is not None
         return self.factory.rpartition(":")[2]
 
+    def command_options(self) -> list[str]:
+        """The model options of ``evaluate`` that name this source again (for a command to print)."""
+        options: list[str] = []
+        if self.kind is SourceKind.ROBUSTBENCH:
+            options += ["--model-id", str(self.model_id), "--threat-model", str(self.threat_model),
+                        "--model-dir", str(self.model_dir)]
+        if self.factory is not None:
+            options += ["--model", self.factory]
+        if self.checkpoint is not None:
+            options += ["--checkpoint", self.checkpoint]
+        if self.arch is not None:
+            options += ["--arch", self.arch]
+        for option, values in (("--mean", self.mean), ("--std", self.std)):
+            if values is not None:
+                options += [option, ",".join(repr(v) for v in values)]
+        return options
+
     @classmethod
     def from_json(cls, d: Any) -> ModelSource:
         """Inverse of config.to_jsonable (adversarial files record their source)."""

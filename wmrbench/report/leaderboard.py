@@ -15,7 +15,7 @@ import pandas as pd
 
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_write_text
-from wmrbench.records import Summary, read_summary
+from wmrbench.records import PARTIAL_DIR, Summary, read_summary, unfinished
 from wmrbench.report.paper import compare_with_paper
 from wmrbench.report.render import TableFormat, render
 from wmrbench.report.robustbench import write_model_infos
@@ -32,12 +32,14 @@ class Found:
 @dataclass(frozen=True)
 class Gathered:
     summaries: list[Found]
-    warnings: list[str]  # one line per file that was skipped
+    warnings: list[str]  # one line per file that was skipped, and per unfinished evaluation
+    unfinished: int = 0  # evaluations that were stopped (saved batches, no summary.json)
 
 
 def gather(results_dir: str | Path) -> Gathered:
     """Every summary.json under ``results_dir``, in path order; a file that is not a summary of
-    this schema becomes a warning naming it (one bad file must not hide every other result)."""
+    this schema becomes a warning naming it (one bad file must not hide every other result), and
+    so does an unfinished evaluation, with the command that finishes it."""
     root = Path(results_dir)
     if not root.is_dir():
         raise WmrbenchError(f"results folder not found: {root}")
@@ -50,7 +52,22 @@ def gather(results_dir: str | Path) -> Gathered:
             continue
         name = path.parent.relative_to(root).as_posix()
         summaries.append(Found((summary.run or "?") if name == "." else name, path.parent, summary))
-    return Gathered(summaries, warnings)
+    stopped = [run for run in map(unfinished, sorted(p.parent for p in root.rglob(PARTIAL_DIR))) if run is not None]
+    warnings += [f"skipped {run.folder}: an unfinished evaluation ({run.progress}, no summary.json); finish it with "
+                 f"`{run.command}`" for run in stopped]
+    return Gathered(summaries, warnings, len(stopped))
+
+
+def nothing_found(results_dir: str | Path, found: Gathered) -> WmrbenchError:
+    """The one line for a folder without a complete result: what was skipped, and how to finish
+    an unfinished evaluation (the warnings are not printed when the command fails)."""
+    bad = len(found.warnings) - found.unfinished
+    skipped = [f"skipped {bad} bad file(s)"] if bad else []
+    if found.unfinished == 1:
+        skipped.append(found.warnings[-1])
+    elif found.unfinished:
+        skipped.append(f"skipped {found.unfinished} unfinished evaluations (finish each with wmrbench evaluate ... --resume)")
+    return WmrbenchError("; ".join([f"no summary.json under {results_dir}", *skipped]))
 
 
 @dataclass(frozen=True)
@@ -71,8 +88,7 @@ def leaderboard(
         raise WmrbenchError("a CSV file holds one table: add --table non-uniform or --table uniform, or leave out --output")
     found = gather(results_dir)
     if not found.summaries:
-        where = f"; skipped {len(found.warnings)} bad file(s)" if found.warnings else ""
-        raise WmrbenchError(f"no summary.json under {results_dir}{where}")
+        raise nothing_found(results_dir, found)
     summaries, names = [f.summary for f in found.summaries], [f.name for f in found.summaries]
     tables = {}
     for kind in kinds:

@@ -24,7 +24,7 @@ from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_write
 from wmrbench.metrics import normalized_weights
 from wmrbench.records import alpha_key, read_records
-from wmrbench.report.leaderboard import Found, gather
+from wmrbench.report.leaderboard import Found, gather, nothing_found
 
 FORMATS = ("png", "svg")
 PANELS = (("A_rob", "A_rob: unweighted PGD"), ("A_sa", "A_sa: PGD points, weighted"), ("A_tr", "A_tr: weighted PGD"))
@@ -132,7 +132,7 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
     """The metrics figure per data set and a weights figure per result (or per ``runs``)."""
     found = gather(results_dir)
     if not found.summaries:
-        raise WmrbenchError(f"no summary.json under {results_dir}")
+        raise nothing_found(results_dir, found)
     out_dir = Path(output_dir) if output_dir is not None else Path(results_dir) / "plots"
     names = [r.name for r in found.summaries]
     unknown = [r for r in runs or [] if r not in names]
