@@ -104,6 +104,10 @@ def parse_enum(enum_type: type[E], value: str | E, option: str) -> E:
 
 
 MAX_SEED = 2**63 - 1  # seeds are 63-bit: torch.Generator.manual_seed and numpy's SeedSequence take them
+# Up to this alpha, |alpha * margin| <= 40 and the weight exp(-alpha * margin) is a normal float32
+# (margins lie in [-1, 1]). Weighted PGD steps stay exact beyond it (attacks.objective.step_weights);
+# weighted APGD compares the objectives s_i * l_i themselves across iterations, so it stops here.
+STABLE_ALPHA = 40.0
 
 
 # Settings whose command-line option has another name than the field (``--attack`` reads better
@@ -398,6 +402,14 @@ class EvalConfig:
         object.__setattr__(self, "alpha_test", tuple(check_alpha(a, "alpha_test") for a in self.alpha_test))
         if not self.alpha_test:
             raise WmrbenchError("alpha_test needs at least one value, e.g. 1,1.5,2")
+        if self.method in (AttackMethod.APGD_CE, AttackMethod.APGD_DLR, AttackMethod.AUTOATTACK) and max(
+            self.alpha_test
+        ) > STABLE_ALPHA:
+            raise WmrbenchError(
+                f"--alpha-test {max(self.alpha_test):g} with --attack {self.method.value}: weighted APGD compares "
+                f"exp(-alpha * margin) * loss across its iterations, which overflows float32 above alpha "
+                f"{STABLE_ALPHA:g}; use --attack pgd (exact at any alpha) or alpha_test <= {STABLE_ALPHA:g}"
+            )
         if self.n_examples is not None:
             object.__setattr__(self, "n_examples", check_int(self.n_examples, "n_examples", 1))
         _set(self, run=check_run_name(self.run), batch_size=check_int(self.batch_size, "batch_size", 1),

@@ -51,7 +51,8 @@ from wmrbench.attacks.objective import (
 from wmrbench.attacks.pgd import _restarts
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import Forward, model_forward
-from wmrbench.config import AttackConfig, Norm, Precision, parse_enum
+from wmrbench.config import STABLE_ALPHA, AttackConfig, Norm, Precision, parse_enum
+from wmrbench.errors import WmrbenchError
 
 MOMENTUM = 0.75  # weight of the new step; 1 - MOMENTUM on the previous displacement
 RHO = 0.75  # a window with at most RHO * k objective-raising steps halves the step
@@ -279,6 +280,11 @@ def apgd(
     """
     loss = parse_enum(ApgdLoss, loss, "loss")
     precision = parse_enum(Precision, precision, "precision")
+    if alpha is not None and bool((torch.as_tensor(alpha) > STABLE_ALPHA).any()):  # one check per call
+        raise WmrbenchError(
+            f"weighted APGD compares s_i * l_i across iterations and exp(-alpha * margin) overflows float32 "
+            f"above alpha {STABLE_ALPHA:g}; use weighted PGD (exact at any alpha) there"
+        )
     x = x.detach()
     setup = _setup(model, x, y, attack, alpha, loss, precision, compile_model)
     with attack_mode(model):

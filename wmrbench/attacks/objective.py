@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmrbench.config import InnerLoss, Precision, parse_enum
+from wmrbench.config import STABLE_ALPHA, InnerLoss, Precision, parse_enum
 from wmrbench.errors import WmrbenchError
 from wmrbench.runtime import autocast_dtype
 
@@ -64,6 +64,28 @@ def margin(logits: Tensor, y: Tensor) -> Tensor:
 def importance_weights(logits: Tensor, y: Tensor, alpha: float | Tensor) -> Tensor:
     """``s = exp(-alpha * margin)``; differentiable in logits (detach at the call site if wanted)."""
     return torch.exp(-alpha * margin(logits, y))
+
+
+def step_weights(logits: Tensor, y: Tensor, alpha: float | Tensor) -> Tensor:
+    """The weight as an ascent step needs it: ``s_i`` up to a positive per-example factor.
+
+    The gradient of ``s_i * l_i`` with respect to example i's input is
+    ``s_i * (grad l_i - alpha * l_i * grad m_i)``: a step that uses only its direction per example
+    (the sign for L-infinity, the normalized gradient for L2) does not see the factor ``s_i``.
+    Above :data:`wmrbench.config.STABLE_ALPHA` (40), ``exp(-alpha * margin)`` overflows to inf
+    (a NaN step) or underflows to 0 (no step at all) in float32, so there the weight is ``exp(-alpha * (m_i - m_i.detach()))``:
+    its value is 1, its gradient ``-alpha * grad m_i``, and the step is the same as with ``s_i``,
+    with no overflow at any alpha. At or below it (every alpha the paper uses) the weight is
+    :func:`importance_weights` bit for bit. Not for values that are compared or summed across
+    examples: those need ``s_i`` itself (see :func:`.metrics.normalized_weights`).
+    """
+    m = margin(logits, y)
+    if isinstance(alpha, Tensor):  # per-example alphas (stacked attacks): a shift of exactly 0 below the bound
+        shift = torch.where(alpha > STABLE_ALPHA, m.detach(), torch.zeros_like(m))
+        return torch.exp(-alpha * (m - shift))
+    if alpha > STABLE_ALPHA:
+        return torch.exp(-alpha * (m - m.detach()))
+    return torch.exp(-alpha * m)
 
 
 def inner_loss(

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from wmrbench.attacks.noise import start_point
 from wmrbench.attacks.norms import l2_direction, project_l2
 from wmrbench.attacks.objective import (
-    Alpha, AttackResult, attack_mode, choose_among, importance_weights, inner_loss, margin, predict,
+    Alpha, AttackResult, attack_mode, choose_among, inner_loss, margin, predict, step_weights,
     upcast,
 )
 from wmrbench.attacks.registry import register_attack
@@ -38,8 +38,9 @@ def _step(forward: Forward, x_adv: Tensor, inputs: StepInputs) -> Tensor:
     logits = forward(x_adv)
     per_example = inner_loss(logits, inputs.y, inputs.loss, inputs.natural_probs)
     if inputs.alpha is not None:
-        # The weight stays in the graph: its gradient is part of the step direction.
-        per_example = importance_weights(logits, inputs.y, inputs.alpha) * per_example
+        # The weight stays in the graph: its gradient is part of the step direction. The step
+        # uses only each example's direction, so the overflow-free form serves at any alpha.
+        per_example = step_weights(logits, inputs.y, inputs.alpha) * per_example
     (grad,) = torch.autograd.grad(per_example.sum(), x_adv)
     if inputs.norm is Norm.L2:
         # A step of length step_size along the gradient (none for a zero gradient), scaled back
