@@ -426,7 +426,8 @@ def _end_epoch(
         _save(run.last, cfg, run.model, run.optimizer, run.scheduler, epoch + 1, run.history,
               best=_is_best(run.history))
         line = _epoch_line(stats, cfg.epochs, run.history)
-        progress.console.print(f"{line}  run {cfg.run}" if tag else line, markup=False)
+        # One line however long (a log is read by grep), and a run name is not markup.
+        progress.console.print(f"{line}  run {cfg.run}" if tag else line, markup=False, soft_wrap=True)
         run.board.epoch(stats, weights)
 
 
