@@ -108,3 +108,34 @@ def test_a_killed_reproduction_resumes(tmp_path):
     for run, first_epoch in saved.items():
         assert _epochs(tmp_path / "checkpoints" / run)[0] == first_epoch
     assert (tmp_path / "results" / "table1-digits" / "table1.md").is_file()
+
+
+def test_the_paper_is_beside_each_number_with_the_difference_and_the_claim_is_checked(digits_results):
+    # The MNIST table's layout, on real results (digits TRADES and TRADES+ours, alpha_train 2):
+    # paper cells matched by defense, alpha_train and alpha_test; none where the paper has none.
+    from wmrbench.records import read_summary
+    from wmrbench.report.paper import paper_tables
+    from wmrbench.report.reproduction import (
+        Reproduction,
+        check_claims,
+        comparison_table,
+        to_markdown_report,
+    )
+
+    summaries = [read_summary(p) for p in sorted(digits_results.rglob("summary.json"))]
+    paper = paper_tables()
+    table = comparison_table(summaries, paper[paper["table"] == 1])
+    assert list(table["Defense"]) == ["TRADES", "TRADES+ours"] * 3
+    base = table[(table["Defense"] == "TRADES") & (table["alpha_test"] == 1.0)].iloc[0]
+    assert base["A_rob (paper)"] == 95.59 and base["A_rob diff"] == pytest.approx(base["A_rob"] - 95.59)
+    ours = table[(table["Defense"] == "TRADES+ours") & (table["alpha_test"] == 2.0)].iloc[0]
+    assert (ours["A_sa (paper)"], ours["A_tr (paper)"]) == (66.71, 65.61)
+    assert table.loc[table["alpha_test"] == 0.0, "A_tr (paper)"].isna().all()  # the paper has no alpha_test 0
+
+    claims = check_claims(table)
+    at2 = claims.table[claims.table["alpha_test"] == 2.0].iloc[0]
+    assert at2["A_sa gain (paper)"] == pytest.approx(66.71 - 52.15)
+    assert at2["A_tr gain"] == pytest.approx(ours["A_tr"] - table[(table["Defense"] == "TRADES") & (table["alpha_test"] == 2.0)].iloc[0]["A_tr"])
+    assert claims.sa_higher[1] == 3 and claims.tr_higher[1] == 3
+    md = to_markdown_report(Reproduction("t", ["n"], table, claims))
+    assert "A_rob (paper)" in md and "A_rob diff" in md and "A_sa gain (paper)" in md and "at every alpha_test" in md
