@@ -32,6 +32,7 @@ from wmrbench.config import (
     EvalOptions,
     Precision,
     Protocol,
+    RestartFrom,
     TrainConfig,
     check_int,
     check_seed,
@@ -84,6 +85,9 @@ class ReproduceConfig:
     epochs: int | None = None  # default: the preset's (MNIST 100, digits 30)
     n_examples: int | None = None  # default: the whole test set
     restarts: int | None = None  # default: the paper's 10
+    # Each restart afresh from x (wmrbench's default), or chained from the previous end point
+    # (the authors' evaluation loop); the choice among restarts is wmrbench's either way.
+    restart_from: RestartFrom = RestartFrom.START
     alpha_test: tuple[float, ...] = DEFAULT_ALPHA_TEST
     seed: int = DEFAULT_SEED
     device: str = DEFAULT_DEVICE
@@ -98,6 +102,7 @@ class ReproduceConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
+        object.__setattr__(self, "restart_from", parse_enum(RestartFrom, self.restart_from, "restart-from"))
         for name in ("epochs", "n_examples", "restarts", "stop_after_epochs"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, check_int(getattr(self, name), name, 1))
@@ -132,7 +137,7 @@ def eval_options(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Protocol, Eval
     protocol = Protocol.DEFAULT if cfg.quick else Protocol.PAPER
     restarts = cfg.restarts if cfg.restarts is not None else PAPER_RESTARTS
     return protocol, EvalOptions(
-        protocol=protocol, restarts=restarts, alpha_test=cfg.alpha_test, n_examples=cfg.n_examples, seed=cfg.seed,
+        protocol=protocol, restarts=restarts, restart_from=cfg.restart_from, alpha_test=cfg.alpha_test, n_examples=cfg.n_examples, seed=cfg.seed,
         device=cfg.device, precision=Precision.FP32, results_dir=str(cfg.table_dir), data_dir=run.data_dir,
         download=cfg.download or None,
     )

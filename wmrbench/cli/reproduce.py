@@ -27,6 +27,7 @@ def table1(
     epochs: Annotated[int | None, typer.Option(help="Training epochs of each run (default: the paper's 100; --quick: 30). Fewer epochs are marked as differing from the paper.")] = None,
     n_examples: Annotated[int | None, typer.Option(help="Evaluate on the first N test images (default: all, as the paper).")] = None,
     restarts: Annotated[int | None, typer.Option(help="Evaluation restarts (default: the paper's 10).")] = None,
+    restart_from: Annotated[str, typer.Option(help="start (each restart afresh from x; default) | previous (chained from the previous end point, as the authors' evaluation loop).")] = "start",
     alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values (default: the paper's 1,1.5,2).")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
     seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = DEFAULT_SEED,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = DEFAULT_DEVICE,
@@ -51,7 +52,7 @@ def table1(
 
     with user_errors():
         cfg = ReproduceConfig(
-            quick=quick, epochs=epochs, n_examples=n_examples, restarts=restarts,
+            quick=quick, epochs=epochs, n_examples=n_examples, restarts=restarts, restart_from=restart_from,
             alpha_test=parse_alphas(alpha_test), seed=seed, device=device, precision=precision,
             data_dir=data_dir or DEFAULT_DATA_DIR, download=download, checkpoint_dir=checkpoint_dir,
             results_dir=results_dir, stop_after_epochs=stop_after_epochs,
