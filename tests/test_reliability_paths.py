@@ -105,7 +105,7 @@ import wmrbench.training as training
 state, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 real = training._train_epoch
 def paced(*args, **kwargs):
-    epoch = args[8]
+    epoch = kwargs["epoch"]
     state.write_text(str(epoch))
     while epoch == 0 and not go.exists():
         time.sleep(0.05)

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from wmrbench.config import (
     TrainConfig,
     TrainOptions,
     fields_with,
+    option_name,
     parse_enum,
     parse_select_by,
     to_jsonable,
@@ -240,6 +242,42 @@ def merge_resume(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
     return dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUMABLE_SETTINGS})
 
 
+# Settings every run of a sweep must share: they decide the data each step sees (which examples,
+# in which order, augmented how), so that one batch, drawn and augmented once, serves them all.
+SHARED_BY_SWEEP = (
+    "dataset", "data_dir", "download", "verify_checksums", "batch_size", "seed", "augment", "padding_mode",
+    "val_size", "device",
+)
+
+
+@dataclass
+class SweepResult:
+    """What :func:`fit_sweep` did: one result per run in the order given, and the runs that
+    stopped early (divergence), each with its one-line reason."""
+
+    results: list[TrainResult]
+    failures: dict[str, str]
+
+
+def check_sweep(cfgs: Sequence[TrainConfig]) -> None:
+    """Several runs may train side by side only if they share the data settings (one line naming
+    the first that differs) and write different folders."""
+    folders = [run_dir(cfg).resolve() for cfg in cfgs]
+    for i, folder in enumerate(folders):
+        if folder in folders[:i]:
+            raise WmrbenchError(f"two runs of the sweep write the same folder {run_dir(cfgs[i])}: give each its own --run")
+    for cfg in cfgs[1:]:
+        differ = [name for name in SHARED_BY_SWEEP if getattr(cfg, name) != getattr(cfgs[0], name)]
+        if differ:
+            raise WmrbenchError(
+                f"runs {cfgs[0].run!r} and {cfg.run!r} cannot train side by side: they differ in "
+                f"{', '.join(option_name(n) for n in differ)}; the runs of a sweep share the data settings"
+            )
+    if len(cfgs) > 1 and distributed.env_world_size() > 1:
+        raise WmrbenchError("a sweep (several --alpha-train values) trains in one process: run it without torchrun, "
+                            "or train one alpha_train per torchrun job")
+
+
 def fit(
     cfg: TrainConfig, *, resume: bool = False, stop_after_epochs: int | None = None,
     show_progress: bool = True,
@@ -247,77 +285,162 @@ def fit(
     """Train ``cfg.arch`` on ``cfg.dataset``; return the path of ``last.pt`` and the history.
 
     ``stop_after_epochs`` ends this invocation after that many epochs (a time-boxed job); the
-    run can then be continued with ``resume=True``.
+    run can then be continued with ``resume=True``. A run that diverges is one line.
     """
-    device = distributed.resolve_device(cfg.device)
+    result = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress)
+    if result.failures:
+        raise WmrbenchError(result.failures[cfg.run])
+    return result.results[0]
+
+
+def fit_sweep(
+    cfgs: Sequence[TrainConfig], *, resume: bool = False, missing_ok: bool = False,
+    stop_after_epochs: int | None = None, show_progress: bool = True,
+) -> SweepResult:
+    """Train several runs side by side in this process, each exactly as :func:`fit` trains it alone.
+
+    The runs share the data settings (:func:`check_sweep`): every batch is drawn and augmented
+    once, then each run takes its step on it with its own model, optimizer and random streams
+    (attack starts, dropout), so each run's weights and metrics are bit for bit those of the
+    same run trained alone (on the CPU; tests/test_sweep.py). Each run keeps its own folder,
+    lock, ``last.pt`` and ``metrics.jsonl``, so each can be resumed, evaluated or rerun alone.
+
+    ``resume``: continue each run from its ``last.pt``; with ``missing_ok`` a run that has none
+    yet starts from scratch (a sweep stopped before every run had saved an epoch). Runs may have
+    finished different numbers of epochs: each takes the epochs it lacks. A run that diverges
+    stops (its last good checkpoint is kept) and the others go on; it is in ``failures``.
+    """
+    if not cfgs:
+        raise ValueError("fit_sweep needs at least one config")
+    check_sweep(cfgs)
+    device = distributed.resolve_device(cfgs[0].device)
     world_size = distributed.env_world_size()
-    distributed.check_divides(cfg.batch_size, world_size)  # before any work, same on every rank
-    check_arch_fits(cfg)
-    last = run_dir(cfg) / "last.pt"
-    if not resume and last.exists():  # checked again under the lock; this is the early answer
-        raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
-    writer = (
-        lock_folder(run_dir(cfg), "checkpoint folder", "wait for that run to finish, or train another --run")
-        if distributed.is_main_process() else contextlib.nullcontext()
-    )
-    with writer:
-        return _fit_locked(cfg, device, world_size, last, resume, stop_after_epochs, show_progress)
+    for cfg in cfgs:
+        distributed.check_divides(cfg.batch_size, world_size)  # before any work, same on every rank
+        check_arch_fits(cfg)
+        last = run_dir(cfg) / "last.pt"
+        # Checked again under the lock; these are the early answers, before any folder is locked.
+        if not resume and last.exists():
+            raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
+        if resume and not missing_ok and not last.is_file():
+            raise WmrbenchError(f"--resume: no checkpoint at {last}")
+    with contextlib.ExitStack() as folders:
+        if distributed.is_main_process():
+            for cfg in cfgs:
+                folders.enter_context(
+                    lock_folder(run_dir(cfg), "checkpoint folder", "wait for that run to finish, or train another --run")
+                )
+        return _fit_locked(list(cfgs), device, world_size, resume, stop_after_epochs, show_progress)
+
+
+@dataclass
+class _Run:
+    """One model this process trains: a run on its own, or one run of a sweep."""
+
+    cfg: TrainConfig
+    last: Path
+    model: nn.Module
+    train_model: nn.Module  # what the training forward goes through (DDP, torch.compile)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    history: list[dict[str, Any]]
+    epoch: int  # epochs finished
+    end_epoch: int  # this invocation stops after this many
+    board: EpochLog
+    failure: str | None = None  # why it stopped early (one line), else None
 
 
 def _fit_locked(
-    cfg: TrainConfig, device: torch.device, world_size: int, last: Path, resume: bool,
+    cfgs: list[TrainConfig], device: torch.device, world_size: int, resume: bool,
     stop_after_epochs: int | None, show_progress: bool,
-) -> TrainResult:
-    """:func:`fit` once the run folder is this process's (rank 0) alone."""
-    saved: dict[str, Any] = {}
-    if resume:
-        saved = _read_training_checkpoint(last)
-        cfg = merge_resume(train_config_from_dict(saved["config"]), cfg)
-    elif last.exists():
-        raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
+) -> SweepResult:
+    """:func:`fit_sweep` once every run folder is this process's (rank 0) alone."""
+    saved: list[dict[str, Any]] = []
+    for i, cfg in enumerate(cfgs):
+        last = run_dir(cfg) / "last.pt"
+        saved.append(_read_training_checkpoint(last) if resume and last.is_file() else {})
+        if saved[i]:
+            cfgs[i] = merge_resume(train_config_from_dict(saved[i]["config"]), cfg)
+        elif last.exists():
+            raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
 
-    train = _training_split(cfg, device, world_size)
+    # The runs share the data settings: one split, one held-out part, for all of them.
+    train = _training_split(cfgs[0], device, world_size)
     val = None
-    if cfg.val_size:  # carved from the training split with the seed: the test set stays unseen
-        train, val = carve_validation(train, cfg.val_size, cfg.seed)
+    if cfgs[0].val_size:  # carved from the training split with the seed: the test set stays unseen
+        train, val = carve_validation(train, cfgs[0].val_size, cfgs[0].seed)
     ctx = distributed.setup(device)
+    runs = [_start_run(cfg, state, device, ctx, stop_after_epochs) for cfg, state in zip(cfgs, saved)]
+
+    with progress_bar(enabled=show_progress and ctx.is_main) as progress:
+        for epoch in range(min(r.epoch for r in runs), max(r.end_epoch for r in runs)):
+            active = [r for r in runs if r.failure is None and r.epoch == epoch < r.end_epoch]
+            if not active:
+                continue
+            outcomes = _train_epoch(active, train, epoch=epoch, device=device, progress=progress, ctx=ctx)
+            for run, (stats, weights, diverged) in zip(active, outcomes):
+                try:
+                    if diverged is not None:
+                        raise diverged
+                    check_finite_weights(run.model, epoch)
+                except Diverged as exc:  # last.pt (if any) still holds the last good epoch
+                    run.failure = _diverged_line(run, exc, sweep=len(runs) > 1)  # said once, at the end
+                    continue
+                _end_epoch(run, epoch, stats, weights, val, ctx, progress, tag=len(runs) > 1)
+    for run in runs:
+        run.board.close()
+    failures = {r.cfg.run: r.failure for r in runs if r.failure is not None}
+    return SweepResult([TrainResult(r.last, r.history) for r in runs], failures)
+
+
+def _start_run(
+    cfg: TrainConfig, saved: dict[str, Any], device: torch.device, ctx: distributed.Context,
+    stop_after_epochs: int | None,
+) -> _Run:
+    """A run's model, optimizer and scheduler: fresh from the seed, or restored from ``saved``."""
     model, optimizer, scheduler = _build(cfg, device)
-    history, start_epoch = _restore(saved, model, optimizer, scheduler) if resume else ([], 0)
+    history, start_epoch = _restore(saved, model, optimizer, scheduler) if saved else ([], 0)
     model = distributed.prepare_for_ddp(model, device)
     train_model = distributed.wrap_ddp(model, device)
     if cfg.compile:  # the training forward only; checkpoints keep saving ``model`` (no prefixes)
         train_model = torch.compile(train_model)
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
-
     board = EpochLog(cfg.tensorboard if ctx.is_main else None)
-    with progress_bar(enabled=show_progress and ctx.is_main) as progress:
-        for epoch in range(start_epoch, end_epoch):
-            generators = epoch_generators(cfg.seed, epoch, ctx.rank, device)
-            try:
-                stats, weights = _train_epoch(
-                    model, optimizer, train, cfg, generators, cfg.precision, device, progress, epoch,
-                    train_model=train_model, ctx=ctx,
-                )
-                check_finite_weights(model, epoch)
-            except Diverged as exc:  # last.pt (if any) still holds the last good epoch
-                kept = f"the last good checkpoint {last} (epoch {epoch}) is kept" if epoch else "no checkpoint was written"
-                lower = f"--lr (now {cfg.lr:g})"
-                if cfg.alpha_train > 0:
-                    lower += f" or --alpha-train (now {cfg.alpha_train:g})"
-                raise WmrbenchError(
-                    f"training diverged: {exc.what}; stopped, {kept}; train a new --run with a lower {lower}"
-                ) from None
-            scheduler.step()
-            if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                stats.update(_validation_stats(model, val, cfg))
-            history.append(stats)
-            distributed.check_same_weights(model)
-            if ctx.is_main:  # one writer; the other ranks hold identical weights
-                _save(last, cfg, model, optimizer, scheduler, epoch + 1, history, best=_is_best(history))
-                progress.console.print(_epoch_line(stats, cfg.epochs, history))
-                board.epoch(stats, weights)
-    board.close()
-    return TrainResult(last, history)
+    return _Run(cfg, run_dir(cfg) / "last.pt", model, train_model, optimizer, scheduler, history, start_epoch,
+                end_epoch, board)
+
+
+def _end_epoch(
+    run: _Run, epoch: int, stats: dict[str, Any], weights: Tensor | None, val: ImageSet | None,
+    ctx: distributed.Context, progress: Any, tag: bool,
+) -> None:
+    """After a good epoch: the schedule, held-out metrics, the checkpoint, the epoch line."""
+    cfg = run.cfg
+    run.scheduler.step()
+    if val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+        stats.update(_validation_stats(run.model, val, cfg))
+    run.history.append(stats)
+    run.epoch = epoch + 1
+    distributed.check_same_weights(run.model)
+    if ctx.is_main:  # one writer; the other ranks hold identical weights
+        _save(run.last, cfg, run.model, run.optimizer, run.scheduler, epoch + 1, run.history,
+              best=_is_best(run.history))
+        line = _epoch_line(stats, cfg.epochs, run.history)
+        # One line however long (a log is read by grep), and a run name is not markup.
+        progress.console.print(f"{line}  run {cfg.run}" if tag else line, markup=False, soft_wrap=True)
+        run.board.epoch(stats, weights)
+
+
+def _diverged_line(run: _Run, exc: Diverged, sweep: bool) -> str:
+    cfg, epoch = run.cfg, exc.epoch
+    kept = f"the last good checkpoint {run.last} (epoch {epoch}) is kept" if epoch else "no checkpoint was written"
+    lower = f"--lr (now {cfg.lr:g})"
+    if cfg.alpha_train > 0:
+        lower += f" or --alpha-train (now {cfg.alpha_train:g})"
+    if sweep:
+        return (f"run {cfg.run!r} diverged: {exc.what}; it stopped, the other runs went on; {kept}; "
+                f"train a new --run with a lower {lower}")
+    return f"training diverged: {exc.what}; stopped, {kept}; train a new --run with a lower {lower}"
 
 
 def _epoch_line(stats: dict[str, Any], epochs: int, history: list[dict[str, Any]]) -> str:
@@ -385,73 +508,148 @@ def _restore(
     return list(saved["history"]), int(saved["epoch"])
 
 
+class GlobalRng:
+    """One run's own state of torch's global random generator (dropout masks), for sweeps.
+
+    Dropout draws from the global generator, which :func:`epoch_generators` seeds when an epoch
+    starts. Runs that take turns in one process would draw each other's masks; instead each run
+    keeps its own state and swaps it in for its steps, so it draws exactly what it draws alone.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
+        try:
+            yield
+        finally:
+            self.cpu = torch.get_rng_state()
+            if self.cuda is not None:
+                self.cuda = torch.cuda.get_rng_state(self.device)
+
+
+class _Tally:
+    """One run's running sums over an epoch. They stay on the device and are read back once per
+    ``log_every`` steps, not per step, so the step never waits for the GPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.weight_sum = torch.zeros((), device=device)
+        self.weights: list[Tensor] = []  # the epoch's importance weights, on the device, for the histogram
+        self.seen = 0
+        self.checked = 0  # steps up to here had a finite loss
+
+    def add(self, objective: Objective, adv_margin: Tensor, n: int) -> None:
+        self.loss_sum += objective.loss.detach() * n
+        self.correct += (adv_margin > 0).sum()
+        self.weight_sum += objective.weights.sum()
+        self.weights.append(objective.weights.detach())
+        self.seen += n
+
+    def running_loss(self, step: int, n_batches: int, epoch: int, lr: float, ctx: distributed.Context) -> float:
+        """The mean loss so far (one read-back); Diverged if any step since the last check was not finite."""
+        # The running loss is read back here anyway: its finiteness costs no extra sync. A
+        # non-finite step makes the running sum non-finite, so no step goes unchecked.
+        running = self.loss_sum / self.seen
+        diverged = running.isfinite().logical_not().float()
+        if ctx.enabled:  # a rank that diverged stops every rank, at the same step
+            diverged = distributed.all_reduce_sum(diverged)
+        running_loss, diverged_ranks = torch.stack([running, diverged]).tolist()
+        if diverged_ranks > 0:
+            steps = f"step {step + 1}" if step == self.checked else f"steps {self.checked + 1}-{step + 1}"
+            value = running_loss if not math.isfinite(running_loss) else "non-finite on another process"
+            raise Diverged(f"the loss became {value} in epoch {epoch + 1} (lr {lr:g}), {steps} of {n_batches}", epoch)
+        self.checked = step + 1
+        return running_loss
+
+    def stats(self, epoch: int, lr: float, ctx: distributed.Context, seconds: float) -> tuple[dict[str, Any], Tensor | None]:
+        # The epoch's statistics are over all ranks' examples: one all-reduce per epoch.
+        totals = distributed.all_reduce_sum(torch.stack(
+            [self.loss_sum, self.correct.float(), self.weight_sum, torch.tensor(float(self.seen), device=self.device)]
+        ))
+        loss_total, correct_total, weight_total, seen_total = totals.tolist()
+        stats = {
+            "epoch": epoch + 1,
+            "loss": loss_total / seen_total,
+            "adv_accuracy": correct_total / seen_total,  # under the training attack, before the step
+            "mean_weight": weight_total / seen_total,
+            "lr": lr,
+            "processes": ctx.world_size,
+            "seconds": seconds,
+        }
+        return stats, (torch.cat(self.weights) if self.weights else None)
+
+
 def _train_epoch(
-    model: nn.Module, optimizer: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig,
-    generators: dict[str, torch.Generator], precision: Precision, device: torch.device,
-    progress: Any, epoch: int, train_model: nn.Module | None = None,
+    runs: list[_Run], train: ImageSet, *, epoch: int, device: torch.device, progress: Any,
     ctx: distributed.Context = distributed.Context(),
-) -> tuple[dict[str, Any], Tensor | None]:
+) -> list[tuple[dict[str, Any], Tensor | None, Diverged | None]]:
+    """One epoch of every run over the same batches; per run (stats, weights, divergence or None).
+
+    Each batch is drawn and augmented once (the runs share the data settings, so each would draw
+    the same batch alone); every run then takes its step with its own attack generator and, when
+    several runs take turns, its own global random state (:class:`GlobalRng`). A run that
+    diverges stops taking steps; the others go on. ``seconds`` is the epoch's wall time (the
+    whole sweep's, for a run of a sweep).
+    """
     started = time.perf_counter()
-    lr = optimizer.param_groups[0]["lr"]
-    order = torch.randperm(len(train), generator=generators["shuffle"])  # the same on every rank
+    data = runs[0].cfg  # the data settings are the same for every run (check_sweep)
+    generators, rngs = [], []
+    for run in runs:  # each run's streams are those it gets alone: seeded from (seed, epoch, rank)
+        generators.append(epoch_generators(run.cfg.seed, epoch, ctx.rank, device))
+        rngs.append(GlobalRng(device) if len(runs) > 1 else None)
+    lrs = [run.optimizer.param_groups[0]["lr"] for run in runs]
+    order = torch.randperm(len(train), generator=generators[0]["shuffle"])  # the same on every rank
     mine = distributed.epoch_shard(order, ctx.rank, ctx.world_size)
-    batch_size = cfg.batch_size // ctx.world_size  # per rank; the global batch is cfg.batch_size
+    batch_size = data.batch_size // ctx.world_size  # per rank; the global batch is cfg.batch_size
     n_batches = (len(mine) + batch_size - 1) // batch_size
-    task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches, info="")
-    # Running sums stay on the device; they are read back once per log_every steps, not per step.
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    weight_sum = torch.zeros((), device=device)
-    weights: list[Tensor] = []  # the epoch's importance weights, kept on the device for the histogram
-    seen = 0
-    checked = 0  # steps up to here had a finite loss
+    several = f" ({len(runs)} runs)" if len(runs) > 1 else ""
+    task = progress.add_task(f"epoch {epoch + 1}/{data.epochs}{several}", total=n_batches, info="")
+    tallies = [_Tally(device) for _ in runs]
+    diverged: list[Diverged | None] = [None] * len(runs)
     for step, (_, x, y) in enumerate(batches(train, batch_size, mine)):
-        if cfg.augment:  # random crop (padding 4) + flip, batched on the device
-            x = random_crop_flip(x, generators["augment"], padding_mode=cfg.padding_mode.value)
+        if data.augment:  # random crop (padding 4) + flip, batched on the device, once for every run
+            x = random_crop_flip(x, generators[0]["augment"], padding_mode=data.padding_mode.value)
         x = prepare_input(x, device)
-        objective, adv_margin = train_step(model, x, y, cfg, generators["attack"], precision, train_model)
-        optimizer.zero_grad(set_to_none=True)
-        objective.loss.backward()
-        optimizer.step()
-        loss_sum += objective.loss.detach() * len(y)
-        correct += (adv_margin > 0).sum()
-        weight_sum += objective.weights.sum()
-        weights.append(objective.weights.detach())
-        seen += len(y)
-        # The bar moves every step (a host-side count); the loss is read back from the device
-        # only once per log_every steps, so the step never waits for the GPU.
-        if (step + 1) % cfg.log_every == 0 or step + 1 == n_batches:
-            # The running loss is read back here anyway: its finiteness costs no extra sync. A
-            # non-finite step makes the running sum non-finite, so no step goes unchecked.
-            running = loss_sum / seen
-            diverged = running.isfinite().logical_not().float()
-            if ctx.enabled:  # a rank that diverged stops every rank, at the same step
-                diverged = distributed.all_reduce_sum(diverged)
-            running_loss, diverged_ranks = torch.stack([running, diverged]).tolist()
-            if diverged_ranks > 0:
-                steps = f"step {step + 1}" if step == checked else f"steps {checked + 1}-{step + 1}"
-                value = running_loss if not math.isfinite(running_loss) else "non-finite on another process"
-                raise Diverged(f"the loss became {value} in epoch {epoch + 1} (lr {lr:g}), {steps} of {n_batches}", epoch)
-            checked = step + 1
-            progress.update(task, completed=step + 1, info=f"loss {running_loss:.4f}")
-        else:
-            progress.update(task, completed=step + 1)
+        for i, run in enumerate(runs):
+            if diverged[i] is not None:
+                continue
+            with rngs[i].active() if rngs[i] is not None else contextlib.nullcontext():
+                objective, adv_margin = train_step(
+                    run.model, x, y, run.cfg, generators[i]["attack"], run.cfg.precision, run.train_model
+                )
+                run.optimizer.zero_grad(set_to_none=True)
+                objective.loss.backward()
+                run.optimizer.step()
+            tallies[i].add(objective, adv_margin, len(y))
+        # The bar moves every step (a host-side count); losses are read back once per log_every steps.
+        losses = []
+        for i, run in enumerate(runs):
+            if diverged[i] is None and ((step + 1) % run.cfg.log_every == 0 or step + 1 == n_batches):
+                try:
+                    losses.append(f"{tallies[i].running_loss(step, n_batches, epoch, lrs[i], ctx):.4f}")
+                except Diverged as exc:
+                    diverged[i] = exc
+        if all(d is not None for d in diverged):
+            break
+        progress.update(task, completed=step + 1, **({"info": "loss " + " | ".join(losses)} if losses else {}))
     progress.remove_task(task)
-    # The epoch's statistics are over all ranks' examples: one all-reduce per epoch.
-    totals = distributed.all_reduce_sum(
-        torch.stack([loss_sum, correct.float(), weight_sum, torch.tensor(float(seen), device=device)])
-    )
-    loss_total, correct_total, weight_total, seen_total = totals.tolist()
-    stats = {
-        "epoch": epoch + 1,
-        "loss": loss_total / seen_total,
-        "adv_accuracy": correct_total / seen_total,  # under the training attack, before the step
-        "mean_weight": weight_total / seen_total,
-        "lr": lr,
-        "processes": ctx.world_size,
-        "seconds": time.perf_counter() - started,
-    }
-    return stats, (torch.cat(weights) if weights else None)
+    seconds = time.perf_counter() - started
+    outcomes = []
+    for i in range(len(runs)):
+        if diverged[i] is not None:
+            outcomes.append(({}, None, diverged[i]))
+        else:
+            outcomes.append((*tallies[i].stats(epoch, lrs[i], ctx, seconds), None))
+    return outcomes
 
 
 def _save(

@@ -13,6 +13,7 @@ from wmrbench.cli.evaluate import evaluate
 from wmrbench.cli.leaderboard import leaderboard
 from wmrbench.cli.models import models
 from wmrbench.cli.plot import plot
+from wmrbench.cli.reproduce import reproduce_app
 from wmrbench.cli.rerun import rerun
 from wmrbench.cli.train import train
 
@@ -48,6 +49,7 @@ app.command()(leaderboard)
 app.command()(plot)
 app.command()(models)
 app.command()(rerun)
+app.add_typer(reproduce_app, name="reproduce")
 
 
 def _version(value: bool) -> None:

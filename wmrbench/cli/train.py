@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from wmrbench.cli import options as o
-from wmrbench.cli.common import user_errors
+from wmrbench.cli.common import EXIT_USAGE, user_errors
 from wmrbench.cli.config_file import ConfigFile
 
 PRESET = "default: the paper's preset for the dataset"
@@ -17,7 +17,7 @@ def train(
     config: ConfigFile = None,
     dataset: Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | cifar100 | tinyimagenet (default digits).")] = None,
     defense: Annotated[str | None, typer.Option(help="pgd (Madry PGD-AT) | trades (default trades).")] = None,
-    alpha_train: Annotated[float | None, typer.Option(help="Weight sharpness alpha; 0 = unweighted baseline (default), > 0 = '+ours'.")] = None,
+    alpha_train: Annotated[str | None, typer.Option(help="Weight sharpness alpha; 0 = unweighted baseline (default), > 0 = '+ours'. Several, comma-separated (0,0.5,2), train one run per value side by side in this process, on the same data order: runs RUN-a0, RUN-a0.5, ... (default names DATASET-DEFENSE-aALPHA), each with its own checkpoint folder.")] = None,
     beta: Annotated[float | None, typer.Option(help=f"TRADES beta = 1/lambda ({PRESET}).")] = None,
     detach_weights: Annotated[bool | None, typer.Option("--detach-weights/--no-detach-weights", help="Detach s_i from the graph (default: no, as in the authors' code).")] = None,
     normalize_weights: Annotated[bool | None, typer.Option("--normalize-weights/--no-normalize-weights", help="Divide the weighted loss by sum s_i (detached) instead of m (default: no).")] = None,
@@ -60,14 +60,33 @@ def train(
     Under torchrun (torchrun --nproc-per-node N -m wmrbench -- train ...) it trains with DDP.
     """
     from wmrbench import distributed
-    from wmrbench.config import TrainOptions
+    from wmrbench.config import TrainOptions, parse_alphas
     from wmrbench.presets import describe_train_config
-    from wmrbench.training import config_for_run, fit
+    from wmrbench.sweep import sweep_configs
+    from wmrbench.training import config_for_run, fit, fit_sweep
 
     with user_errors(), distributed.session():
-        cfg = config_for_run(dataset, defense, o.options_from(TrainOptions, locals()), resume)
-        if distributed.is_main_process():
-            typer.echo(describe_train_config(cfg))
-        result = fit(cfg, resume=resume, stop_after_epochs=stop_after_epochs, show_progress=not quiet)
-    if distributed.is_main_process():
-        typer.echo(f"checkpoint: {result.checkpoint}")
+        alphas = parse_alphas(alpha_train, "--alpha-train") if alpha_train is not None else None
+        given = {**locals(), "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None}
+        options = o.options_from(TrainOptions, given)
+        if alphas is None or len(alphas) == 1:
+            cfg = config_for_run(dataset, defense, options, resume)
+            if distributed.is_main_process():
+                typer.echo(describe_train_config(cfg))
+            result = fit(cfg, resume=resume, stop_after_epochs=stop_after_epochs, show_progress=not quiet)
+            if distributed.is_main_process():
+                typer.echo(f"checkpoint: {result.checkpoint}")
+            return
+        cfgs = sweep_configs(dataset, defense, options, alphas, resume)
+        typer.echo(describe_train_config(cfgs[0]))
+        typer.echo(f"sweep: {len(cfgs)} runs side by side, every setting as above but run and alpha_train: "
+                   + ", ".join(f"{c.run} (alpha_train {c.alpha_train:g})" for c in cfgs))
+        sweep = fit_sweep(cfgs, resume=resume, missing_ok=True, stop_after_epochs=stop_after_epochs,
+                          show_progress=not quiet)
+    for cfg, result in zip(cfgs, sweep.results):
+        if cfg.run not in sweep.failures:
+            typer.echo(f"checkpoint: {result.checkpoint}")
+    for message in sweep.failures.values():
+        typer.echo(f"Error: {message}", err=True)
+    if sweep.failures:
+        raise typer.Exit(EXIT_USAGE)

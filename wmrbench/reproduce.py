@@ -1,0 +1,324 @@
+"""``wmrbench reproduce table1``: the paper's Table 1 by one command, resumable at every point.
+
+Table 1 (MNIST, SmallCNN): PGD, PGD+ours (alpha_train 0.5), TRADES and TRADES+ours (alpha_train 2),
+100 epochs each with the paper's settings (presets.py), evaluated with the paper's protocol
+(PGD-40, step 0.01, eps 0.3, uniform start, 10 restarts, fp32, the whole test set) at alpha_test
+1, 1.5 and 2; the table puts wmrbench's numbers beside the paper's, with the difference per cell.
+``quick`` does the same on the embedded digits set with its small preset (not the paper's
+setting: its table is never put beside the paper's MNIST numbers as if comparable).
+
+What makes it resumable, on this machine or another one with the folders copied over:
+
+* a run is finished when its ``last.pt`` holds every epoch; an unfinished one is resumed
+  from it (the four runs train side by side, as one sweep: :func:`wmrbench.training.fit_sweep`);
+* an evaluation is done when its ``summary.json`` is complete (its records' hash matches) and
+  was measured as planned (attack, alpha_test, examples, seed, precision) on the finished
+  model (the checkpoint's epochs); anything else is evaluated again;
+* every path comes from the options (``checkpoint_dir``, ``results_dir``, ``data_dir``), never
+  from the files, so copied folders continue where they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wmrbench.config import (
+    DatasetName,
+    Defense,
+    EvalConfig,
+    EvalOptions,
+    Precision,
+    Protocol,
+    RestartFrom,
+    TrainConfig,
+    check_int,
+    check_seed,
+    parse_enum,
+    to_jsonable,
+)
+from wmrbench.errors import WmrbenchError
+from wmrbench.evaluation import evaluate_source
+from wmrbench.io import atomic_write_text, lock_folder
+from wmrbench.models.checkpoint import read_checkpoint
+from wmrbench.models.source import ModelSource, SourceKind
+from wmrbench.presets import (
+    DEFAULT_ALPHA_TEST,
+    DEFAULT_CHECKPOINT_DIR,
+    DEFAULT_DATA_DIR,
+    DEFAULT_DEVICE,
+    DEFAULT_RESULTS_DIR,
+    DEFAULT_SEED,
+    PAPER_PROTOCOLS,
+    eval_config,
+    preset_for,
+    train_config,
+)
+from wmrbench.records import SUMMARY_NAME, Summary, read_summary
+from wmrbench.report.paper import paper_tables
+from wmrbench.report.reproduction import (
+    Reproduction,
+    check_claims,
+    comparison_table,
+    paper_reference,
+    to_csv_report,
+    to_markdown_report,
+)
+from wmrbench.training import SHARED_BY_SWEEP, fit_sweep, run_dir
+
+TABLE = 1
+DEFENSES = (Defense.PGD, Defense.TRADES)  # each as its baseline (alpha_train 0) and "+ours"
+QUICK_DATASET = DatasetName.DIGITS
+PAPER_DATASET = DatasetName.MNIST
+PAPER_RESTARTS = PAPER_PROTOCOLS[PAPER_DATASET].restarts  # 10: the authors' evaluation
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """The settings of ``reproduce table1``; None means the paper's (or, with quick, the digits preset's)."""
+
+    quick: bool = False
+    epochs: int | None = None  # default: the preset's (MNIST 100, digits 30)
+    n_examples: int | None = None  # default: the whole test set
+    restarts: int | None = None  # default: the paper's 10
+    # Each restart afresh from x (wmrbench's default), or chained from the previous end point
+    # (the authors' evaluation loop); the choice among restarts is wmrbench's either way.
+    restart_from: RestartFrom = RestartFrom.START
+    alpha_test: tuple[float, ...] = DEFAULT_ALPHA_TEST
+    seed: int = DEFAULT_SEED
+    device: str = DEFAULT_DEVICE
+    # Training precision: fp32 as the authors' code (bf16 would be faster on a GPU, and is not
+    # the paper's); evaluation is always fp32, as the paper's numbers are.
+    precision: Precision = Precision.FP32
+    data_dir: str = DEFAULT_DATA_DIR
+    checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR
+    results_dir: str = DEFAULT_RESULTS_DIR
+    download: bool = False
+    stop_after_epochs: int | None = None  # end this invocation after that many epochs (rerun to go on)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
+        object.__setattr__(self, "restart_from", parse_enum(RestartFrom, self.restart_from, "restart-from"))
+        for name in ("epochs", "n_examples", "restarts", "stop_after_epochs"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_int(getattr(self, name), name, 1))
+        object.__setattr__(self, "seed", check_seed(self.seed))
+
+    @property
+    def dataset(self) -> DatasetName:
+        return QUICK_DATASET if self.quick else PAPER_DATASET
+
+    @property
+    def table_dir(self) -> Path:
+        """Where the evaluations and the table go: RESULTS_DIR/table1-DATASET."""
+        return Path(self.results_dir) / f"table{TABLE}-{self.dataset.value}"
+
+
+def planned_runs(cfg: ReproduceConfig) -> list[TrainConfig]:
+    """The four training runs, named ``table1-DATASET-DEFENSE-aALPHA``, with the preset's settings."""
+    runs = []
+    for defense in DEFENSES:
+        for alpha in (0.0, preset_for(cfg.dataset, defense).alpha_train):
+            runs.append(train_config(
+                cfg.dataset, defense, run=f"table{TABLE}-{cfg.dataset.value}-{defense.value}-a{alpha:g}",
+                alpha_train=alpha, epochs=cfg.epochs, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
+                data_dir=cfg.data_dir, checkpoint_dir=cfg.checkpoint_dir, download=cfg.download or None,
+            ))
+    return runs
+
+
+def eval_options(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Protocol, EvalOptions]:
+    """The paper's protocol on MNIST; on digits (not in the paper) its preset attack with the
+    paper's 10 restarts; fp32 either way."""
+    protocol = Protocol.DEFAULT if cfg.quick else Protocol.PAPER
+    restarts = cfg.restarts if cfg.restarts is not None else PAPER_RESTARTS
+    return protocol, EvalOptions(
+        protocol=protocol, restarts=restarts, restart_from=cfg.restart_from, alpha_test=cfg.alpha_test, n_examples=cfg.n_examples, seed=cfg.seed,
+        device=cfg.device, precision=Precision.FP32, results_dir=str(cfg.table_dir), data_dir=run.data_dir,
+        download=cfg.download or None,
+    )
+
+
+def planned_eval(cfg: ReproduceConfig, run: TrainConfig) -> EvalConfig:
+    """The evaluation config :func:`wmrbench.evaluation.evaluate_source` will build for ``run``."""
+    protocol, options = eval_options(cfg, run)
+    return options.apply(eval_config(cfg.dataset, run.run, protocol))
+
+
+# What an evaluation must have been measured with to count as done.
+EVAL_KEYS = ("dataset", "attack", "alpha_test", "n_examples", "seed", "precision", "protocol", "method")
+# What the evaluated model must have been trained with (from the checkpoint's config it records).
+TRAIN_KEYS = ("defense", "alpha_train", "epochs", "seed", "arch")
+
+
+def finished_epochs(run: TrainConfig) -> int:
+    """Epochs in ``run``'s last.pt (0 without one); more than planned is an error (another run)."""
+    last = run_dir(run) / "last.pt"
+    if not last.is_file():
+        return 0
+    done = int(read_checkpoint(last).get("epoch", 0))
+    if done > run.epochs:
+        raise WmrbenchError(
+            f"{last} holds {done} epochs, more than the {run.epochs} planned: it is another run; "
+            "give the --epochs it was trained with, or another --checkpoint-dir"
+        )
+    return done
+
+
+def current_result(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Summary | None, str]:
+    """The run's complete result when it was measured as planned on the finished model, else
+    (None, why it must be evaluated)."""
+    path = cfg.table_dir / run.run / SUMMARY_NAME
+    if not path.is_file():
+        return None, "not evaluated yet"
+    try:
+        summary = read_summary(path)
+    except WmrbenchError as exc:
+        return None, f"its result is not usable ({exc})"
+    want = to_jsonable(planned_eval(cfg, run))
+    have = to_jsonable(summary.config)
+    differ = [k for k in EVAL_KEYS if want[k] != have.get(k)]
+    trained = summary.model.train_config
+    planned = to_jsonable(run)
+    differ += [f"model {k}" for k in TRAIN_KEYS if trained.get(k) != planned[k]]
+    if differ:
+        return None, f"its result was measured otherwise: {', '.join(differ)}"
+    return summary, "evaluated already"
+
+
+@dataclass
+class Outcome:
+    """What one invocation did, and where the table is (None until every run is evaluated)."""
+
+    reproduction: Reproduction | None
+    files: list[Path] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)  # runs that took epochs in this invocation
+    evaluated: list[str] = field(default_factory=list)  # runs evaluated in this invocation
+    unfinished: list[str] = field(default_factory=list)  # runs still short of their epochs
+
+
+def reproduce_table1(cfg: ReproduceConfig, log: Log = lambda line: None, show_progress: bool = True) -> Outcome:
+    """Train what is not trained, evaluate what is not evaluated, write the table (see the module)."""
+    runs = planned_runs(cfg)
+    for run in runs:  # every result's settings are checked before any work
+        planned_eval(cfg, run)
+    # One reproduction writes a table folder at a time; taking it also checks it is writable,
+    # before hours of training rather than after.
+    with lock_folder(cfg.table_dir, "reproduction folder", "wait for that reproduce to finish"):
+        return _reproduce(cfg, runs, log, show_progress)
+
+
+def _reproduce(cfg: ReproduceConfig, runs: list[TrainConfig], log: Log, show_progress: bool) -> Outcome:
+    outcome = Outcome(None)
+    _train(cfg, runs, outcome, log, show_progress)
+    if outcome.unfinished:
+        log(f"stopped with {len(outcome.unfinished)} run(s) unfinished ({', '.join(outcome.unfinished)}); "
+            "run the same command again to continue")
+        return outcome
+    summaries = [_evaluate(cfg, run, outcome, log, show_progress) for run in runs]
+    outcome.reproduction = _reproduction(cfg, runs, summaries)
+    outcome.files = _write(cfg, outcome.reproduction)
+    return outcome
+
+
+def _train(cfg: ReproduceConfig, runs: list[TrainConfig], outcome: Outcome, log: Log, show_progress: bool) -> None:
+    todo = []
+    for run in runs:
+        done = finished_epochs(run)
+        if done == run.epochs:
+            log(f"{run.run}: trained ({done}/{run.epochs} epochs), skipped")
+        else:
+            log(f"{run.run}: resuming at epoch {done + 1} of {run.epochs}" if done else f"{run.run}: training, {run.epochs} epochs")
+            todo.append(run)
+    # Runs with the same data settings train side by side (one sweep; with the presets, all four).
+    groups: dict[tuple[Any, ...], list[TrainConfig]] = {}
+    for run in todo:
+        groups.setdefault(tuple(getattr(run, k) for k in SHARED_BY_SWEEP), []).append(run)
+    for group in groups.values():
+        result = fit_sweep(group, resume=True, missing_ok=True, stop_after_epochs=cfg.stop_after_epochs,
+                           show_progress=show_progress)
+        if result.failures:
+            first, *rest = result.failures.values()
+            raise WmrbenchError(first + (f" (and {len(rest)} more run(s) diverged)" if rest else ""))
+        outcome.trained += [run.run for run in group]
+    outcome.unfinished = [run.run for run in runs if finished_epochs(run) < run.epochs]
+
+
+def _evaluate(cfg: ReproduceConfig, run: TrainConfig, outcome: Outcome, log: Log, show_progress: bool) -> Summary:
+    summary, why = current_result(cfg, run)
+    if summary is not None:
+        log(f"{run.run}: {why}, skipped")
+        return summary
+    log(f"{run.run}: evaluating ({why})")
+    _, options = eval_options(cfg, run)
+    source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(run_dir(run) / "last.pt"))
+    stale = (cfg.table_dir / run.run / SUMMARY_NAME).exists()  # a result measured otherwise is replaced
+    result = evaluate_source(source, options, cfg.dataset, run.run, show_progress=show_progress, overwrite=stale)
+    outcome.evaluated.append(run.run)
+    return result.summary
+
+
+def _reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list[Summary]) -> Reproduction:
+    paper = paper_tables()
+    paper = paper[paper["table"] == TABLE].reset_index(drop=True)
+    evaluation = summaries[0].config
+    attack = evaluation.attack
+    measured = (f"evaluation: PGD-{attack.steps}, step {attack.step_size:g}, Linf eps {attack.eps:g}, {attack.start.value} "
+                f"start, {attack.restarts} restart(s) ({attack.restart_from.value}), {evaluation.precision.value}, "
+                f"{summaries[0].metrics.n_examples} test images, seed {evaluation.seed}")
+    first = runs[0]
+    training = (f"training: {first.arch}, {first.epochs} epochs, batch {first.batch_size}, attack {first.attack.steps} steps "
+                f"of {first.attack.step_size:g} at eps {first.attack.eps:g} ({first.attack.start.value} start), "
+                f"{first.precision.value}, seed {first.seed}; alpha_train " + ", ".join(
+                    f"{r.defense.value.upper()} {r.alpha_train:g}" for r in runs if r.alpha_train > 0))
+    seconds = [f"{s.run} {sum(h.get('seconds', 0.0) for h in _history(r)):.0f} s training + {s.seconds:.0f} s evaluation"
+               for r, s in zip(runs, summaries)]
+    versions = summaries[0].versions
+    provenance = ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None)
+    notes = [training, measured, "wall time (the runs train side by side: their epoch times overlap): " + "; ".join(seconds),
+             f"versions: {provenance}", f"checkpoints: {Path(cfg.checkpoint_dir)}; results: {cfg.table_dir}"]
+    if cfg.quick:
+        notes.insert(0, "NOT the paper's setting: digits (8x8, 1,797 images, embedded) with its small preset, a "
+                        "CPU-sized stand-in; only the '+ours'-vs-baseline comparison carries over, not the numbers")
+        comparison = comparison_table(summaries)
+        return Reproduction(
+            f"Table {TABLE}, quick: digits (not the paper's MNIST setting)", notes, comparison, check_claims(comparison),
+            reference=paper_reference(paper),
+            reference_note="The paper's MNIST numbers (Table 1), NOT comparable with the digits numbers above: "
+                           "another data set, model, attack and schedule. Compare the direction of the gains only.",
+        )
+    differ = _differences_from_paper(runs[0], evaluation, summaries[0].metrics.n_examples)
+    notes.insert(0, "measured as the paper (MNIST, SmallCNN, 100 epochs, PGD-40 with 10 restarts on 10,000 images)"
+                 if not differ else "differs from the paper's setting: " + ", ".join(differ)
+                 + " (the paper's numbers are shown beside, but are not measured the same way)")
+    comparison = comparison_table(summaries, paper)
+    return Reproduction(f"Table {TABLE}: robustness against non-uniform attacks on MNIST, wmrbench beside the paper",
+                        notes, comparison, check_claims(comparison))
+
+
+def _history(run: TrainConfig) -> list[dict[str, Any]]:
+    return list(read_checkpoint(run_dir(run) / "last.pt").get("history", []))
+
+
+def _differences_from_paper(run: TrainConfig, evaluation: EvalConfig, n_examples: int) -> list[str]:
+    paper = PAPER_PROTOCOLS[PAPER_DATASET]
+    preset = preset_for(PAPER_DATASET, Defense.TRADES)
+    out = []
+    if run.epochs != preset.epochs:
+        out.append(f"epochs {run.epochs} (paper {preset.epochs})")
+    if n_examples != paper.n_examples:
+        out.append(f"test images {n_examples} (paper {paper.n_examples})")
+    if evaluation.attack.restarts != paper.restarts:
+        out.append(f"restarts {evaluation.attack.restarts} (paper {paper.restarts})")
+    return out
+
+
+def _write(cfg: ReproduceConfig, rep: Reproduction) -> list[Path]:
+    name = f"table{TABLE}"
+    return [atomic_write_text(cfg.table_dir / f"{name}.md", to_markdown_report(rep)),
+            atomic_write_text(cfg.table_dir / f"{name}.csv", to_csv_report(rep))]
+

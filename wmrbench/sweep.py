@@ -1,0 +1,57 @@
+"""``train --alpha-train 0,0.5,2``: one run per alpha_train value, trained side by side in one process.
+
+Each value gets its own run, named predictably: with ``--run NAME`` the runs are ``NAME-a0``,
+``NAME-a0.5``, ``NAME-a2``; without it each run has its usual default name,
+``DATASET-DEFENSE-a<alpha>``. Every run has its own folder, lock, ``last.pt`` and
+``metrics.jsonl`` (and ``--tensorboard DIR`` writes ``DIR/<run>``), so each can be resumed,
+evaluated or rerun on its own; ``--resume`` resumes them all, and a run that had not yet saved an
+epoch starts from scratch.
+
+The runs share every setting but alpha_train, hence the same data order and augmentation:
+:func:`wmrbench.training.fit_sweep` draws and augments each batch once and lets every run take its
+step on it with its own random streams, so each run is bit for bit the run trained alone (CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, parse_enum
+from wmrbench.errors import WmrbenchError
+from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run
+from wmrbench.training import check_sweep, config_for_run, run_dir
+
+
+def sweep_run_name(run: str | None, dataset: DatasetName, defense: Defense, alpha: float) -> str:
+    """``RUN-a<alpha>`` when a run name was given, else the run's default name."""
+    if run is None:
+        return default_train_run(dataset, defense, alpha)
+    return f"{run}-a{alpha:g}"
+
+
+def sweep_configs(
+    dataset: DatasetName | str | None, defense: Defense | str | None, options: TrainOptions,
+    alphas: Sequence[float], resume: bool,
+) -> list[TrainConfig]:
+    """One config per alpha_train, each built as ``train`` builds a single run's (the preset, or
+    with ``resume`` the saved config, with the options on top); ``resume`` reads the runs that
+    have a checkpoint and starts the others afresh, but at least one must have one."""
+    data = parse_enum(DatasetName, dataset or DEFAULT_DATASET, "dataset")
+    chosen = parse_enum(Defense, defense or DEFAULT_DEFENSE, "defense")
+    cfgs, missing = [], []
+    for alpha in alphas:
+        name = sweep_run_name(options.run, data, chosen, alpha)
+        board = str(Path(options.tensorboard) / name) if options.tensorboard is not None else None
+        own = dataclasses.replace(options, alpha_train=alpha, run=name, tensorboard=board)
+        probe = config_for_run(dataset, defense, own, resume=False)
+        has_checkpoint = (run_dir(probe) / "last.pt").is_file()
+        if resume and not has_checkpoint:
+            missing.append(run_dir(probe) / "last.pt")
+        cfgs.append(config_for_run(dataset, defense, own, resume=True) if resume and has_checkpoint else probe)
+    if resume and len(missing) == len(cfgs):
+        raise WmrbenchError(f"--resume: no checkpoint at {missing[0]} nor at any other run of the sweep")
+    check_sweep(cfgs)
+    return cfgs
+
