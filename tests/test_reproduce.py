@@ -146,3 +146,35 @@ def test_the_paper_is_beside_each_number_with_the_difference_and_the_claim_is_ch
     assert claims.sa_higher[1] == 3 and claims.tr_higher[1] == 3
     md = to_markdown_report(Reproduction("t", ["n"], table, claims))
     assert "A_rob (paper)" in md and "A_rob diff" in md and "A_sa gain (paper)" in md and "at every alpha_test" in md
+
+
+def test_a_reproduction_stopped_inside_an_evaluation_resumes_its_saved_batches(tmp_path, monkeypatch):
+    from wmrbench.evaluation.partial import PartialStore
+
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    common = (*TINY, "--epochs", "1", "--n-examples", "40")
+    out = invoke(*common, "--checkpoint-dir", whole / "ck", "--results-dir", whole / "res")
+    assert out.exit_code == 0, out.output
+
+    # The same reproduction, stopped (as by Ctrl-C) right after its first evaluation saved a batch.
+    save = PartialStore.save
+
+    def save_then_stop(self, number, columns):
+        save(self, number, columns)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PartialStore, "save", save_then_stop)
+    shutil.copytree(whole / "ck", stopped / "ck")  # the trainings are done: only evaluation is left
+    args = (*common, "--checkpoint-dir", stopped / "ck", "--results-dir", stopped / "res")
+    out = invoke(*args)
+    assert out.exit_code != 0 and "Traceback" not in out.output, out.output
+    first = stopped / "res" / "table1-digits" / RUNS[0]
+    assert (first / ".partial").is_dir() and not (first / "summary.json").exists()
+
+    monkeypatch.setattr(PartialStore, "save", save)
+    out = invoke(*args)
+    assert out.exit_code == 0, out.output
+    for run in RUNS:
+        assert (stopped / "res" / "table1-digits" / run / "records.csv").read_bytes() == (
+            whole / "res" / "table1-digits" / run / "records.csv").read_bytes()
+    assert not (first / ".partial").exists()

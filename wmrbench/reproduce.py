@@ -56,7 +56,7 @@ from wmrbench.presets import (
     preset_for,
     train_config,
 )
-from wmrbench.records import SUMMARY_NAME, Summary, read_summary
+from wmrbench.records import SUMMARY_NAME, Summary, has_partial, read_summary
 from wmrbench.report.paper import paper_tables
 from wmrbench.report.reproduction import (
     Reproduction,
@@ -256,8 +256,13 @@ def _evaluate(cfg: ReproduceConfig, run: TrainConfig, outcome: Outcome, log: Log
     log(f"{run.run}: evaluating ({why})")
     _, options = eval_options(cfg, run)
     source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(run_dir(run) / "last.pt"))
-    stale = (cfg.table_dir / run.run / SUMMARY_NAME).exists()  # a result measured otherwise is replaced
-    result = evaluate_source(source, options, cfg.dataset, run.run, show_progress=show_progress, overwrite=stale)
+    folder = cfg.table_dir / run.run
+    stale = (folder / SUMMARY_NAME).exists()  # a result measured otherwise is replaced
+    # An evaluation killed part-way continues from its saved batches (the same records as one
+    # uninterrupted run); saved batches of settings that differ are refused by name.
+    resume = not stale and has_partial(folder)
+    result = evaluate_source(source, options, cfg.dataset, run.run, show_progress=show_progress, overwrite=stale,
+                             resume=resume)
     outcome.evaluated.append(run.run)
     return result.summary
 
