@@ -352,3 +352,19 @@ def test_a_rank_that_stops_answering_times_out_with_one_line(work: Path) -> None
     assert any(line.startswith("Error: lost contact with the other processes") and "3s" in line
                for line in err.splitlines()), err[-3000:]
     assert _checkpoint(last)["epoch"] == 1  # the last complete checkpoint is intact
+
+
+@pytest.mark.slow  # AutoAttack's four attacks, twice, on the CPU
+@pytest.mark.parametrize("attack", ["apgd-ce", "apgd-dlr", "autoattack"])
+def test_sharded_evaluation_equals_one_process_for_every_attack(work: Path, uninterrupted: Path, attack: str) -> None:
+    # Whole batches are shared out and every attack's randomness is keyed on the examples (APGD)
+    # or reseeded per batch (AutoAttack), so two processes give one process's records.
+    common = ["evaluate", "--checkpoint", str(uninterrupted), "--attack", attack, "--n-examples", "16",
+              "--steps", "3", "--alpha-test", "1", "--batch-size", "8", "--device", "cpu", "--quiet",
+              "--results-dir", str(work / "eval-attacks")]
+    _ok(_run([sys.executable, "-m", "wmrbench", *common, "--run", f"{attack}-one"], work))
+    _ok(_run(_torchrun(2, *common, "--run", f"{attack}-two"), work))
+    results = work / "eval-attacks"
+    one, two = (results / f"{attack}-{n}" for n in ("one", "two"))
+    assert (two / "records.csv").read_text() == (one / "records.csv").read_text()
+    assert json.loads((two / "summary.json").read_text())["metrics"] == json.loads((one / "summary.json").read_text())["metrics"]
