@@ -78,9 +78,9 @@ def test_weighted_pgd_at_a_huge_alpha_moves_every_example_and_stays_finite(mnist
 def test_weighted_apgd_refuses_an_alpha_it_cannot_compute(mnist_model, mnist_test):
     x, y = _batch(mnist_test, 4)
     cfg = AttackConfig(eps=0.3, step_size=0.01, steps=2)
-    with pytest.raises(WmrbenchError, match="above alpha 40"):
+    with pytest.raises(WmrbenchError, match="overflows float32 above alpha 40"):
         attacks.apgd(mnist_model, x, y, cfg, alpha=100.0)
-    with pytest.raises(WmrbenchError, match="above alpha 40"):
+    with pytest.raises(WmrbenchError, match="overflows float32 above alpha 40"):
         attacks.apgd(mnist_model, x.repeat(2, 1, 1, 1), y.repeat(2), cfg, alpha=torch.tensor([1.0, 100.0]).repeat_interleave(4))
 
 

@@ -110,6 +110,17 @@ MAX_SEED = 2**63 - 1  # seeds are 63-bit: torch.Generator.manual_seed and numpy'
 STABLE_ALPHA = 40.0
 
 
+def check_apgd_alpha(alpha: float, attack: str = "apgd") -> None:
+    """One line for a weighted APGD alpha above :data:`STABLE_ALPHA` (the config checks it before
+    any work; :func:`wmrbench.attacks.apgd` checks it again for library callers)."""
+    if alpha > STABLE_ALPHA:
+        raise WmrbenchError(
+            f"--alpha-test {alpha:g} with --attack {attack}: weighted APGD compares exp(-alpha * margin) * loss "
+            f"across its iterations, which overflows float32 above alpha {STABLE_ALPHA:g}; use --attack pgd "
+            f"(exact at any alpha) or alpha_test <= {STABLE_ALPHA:g}"
+        )
+
+
 # Settings whose command-line option has another name than the field (``--attack`` reads better
 # than ``--method``, and ``attack`` is the field of the attack's own settings).
 _OPTION_NAMES = {"method": "attack"}
@@ -402,14 +413,8 @@ class EvalConfig:
         object.__setattr__(self, "alpha_test", tuple(check_alpha(a, "alpha_test") for a in self.alpha_test))
         if not self.alpha_test:
             raise WmrbenchError("alpha_test needs at least one value, e.g. 1,1.5,2")
-        if self.method in (AttackMethod.APGD_CE, AttackMethod.APGD_DLR, AttackMethod.AUTOATTACK) and max(
-            self.alpha_test
-        ) > STABLE_ALPHA:
-            raise WmrbenchError(
-                f"--alpha-test {max(self.alpha_test):g} with --attack {self.method.value}: weighted APGD compares "
-                f"exp(-alpha * margin) * loss across its iterations, which overflows float32 above alpha "
-                f"{STABLE_ALPHA:g}; use --attack pgd (exact at any alpha) or alpha_test <= {STABLE_ALPHA:g}"
-            )
+        if self.method in (AttackMethod.APGD_CE, AttackMethod.APGD_DLR, AttackMethod.AUTOATTACK):
+            check_apgd_alpha(max(self.alpha_test), self.method.value)
         if self.n_examples is not None:
             object.__setattr__(self, "n_examples", check_int(self.n_examples, "n_examples", 1))
         _set(self, run=check_run_name(self.run), batch_size=check_int(self.batch_size, "batch_size", 1),

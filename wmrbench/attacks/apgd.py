@@ -51,8 +51,7 @@ from wmrbench.attacks.objective import (
 from wmrbench.attacks.pgd import _restarts
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import Forward, model_forward
-from wmrbench.config import STABLE_ALPHA, AttackConfig, Norm, Precision, parse_enum
-from wmrbench.errors import WmrbenchError
+from wmrbench.config import AttackConfig, Norm, Precision, check_apgd_alpha, parse_enum
 
 MOMENTUM = 0.75  # weight of the new step; 1 - MOMENTUM on the previous displacement
 RHO = 0.75  # a window with at most RHO * k objective-raising steps halves the step
@@ -280,11 +279,8 @@ def apgd(
     """
     loss = parse_enum(ApgdLoss, loss, "loss")
     precision = parse_enum(Precision, precision, "precision")
-    if alpha is not None and bool((torch.as_tensor(alpha) > STABLE_ALPHA).any()):  # one check per call
-        raise WmrbenchError(
-            f"weighted APGD compares s_i * l_i across iterations and exp(-alpha * margin) overflows float32 "
-            f"above alpha {STABLE_ALPHA:g}; use weighted PGD (exact at any alpha) there"
-        )
+    if alpha is not None:  # one check per call, not per step
+        check_apgd_alpha(float(torch.as_tensor(alpha).max()), f"apgd-{loss.value}")
     x = x.detach()
     setup = _setup(model, x, y, attack, alpha, loss, precision, compile_model)
     with attack_mode(model):
