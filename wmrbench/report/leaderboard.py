@@ -8,7 +8,7 @@ The output depends on nothing but the summaries: rerunning gives byte-identical 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -79,7 +79,8 @@ def nothing_found(results_dir: str | Path, found: Gathered) -> WmrbenchError:
 class Leaderboard:
     tables: dict[TableKind, pd.DataFrame]
     files: list[Path]
-    warnings: list[str]
+    warnings: list[str]  # files skipped, unfinished evaluations
+    few_examples: list[str] = field(default_factory=list)  # metrics resting on n_eff < 100 examples
 
 
 def leaderboard(
@@ -98,24 +99,24 @@ def leaderboard(
     if not found.summaries:
         raise nothing_found(results_dir, found)
     summaries, names = [f.summary for f in found.summaries], [f.name for f in found.summaries]
-    warnings = list(found.warnings)
+    warnings, few = found.warnings, []
     for f in found.summaries:
         if f.summary.uncertainty is not None:
-            warnings += [f"{f.name}: {line}" for line in few_examples_warnings(f.summary.uncertainty)]
+            few += [f"{f.name}: {line}" for line in few_examples_warnings(f.summary.uncertainty)]
     tables = {}
     for kind in kinds:
         frame = sort_rows(build_table(summaries, LAYOUTS[kind], names), sort_column)
         tables[kind] = compare_with_paper(frame, kind) if compare_paper else frame
     if fmt is TableFormat.ROBUSTBENCH:
         out_dir = Path(output) if output is not None else Path(results_dir) / "robustbench"
-        return Leaderboard(tables, write_model_infos(summaries, names, out_dir), warnings)
+        return Leaderboard(tables, write_model_infos(summaries, names, out_dir), warnings, few)
     if output is not None:
         parts = [_section(tables[k], k, fmt, titled=len(kinds) > 1, ci=ci) for k in kinds]
         files = [atomic_write_text(output, "\n".join(parts))]
     else:
         files = [atomic_write_text(Path(results_dir) / f"leaderboard-{k.value}{fmt.suffix}",
                                    _section(tables[k], k, fmt, titled=False, ci=ci)) for k in kinds]
-    return Leaderboard(tables, files, warnings)
+    return Leaderboard(tables, files, warnings, few)
 
 
 def _section(frame: pd.DataFrame, kind: TableKind, fmt: TableFormat, titled: bool, ci: CiStyle = CiStyle.PM) -> str:

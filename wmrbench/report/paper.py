@@ -108,8 +108,11 @@ def compare_with_paper(frame: pd.DataFrame, kind: TableKind, paper: pd.DataFrame
     out = pd.DataFrame(index=frame.index)
     for column in frame.columns:
         out[column] = frame[column]
-        if column in matched:
-            out[column + PAPER_SUFFIX] = pd.Series(matched[column], index=frame.index, dtype="float64")
+        # The paper's number after ours and our interval (METRIC, METRIC_lo, METRIC_hi, METRIC (paper)).
+        base = column[:-3] if column.endswith(("_lo", "_hi")) and column[:-3] in frame.columns else column
+        last = base + "_hi" if base + "_hi" in frame.columns else base
+        if base in matched and column == last:
+            out[base + PAPER_SUFFIX] = pd.Series(matched[base], index=frame.index, dtype="float64")
     out["Paper table"] = pd.Series(tables_col, index=frame.index, dtype="object")
     out[INSIDE_COLUMN] = pd.Series(_inside(out, metrics), index=frame.index, dtype="object")
     out[PROTOCOL_COLUMN] = pd.Series(protocol_col, index=frame.index, dtype="object")
