@@ -45,6 +45,7 @@ LEVEL = 0.95
 RESAMPLES = 2000
 SEED = 0
 FEW_EXAMPLES = 100  # below this n_eff a warning says so
+_UNDERFLOW = 600.0  # exp(-600) is still a normal float64; exp(-746) is 0
 _CHUNK_CELLS = 4_000_000  # resamples x examples per chunk: bounds the memory of the count matrix
 
 
@@ -87,15 +88,26 @@ class _Ratios:
     names: list[tuple[str, str | None]]  # (metric, alpha key or None)
     num: np.ndarray  # (N, M)
     den: np.ndarray  # (N, M)
+    # Metrics whose weights could all underflow in a resample that misses the lowest margins
+    # (alpha * (max - min margin) > _UNDERFLOW): column -> (correct, margin, alpha), recomputed
+    # per resample with that resample's own shift.
+    steep: dict[int, tuple[np.ndarray, np.ndarray, float]] = dataclasses.field(default_factory=dict)
+
+    def pick(self, columns: list[int]) -> _Ratios:
+        steep = {new: self.steep[old] for new, old in enumerate(columns) if old in self.steep}
+        return _Ratios([self.names[c] for c in columns], self.num[:, columns], self.den[:, columns], steep)
 
 
 def _ratios(records: pd.DataFrame, alphas: list[float]) -> tuple[_Ratios, dict[tuple[str, str], float]]:
     names: list[tuple[str, str | None]] = []
     nums, dens = [], []
     neff: dict[tuple[str, str], float] = {}
+    steep: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
 
     def add(metric: str, key: str | None, correct: np.ndarray, margin: np.ndarray | None, alpha: float) -> None:
         s = np.ones(len(correct)) if margin is None or alpha == 0 else _weights(margin, alpha)
+        if margin is not None and margin.size and alpha * float(margin.max() - margin.min()) > _UNDERFLOW:
+            steep[len(names)] = (np.asarray(correct, dtype=np.float64), margin, alpha)
         names.append((metric, key))
         nums.append(s * np.asarray(correct, dtype=np.float64))
         dens.append(s)
@@ -114,7 +126,7 @@ def _ratios(records: pd.DataFrame, alphas: list[float]) -> tuple[_Ratios, dict[t
         if correct_col in records:
             add("A_tr", key, records[correct_col].to_numpy(dtype=bool), records[margin_col].to_numpy(dtype=np.float64), alpha)
         add("A_wc", key, wc_correct, wc_margin, alpha)
-    return _Ratios(names, np.stack(nums, axis=1), np.stack(dens, axis=1)), neff
+    return _Ratios(names, np.stack(nums, axis=1), np.stack(dens, axis=1), steep), neff
 
 
 def _resampled(ratio_sets: list[_Ratios], config: BootstrapConfig) -> list[np.ndarray]:
@@ -134,7 +146,18 @@ def _resampled(ratio_sets: list[_Ratios], config: BootstrapConfig) -> list[np.nd
         # Counts per (resample, example): offset each row's indices into one flat bincount
         # (b * n <= _CHUNK_CELLS fits in int32).
         counts = np.bincount((index + (np.arange(b, dtype=np.int32) * n)[:, None]).ravel(), minlength=b * n)
-        out.append(counts.reshape(b, n).astype(np.float64) @ columns)
+        counts = counts.reshape(b, n).astype(np.float64)
+        sums = counts @ columns
+        at = 0
+        for r in ratio_sets:
+            for column, (correct, margin, alpha) in r.steep.items():
+                # This resample's own lowest margin as the shift: its weights never all underflow.
+                drawn = np.where(counts > 0, margin[None, :], np.inf)
+                w = counts * np.exp(-alpha * (drawn - drawn.min(axis=1, keepdims=True)))  # undrawn: exp(-inf) = 0
+                m = r.num.shape[1]
+                sums[:, at + column], sums[:, at + m + column] = w @ correct, w.sum(axis=1)
+            at += 2 * r.num.shape[1]
+        out.append(sums)
     sums = np.concatenate(out, axis=0)
     results, at = [], 0
     for r in ratio_sets:
@@ -253,10 +276,8 @@ def paired(records_a: pd.DataFrame, records_b: pd.DataFrame, alphas: list[float]
     ra, _ = _ratios(records_a, alphas)
     rb, _ = _ratios(records_b, alphas)
     names = [n for n in ra.names if n in set(rb.names)]  # A_tr only where both have it
-    pick_a = [ra.names.index(n) for n in names]
-    pick_b = [rb.names.index(n) for n in names]
-    ra = _Ratios(names, ra.num[:, pick_a], ra.den[:, pick_a])
-    rb = _Ratios(names, rb.num[:, pick_b], rb.den[:, pick_b])
+    ra = ra.pick([ra.names.index(n) for n in names])
+    rb = rb.pick([rb.names.index(n) for n in names])
     va, vb = _resampled([ra, rb], config)
     d = va - vb
     lo, hi = _percentiles(d, config.level)
