@@ -49,6 +49,13 @@ def test_reproduce_writes_the_table_and_a_rerun_skips_what_is_done(tmp_path):
     assert not any("(paper)" in c for c in csv.columns)  # digits numbers are never put beside MNIST's
     md = (table / "table1.md").read_text()
     assert "NOT the paper's setting" in md and "reference only" in md and "2 restart(s)" in md
+    # Every number with its 95% interval; each "+ours" gain paired on the same images, with a verdict.
+    assert {"A_rob_lo", "A_rob_hi", "A_sa_lo", "A_tr_hi"} <= set(csv.columns)
+    assert (csv["A_sa_lo"] <= csv["A_sa"]).all() and (csv["A_sa"] <= csv["A_sa_hi"]).all()
+    verdicts = [line for line in md.splitlines() if line.startswith("| PGD+ours") or line.startswith("| TRADES+ours")]
+    assert verdicts and all(any(v in line for v in ("holds (significant at 5%)", "holds (not significant)", "does not hold"))
+                            for line in verdicts[-6:])
+    assert "significant at 5% (paired 95% interval above 0) in" in md
     assert {p.name for p in ck.iterdir()} == set(RUNS)
     done = _outputs(tmp_path)
     assert len(done) == 4 * 4

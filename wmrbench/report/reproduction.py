@@ -164,8 +164,8 @@ def check_claims(comparison: pd.DataFrame, gains: Gains | None = None) -> Claims
             if gain is not None:  # the paired interval (folded into the gain's cell when shown)
                 row[name + GAIN_SUFFIX + "_lo"], row[name + GAIN_SUFFIX + "_hi"] = gain.lo, gain.hi
                 if name in ("A_sa", "A_tr"):
-                    row[name + " verdict"] = gain_verdict(gain)
-                    verdicts.append(row[name + " verdict"])
+                    row["verdict " + name] = gain_verdict(gain)
+                    verdicts.append(row["verdict " + name])
             paper = name + PAPER_SUFFIX
             if paper in comparison and not pd.isna(ours.get(paper)) and not pd.isna(base.get(paper)):
                 row[name + GAIN_SUFFIX + PAPER_SUFFIX] = ours[paper] - base[paper]
@@ -184,7 +184,7 @@ def check_claims(comparison: pd.DataFrame, gains: Gains | None = None) -> Claims
         return float(table[column].min()), float(table[column].max())
 
     def significant(name: str) -> int | None:
-        column = name + " verdict"
+        column = "verdict " + name
         return int((table[column] == SIGNIFICANT).sum()) if column in table and table[column].notna().all() else None
 
     return Claims(
