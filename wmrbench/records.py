@@ -12,7 +12,9 @@ was computed from. :func:`read_summary` checks it: records.csv from another writ
 full disk between the two files, a second writer) never passes for this summary's records.
 (Summaries written before the field existed carry no hash and are read as they are.) Its JSON
 carries ``schema`` (the version of this layout): a file that does not parse as a Summary is
-named and skipped by the readers, never guessed at.
+named and skipped by the readers, never guessed at. Schema 2 adds ``uncertainty`` (every metric's
+95% bootstrap interval and n_eff, :mod:`wmrbench.uncertainty`); schema 1 files are still read,
+and readers compute their intervals from the records beside them.
 
 While ``evaluate`` runs, the folder also holds ``.partial/`` (the batches finished so far and a
 manifest; :mod:`wmrbench.evaluation.partial` writes and resumes it). A folder holding it and no
