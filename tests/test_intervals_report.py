@@ -50,9 +50,12 @@ def test_every_format_shows_the_interval_as_asked(results: Path) -> None:
 
 
 def test_leaderboard_cli_takes_ci_and_refuses_an_unknown_style(results: Path) -> None:
+    write_result(results, "small", seed=2, n=60)
     out = invoke("leaderboard", results, "--ci", "interval")
     assert out.exit_code == 0, out.stderr
     assert "[" in (results / "leaderboard-uniform.md").read_text()
+    # 60 examples: fewer than 100 effective ones at every alpha > 0, said beside the tables.
+    assert "Warning: small: A_sa at alpha " in out.stdout and "use more test examples" in out.stdout
     out = invoke("leaderboard", results, "--ci", "sigma")
     assert out.exit_code == 2 and "unknown ci 'sigma'; choose one of: pm, interval, none" in out.stderr
 

@@ -30,9 +30,12 @@ def leaderboard(
         style = parse_enum(CiStyle, ci, "ci")
         board = build(results_dir, parse_enum(TableFormat, fmt, "format"), parse_enum(TableKind, table, "table"),
                       sort_by, compare_paper, output, style)
-    for warning in board.warnings + board.few_examples:
+    for warning in board.warnings:
         typer.echo(f"Warning: {warning}", err=True)
     for kind, frame in board.tables.items():
         print_table(frame, TITLES[kind], ci=style)
+    # Part of the report, beside the tables (stdout): which numbers rest on too few examples.
+    for line in board.few_examples:
+        typer.echo(f"Warning: {line}")
     for path in board.files:
         typer.echo(f"wrote {path}")
