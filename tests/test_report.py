@@ -100,6 +100,10 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     assert "| digits    | trades-a2 | TRADES+ours |" in non_uniform  # text left, numbers right
     a2 = read_summary(results / "trades-a2" / "summary.json")
     row = _cells(non_uniform)[-1]
+    # Every accuracy carries its 95% interval's half-width (computed from the records: these
+    # summaries were written without intervals, as schema 1 wrote them).
+    assert all(" ± " in cell for cell in row[5:9]), row
+    row = [cell.split(" ± ")[0] for cell in row]
     assert row == ["digits", "trades-a2", "TRADES+ours", "2", "2", f"{a2.metrics.A_rob:.2f}",
                    f"{a2.metrics.A_sa['2']:.2f}", f"{a2.metrics.A_tr['2']:.2f}", f"{a2.metrics.A_wc['2']:.2f}",
                    "PGD", "Linf", "0.1", "20", "0.01", "1", "60", "fp32"]  # how it was measured
@@ -176,14 +180,20 @@ def test_compare_paper_puts_the_papers_numbers_beside_ours(results: Path) -> Non
     write_result(results, "cifar-pgd-ours", dataset="cifar10", defense="pgd", alpha_train=0.1)
     leaderboard(results, TableFormat.CSV, compare_paper=True)
     table = pd.read_csv(results / "leaderboard-non-uniform.csv")
-    assert list(table.columns) == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_rob (paper)",
-                                   "A_sa", "A_sa (paper)", "A_tr", "A_tr (paper)", "A_wc (wmrbench)", *PROTOCOL,
-                                   "Paper table",
+    assert list(table.columns) == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test",
+                                   "A_rob", "A_rob_lo", "A_rob_hi", "A_rob (paper)", "A_sa", "A_sa_lo", "A_sa_hi", "A_sa (paper)",
+                                   "A_tr", "A_tr_lo", "A_tr_hi", "A_tr (paper)",
+                                   "A_wc (wmrbench)", "A_wc (wmrbench)_lo", "A_wc (wmrbench)_hi", *PROTOCOL,
+                                   "Paper table", "paper in our 95% CI",
                                    "vs paper's protocol"]
     row = table[(table["Model"] == "mnist-trades-ours") & (table["alpha_test"] == 1.0)].iloc[0]
     assert (row["A_rob (paper)"], row["A_sa (paper)"], row["A_tr (paper)"], row["Paper table"]) == (95.20, 86.34, 85.94, 1)
     row = table[(table["Model"] == "mnist-trades-ours") & (table["alpha_test"] == 2.0)].iloc[0]
     assert (row["A_sa (paper)"], row["A_tr (paper)"]) == (66.71, 65.61)
+    # Whether the paper's number lies inside our interval, per metric, as the interval says.
+    inside = "yes" if row["A_sa_lo"] <= 66.71 <= row["A_sa_hi"] else "no"
+    assert f"A_sa {inside}" in row["paper in our 95% CI"]
+    assert row["A_sa_lo"] <= row["A_sa"] <= row["A_sa_hi"]
     assert table[table["Dataset"] == "digits"]["A_rob (paper)"].isna().all()  # not in the paper
     assert table[(table["Model"] == "mnist-trades-ours") & (table["alpha_test"] == 0.0)]["A_sa (paper)"].isna().all()
     uniform = pd.read_csv(results / "leaderboard-uniform.csv")
@@ -230,7 +240,7 @@ def test_bad_files_are_warnings_and_the_table_is_still_written(results: Path) ->
         f"Warning: skipped {results / 'broken' / 'summary.json'}: not valid JSON (JSONDecodeError: Expecting property "
         "name enclosed in double quotes: line 1 column 31 (char 30))",
         f"Warning: skipped {results / 'foreign' / 'summary.json'}: not a wmrbench summary (not a EvalConfig record)",
-        f"Warning: skipped {results / 'newer' / 'summary.json'}: not a wmrbench summary (schema 99; this wmrbench reads schema 1)",
+        f"Warning: skipped {results / 'newer' / 'summary.json'}: not a wmrbench summary (schema 99; this wmrbench reads schema 1, 2)",
     ]
     assert sorted(set(pd.read_csv(results / "leaderboard-non-uniform.csv")["Model"])) == ["trades-a0", "trades-a2"]
     for name in ("trades-a0", "trades-a2"):
@@ -262,7 +272,10 @@ def test_bad_requests_are_one_line(tmp_path: Path) -> None:
 def test_a_result_directly_in_the_folder_is_named_by_its_run(tmp_path: Path) -> None:
     summary = write_result(tmp_path, "only")
     found = gather(tmp_path / "only")
-    assert [(f.name, f.folder, f.summary) for f in found.summaries] == [("only", tmp_path / "only", summary)]
+    # Written without intervals (as schema 1): gather computes them from the records beside it.
+    assert found.summaries[0].summary.uncertainty is not None
+    assert [(f.name, f.folder, dataclasses.replace(f.summary, uncertainty=None)) for f in found.summaries] == [
+        ("only", tmp_path / "only", summary)]
 
 
 def test_result_table_and_defense_labels(tmp_path: Path) -> None:
@@ -271,8 +284,9 @@ def test_result_table_and_defense_labels(tmp_path: Path) -> None:
     assert defense_label(ours.model) == "PGD+ours" and defense_label(zoo.model) == "-"
     assert defense_label(dataclasses.replace(ours.model, alpha_train=0.0)) == "PGD"
     frame = result_table([ours, zoo])
-    assert list(frame.columns) == ["Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr",
-                                   "A_wc (wmrbench)"]
+    assert list(frame.columns) == ["Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_nat_lo", "A_nat_hi",
+                                   "A_rob", "A_rob_lo", "A_rob_hi", "A_sa", "A_sa_lo", "A_sa_hi", "A_tr", "A_tr_lo", "A_tr_hi",
+                                   "A_wc (wmrbench)", "A_wc (wmrbench)_lo", "A_wc (wmrbench)_hi"]
     assert frame[["Model", "Defense", "alpha_test"]].values.tolist() == [
         ["ours", "PGD+ours", 1.0], ["ours", "PGD+ours", 1.5], ["Zoo2021", "-", 1.0], ["Zoo2021", "-", 1.5]]
     assert frame["A_tr"].tolist()[:2] == [ours.metrics.A_tr["1"], ours.metrics.A_tr["1.5"]]

@@ -49,6 +49,15 @@ def test_reproduce_writes_the_table_and_a_rerun_skips_what_is_done(tmp_path):
     assert not any("(paper)" in c for c in csv.columns)  # digits numbers are never put beside MNIST's
     md = (table / "table1.md").read_text()
     assert "NOT the paper's setting" in md and "reference only" in md and "2 restart(s)" in md
+    # Every number with its 95% interval; each "+ours" gain paired on the same images, with a verdict.
+    assert {"A_rob_lo", "A_rob_hi", "A_sa_lo", "A_tr_hi"} <= set(csv.columns)
+    assert (csv["A_sa_lo"] <= csv["A_sa"]).all() and (csv["A_sa"] <= csv["A_sa_hi"]).all()
+    claims = md.split("## Does '+ours' beat its baseline?")[1].split("\n## ")[0]
+    verdicts = [line for line in claims.splitlines() if line.startswith(("| PGD+ours", "| TRADES+ours"))]
+    assert len(verdicts) == 6 and all(
+        any(v in line for v in ("holds (significant at 5%)", "holds (not significant)", "does not hold")) for line in verdicts)
+    assert all(" ± " in line.split("|")[6] for line in verdicts)  # the A_sa gain with its paired interval
+    assert "significant at 5% (paired 95% interval above 0) in" in md
     assert {p.name for p in ck.iterdir()} == set(RUNS)
     done = _outputs(tmp_path)
     assert len(done) == 4 * 4
@@ -138,6 +147,9 @@ def test_the_paper_is_beside_each_number_with_the_difference_and_the_claim_is_ch
     ours = table[(table["Defense"] == "TRADES+ours") & (table["alpha_test"] == 2.0)].iloc[0]
     assert (ours["A_sa (paper)"], ours["A_tr (paper)"]) == (66.71, 65.61)
     assert table.loc[table["alpha_test"] == 0.0, "A_tr (paper)"].isna().all()  # the paper has no alpha_test 0
+    # Whether the paper's number lies inside our 95% interval, said per metric.
+    inside = "yes" if ours["A_sa_lo"] <= 66.71 <= ours["A_sa_hi"] else "no"
+    assert f"A_sa {inside}" in ours["paper in our 95% CI"]
 
     claims = check_claims(table)
     at2 = claims.table[claims.table["alpha_test"] == 2.0].iloc[0]

@@ -12,7 +12,9 @@ was computed from. :func:`read_summary` checks it: records.csv from another writ
 full disk between the two files, a second writer) never passes for this summary's records.
 (Summaries written before the field existed carry no hash and are read as they are.) Its JSON
 carries ``schema`` (the version of this layout): a file that does not parse as a Summary is
-named and skipped by the readers, never guessed at.
+named and skipped by the readers, never guessed at. Schema 2 adds ``uncertainty`` (every metric's
+95% bootstrap interval and n_eff, :mod:`wmrbench.uncertainty`); schema 1 files are still read,
+and readers compute their intervals from the records beside them.
 
 While ``evaluate`` runs, the folder also holds ``.partial/`` (the batches finished so far and a
 manifest; :mod:`wmrbench.evaluation.partial` writes and resumes it). A folder holding it and no
@@ -39,7 +41,8 @@ from wmrbench.config import EvalConfig, eval_config_from_dict, to_jsonable
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_write_json, atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the optional ``uncertainty`` object (intervals and n_eff)
+READABLE_SCHEMAS = (1, 2)  # v1 summaries carry no intervals: readers compute them from records.csv
 TR_CORRECT = "tr_correct@"
 TR_MARGIN = "tr_margin@"
 TR_RESTART = "tr_restart@"
@@ -209,6 +212,73 @@ class Metrics:
                    number(d.get("A_rob"), "A_rob"), per_alpha("A_sa"), per_alpha("A_tr"), per_alpha("A_wc", True))
 
 
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """How sure each metric is (:mod:`wmrbench.uncertainty` computes it from the records).
+
+    ``intervals``: ``A_nat`` and ``A_rob`` -> (lo, hi); ``A_sa``, ``A_tr``, ``A_wc`` -> alpha key
+    -> (lo, hi), in percent. ``n_eff``: ``A_sa``, ``A_tr``, ``A_wc`` -> alpha key -> the effective
+    sample size ``(sum s)^2 / sum s^2`` of that metric's weights. The interval covers the sampling
+    of test examples for a fixed attack, not the attack's own randomness.
+    """
+
+    method: str  # "percentile bootstrap over examples"
+    level: float  # 0.95
+    resamples: int
+    seed: int
+    intervals: dict[str, Any]
+    n_eff: dict[str, dict[str, float]]
+
+    def interval(self, metric: str, alpha: str | None = None) -> Interval | None:
+        value = self.intervals.get(metric)
+        if alpha is not None:
+            value = value.get(alpha) if isinstance(value, dict) else None
+        return (float(value[0]), float(value[1])) if isinstance(value, (list, tuple)) and len(value) == 2 else None
+
+    @classmethod
+    def from_json(cls, d: Any) -> Uncertainty:
+        if not isinstance(d, dict):
+            raise ValueError("uncertainty is not an object")
+
+        def pair(value: Any, name: str) -> Interval:
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise ValueError(f"uncertainty.intervals.{name} is not a [lo, hi] pair")
+            lo, hi = (_optional_float(v, f"uncertainty.intervals.{name}") for v in value)
+            if lo is None or hi is None or lo > hi:
+                raise ValueError(f"uncertainty.intervals.{name} is not a [lo, hi] pair")
+            return (lo, hi)
+
+        raw = d.get("intervals")
+        if not isinstance(raw, dict):
+            raise ValueError("no uncertainty.intervals object")
+        intervals: dict[str, Any] = {}
+        for metric, value in raw.items():
+            if isinstance(value, dict):
+                intervals[metric] = {alpha_key(float(k)): pair(v, f"{metric}[{k}]") for k, v in value.items()}
+            else:
+                intervals[metric] = pair(value, metric)
+        raw_neff = d.get("n_eff", {})
+        if not isinstance(raw_neff, dict) or not all(isinstance(v, dict) for v in raw_neff.values()):
+            raise ValueError("uncertainty.n_eff is not an object of objects")
+        n_eff = {m: {alpha_key(float(k)): float(_optional_float(v, f"uncertainty.n_eff.{m}") or 0.0) for k, v in t.items()}
+                 for m, t in raw_neff.items()}
+        level = _optional_float(d.get("level"), "uncertainty.level")
+        if level is None or not 0 < level < 1:
+            raise ValueError("uncertainty.level is not in (0, 1)")
+        resamples, seed = d.get("resamples"), d.get("seed")
+        if not isinstance(resamples, int) or isinstance(resamples, bool) or resamples < 1:
+            raise ValueError("uncertainty.resamples is not a positive whole number")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError("uncertainty.seed is not a whole number")
+        method = d.get("method")
+        if not isinstance(method, str):
+            raise ValueError("uncertainty.method is not a string")
+        return cls(method, level, resamples, seed, intervals, n_eff)
+
+
 @dataclass(frozen=True)
 class AdversarialOrigin:
     """For a result scored from saved points (``evaluate --adversarial``): where they came from."""
@@ -232,6 +302,9 @@ class Summary:
     adversarial: AdversarialOrigin | None = None
     records_sha256: str | None = None  # of the records.csv this summary was computed from
     schema: int = SCHEMA_VERSION
+    # Intervals and n_eff (schema 2); None in a v1 summary: wmrbench.uncertainty.with_uncertainty
+    # computes them from the records beside it.
+    uncertainty: Uncertainty | None = None
 
     @property
     def dataset(self) -> str:
@@ -239,7 +312,7 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         out = to_jsonable(self)
-        for optional in ("adversarial", "records_sha256"):
+        for optional in ("adversarial", "records_sha256", "uncertainty"):
             if out[optional] is None:
                 del out[optional]
         return out
@@ -249,9 +322,9 @@ class Summary:
         """Parse a summary; anything that is not one raises ValueError saying why."""
         if not isinstance(d, dict):
             raise ValueError(f"a JSON {type(d).__name__}, not an object")
-        schema = d.get("schema", SCHEMA_VERSION)  # files written before the field existed are v1
-        if schema != SCHEMA_VERSION:
-            raise ValueError(f"schema {schema!r}; this wmrbench reads schema {SCHEMA_VERSION}")
+        schema = d.get("schema", 1)  # files written before the field existed are v1
+        if schema not in READABLE_SCHEMAS:
+            raise ValueError(f"schema {schema!r}; this wmrbench reads schema {', '.join(map(str, READABLE_SCHEMAS))}")
         try:
             config = eval_config_from_dict(d.get("config"))
         except WmrbenchError as exc:
@@ -271,7 +344,8 @@ class Summary:
             metrics=Metrics.from_json(d.get("metrics")), seconds=float(d.get("seconds", 0.0)),
             processes=int(d.get("processes", 1)), versions=dict(versions),
             adversarial=AdversarialOrigin(**adversarial) if isinstance(adversarial, dict) else None,
-            records_sha256=records_sha256,
+            records_sha256=records_sha256, schema=int(schema),
+            uncertainty=Uncertainty.from_json(d["uncertainty"]) if d.get("uncertainty") is not None else None,
         )
 
 

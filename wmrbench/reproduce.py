@@ -56,9 +56,13 @@ from wmrbench.presets import (
     preset_for,
     train_config,
 )
-from wmrbench.records import SUMMARY_NAME, Summary, has_partial, read_summary
+from wmrbench.comparison import compare_records
+from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, has_partial, read_records, read_summary
 from wmrbench.report.paper import paper_tables
+from wmrbench.report.tables import defense_label
 from wmrbench.report.reproduction import (
+    Gain,
+    Gains,
     Reproduction,
     check_claims,
     comparison_table,
@@ -67,6 +71,7 @@ from wmrbench.report.reproduction import (
     to_markdown_report,
 )
 from wmrbench.training import SHARED_BY_SWEEP, fit_sweep, run_dir
+from wmrbench.uncertainty import with_uncertainty
 
 TABLE = 1
 DEFENSES = (Defense.PGD, Defense.TRADES)  # each as its baseline (alpha_train 0) and "+ours"
@@ -176,7 +181,7 @@ def current_result(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Summary | No
     if not path.is_file():
         return None, "not evaluated yet"
     try:
-        summary = read_summary(path)
+        summary = with_uncertainty(read_summary(path), path.parent)  # a v1 summary: intervals from its records
     except WmrbenchError as exc:
         return None, f"its result is not usable ({exc})"
     want = to_jsonable(planned_eval(cfg, run))
@@ -284,14 +289,17 @@ def _reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list
                for r, s in zip(runs, summaries)]
     versions = summaries[0].versions
     provenance = ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None)
-    notes = [training, measured, "wall time (the runs train side by side: their epoch times overlap): " + "; ".join(seconds),
+    gains = paired_gains(cfg.table_dir, runs, summaries)
+    notes = [training, measured, "each number carries its 95% interval (a percentile bootstrap over the test images, "
+             "2,000 resamples; it covers the sampling of test images for this attack, not the attack's own randomness); "
+             "each gain's interval is paired (the same resampled images for both models)", "wall time (the runs train side by side: their epoch times overlap): " + "; ".join(seconds),
              f"versions: {provenance}", f"checkpoints: {Path(cfg.checkpoint_dir)}; results: {cfg.table_dir}"]
     if cfg.quick:
         notes.insert(0, "NOT the paper's setting: digits (8x8, 1,797 images, embedded) with its small preset, a "
                         "CPU-sized stand-in; only the '+ours'-vs-baseline comparison carries over, not the numbers")
         comparison = comparison_table(summaries)
         return Reproduction(
-            f"Table {TABLE}, quick: digits (not the paper's MNIST setting)", notes, comparison, check_claims(comparison),
+            f"Table {TABLE}, quick: digits (not the paper's MNIST setting)", notes, comparison, check_claims(comparison, gains),
             reference=paper_reference(paper),
             reference_note="The paper's MNIST numbers (Table 1), NOT comparable with the digits numbers above: "
                            "another data set, model, attack and schedule. Compare the direction of the gains only.",
@@ -302,7 +310,38 @@ def _reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list
                  + " (the paper's numbers are shown beside, but are not measured the same way)")
     comparison = comparison_table(summaries, paper)
     return Reproduction(f"Table {TABLE}: robustness against non-uniform attacks on MNIST, wmrbench beside the paper",
-                        notes, comparison, check_claims(comparison))
+                        notes, comparison, check_claims(comparison, gains))
+
+
+def paired_gains(table_dir: Path, runs: list[TrainConfig], summaries: list[Summary]) -> Gains:
+    """Each "+ours" run minus its baseline (same defense), paired on the same test images from
+    their records (:func:`wmrbench.comparison.compare_records`): the gain's 95% interval and
+    p-value per metric and alpha_test. A pair whose records are missing is left out (its row
+    then says the direction only).
+
+    HOOK (issue 18, item 5, the restart rule): to report wmrbench's rule beside the paper's,
+    call this again on the table folder evaluated under the other rule and pass the result to
+    :func:`check_claims` for a second claims table.
+    """
+    gains: Gains = {}
+    by_defense: dict[Defense, dict[bool, tuple[TrainConfig, Summary]]] = {}
+    for run, summary in zip(runs, summaries, strict=True):
+        by_defense.setdefault(run.defense, {})[run.alpha_train > 0] = (run, summary)
+    for pair in by_defense.values():
+        if True not in pair or False not in pair:
+            continue
+        (base_run, _), (ours_run, ours) = pair[False], pair[True]
+        try:
+            records = [read_records(table_dir / r.run / RECORDS_NAME) for r in (ours_run, base_run)]
+            compared = compare_records(ours_run.run, records[0], base_run.run, records[1],
+                                       alphas=[float(k) for k in ours.metrics.A_sa])
+        except WmrbenchError:
+            continue
+        label = defense_label(ours.model)
+        for d in compared.differences:
+            for key in ([d.alpha] if d.alpha is not None else list(ours.metrics.A_sa)):
+                gains[(label, key, d.metric)] = Gain(d.difference, d.lo, d.hi, d.p_value, d.mcnemar_p)
+    return gains
 
 
 def _history(run: TrainConfig) -> list[dict[str, Any]]:

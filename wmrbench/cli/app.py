@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperOption
 
 from wmrbench.cli.attack import attack
+from wmrbench.cli.compare import compare
 from wmrbench.cli.demo import demo
 from wmrbench.cli.evaluate import evaluate
 from wmrbench.cli.leaderboard import leaderboard
@@ -49,6 +50,7 @@ app.command()(leaderboard)
 app.command()(plot)
 app.command()(models)
 app.command()(rerun)
+app.command()(compare)
 app.add_typer(reproduce_app, name="reproduce")
 
 

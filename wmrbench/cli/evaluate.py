@@ -48,6 +48,7 @@ def evaluate(
     overwrite: o.Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue this run's unfinished evaluation (killed or interrupted) from the batches saved in RESULTS_DIR/RUN/.partial/: the result equals an uninterrupted run's, byte for byte. Settings not given are the saved ones; another setting (but the data folder, the results folder or the device of the same kind), other weights, other examples or another wmrbench/torch version are refused. Not with --adversarial: scoring saved points attacks nothing and simply runs again.")] = False,
     quiet: o.Quiet = False,
+    ci: o.Ci = "pm",
 ) -> None:
     """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
 
@@ -59,9 +60,12 @@ def evaluate(
     from wmrbench.config import EvalOptions
     from wmrbench.evaluation import evaluate_models
     from wmrbench.models.source import model_sources
-    from wmrbench.report import print_table, protocol_text, result_table
+    from wmrbench.config import parse_enum
+    from wmrbench.report import CiStyle, print_table, protocol_text, result_table
+    from wmrbench.uncertainty import few_examples_warnings
 
     with user_errors(), distributed.session():
+        style = parse_enum(CiStyle, ci, "ci")
         options = o.options_from(EvalOptions, locals())
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
@@ -72,7 +76,11 @@ def evaluate(
         return
     for result in results:
         summary = result.summary
-        print_table(result_table([summary]), f"{summary.run}: {summary.metrics.n_examples} examples, {protocol_text(summary.config)}")
+        print_table(result_table([summary]), f"{summary.run}: {summary.metrics.n_examples} examples, {protocol_text(summary.config)}",
+                    ci=style)
+        if summary.uncertainty is not None:
+            for line in few_examples_warnings(summary.uncertainty):
+                typer.echo(f"Warning: {line}", err=True)
         typer.echo(f"results: {result.out_dir}")
     if failures:
         for failure in failures:

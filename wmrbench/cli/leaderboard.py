@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from wmrbench.cli import options as o
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
 
@@ -18,18 +19,23 @@ def leaderboard(
     sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (accuracies best first).")] = None,
     compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.")] = False,
     output: Annotated[str | None, typer.Option(help="Write the table(s) to this one file (default: RESULTS_DIR/leaderboard-<table>.<ext>).")] = None,
+    ci: o.Ci = "pm",
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them atomically."""
     from wmrbench.config import parse_enum
-    from wmrbench.report import TITLES, TableFormat, TableKind, print_table
+    from wmrbench.report import TITLES, CiStyle, TableFormat, TableKind, print_table
     from wmrbench.report import leaderboard as build
 
     with user_errors():
+        style = parse_enum(CiStyle, ci, "ci")
         board = build(results_dir, parse_enum(TableFormat, fmt, "format"), parse_enum(TableKind, table, "table"),
-                      sort_by, compare_paper, output)
+                      sort_by, compare_paper, output, style)
     for warning in board.warnings:
         typer.echo(f"Warning: {warning}", err=True)
     for kind, frame in board.tables.items():
-        print_table(frame, TITLES[kind])
+        print_table(frame, TITLES[kind], ci=style)
+    # Part of the report, beside the tables (stdout): which numbers rest on too few examples.
+    for line in board.few_examples:
+        typer.echo(f"Warning: {line}")
     for path in board.files:
         typer.echo(f"wrote {path}")

@@ -123,3 +123,5 @@ def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
     if not values or not all(math.isfinite(v) for v in values):
         raise WmrbenchError(f"{option} takes finite numbers; got {text!r}")
     return values
+
+Ci = Annotated[str, typer.Option("--ci", help="How each number's 95% interval (a bootstrap over the test examples, for this attack) is shown: pm (53.30 ± 2.4, half the interval's width; default) | interval (53.30 [50.90, 55.70]) | none. CSV keeps it as METRIC_lo / METRIC_hi columns unless none.")]

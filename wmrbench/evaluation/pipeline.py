@@ -39,6 +39,7 @@ from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.evaluation import partial
 from wmrbench.evaluation.partial import PartialStore
 from wmrbench.metrics import compute_metrics
+from wmrbench.uncertainty import uncertainty
 from wmrbench.models.source import ModelSource, OpenedSource, SourceKind, build_model, open_source
 from wmrbench.presets import eval_config
 from wmrbench.progress import AttackBar, progress_bar
@@ -314,6 +315,7 @@ def write_result(
         run=cfg.run, model=info, config=cfg, metrics=compute_metrics(records, list(cfg.alpha_test)),
         seconds=round(seconds, 3), processes=distributed.env_world_size(), versions=provenance(),
         adversarial=adversarial, records_sha256=sha256_text(csv_text),
+        uncertainty=uncertainty(records, list(cfg.alpha_test)),  # seeded: a rerun writes the same intervals
     )
     out_dir = result_dir(cfg)
     if distributed.is_main_process():

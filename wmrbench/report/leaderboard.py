@@ -8,7 +8,7 @@ The output depends on nothing but the summaries: rerunning gives byte-identical 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +17,9 @@ from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_write_text
 from wmrbench.records import PARTIAL_DIR, Summary, read_summary, unfinished
 from wmrbench.report.paper import compare_with_paper
-from wmrbench.report.render import TableFormat, render
+from wmrbench.report.render import CiStyle, TableFormat, render
 from wmrbench.report.robustbench import write_model_infos
+from wmrbench.uncertainty import few_examples_warnings, with_uncertainty
 from wmrbench.report.tables import LAYOUTS, TITLES, TableKind, build_table, resolve_sort_column, sort_rows
 
 
@@ -50,6 +51,10 @@ def gather(results_dir: str | Path) -> Gathered:
         except WmrbenchError as exc:  # its message starts with the path and says what is wrong
             warnings.append(f"skipped {exc}")
             continue
+        try:  # a v1 summary has no intervals: they are computed from the records beside it
+            summary = with_uncertainty(summary, path.parent)
+        except WmrbenchError as exc:
+            warnings.append(f"no intervals for {path}: {exc}")
         name = path.parent.relative_to(root).as_posix()
         summaries.append(Found((summary.run or "?") if name == "." else name, path.parent, summary))
     stopped = [run for run in map(unfinished, sorted(p.parent for p in root.rglob(PARTIAL_DIR))) if run is not None]
@@ -74,14 +79,18 @@ def nothing_found(results_dir: str | Path, found: Gathered) -> WmrbenchError:
 class Leaderboard:
     tables: dict[TableKind, pd.DataFrame]
     files: list[Path]
-    warnings: list[str]
+    warnings: list[str]  # files skipped, unfinished evaluations
+    few_examples: list[str] = field(default_factory=list)  # metrics resting on n_eff < 100 examples
 
 
 def leaderboard(
     results_dir: str | Path, fmt: TableFormat = TableFormat.MD, table: TableKind = TableKind.ALL,
     sort_by: str | None = None, compare_paper: bool = False, output: str | Path | None = None,
+    ci: CiStyle = CiStyle.PM,
 ) -> Leaderboard:
-    """Gather, build the tables, write them atomically (into ``results_dir`` or ``output``)."""
+    """Gather, build the tables, write them atomically (into ``results_dir`` or ``output``).
+    Every number carries its 95% interval (``ci`` says how); a result whose weighted metrics
+    rest on fewer than 100 effective examples gets a warning line."""
     kinds = [TableKind.NON_UNIFORM, TableKind.UNIFORM] if table is TableKind.ALL else [table]
     sort_column = resolve_sort_column(sort_by, kinds)
     if output is not None and fmt is TableFormat.CSV and len(kinds) > 1:
@@ -90,22 +99,26 @@ def leaderboard(
     if not found.summaries:
         raise nothing_found(results_dir, found)
     summaries, names = [f.summary for f in found.summaries], [f.name for f in found.summaries]
+    warnings, few = found.warnings, []
+    for f in found.summaries:
+        if f.summary.uncertainty is not None:
+            few += [f"{f.name}: {line}" for line in few_examples_warnings(f.summary.uncertainty)]
     tables = {}
     for kind in kinds:
         frame = sort_rows(build_table(summaries, LAYOUTS[kind], names), sort_column)
         tables[kind] = compare_with_paper(frame, kind) if compare_paper else frame
     if fmt is TableFormat.ROBUSTBENCH:
         out_dir = Path(output) if output is not None else Path(results_dir) / "robustbench"
-        return Leaderboard(tables, write_model_infos(summaries, names, out_dir), found.warnings)
+        return Leaderboard(tables, write_model_infos(summaries, names, out_dir), warnings, few)
     if output is not None:
-        parts = [_section(tables[k], k, fmt, titled=len(kinds) > 1) for k in kinds]
+        parts = [_section(tables[k], k, fmt, titled=len(kinds) > 1, ci=ci) for k in kinds]
         files = [atomic_write_text(output, "\n".join(parts))]
     else:
         files = [atomic_write_text(Path(results_dir) / f"leaderboard-{k.value}{fmt.suffix}",
-                                   _section(tables[k], k, fmt, titled=False)) for k in kinds]
-    return Leaderboard(tables, files, found.warnings)
+                                   _section(tables[k], k, fmt, titled=False, ci=ci)) for k in kinds]
+    return Leaderboard(tables, files, warnings, few)
 
 
-def _section(frame: pd.DataFrame, kind: TableKind, fmt: TableFormat, titled: bool) -> str:
-    body = render(frame, fmt, caption=TITLES[kind])
+def _section(frame: pd.DataFrame, kind: TableKind, fmt: TableFormat, titled: bool, ci: CiStyle = CiStyle.PM) -> str:
+    body = render(frame, fmt, caption=TITLES[kind], ci=ci)
     return f"## {TITLES[kind]}\n\n{body}" if titled and fmt is TableFormat.MD else body

@@ -40,6 +40,23 @@ def _paper_row(row: dict[str, Any], paper: pd.DataFrame, kind: TableKind) -> Any
 
 
 PROTOCOL_COLUMN = "vs paper's protocol"
+INSIDE_COLUMN = "paper in our 95% CI"
+
+
+def _inside(out: pd.DataFrame, metrics: list[str]) -> list[str | None]:
+    """Per row, for each metric with a paper number and our interval, whether the paper's number
+    lies inside our interval: 'A_rob yes, A_sa no'. The interval covers only the sampling of our
+    test examples: a 'no' says the difference is more than that sampling explains."""
+    texts: list[str | None] = []
+    for record in out.to_dict("records"):
+        parts = []
+        for m in metrics:
+            paper, lo, hi = record.get(m + PAPER_SUFFIX), record.get(m + "_lo"), record.get(m + "_hi")
+            if any(v is None or pd.isna(v) for v in (paper, lo, hi)):
+                continue
+            parts.append(f"{m} {'yes' if lo <= paper <= hi else 'no'}")
+        texts.append(", ".join(parts) or None)
+    return texts
 
 
 def protocol_differences(row: dict[str, Any]) -> str:
@@ -91,8 +108,12 @@ def compare_with_paper(frame: pd.DataFrame, kind: TableKind, paper: pd.DataFrame
     out = pd.DataFrame(index=frame.index)
     for column in frame.columns:
         out[column] = frame[column]
-        if column in matched:
-            out[column + PAPER_SUFFIX] = pd.Series(matched[column], index=frame.index, dtype="float64")
+        # The paper's number after ours and our interval (METRIC, METRIC_lo, METRIC_hi, METRIC (paper)).
+        base = column[:-3] if column.endswith(("_lo", "_hi")) and column[:-3] in frame.columns else column
+        last = base + "_hi" if base + "_hi" in frame.columns else base
+        if base in matched and column == last:
+            out[base + PAPER_SUFFIX] = pd.Series(matched[base], index=frame.index, dtype="float64")
     out["Paper table"] = pd.Series(tables_col, index=frame.index, dtype="object")
+    out[INSIDE_COLUMN] = pd.Series(_inside(out, metrics), index=frame.index, dtype="object")
     out[PROTOCOL_COLUMN] = pd.Series(protocol_col, index=frame.index, dtype="object")
     return out

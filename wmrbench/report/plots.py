@@ -1,6 +1,7 @@
 """``plot``: metrics against alpha_test, and where a non-uniform attacker puts its mass.
 
-* ``metrics-<dataset>.{png,svg}``: A_rob, A_sa and A_tr against alpha_test, one line per model.
+* ``metrics-<dataset>.{png,svg}``: A_rob, A_sa and A_tr against alpha_test, one line per model,
+  each with its 95% bootstrap interval as a band (wmrbench.uncertainty).
 * ``weights-<model>.{png,svg}``: for one result's records.csv, the normalized weights
   ``s_i = exp(-alpha * pgd_margin_i) / sum_j exp(-alpha * pgd_margin_j)`` of the unweighted-PGD
   points (those A_sa counts): left, the attacker's mass over the PGD margin (the paper's
@@ -71,8 +72,12 @@ def plot_metrics(results: Sequence[Found], dataset: str, out_dir: Path) -> list[
             "A_sa": [metrics.A_sa[alpha_key(a)] for a in alphas],
             "A_tr": [metrics.A_tr.get(alpha_key(a), np.nan) for a in alphas],
         }
+        bands = _bands(result, alphas)
         for ax, (key, _) in zip(axes, PANELS):
-            ax.plot(alphas, series[key], marker="o", label=result.name)
+            (line,) = ax.plot(alphas, series[key], marker="o", label=result.name)
+            lo, hi = bands[key]
+            if np.isfinite(lo).any():  # the 95% interval as a band in the line's colour
+                ax.fill_between(alphas, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
     for ax, (_, title) in zip(axes, PANELS):
         ax.set_title(title)
         ax.set_xlabel(r"$\alpha_{test}$")
@@ -81,6 +86,18 @@ def plot_metrics(results: Sequence[Found], dataset: str, out_dir: Path) -> list[
     axes[-1].legend(fontsize="small", loc="best")
     fig.suptitle(f"{dataset}: robustness under uniform and non-uniform attacks")
     return _save(fig, out_dir / f"metrics-{_safe_name(dataset)}")
+
+
+def _bands(result: Found, alphas: list[float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per panel, the 95% interval's low and high ends at each alpha (NaN where there is none:
+    a result without intervals and without records draws no band)."""
+    unc = result.summary.uncertainty
+    out = {}
+    for key, _ in PANELS:
+        pairs = [None if unc is None else unc.interval(key, None if key == "A_rob" else alpha_key(a)) for a in alphas]
+        out[key] = (np.array([np.nan if p is None else p[0] for p in pairs], dtype=np.float64),
+                    np.array([np.nan if p is None else p[1] for p in pairs], dtype=np.float64))
+    return out
 
 
 def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Path) -> list[Path]:

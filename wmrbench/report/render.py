@@ -17,7 +17,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from wmrbench.report.tables import METRIC_COLUMNS, NUMBER_COLUMNS, PAPER_SUFFIX
+from wmrbench.report.tables import HI, LO, METRIC_COLUMNS, NUMBER_COLUMNS, PAPER_SUFFIX
 
 
 class TableFormat(str, Enum):
@@ -31,9 +31,43 @@ class TableFormat(str, Enum):
         return {"md": ".md", "csv": ".csv", "latex": ".tex", "robustbench": ".json"}[self.value]
 
 
-def print_table(frame: pd.DataFrame, title: str, console: Console | None = None) -> None:
+class CiStyle(str, Enum):
+    """How a metric's 95% interval is shown beside it (CSV always keeps METRIC_lo / METRIC_hi
+    columns, but for ``none``)."""
+
+    PM = "pm"  # 53.30 ± 2.4: half the interval's width, one decimal (the interval need not be symmetric)
+    INTERVAL = "interval"  # 53.30 [50.90, 55.70]: the percentile interval itself
+    NONE = "none"  # the point estimate alone
+
+
+def _interval_text(lo: Any, hi: Any, ci: CiStyle) -> str:
+    if ci is CiStyle.NONE or _missing(lo) or _missing(hi):
+        return ""
+    if ci is CiStyle.PM:
+        return f" ± {(float(hi) - float(lo)) / 2:.1f}"
+    return f" [{float(lo):.2f}, {float(hi):.2f}]"
+
+
+def _interval_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if (c.endswith(LO) and c[: -len(LO)] in frame.columns)
+            or (c.endswith(HI) and c[: -len(HI)] in frame.columns)]
+
+
+def _cells(frame: pd.DataFrame, ci: CiStyle) -> tuple[list[str], list[list[str]]]:
+    """The columns shown and each row's cells as text, intervals folded into their metric."""
+    hidden = set(_interval_columns(frame))
+    shown = [c for c in frame.columns if c not in hidden]
+    rows = []
+    for record in frame.to_dict("records"):
+        rows.append([_paper_cell(c, record[c]) + (_interval_text(record.get(c + LO), record.get(c + HI), ci)
+                                                  if not _missing(record[c]) else "") for c in shown])
+    return shown, rows
+
+
+def print_table(frame: pd.DataFrame, title: str, console: Console | None = None, ci: CiStyle = CiStyle.PM) -> None:
     """The frame as a rich table on the terminal (or on ``console``)."""
-    cells = [[_paper_cell(c, v) for c, v in zip(frame.columns, row)] for row in frame.itertuples(index=False)]
+    columns, cells = _cells(frame, ci)
+    frame = frame[columns]
     widths = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(frame.columns)]
     table = Table(title=title)
     for column, width in zip(frame.columns, widths):
@@ -68,15 +102,19 @@ def _paper_cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def to_markdown(frame: pd.DataFrame) -> str:
+def to_markdown(frame: pd.DataFrame, ci: CiStyle = CiStyle.PM) -> str:
     from tabulate import tabulate
 
-    rows = [[_paper_cell(c, v) for c, v in zip(frame.columns, row)] for row in frame.itertuples(index=False)]
+    columns, rows = _cells(frame, ci)
+    frame = frame[columns]
     align = ["right" if _numeric(frame, c) else "left" for c in frame.columns]
     return tabulate(rows, headers=list(frame.columns), tablefmt="github", colalign=align, disable_numparse=True) + "\n"
 
 
-def to_csv(frame: pd.DataFrame) -> str:
+def to_csv(frame: pd.DataFrame, ci: CiStyle = CiStyle.PM) -> str:
+    """Full precision; the intervals as METRIC_lo, METRIC_hi columns (left out with ``none``)."""
+    if ci is CiStyle.NONE:
+        frame = frame.drop(columns=_interval_columns(frame))
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, lineterminator="\n")  # full precision: CSV is for machines
     return buffer.getvalue()
@@ -101,22 +139,29 @@ def _latex_header(column: str) -> str:
     return f"{header}{PAPER_SUFFIX}" if paper else header
 
 
-def to_latex(frame: pd.DataFrame, caption: str = "") -> str:
+def to_latex(frame: pd.DataFrame, caption: str = "", ci: CiStyle = CiStyle.PM) -> str:
     """A booktabs ``table`` environment (needs \\usepackage{booktabs})."""
+    columns, cells = _cells(frame, ci)
+    frame = frame[columns]
     align = "".join("r" if _numeric(frame, c) else "l" for c in frame.columns)
     lines = [r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(rf"\caption{{{_latex_escape(caption)}}}")
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_latex_header(c) for c in frame.columns) + r" \\", r"\midrule"]
-    for row in frame.itertuples(index=False):
-        lines.append(" & ".join(_latex_escape(_paper_cell(c, v)) for c, v in zip(frame.columns, row)) + r" \\")
+    for row in cells:
+        lines.append(" & ".join(_latex_cell(text) for text in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def render(frame: pd.DataFrame, fmt: TableFormat, caption: str = "") -> str:
+def _latex_cell(text: str) -> str:
+    # ± is not in LaTeX's default input encoding everywhere: \pm works in every engine.
+    return _latex_escape(text).replace(" ± ", r" $\pm$ ")
+
+
+def render(frame: pd.DataFrame, fmt: TableFormat, caption: str = "", ci: CiStyle = CiStyle.PM) -> str:
     if fmt is TableFormat.MD:
-        return to_markdown(frame)
+        return to_markdown(frame, ci)
     if fmt is TableFormat.CSV:
-        return to_csv(frame)
-    return to_latex(frame, caption)
+        return to_csv(frame, ci)
+    return to_latex(frame, caption, ci)

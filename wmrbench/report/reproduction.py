@@ -16,13 +16,41 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.records import Summary, alpha_key
+from wmrbench.records import Summary, Uncertainty, alpha_key
 from wmrbench.report.render import to_csv, to_markdown
+from wmrbench.report.paper import INSIDE_COLUMN
 from wmrbench.report.tables import PAPER_SUFFIX, defense_label
 
 DIFF_SUFFIX = " diff"  # wmrbench minus the paper, in points
 COMPARED = ("A_rob", "A_sa", "A_tr")  # the metrics the paper's Tables 1-3 print
 GAIN_SUFFIX = " gain"  # "+ours" minus its baseline, in points
+SIGNIFICANT = "holds (significant at 5%)"
+NOT_SIGNIFICANT = "holds (not significant)"
+DOES_NOT_HOLD = "does not hold"
+
+
+@dataclass(frozen=True)
+class Gain:
+    """A "+ours" model minus its baseline on one metric, paired on the same test images
+    (:func:`wmrbench.uncertainty.paired`): the difference, its 95% interval and p-value."""
+
+    difference: float
+    lo: float
+    hi: float
+    p_value: float
+    mcnemar_p: float | None = None
+
+
+# (the "+ours" defense label, alpha_test key, metric) -> its paired gain over the baseline
+Gains = dict[tuple[str, str, str], Gain]
+
+
+def gain_verdict(gain: Gain) -> str:
+    """'holds (significant at 5%)': higher and the paired interval excludes 0; 'holds (not
+    significant)': higher, but the interval includes 0; 'does not hold': not higher."""
+    if gain.difference <= 0:
+        return DOES_NOT_HOLD
+    return SIGNIFICANT if gain.lo > 0 else NOT_SIGNIFICANT
 
 
 def comparison_table(summaries: Sequence[Summary], paper: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -39,14 +67,23 @@ def comparison_table(summaries: Sequence[Summary], paper: pd.DataFrame | None = 
                 "Defense": defense_label(summary.model), "alpha_train": summary.model.alpha_train or None,
                 "alpha_test": alpha, "A_nat": metrics.A_nat,
             }
+            unc = summary.uncertainty
+            row["A_nat_lo"], row["A_nat_hi"] = _interval(unc, "A_nat", None)
             ours = {"A_rob": metrics.A_rob, "A_sa": metrics.A_sa.get(key), "A_tr": metrics.A_tr.get(key)}
             reference = _paper_row(paper, row) if paper is not None else None
+            inside = []
             for name in COMPARED:
                 row[name] = ours[name]
+                lo, hi = row[name + "_lo"], row[name + "_hi"] = _interval(unc, name, None if name == "A_rob" else key)
                 if paper is not None:
                     theirs = None if reference is None else _number(reference[name])
                     row[name + PAPER_SUFFIX] = theirs
                     row[name + DIFF_SUFFIX] = None if theirs is None or ours[name] is None else ours[name] - theirs
+                    if theirs is not None and lo is not None and hi is not None:
+                        inside.append(f"{name} {'yes' if lo <= theirs <= hi else 'no'}")
+            if paper is not None:
+                # Inside: the gap to the paper is within what the sampling of our test images explains.
+                row[INSIDE_COLUMN] = ", ".join(inside) or None
             rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -57,6 +94,11 @@ def comparison_table(summaries: Sequence[Summary], paper: pd.DataFrame | None = 
     frame["_order"] = frame["_defense"].map(order)
     frame = frame.sort_values(["_order", "alpha_test", "_ours"], kind="mergesort")
     return frame.drop(columns=["_defense", "_ours", "_order"]).reset_index(drop=True)
+
+
+def _interval(unc: Uncertainty | None, metric: str, alpha: str | None) -> tuple[float | None, float | None]:
+    interval = None if unc is None else unc.interval(metric, alpha)
+    return interval if interval is not None else (None, None)
 
 
 def _number(value: Any) -> float | None:
@@ -84,23 +126,29 @@ class Claims:
     tr_higher: tuple[int, int]
     nat_change: tuple[float, float] | None  # the smallest and largest A_nat change of a pair (points)
     rob_change: tuple[float, float] | None
+    sa_significant: int | None = None  # pairs where the paired 95% interval of the A_sa gain excludes 0
+    tr_significant: int | None = None
 
     def lines(self) -> list[str]:
         """What the numbers say, one sentence each."""
-        def share(name: str, counts: tuple[int, int]) -> str:
+        def share(name: str, counts: tuple[int, int], significant: int | None) -> str:
             held, total = counts
             verdict = "yes" if total and held == total else "no"
-            return f"'+ours' scores a higher {name} than its baseline at every alpha_test: {verdict} ({held} of {total} pairs)"
+            sig = ("; no paired interval (records missing)" if significant is None
+                   else f"; significant at 5% (paired 95% interval above 0) in {significant} of {total}")
+            return f"'+ours' scores a higher {name} than its baseline at every alpha_test: {verdict} ({held} of {total} pairs{sig})"
 
-        out = [share("A_sa", self.sa_higher), share("A_tr", self.tr_higher)]
+        out = [share("A_sa", self.sa_higher, self.sa_significant), share("A_tr", self.tr_higher, self.tr_significant)]
         for name, change in (("A_nat", self.nat_change), ("A_rob", self.rob_change)):
             if change is not None:
                 out.append(f"{name} of '+ours' minus its baseline: {change[0]:+.2f} to {change[1]:+.2f} points")
         return out
 
 
-def check_claims(comparison: pd.DataFrame) -> Claims:
-    """Pair each "+ours" row with its baseline (same defense and alpha_test) and compare them."""
+def check_claims(comparison: pd.DataFrame, gains: Gains | None = None) -> Claims:
+    """Pair each "+ours" row with its baseline (same defense and alpha_test) and compare them;
+    ``gains`` (paired on the same test images, from the records) add each gain's 95% interval
+    and say whether the claim holds significantly."""
     rows = []
     for _, ours in comparison[comparison["Defense"].str.endswith("+ours")].iterrows():
         base = comparison[(comparison["Defense"] == ours["Defense"].replace("+ours", ""))
@@ -109,12 +157,24 @@ def check_claims(comparison: pd.DataFrame) -> Claims:
             continue
         base = base.iloc[0]
         row = {"Defense": ours["Defense"], "alpha_train": ours["alpha_train"], "alpha_test": ours["alpha_test"]}
+        verdicts = []
         for name in ("A_nat", "A_rob", "A_sa", "A_tr"):
             row[name + GAIN_SUFFIX] = ours[name] - base[name]
+            gain = (gains or {}).get((ours["Defense"], alpha_key(ours["alpha_test"]), name))
+            if gain is not None:  # the paired interval (folded into the gain's cell when shown)
+                row[name + GAIN_SUFFIX + "_lo"], row[name + GAIN_SUFFIX + "_hi"] = gain.lo, gain.hi
+                if name in ("A_sa", "A_tr"):
+                    row["verdict " + name] = gain_verdict(gain)
+                    verdicts.append(row["verdict " + name])
             paper = name + PAPER_SUFFIX
             if paper in comparison and not pd.isna(ours.get(paper)) and not pd.isna(base.get(paper)):
                 row[name + GAIN_SUFFIX + PAPER_SUFFIX] = ours[paper] - base[paper]
-        row["holds"] = "yes" if row["A_sa gain"] > 0 and row["A_tr gain"] > 0 else "no"
+        higher = row["A_sa gain"] > 0 and row["A_tr gain"] > 0
+        if len(verdicts) == 2:  # the claim on both metrics: significant only if both are
+            row["holds"] = (DOES_NOT_HOLD if not higher else SIGNIFICANT if all(v == SIGNIFICANT for v in verdicts)
+                            else NOT_SIGNIFICANT)
+        else:  # no records to pair (a summary without them): the direction alone, said so
+            row["holds"] = "yes (no interval)" if higher else "no"
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -123,9 +183,13 @@ def check_claims(comparison: pd.DataFrame) -> Claims:
     def extent(column: str) -> tuple[float, float]:
         return float(table[column].min()), float(table[column].max())
 
+    def significant(name: str) -> int | None:
+        column = "verdict " + name
+        return int((table[column] == SIGNIFICANT).sum()) if column in table and table[column].notna().all() else None
+
     return Claims(
         table, (int((table["A_sa gain"] > 0).sum()), len(table)), (int((table["A_tr gain"] > 0).sum()), len(table)),
-        extent("A_nat gain"), extent("A_rob gain"),
+        extent("A_nat gain"), extent("A_rob gain"), significant("A_sa"), significant("A_tr"),
     )
 
 

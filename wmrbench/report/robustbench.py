@@ -47,6 +47,17 @@ def model_info(summary: Summary, name: str) -> dict[str, Any]:
         "protocol": protocol_columns(summary.config, metrics.n_examples),
         "schema": summary.schema,
     }
+    unc = summary.uncertainty
+    if unc is not None:  # each accuracy's 95% interval, as strings like the accuracies
+        def pair(interval: tuple[float, float] | None) -> list[str] | None:
+            return None if interval is None else [_accuracy(interval[0]), _accuracy(interval[1])]
+
+        info["wmrbench"]["intervals"] = {
+            "method": unc.method, "level": unc.level, "resamples": unc.resamples, "seed": unc.seed,
+            "clean_acc": pair(unc.interval("A_nat")), "A_rob": pair(unc.interval("A_rob")),
+            **{m: {k: pair(unc.interval(m, k)) for k in getattr(metrics, m)} for m in ("A_sa", "A_tr", "A_wc")},
+            "n_eff": unc.n_eff,
+        }
     return info
 
 

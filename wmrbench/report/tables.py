@@ -21,7 +21,7 @@ import pandas as pd
 
 from wmrbench.errors import WmrbenchError
 from wmrbench.config import AttackMethod, EvalConfig, Norm, RestartFrom
-from wmrbench.records import ModelInfo, Summary
+from wmrbench.records import ModelInfo, Summary, alpha_key
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
 METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr", "A_wc")
@@ -51,6 +51,10 @@ NON_UNIFORM = Layout(
 UNIFORM = Layout(("Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL_COLUMNS), False)
 RESULT = Layout(("Model", "Defense", "alpha_train", "alpha_test", "A_nat", "A_rob", "A_sa", "A_tr", WC_COLUMN), True)
 LAYOUTS = {TableKind.NON_UNIFORM: NON_UNIFORM, TableKind.UNIFORM: UNIFORM}
+# Each metric's 95% interval travels beside it as two columns, METRIC_lo and METRIC_hi: CSV keeps
+# them, the other formats fold them into the metric's cell (render's --ci).
+LO, HI = "_lo", "_hi"
+_METRIC_KEYS = {"A_nat": "A_nat", "A_rob": "A_rob", "A_sa": "A_sa", "A_tr": "A_tr", WC_COLUMN: "A_wc"}
 TITLES = {
     TableKind.NON_UNIFORM: "Non-uniform attacks (the paper's Tables 1-3)",
     TableKind.UNIFORM: "Uniform attacks (the paper's Tables 4-5)",
@@ -116,12 +120,39 @@ def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str,
              WC_COLUMN: metrics.A_wc.get(key)} for key, a_sa in metrics.A_sa.items()]
 
 
+def _interval_cells(summary: Summary, alpha: str | None) -> dict[str, float | None]:
+    """METRIC_lo / METRIC_hi for every metric column (None where the summary has no interval)."""
+    unc = summary.uncertainty
+    out: dict[str, float | None] = {}
+    for column, metric in _METRIC_KEYS.items():
+        per_alpha = metric not in ("A_nat", "A_rob")
+        interval = None if unc is None or (per_alpha and alpha is None) else unc.interval(metric, alpha if per_alpha else None)
+        out[column + LO], out[column + HI] = interval if interval is not None else (None, None)
+    return out
+
+
+def with_interval_columns(columns: Sequence[str]) -> list[str]:
+    """``columns`` with METRIC_lo, METRIC_hi right after each metric column."""
+    out = []
+    for column in columns:
+        out.append(column)
+        if column in _METRIC_KEYS:
+            out += [column + LO, column + HI]
+    return out
+
+
 def build_table(summaries: Sequence[Summary], layout: Layout, names: Sequence[str] | None = None) -> pd.DataFrame:
     """The rows of ``summaries`` in ``layout``, in the order given. ``names`` fill the Model column
-    (the leaderboard names a result by its folder); by default a result is named by its run."""
+    (the leaderboard names a result by its folder); by default a result is named by its run.
+    Each metric has its interval beside it (METRIC_lo, METRIC_hi; empty for a summary without)."""
     names = list(names) if names is not None else [None] * len(summaries)
-    rows = [row for summary, name in zip(summaries, names, strict=True) for row in _rows(summary, name, layout.per_alpha)]
-    return pd.DataFrame(rows, columns=list(layout.columns))
+    rows = []
+    for summary, name in zip(summaries, names, strict=True):
+        for row in _rows(summary, name, layout.per_alpha):
+            alpha = alpha_key(row["alpha_test"]) if layout.per_alpha else None
+            rows.append({**row, **_interval_cells(summary, alpha)})
+    columns = with_interval_columns(layout.columns)
+    return pd.DataFrame(rows, columns=columns).astype({c: "float64" for c in columns if c.endswith((LO, HI))})
 
 
 def result_table(summaries: Sequence[Summary]) -> pd.DataFrame:

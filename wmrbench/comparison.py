@@ -1,0 +1,141 @@
+"""``wmrbench compare A B``: two results on the same test examples, compared paired.
+
+The two results can be two models, two attacks, two seeds, or a baseline and its "+ours". Per
+metric: the difference A - B in points, its 95% paired-bootstrap interval (the same resampled
+examples for both results, :func:`wmrbench.uncertainty.paired`), a p-value, and for A_nat and
+A_rob McNemar's exact test on the examples one gets right and the other wrong. Two results on
+different examples are refused by name: an unpaired difference would carry both samples' noise
+and the paired interval would be wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import pandas as pd
+
+from wmrbench.errors import WmrbenchError
+from wmrbench.io import atomic_write_text
+from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, read_records, read_summary, tr_alphas
+from wmrbench.uncertainty import BootstrapConfig, Difference, paired, same_examples
+
+DEFAULT_ALPHAS = (1.0, 1.5, 2.0)
+SIGNIFICANCE = 0.05
+
+
+class CompareFormat(str, Enum):
+    MD = "md"
+    CSV = "csv"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str  # the results' names (their folders)
+    b: str
+    n_examples: int
+    differences: list[Difference]
+    config: BootstrapConfig
+
+
+def result_records(path: str | Path) -> tuple[str, pd.DataFrame]:
+    """A result's name and records, from its folder (or its summary.json or records.csv).
+    A summary beside the records must match them (its SHA-256), as everywhere else."""
+    path = Path(path)
+    folder = path.parent if path.name in (SUMMARY_NAME, RECORDS_NAME) and path.is_file() else path
+    records = folder / RECORDS_NAME
+    if not records.is_file():
+        raise WmrbenchError(f"{path}: no {RECORDS_NAME} (give a result folder that `wmrbench evaluate` wrote)")
+    if (folder / SUMMARY_NAME).is_file():
+        read_summary(folder / SUMMARY_NAME)  # refuses records that are not the summary's
+    return folder.name or str(folder), read_records(records)
+
+
+def compare_records(name_a: str, records_a: pd.DataFrame, name_b: str, records_b: pd.DataFrame,
+                    config: BootstrapConfig = BootstrapConfig(), alphas: list[float] | None = None) -> Comparison:
+    """The paired comparison of two records on the same examples (else one line naming both)."""
+    differs = same_examples(records_a, records_b)
+    if differs is not None:
+        raise WmrbenchError(f"{name_a} and {name_b} hold different test examples ({differs}): "
+                            "a paired comparison needs the same examples in both; evaluate both with the same --n-examples")
+    if alphas is None:
+        common = [a for a in tr_alphas(records_a) if a in set(tr_alphas(records_b))]
+        alphas = common or list(DEFAULT_ALPHAS)  # A_sa needs only the unweighted attack's records
+    return Comparison(name_a, name_b, len(records_a), paired(records_a, records_b, alphas, config), config)
+
+
+def compare(path_a: str | Path, path_b: str | Path, config: BootstrapConfig = BootstrapConfig(),
+            output: str | Path | None = None, fmt: CompareFormat | None = None) -> tuple[Comparison, Path | None]:
+    """Compare two result folders; write the table to ``output`` (Markdown or CSV, by ``fmt`` or
+    the file's suffix) atomically when given."""
+    name_a, records_a = result_records(path_a)
+    name_b, records_b = result_records(path_b)
+    if name_a == name_b:
+        name_a, name_b = str(path_a), str(path_b)
+    comparison = compare_records(name_a, records_a, name_b, records_b, config)
+    written = None
+    if output is not None:
+        fmt = fmt or (CompareFormat.CSV if str(output).lower().endswith(".csv") else CompareFormat.MD)
+        frame = comparison_frame(comparison)
+        written = atomic_write_text(output, to_csv(frame) if fmt is CompareFormat.CSV else to_markdown(comparison))
+    return comparison, written
+
+
+def verdict(d: Difference, level: float = SIGNIFICANCE) -> str:
+    """'A higher (significant at 5%)', 'B higher (not significant)', 'no difference'.
+    Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees in the table)."""
+    if d.difference == 0 and d.lo == d.hi == 0:
+        return "no difference"
+    side = "A higher" if d.difference > 0 else "B higher" if d.difference < 0 else "equal"
+    significant = d.lo > 0 or d.hi < 0
+    return f"{side} ({'significant' if significant else 'not significant'} at {level:.0%})"
+
+
+def comparison_frame(c: Comparison) -> pd.DataFrame:
+    """One row per metric, full precision (the CSV)."""
+    rows = [{
+        "Metric": d.metric, "alpha_test": float(d.alpha) if d.alpha is not None else None,
+        "A": d.a, "B": d.b, "A - B": d.difference, "A - B_lo": d.lo, "A - B_hi": d.hi,
+        "p (paired bootstrap)": d.p_value, "McNemar p": d.mcnemar_p, "only A right": d.only_a,
+        "only B right": d.only_b, "verdict": verdict(d),
+    } for d in c.differences]
+    return pd.DataFrame(rows)
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
+
+
+def display_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    """The table as text, for the terminal and Markdown: accuracies with two decimals, the
+    difference with its interval."""
+    level = f"{c.config.level:.0%}"
+    headers = ["Metric", "alpha_test", "A", "B", "A - B", f"{level} paired interval", "p (bootstrap)",
+               "McNemar p (A right / B right only)", "verdict"]
+    rows = []
+    for d in c.differences:
+        mcnemar = "-" if d.mcnemar_p is None else f"{_p(d.mcnemar_p)} ({d.only_a} / {d.only_b})"
+        rows.append([d.metric, d.alpha or "-", f"{d.a:.2f}", f"{d.b:.2f}", f"{d.difference:+.2f}",
+                     f"[{d.lo:+.2f}, {d.hi:+.2f}]", _p(d.p_value), mcnemar, verdict(d)])
+    return headers, rows
+
+
+def title(c: Comparison) -> str:
+    return (f"A = {c.a}, B = {c.b}: {c.n_examples} paired examples, {c.config.resamples} bootstrap resamples "
+            f"(seed {c.config.seed})")
+
+
+def to_markdown(c: Comparison) -> str:
+    from tabulate import tabulate
+
+    headers, rows = display_rows(c)
+    align = ["left", "right", "right", "right", "right", "right", "right", "right", "left"]
+    return f"{title(c)}\n\n" + tabulate(rows, headers=headers, tablefmt="github", colalign=align,
+                                        disable_numparse=True) + "\n"
