@@ -54,6 +54,17 @@ class RestartFrom(str, Enum):
     PREVIOUS = "previous"  # chained: the previous restart's end point plus fresh noise (the authors' evaluation)
 
 
+class RestartRule(str, Enum):
+    """How an attack chooses, per example, among the end points of its restarts."""
+
+    # A misclassified candidate with the lowest margin, else the highest margin: the attacker's
+    # best for A_rob, A_sa and A_tr at every alpha at once (wmrbench's default).
+    WEIGHTED = "weighted"
+    # The highest cross-entropy at the end point, ties to the later restart: the authors'
+    # evaluation loop (their PGD_on_the_fly_attack_correct.py); --protocol paper's.
+    MAX_CE = "max-ce"
+
+
 class PaddingMode(str, Enum):
     ZEROS = "zeros"  # TRADES' random crop
     REFLECT = "reflect"  # the authors' PGD-AT code's random crop
@@ -293,10 +304,13 @@ class AttackConfig:
     start: Start = Start.UNIFORM
     norm: Norm = Norm.LINF
     restart_from: RestartFrom = RestartFrom.START
+    # how each example's point is chosen among the restarts (configs written before it: weighted)
+    restart_rule: RestartRule = RestartRule.WEIGHTED
 
     def __post_init__(self) -> None:
         # A plain string ("zero") becomes its Enum member, or one line listing the choices.
         object.__setattr__(self, "start", parse_enum(Start, self.start, "start"))
+        object.__setattr__(self, "restart_rule", parse_enum(RestartRule, self.restart_rule, "restart-rule"))
         object.__setattr__(self, "norm", parse_enum(Norm, self.norm, "norm"))
         object.__setattr__(self, "restart_from", parse_enum(RestartFrom, self.restart_from, "restart-from"))
         if self.norm is Norm.LINF:
@@ -473,6 +487,7 @@ class EvalOptions(Options):
     start: Start | None = None
     norm: Norm | None = None
     restart_from: RestartFrom | None = None
+    restart_rule: RestartRule | None = None
     alpha_test: tuple[float, ...] | None = None
     n_examples: int | None = None
     batch_size: int | None = None

@@ -5,6 +5,9 @@ the clean input, the unweighted PGD attack and each weighted attack (alpha_test 
 model was correct and its margin: ``clean_correct``, ``clean_margin``, ``pgd_correct``,
 ``pgd_margin``, ``tr_correct@a``, ``tr_margin@a``, and which restart each attack kept
 (``pgd_restart``, ``tr_restart@a``, 0-based). Every metric is recomputed from them.
+Under ``restart_rule`` max-ce (the authors' choice among restarts) the same attack run also
+records what wmrbench's weighted rule keeps among the same restarts, in the same columns
+prefixed ``weighted_rule.`` (:func:`under_weighted_rule` turns them into records of their own).
 
 A result folder holds ``records.csv`` and ``summary.json``; the summary, written last, is the
 marker of a complete result, and holds ``records_sha256``, the SHA-256 of the records file it
@@ -43,6 +46,7 @@ SCHEMA_VERSION = 1
 TR_CORRECT = "tr_correct@"
 TR_MARGIN = "tr_margin@"
 TR_RESTART = "tr_restart@"
+WEIGHTED_RULE = "weighted_rule."  # prefix of the weighted rule's pick, recorded beside a max-ce run's
 REQUIRED_COLUMNS = ("index", "label", "clean_correct", "pgd_correct", "pgd_margin")
 RECORDS_NAME, SUMMARY_NAME = "records.csv", "summary.json"
 PARTIAL_DIR, MANIFEST_NAME = ".partial", "manifest.json"
@@ -61,6 +65,18 @@ def tr_columns(alpha: float) -> tuple[str, str]:
 def tr_restart_column(alpha: float) -> str:
     """Which restart the weighted attack at ``alpha`` kept for each example (0-based)."""
     return TR_RESTART + alpha_key(alpha)
+
+
+def under_weighted_rule(records: pd.DataFrame) -> pd.DataFrame | None:
+    """The records as the weighted restart rule would have written them, from the
+    ``weighted_rule.`` columns a max-ce run records beside its own (None when it has none)."""
+    picked = {c[len(WEIGHTED_RULE):]: records[c] for c in records.columns if c.startswith(WEIGHTED_RULE)}
+    if not picked:
+        return None
+    out = records.drop(columns=[c for c in records.columns if c.startswith(WEIGHTED_RULE)])
+    for column, values in picked.items():
+        out[column] = values
+    return out
 
 
 def tr_alphas(records: pd.DataFrame) -> list[float]:

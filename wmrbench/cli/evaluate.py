@@ -37,6 +37,7 @@ def evaluate(
     protocol: o.ProtocolOpt = None,
     norm: o.NormOpt = None,
     restart_from: o.RestartFromOpt = None,
+    restart_rule: o.RestartRuleOpt = None,
     alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alpha_test values for A_sa and A_tr (default 1,1.5,2; with --adversarial: the file's).", rich_help_panel=o.ATTACK)] = None,
     n_examples: o.NExamples = None,
     batch_size: o.BatchSize = None,

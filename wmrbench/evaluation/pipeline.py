@@ -290,7 +290,7 @@ def claim_file(path: Path, overwrite: bool, what: str) -> Iterator[Path]:
 
 def check_finite_records(records: pd.DataFrame, what: str) -> None:
     """Margins that are not finite (a model or an attack that went NaN) never make a result."""
-    margins = [c for c in records.columns if c.endswith("_margin") or c.startswith(TR_MARGIN)]
+    margins = [c for c in records.columns if c.endswith("_margin") or TR_MARGIN in c]  # weighted_rule.* too
     bad = {c: int((~np.isfinite(records[c].to_numpy(dtype=np.float64))).sum()) for c in margins}
     bad = {c: n for c, n in bad.items() if n}
     if bad:

@@ -28,7 +28,7 @@ METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr", "A_wc")
 NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda", "eps", "Steps", "Step size", "Restarts", "Examples")
 # What a number was measured under: rows with different protocols are never ranked together
 # without these columns beside them.
-PROTOCOL_COLUMNS = ("Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision")
+PROTOCOL_COLUMNS = ("Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Restart rule", "Examples", "Precision")
 PAPER_SUFFIX = " (paper)"  # the column beside a metric that holds the paper's number
 
 
@@ -76,7 +76,9 @@ def protocol_columns(cfg: EvalConfig, n_examples: int) -> dict[str, Any]:
     chained = " (chained)" if attack.restart_from is RestartFrom.PREVIOUS and attack.restarts > 1 else ""
     return {
         "Attack": _attack_name(cfg) + chained, "Norm": "L2" if attack.norm is Norm.L2 else "Linf", "eps": eps_text(attack.eps),
-        "Steps": attack.steps, "Step size": attack.step_size, "Restarts": attack.restarts, "Examples": n_examples,
+        "Steps": attack.steps, "Step size": attack.step_size, "Restarts": attack.restarts,
+        # How one point per example is chosen among the restarts (results before the field: weighted).
+        "Restart rule": attack.restart_rule.value, "Examples": n_examples,
         "Precision": cfg.precision.value,
     }
 
@@ -93,6 +95,8 @@ def protocol_text(cfg: EvalConfig) -> str:
     if cfg.method is AttackMethod.AUTOATTACK:
         return f"{p['Attack']}, {p['Norm']} eps {p['eps']}, {p['Precision']} (A_tr: weighted APGD-CE-{p['Steps']})"
     restarts = f"{p['Restarts']} restart{'s' if p['Restarts'] != 1 else ''}"
+    if p["Restarts"] > 1:  # with one restart there is nothing to choose
+        restarts += f" ({p['Restart rule']} rule)"
     step = "" if cfg.method is not AttackMethod.PGD else f", step {p['Step size']:g}"
     return f"{p['Attack']}-{p['Steps']}, {p['Norm']} eps {p['eps']}{step}, {restarts}, {p['Precision']}"
 
