@@ -201,6 +201,19 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return check_int(seed, name, 0, MAX_SEED)
 
 
+def check_seeds(seeds: Any, seed: int) -> tuple[int, ...]:
+    """``--seeds``: distinct seeds, the first being ``seed``; one seed alone is ``()`` (no spread)."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
+        raise WmrbenchError(f"--seeds must be a list of seeds, e.g. 0,1,2; got {seeds!r}")
+    seeds = tuple(check_seed(s, "seeds") for s in seeds)
+    if len(set(seeds)) != len(seeds):
+        raise WmrbenchError(f"--seeds {','.join(map(str, seeds))}: a seed is repeated; each seed is one run of the attack")
+    if seeds and seeds[0] != seed:
+        raise WmrbenchError(f"--seed {seed} and --seeds {','.join(map(str, seeds))}: the first of --seeds is the "
+                            "result's seed; give one of them")
+    return seeds if len(seeds) > 1 else ()
+
+
 def check_run_name(run: Any, option: str = "--run") -> str:
     """A run name is ONE safe path component: it names ``results/<run>/`` and ``checkpoints/<run>/``
     and must never reach outside them."""
@@ -415,6 +428,9 @@ class EvalConfig:
     # the uniform attack (--attack) and, for AutoAttack, its version (--aa-version)
     method: AttackMethod = field(default=AttackMethod.PGD, metadata=FIXED_BY_ATTACK)
     aa_version: AAVersion = field(default=AAVersion.STANDARD, metadata=FIXED_BY_ATTACK)
+    # ``--seeds``: every seed the attack runs with, ``seed`` first (its records are the result's
+    # own; the others' go beside them and their spread into the summary). Empty: ``seed`` alone.
+    seeds: tuple[int, ...] = field(default=(), metadata=FIXED_BY_ATTACK)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
@@ -432,7 +448,7 @@ class EvalConfig:
         if self.n_examples is not None:
             object.__setattr__(self, "n_examples", check_int(self.n_examples, "n_examples", 1))
         _set(self, run=check_run_name(self.run), batch_size=check_int(self.batch_size, "batch_size", 1),
-             seed=check_seed(self.seed))
+             seed=check_seed(self.seed), seeds=check_seeds(self.seeds, self.seed))
 
 
 Config = TypeVar("Config", TrainConfig, EvalConfig)
@@ -499,6 +515,14 @@ class EvalOptions(Options):
     download: bool | None = None
     verify_checksums: bool | None = None
     compile: bool | None = None
+    seeds: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        # --seeds 3,4 makes 3 the result's seed: the first of --seeds is ``seed``.
+        if self.seeds and self.seed is None:
+            object.__setattr__(self, "seed", self.seeds[0])
+        if self.seeds is not None and self.seed is not None:
+            check_seeds(self.seeds, self.seed)
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,56 @@ class AdversarialOrigin:
     attacked: dict[str, Any]  # the model source the points were crafted on, as recorded
 
 
+def seed_records_name(seed: int) -> str:
+    """Where ``evaluate --seeds`` puts the records of a seed other than the result's own."""
+    return f"records-seed{seed}.csv"
+
+
+def metric_values(metrics: Metrics) -> dict[str, float]:
+    """Every number of ``metrics`` by one flat name: A_nat, A_rob, A_sa@1, A_tr@1, A_wc@1, ..."""
+    out = {"A_nat": metrics.A_nat, "A_rob": metrics.A_rob}
+    for table in ("A_sa", "A_tr", "A_wc"):
+        out.update({f"{table}@{key}": value for key, value in getattr(metrics, table).items()})
+    return out
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """``evaluate --seeds``: the attack repeated with other keyed starts on the same examples.
+
+    ``seeds[0]`` is the result's own seed (its records are records.csv, its metrics the
+    summary's); each other seed's records are :func:`seed_records_name` beside them, with their
+    SHA-256 in ``records_sha256``. ``spread``: per metric (:func:`metric_values`' names) its
+    min, max, mean and sample standard deviation (ddof 1) over the seeds. It measures the
+    attack's own randomness, which an interval over test examples does not cover.
+    """
+
+    seeds: tuple[int, ...]
+    metrics: dict[str, Metrics]  # by str(seed), every seed's (the first's equal the summary's)
+    records_sha256: dict[str, str]  # by str(seed), for the seeds after the first
+    spread: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        per_seed = [metric_values(self.metrics[str(seed)]) for seed in self.seeds]
+        spread = {}
+        for name in per_seed[0]:
+            values = [m[name] for m in per_seed if name in m]
+            mean = sum(values) / len(values)
+            var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+            spread[name] = {"min": min(values), "max": max(values), "mean": mean, "std": math.sqrt(var)}
+        object.__setattr__(self, "spread", spread)  # always recomputed from the metrics, never read
+
+    @classmethod
+    def from_json(cls, d: Any) -> SeedSpread:
+        if not isinstance(d, dict) or not isinstance(d.get("seeds"), list) or len(d["seeds"]) < 2:
+            raise ValueError("seed_spread has no list of seeds")
+        seeds = tuple(int(s) for s in d["seeds"])
+        metrics, hashes = d.get("metrics"), d.get("records_sha256")
+        if not isinstance(metrics, dict) or not isinstance(hashes, dict) or set(metrics) != {str(s) for s in seeds}:
+            raise ValueError("seed_spread.metrics does not hold every seed")
+        return cls(seeds, {k: Metrics.from_json(v) for k, v in metrics.items()}, {str(k): str(v) for k, v in hashes.items()})
+
+
 @dataclass(frozen=True)
 class Summary:
     """One complete result: ``results/<run>/summary.json``."""
@@ -248,6 +298,7 @@ class Summary:
     adversarial: AdversarialOrigin | None = None
     records_sha256: str | None = None  # of the records.csv this summary was computed from
     schema: int = SCHEMA_VERSION
+    seed_spread: SeedSpread | None = None  # evaluate --seeds: the other seeds' metrics and their spread
 
     @property
     def dataset(self) -> str:
@@ -255,7 +306,7 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         out = to_jsonable(self)
-        for optional in ("adversarial", "records_sha256"):
+        for optional in ("adversarial", "records_sha256", "seed_spread"):
             if out[optional] is None:
                 del out[optional]
         return out
@@ -288,6 +339,7 @@ class Summary:
             processes=int(d.get("processes", 1)), versions=dict(versions),
             adversarial=AdversarialOrigin(**adversarial) if isinstance(adversarial, dict) else None,
             records_sha256=records_sha256,
+            seed_spread=SeedSpread.from_json(d["seed_spread"]) if d.get("seed_spread") is not None else None,
         )
 
 
@@ -327,6 +379,12 @@ def read_summary(path: str | Path, check_records: bool = True) -> Summary:
                 f"{path}: {records.name} beside it is not the one it was computed from (SHA-256 differs): "
                 "an interrupted or concurrent write, or an edited file; evaluate again with --overwrite"
             )
+    spread = summary.seed_spread
+    for seed, digest in (spread.records_sha256.items() if check_records and spread is not None else ()):
+        other = path.parent / seed_records_name(int(seed))
+        if other.is_file() and sha256_file(other) != digest:
+            raise WmrbenchError(f"{path}: {other.name} beside it is not the one its seed spread was computed from "
+                                "(SHA-256 differs); evaluate again with --overwrite")
     return summary
 
 

@@ -42,6 +42,7 @@ def evaluate(
     n_examples: o.NExamples = None,
     batch_size: o.BatchSize = None,
     seed: o.Seed = None,
+    seeds: o.Seeds = None,
     device: o.Device = None,
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
@@ -60,7 +61,7 @@ def evaluate(
     from wmrbench.config import EvalOptions
     from wmrbench.evaluation import evaluate_models
     from wmrbench.models.source import model_sources
-    from wmrbench.report import print_table, protocol_text, result_table
+    from wmrbench.report import print_table, protocol_text, result_table, seed_spread_table
 
     with user_errors(), distributed.session():
         options = o.options_from(EvalOptions, locals())
@@ -74,6 +75,11 @@ def evaluate(
     for result in results:
         summary = result.summary
         print_table(result_table([summary]), f"{summary.run}: {summary.metrics.n_examples} examples, {protocol_text(summary.config)}")
+        spread = seed_spread_table(summary)
+        if spread is not None:
+            seeds = ", ".join(map(str, summary.seed_spread.seeds))
+            print_table(spread, f"{summary.run}: the attack repeated with seeds {seeds} (its own randomness, which an "
+                                f"interval over examples does not cover); the table above is seed {summary.config.seed}'s")
         typer.echo(f"results: {result.out_dir}")
     if failures:
         for failure in failures:

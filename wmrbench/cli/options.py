@@ -60,6 +60,7 @@ StartOpt = Annotated[str | None, typer.Option("--start", help="uniform (Madry; d
 NExamples = Annotated[int | None, typer.Option(help="Use the first N examples of the split (default: all).")]
 BatchSize = Annotated[int | None, typer.Option(help="Examples per batch and process; each batch is stacked once per alpha (default 256). Results do not depend on it.")]
 Seed = Annotated[int | None, typer.Option(help="Seed of the random starts, keyed per example (default 0).", rich_help_panel=ATTACK)]
+Seeds = Annotated[str | None, typer.Option(help="Repeat the attack with other keyed starts, e.g. 0,1,2: the first seed's records are the result (as --seed 0 gives them), each other seed's go beside them (records-seed1.csv, ...), and the summary and the terminal show each metric's spread over the seeds (min, max, mean, std): the attack's own randomness, which the sampling interval over examples does not cover. Each seed costs one more attack. Not resumable part-way past the first seed.", rich_help_panel=ATTACK)]
 Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")]
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32 (default: reported numbers are fp32's) | bf16 (faster on a GPU, but a weaker attack: it overstated A_rob by ~0.25 points on MNIST; recorded in the result).")]
 ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/RUN/ (default results).")]
@@ -87,6 +88,8 @@ def _parsed(name: str, value: Any) -> Any:
         return parse_alphas(value)
     if name == "milestones":
         return parse_ints(value, "--milestones")
+    if name == "seeds":
+        return parse_ints(value, "--seeds")
     if name == "download":
         return value or None  # a flag: absent means "not given", not "no"
     return value

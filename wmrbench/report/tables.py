@@ -21,7 +21,7 @@ import pandas as pd
 
 from wmrbench.errors import WmrbenchError
 from wmrbench.config import AttackMethod, EvalConfig, Norm, RestartFrom
-from wmrbench.records import ModelInfo, Summary
+from wmrbench.records import ModelInfo, Summary, metric_values
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
 METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr", "A_wc")
@@ -131,6 +131,23 @@ def build_table(summaries: Sequence[Summary], layout: Layout, names: Sequence[st
 def result_table(summaries: Sequence[Summary]) -> pd.DataFrame:
     """The per-result table ``evaluate`` and ``demo`` print (A_nat beside the paper's metrics)."""
     return build_table(summaries, RESULT)
+
+
+def seed_spread_table(summary: Summary) -> pd.DataFrame | None:
+    """``evaluate --seeds``: per metric (A_nat, A_rob, A_sa@a, A_tr@a, A_wc@a) its value under each
+    seed, and min, max, mean and std (ddof 1) over the seeds; None for a result of one seed."""
+    spread = summary.seed_spread
+    if spread is None:
+        return None
+    per_seed = {seed: metric_values(spread.metrics[str(seed)]) for seed in spread.seeds}
+    rows = []
+    for name, stats in spread.spread.items():
+        row: dict[str, Any] = {"Metric": name}
+        # Text with two decimals, as every accuracy is printed (100.00, not 100).
+        row.update({f"seed {seed}": f"{values[name]:.2f}" for seed, values in per_seed.items() if name in values})
+        row.update({key: f"{value:.2f}" for key, value in stats.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def sort_rows(frame: pd.DataFrame, sort_by: str | None = None) -> pd.DataFrame:
