@@ -232,7 +232,7 @@ def test_cifar10_one_epoch_through_train_and_evaluate_cli(tmp_path: Path) -> Non
     summary = json.loads((tmp_path / "results" / "cifar10-trades-a2" / "summary.json").read_text())
     assert summary["metrics"]["n_examples"] == 40
     assert summary["config"]["attack"] == {"eps": 0.031, "step_size": 0.003, "steps": 2, "restarts": 1, "start": "uniform",
-                                           "norm": "linf", "restart_from": "start"}
+                                           "norm": "linf", "restart_from": "start", "restart_rule": "weighted"}
     assert summary["config"]["verify_checksums"] is False
 
 

@@ -15,7 +15,7 @@ from wmrbench.config import DatasetName
 from wmrbench.records import read_summary, write_summary
 from wmrbench.report import paper_tables
 
-PROTOCOL = ["Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision"]
+PROTOCOL = ["Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Restart rule", "Examples", "Precision"]
 SHARED_PAPER = Path(__file__).resolve().parents[1] / ".." / "shared" / "paper" / "paper_tables.csv"
 
 
@@ -56,7 +56,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     summary = read_summary(results / "trades-a2" / "summary.json")
     assert f"{summary.metrics.A_tr['2']:.2f}" in non_uniform
     # Each row says how it was measured (the fixture's evaluate: 3 steps of the digits preset on 60 images).
-    assert cells[1][7:] == ["PGD", "Linf", "0.1", "3", "0.01", "1", "60", "fp32"]
+    assert cells[1][7:] == ["PGD", "Linf", "0.1", "3", "0.01", "1", "weighted", "60", "fp32"]
 
 
 def test_rerun_writes_byte_identical_files(results: Path, tmp_path: Path) -> None:

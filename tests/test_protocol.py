@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, invoke, require_mnist
-from wmrbench.config import Norm, Precision, Protocol, RestartFrom, Start
+from wmrbench.config import Norm, Precision, Protocol, RestartFrom, RestartRule, Start
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import threat_norm
 from wmrbench.models.source import ModelSource, SourceKind
@@ -24,6 +24,7 @@ def test_the_paper_protocol_per_data_set(dataset, eps, steps, step_size) -> None
     a = cfg.attack
     assert (a.eps, a.steps, a.step_size, a.restarts) == (eps, steps, step_size, 10)
     assert (a.start, a.restart_from, a.norm) == (Start.UNIFORM, RestartFrom.START, Norm.LINF)
+    assert a.restart_rule is RestartRule.MAX_CE
     assert cfg.n_examples is None  # the full test set
     assert PAPER_PROTOCOLS[cfg.dataset].n_examples == 10_000
 
@@ -68,7 +69,8 @@ def test_paper_protocol_through_the_cli_records_and_prints_its_protocol(tmp_path
     summary = json.loads((tmp_path / "paper" / "summary.json").read_text())
     assert summary["config"]["protocol"] == "paper" and summary["config"]["precision"] == "fp32"
     assert summary["config"]["attack"]["restarts"] == 10 and summary["config"]["attack"]["steps"] == 2
-    assert "PGD-2, Linf eps 0.3, step 0.01, 10 restarts, fp32" in out.stdout
+    assert "PGD-2, Linf eps 0.3, step 0.01, 10 restarts (max-ce rule), fp32" in out.stdout
+    assert summary["config"]["attack"]["restart_rule"] == "max-ce"  # the authors' choice among restarts
 
 
 def test_bf16_prints_a_note_before_the_work(tmp_path, digits_runs) -> None:

@@ -30,7 +30,7 @@ from wmrbench.report import (
     print_table, render, result_table,
 )
 
-PROTOCOL = ["Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision"]
+PROTOCOL = ["Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Restart rule", "Examples", "Precision"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     row = [cell.split(" ± ")[0] for cell in row]
     assert row == ["digits", "trades-a2", "TRADES+ours", "2", "2", f"{a2.metrics.A_rob:.2f}",
                    f"{a2.metrics.A_sa['2']:.2f}", f"{a2.metrics.A_tr['2']:.2f}", f"{a2.metrics.A_wc['2']:.2f}",
-                   "PGD", "Linf", "0.1", "20", "0.01", "1", "60", "fp32"]  # how it was measured
+                   "PGD", "Linf", "0.1", "20", "0.01", "1", "weighted", "60", "fp32"]  # how it was measured
 
 
 def test_csv_keeps_full_precision(results: Path) -> None:
@@ -128,7 +128,7 @@ def test_latex_output_is_a_booktabs_table(results: Path, tmp_path: Path) -> None
     assert tex.count(r"\begin{tabular}") == 2 and tex.count(r"\bottomrule") == 2
     assert r"\caption{Non-uniform attacks (the paper's Tables 1-3)}" in tex
     assert r"$\alpha_{\mathrm{test}}$ & $A_{\mathrm{rob}}$ & $A_{\mathrm{sa}}$ & $A_{\mathrm{tr}}$ & $A_{\mathrm{wc}}$ (wmrbench) & Attack" in tex
-    assert r"\begin{tabular}{lllrrrrrrllrrrrrl}" in tex and r"$1/\lambda$" in tex
+    assert r"\begin{tabular}{lllrrrrrrllrrrrlrl}" in tex and r"$1/\lambda$" in tex
     assert r"digits & trades-a2 & TRADES+ours & 2 & 0 &" in tex
     assert "_" not in tex.replace(r"\_", "").replace("_{", "")  # every underscore escaped or a subscript
 

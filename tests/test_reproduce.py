@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from tests.conftest import PYTHON, REPO, invoke, run_wmrbench
+from wmrbench.metrics import compute_metrics
+from wmrbench.records import under_weighted_rule
 
 # --quick with tiny settings: 1-2 epochs of digits, 30 test images, 2 restarts.
 TINY = ("reproduce", "table1", "--quick", "--n-examples", "30", "--restarts", "2", "--device", "cpu", "--quiet")
@@ -58,6 +60,21 @@ def test_reproduce_writes_the_table_and_a_rerun_skips_what_is_done(tmp_path):
         any(v in line for v in ("holds (significant at 5%)", "holds (not significant)", "does not hold")) for line in verdicts)
     assert all(" ± " in line.split("|")[6] for line in verdicts)  # the A_sa gain with its paired interval
     assert "significant at 5% (paired 95% interval above 0) in" in md
+    # Evaluated under the paper's restart rule, and reported under wmrbench's from the same run
+    # (issue 18, item 5): the weighted rule's A_sa and A_tr are never higher, its A_nat the same.
+    assert "2 restart(s) (start, max-ce rule)" in md and "## Under wmrbench's restart rule (weighted)" in md
+    assert "The same attack run under wmrbench's restart rule" in out.stdout
+    section = md.split("## Under wmrbench's restart rule (weighted)")[1].split("## The paper's table")[0]
+    for run in RUNS:
+        records = pd.read_csv(table / run / "records.csv")
+        summary = json.loads((table / run / "summary.json").read_text())
+        weighted = compute_metrics(under_weighted_rule(records))
+        assert weighted.A_nat == summary["metrics"]["A_nat"]
+        for key, value in weighted.A_sa.items():
+            assert value <= summary["metrics"]["A_sa"][key] + 1e-9 and f"{value:.2f}" in section
+            assert weighted.A_tr[key] <= summary["metrics"]["A_tr"][key] + 1e-9 and f"{weighted.A_tr[key]:.2f}" in section
+    records = pd.read_csv(table / RUNS[0] / "records.csv")
+    assert "weighted_rule.pgd_correct" in records.columns
     assert {p.name for p in ck.iterdir()} == set(RUNS)
     done = _outputs(tmp_path)
     assert len(done) == 4 * 4

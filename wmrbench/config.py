@@ -54,6 +54,17 @@ class RestartFrom(str, Enum):
     PREVIOUS = "previous"  # chained: the previous restart's end point plus fresh noise (the authors' evaluation)
 
 
+class RestartRule(str, Enum):
+    """How an attack chooses, per example, among the end points of its restarts."""
+
+    # A misclassified candidate with the lowest margin, else the highest margin: the attacker's
+    # best for A_rob, A_sa and A_tr at every alpha at once (wmrbench's default).
+    WEIGHTED = "weighted"
+    # The highest cross-entropy at the end point, ties to the later restart: the authors'
+    # evaluation loop (their PGD_on_the_fly_attack_correct.py); --protocol paper's.
+    MAX_CE = "max-ce"
+
+
 class PaddingMode(str, Enum):
     ZEROS = "zeros"  # TRADES' random crop
     REFLECT = "reflect"  # the authors' PGD-AT code's random crop
@@ -190,6 +201,19 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return check_int(seed, name, 0, MAX_SEED)
 
 
+def check_seeds(seeds: Any, seed: int) -> tuple[int, ...]:
+    """``--seeds``: distinct seeds, the first being ``seed``; one seed alone is ``()`` (no spread)."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
+        raise WmrbenchError(f"--seeds must be a list of seeds, e.g. 0,1,2; got {seeds!r}")
+    seeds = tuple(check_seed(s, "seeds") for s in seeds)
+    if len(set(seeds)) != len(seeds):
+        raise WmrbenchError(f"--seeds {','.join(map(str, seeds))}: a seed is repeated; each seed is one run of the attack")
+    if seeds and seeds[0] != seed:
+        raise WmrbenchError(f"--seed {seed} and --seeds {','.join(map(str, seeds))}: the first of --seeds is the "
+                            "result's seed; give one of them")
+    return seeds if len(seeds) > 1 else ()
+
+
 def check_run_name(run: Any, option: str = "--run") -> str:
     """A run name is ONE safe path component: it names ``results/<run>/`` and ``checkpoints/<run>/``
     and must never reach outside them."""
@@ -293,10 +317,13 @@ class AttackConfig:
     start: Start = Start.UNIFORM
     norm: Norm = Norm.LINF
     restart_from: RestartFrom = RestartFrom.START
+    # how each example's point is chosen among the restarts (configs written before it: weighted)
+    restart_rule: RestartRule = RestartRule.WEIGHTED
 
     def __post_init__(self) -> None:
         # A plain string ("zero") becomes its Enum member, or one line listing the choices.
         object.__setattr__(self, "start", parse_enum(Start, self.start, "start"))
+        object.__setattr__(self, "restart_rule", parse_enum(RestartRule, self.restart_rule, "restart-rule"))
         object.__setattr__(self, "norm", parse_enum(Norm, self.norm, "norm"))
         object.__setattr__(self, "restart_from", parse_enum(RestartFrom, self.restart_from, "restart-from"))
         if self.norm is Norm.LINF:
@@ -401,6 +428,9 @@ class EvalConfig:
     # the uniform attack (--attack) and, for AutoAttack, its version (--aa-version)
     method: AttackMethod = field(default=AttackMethod.PGD, metadata=FIXED_BY_ATTACK)
     aa_version: AAVersion = field(default=AAVersion.STANDARD, metadata=FIXED_BY_ATTACK)
+    # ``--seeds``: every seed the attack runs with, ``seed`` first (its records are the result's
+    # own; the others' go beside them and their spread into the summary). Empty: ``seed`` alone.
+    seeds: tuple[int, ...] = field(default=(), metadata=FIXED_BY_ATTACK)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
@@ -418,7 +448,7 @@ class EvalConfig:
         if self.n_examples is not None:
             object.__setattr__(self, "n_examples", check_int(self.n_examples, "n_examples", 1))
         _set(self, run=check_run_name(self.run), batch_size=check_int(self.batch_size, "batch_size", 1),
-             seed=check_seed(self.seed))
+             seed=check_seed(self.seed), seeds=check_seeds(self.seeds, self.seed))
 
 
 Config = TypeVar("Config", TrainConfig, EvalConfig)
@@ -473,6 +503,7 @@ class EvalOptions(Options):
     start: Start | None = None
     norm: Norm | None = None
     restart_from: RestartFrom | None = None
+    restart_rule: RestartRule | None = None
     alpha_test: tuple[float, ...] | None = None
     n_examples: int | None = None
     batch_size: int | None = None
@@ -484,6 +515,14 @@ class EvalOptions(Options):
     download: bool | None = None
     verify_checksums: bool | None = None
     compile: bool | None = None
+    seeds: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        # --seeds 3,4 makes 3 the result's seed: the first of --seeds is ``seed``.
+        if self.seeds and self.seed is None:
+            object.__setattr__(self, "seed", self.seeds[0])
+        if self.seeds is not None and self.seed is not None:
+            check_seeds(self.seeds, self.seed)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ the clean input, the unweighted PGD attack and each weighted attack (alpha_test 
 model was correct and its margin: ``clean_correct``, ``clean_margin``, ``pgd_correct``,
 ``pgd_margin``, ``tr_correct@a``, ``tr_margin@a``, and which restart each attack kept
 (``pgd_restart``, ``tr_restart@a``, 0-based). Every metric is recomputed from them.
+Under ``restart_rule`` max-ce (the authors' choice among restarts) the same attack run also
+records what wmrbench's weighted rule keeps among the same restarts, in the same columns
+prefixed ``weighted_rule.`` (:func:`under_weighted_rule` turns them into records of their own).
 
 A result folder holds ``records.csv`` and ``summary.json``; the summary, written last, is the
 marker of a complete result, and holds ``records_sha256``, the SHA-256 of the records file it
@@ -46,6 +49,7 @@ READABLE_SCHEMAS = (1, 2)  # v1 summaries carry no intervals: readers compute th
 TR_CORRECT = "tr_correct@"
 TR_MARGIN = "tr_margin@"
 TR_RESTART = "tr_restart@"
+WEIGHTED_RULE = "weighted_rule."  # prefix of the weighted rule's pick, recorded beside a max-ce run's
 REQUIRED_COLUMNS = ("index", "label", "clean_correct", "pgd_correct", "pgd_margin")
 RECORDS_NAME, SUMMARY_NAME = "records.csv", "summary.json"
 PARTIAL_DIR, MANIFEST_NAME = ".partial", "manifest.json"
@@ -64,6 +68,18 @@ def tr_columns(alpha: float) -> tuple[str, str]:
 def tr_restart_column(alpha: float) -> str:
     """Which restart the weighted attack at ``alpha`` kept for each example (0-based)."""
     return TR_RESTART + alpha_key(alpha)
+
+
+def under_weighted_rule(records: pd.DataFrame) -> pd.DataFrame | None:
+    """The records as the weighted restart rule would have written them, from the
+    ``weighted_rule.`` columns a max-ce run records beside its own (None when it has none)."""
+    picked = {c[len(WEIGHTED_RULE):]: records[c] for c in records.columns if c.startswith(WEIGHTED_RULE)}
+    if not picked:
+        return None
+    out = records.drop(columns=[c for c in records.columns if c.startswith(WEIGHTED_RULE)])
+    for column, values in picked.items():
+        out[column] = values
+    return out
 
 
 def tr_alphas(records: pd.DataFrame) -> list[float]:
@@ -288,6 +304,56 @@ class AdversarialOrigin:
     attacked: dict[str, Any]  # the model source the points were crafted on, as recorded
 
 
+def seed_records_name(seed: int) -> str:
+    """Where ``evaluate --seeds`` puts the records of a seed other than the result's own."""
+    return f"records-seed{seed}.csv"
+
+
+def metric_values(metrics: Metrics) -> dict[str, float]:
+    """Every number of ``metrics`` by one flat name: A_nat, A_rob, A_sa@1, A_tr@1, A_wc@1, ..."""
+    out = {"A_nat": metrics.A_nat, "A_rob": metrics.A_rob}
+    for table in ("A_sa", "A_tr", "A_wc"):
+        out.update({f"{table}@{key}": value for key, value in getattr(metrics, table).items()})
+    return out
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """``evaluate --seeds``: the attack repeated with other keyed starts on the same examples.
+
+    ``seeds[0]`` is the result's own seed (its records are records.csv, its metrics the
+    summary's); each other seed's records are :func:`seed_records_name` beside them, with their
+    SHA-256 in ``records_sha256``. ``spread``: per metric (:func:`metric_values`' names) its
+    min, max, mean and sample standard deviation (ddof 1) over the seeds. It measures the
+    attack's own randomness, which an interval over test examples does not cover.
+    """
+
+    seeds: tuple[int, ...]
+    metrics: dict[str, Metrics]  # by str(seed), every seed's (the first's equal the summary's)
+    records_sha256: dict[str, str]  # by str(seed), for the seeds after the first
+    spread: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        per_seed = [metric_values(self.metrics[str(seed)]) for seed in self.seeds]
+        spread = {}
+        for name in per_seed[0]:
+            values = [m[name] for m in per_seed if name in m]
+            mean = sum(values) / len(values)
+            var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+            spread[name] = {"min": min(values), "max": max(values), "mean": mean, "std": math.sqrt(var)}
+        object.__setattr__(self, "spread", spread)  # always recomputed from the metrics, never read
+
+    @classmethod
+    def from_json(cls, d: Any) -> SeedSpread:
+        if not isinstance(d, dict) or not isinstance(d.get("seeds"), list) or len(d["seeds"]) < 2:
+            raise ValueError("seed_spread has no list of seeds")
+        seeds = tuple(int(s) for s in d["seeds"])
+        metrics, hashes = d.get("metrics"), d.get("records_sha256")
+        if not isinstance(metrics, dict) or not isinstance(hashes, dict) or set(metrics) != {str(s) for s in seeds}:
+            raise ValueError("seed_spread.metrics does not hold every seed")
+        return cls(seeds, {k: Metrics.from_json(v) for k, v in metrics.items()}, {str(k): str(v) for k, v in hashes.items()})
+
+
 @dataclass(frozen=True)
 class Summary:
     """One complete result: ``results/<run>/summary.json``."""
@@ -305,6 +371,7 @@ class Summary:
     # Intervals and n_eff (schema 2); None in a v1 summary: wmrbench.uncertainty.with_uncertainty
     # computes them from the records beside it.
     uncertainty: Uncertainty | None = None
+    seed_spread: SeedSpread | None = None  # evaluate --seeds: the other seeds' metrics and their spread
 
     @property
     def dataset(self) -> str:
@@ -312,7 +379,7 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         out = to_jsonable(self)
-        for optional in ("adversarial", "records_sha256", "uncertainty"):
+        for optional in ("adversarial", "records_sha256", "uncertainty", "seed_spread"):
             if out[optional] is None:
                 del out[optional]
         return out
@@ -346,6 +413,7 @@ class Summary:
             adversarial=AdversarialOrigin(**adversarial) if isinstance(adversarial, dict) else None,
             records_sha256=records_sha256, schema=int(schema),
             uncertainty=Uncertainty.from_json(d["uncertainty"]) if d.get("uncertainty") is not None else None,
+            seed_spread=SeedSpread.from_json(d["seed_spread"]) if d.get("seed_spread") is not None else None,
         )
 
 
@@ -385,6 +453,12 @@ def read_summary(path: str | Path, check_records: bool = True) -> Summary:
                 f"{path}: {records.name} beside it is not the one it was computed from (SHA-256 differs): "
                 "an interrupted or concurrent write, or an edited file; evaluate again with --overwrite"
             )
+    spread = summary.seed_spread
+    for seed, digest in (spread.records_sha256.items() if check_records and spread is not None else ()):
+        other = path.parent / seed_records_name(int(seed))
+        if other.is_file() and sha256_file(other) != digest:
+            raise WmrbenchError(f"{path}: {other.name} beside it is not the one its seed spread was computed from "
+                                "(SHA-256 differs); evaluate again with --overwrite")
     return summary
 
 

@@ -20,10 +20,13 @@ What makes it resumable, on this machine or another one with the folders copied 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from wmrbench.config import (
     DatasetName,
@@ -33,6 +36,7 @@ from wmrbench.config import (
     Precision,
     Protocol,
     RestartFrom,
+    RestartRule,
     TrainConfig,
     check_int,
     check_seed,
@@ -57,7 +61,8 @@ from wmrbench.presets import (
     train_config,
 )
 from wmrbench.comparison import compare_records
-from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, has_partial, read_records, read_summary
+from wmrbench.metrics import compute_metrics
+from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, has_partial, read_records, read_summary, under_weighted_rule
 from wmrbench.report.paper import paper_tables
 from wmrbench.report.tables import defense_label
 from wmrbench.report.reproduction import (
@@ -142,7 +147,10 @@ def eval_options(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Protocol, Eval
     protocol = Protocol.DEFAULT if cfg.quick else Protocol.PAPER
     restarts = cfg.restarts if cfg.restarts is not None else PAPER_RESTARTS
     return protocol, EvalOptions(
-        protocol=protocol, restarts=restarts, restart_from=cfg.restart_from, alpha_test=cfg.alpha_test, n_examples=cfg.n_examples, seed=cfg.seed,
+        # The paper's choice among restarts, so that the numbers beside the paper's are measured
+        # like them; the same attack run also records wmrbench's weighted rule (reported too).
+        protocol=protocol, restarts=restarts, restart_from=cfg.restart_from, restart_rule=RestartRule.MAX_CE,
+        alpha_test=cfg.alpha_test, n_examples=cfg.n_examples, seed=cfg.seed,
         device=cfg.device, precision=Precision.FP32, results_dir=str(cfg.table_dir), data_dir=run.data_dir,
         download=cfg.download or None,
     )
@@ -278,7 +286,8 @@ def _reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list
     evaluation = summaries[0].config
     attack = evaluation.attack
     measured = (f"evaluation: PGD-{attack.steps}, step {attack.step_size:g}, Linf eps {attack.eps:g}, {attack.start.value} "
-                f"start, {attack.restarts} restart(s) ({attack.restart_from.value}), {evaluation.precision.value}, "
+                f"start, {attack.restarts} restart(s) ({attack.restart_from.value}, {attack.restart_rule.value} rule), "
+                f"{evaluation.precision.value}, "
                 f"{summaries[0].metrics.n_examples} test images, seed {evaluation.seed}")
     first = runs[0]
     training = (f"training: {first.arch}, {first.epochs} epochs, batch {first.batch_size}, attack {first.attack.steps} steps "
@@ -303,6 +312,8 @@ def _reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list
             reference=paper_reference(paper),
             reference_note="The paper's MNIST numbers (Table 1), NOT comparable with the digits numbers above: "
                            "another data set, model, attack and schedule. Compare the direction of the gains only.",
+            weighted_rule=_weighted_rule_table(cfg, runs, summaries),
+            weighted_gains=paired_gains(cfg.table_dir, runs, summaries, under_weighted_rule),
         )
     differ = _differences_from_paper(runs[0], evaluation, summaries[0].metrics.n_examples)
     notes.insert(0, "measured as the paper (MNIST, SmallCNN, 100 epochs, PGD-40 with 10 restarts on 10,000 images)"
@@ -310,18 +321,21 @@ def _reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list
                  + " (the paper's numbers are shown beside, but are not measured the same way)")
     comparison = comparison_table(summaries, paper)
     return Reproduction(f"Table {TABLE}: robustness against non-uniform attacks on MNIST, wmrbench beside the paper",
-                        notes, comparison, check_claims(comparison, gains))
+                        notes, comparison, check_claims(comparison, gains),
+                        weighted_rule=_weighted_rule_table(cfg, runs, summaries),
+                        weighted_gains=paired_gains(cfg.table_dir, runs, summaries, under_weighted_rule))
 
 
-def paired_gains(table_dir: Path, runs: list[TrainConfig], summaries: list[Summary]) -> Gains:
+def paired_gains(table_dir: Path, runs: list[TrainConfig], summaries: list[Summary],
+                 rule: Callable[[pd.DataFrame], pd.DataFrame | None] | None = None) -> Gains:
     """Each "+ours" run minus its baseline (same defense), paired on the same test images from
     their records (:func:`wmrbench.comparison.compare_records`): the gain's 95% interval and
     p-value per metric and alpha_test. A pair whose records are missing is left out (its row
     then says the direction only).
 
-    HOOK (issue 18, item 5, the restart rule): to report wmrbench's rule beside the paper's,
-    call this again on the table folder evaluated under the other rule and pass the result to
-    :func:`check_claims` for a second claims table.
+    ``rule`` turns the records into another restart rule's (:func:`under_weighted_rule`: the
+    same attack run, chosen among its restarts by wmrbench's weighted rule); a pair whose records
+    do not carry that rule is left out.
     """
     gains: Gains = {}
     by_defense: dict[Defense, dict[bool, tuple[TrainConfig, Summary]]] = {}
@@ -333,6 +347,10 @@ def paired_gains(table_dir: Path, runs: list[TrainConfig], summaries: list[Summa
         (base_run, _), (ours_run, ours) = pair[False], pair[True]
         try:
             records = [read_records(table_dir / r.run / RECORDS_NAME) for r in (ours_run, base_run)]
+            if rule is not None:
+                records = [rule(r) for r in records]
+                if any(r is None for r in records):
+                    continue
             compared = compare_records(ours_run.run, records[0], base_run.run, records[1],
                                        alphas=[float(k) for k in ours.metrics.A_sa])
         except WmrbenchError:
@@ -342,6 +360,19 @@ def paired_gains(table_dir: Path, runs: list[TrainConfig], summaries: list[Summa
             for key in ([d.alpha] if d.alpha is not None else list(ours.metrics.A_sa)):
                 gains[(label, key, d.metric)] = Gain(d.difference, d.lo, d.hi, d.p_value, d.mcnemar_p)
     return gains
+
+
+def _weighted_rule_table(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list[Summary]) -> pd.DataFrame | None:
+    """The comparison under wmrbench's weighted restart rule, from the ``weighted_rule.*`` columns
+    the max-ce evaluations recorded (the same attack run: no second evaluation). None when a
+    result lacks them (evaluated before they existed)."""
+    weighted = []
+    for run, summary in zip(runs, summaries):
+        records = under_weighted_rule(read_records(cfg.table_dir / run.run / RECORDS_NAME))
+        if records is None:
+            return None
+        weighted.append(dataclasses.replace(summary, metrics=compute_metrics(records, list(summary.config.alpha_test))))
+    return comparison_table(weighted)
 
 
 def _history(run: TrainConfig) -> list[dict[str, Any]]:

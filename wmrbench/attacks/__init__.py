@@ -4,7 +4,8 @@
 
 * :mod:`.objective`: margin, importance weights, the per-example inner loss, the choice among
   restarts (a misclassified candidate with the lowest margin, else the highest margin: best for
-  every alpha at once; ``AttackResult.restart`` records the winner), and the model-side helpers
+  every alpha at once; or the authors' highest cross-entropy, ``restart_rule="max-ce"``;
+  ``AttackResult.restart`` records the winner), and the model-side helpers
   (eval mode with frozen parameters, autocast, predict);
 * :mod:`.noise`: the starts in the L-infinity or L2 ball, keyed on (seed, example index,
   restart) or drawn from a generator, from x or (chained restarts) the previous end point;
@@ -21,7 +22,7 @@ Importing this package registers every attack.
 
 from wmrbench.attacks.noise import keyed_normal, keyed_uniform, start_point
 from wmrbench.attacks.objective import (
-    AttackResult, attack_mode, autocast, choose_among, dlr_loss, importance_weights, inner_loss, margin,
+    AttackResult, attack_mode, autocast, choose_among, choose_max_ce, dlr_loss, importance_weights, inner_loss, margin,
     predict, upcast,
 )
 from wmrbench.attacks.pgd import pgd
@@ -31,6 +32,6 @@ from wmrbench.attacks.registry import AttackSpec, get_attack, list_attacks, regi
 
 __all__ = [
     "ApgdLoss", "AttackResult", "AttackSpec", "apgd", "attack_mode", "autoattack", "autocast", "choose_among",
-    "dlr_loss", "get_attack", "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform",
+    "choose_max_ce", "dlr_loss", "get_attack", "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform",
     "list_attacks", "margin", "pgd", "predict", "register_attack", "start_point", "upcast",
 ]

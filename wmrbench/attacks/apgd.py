@@ -31,7 +31,8 @@ at alpha 0 and from the same start the two find the same points (tests/test_apgd
 
 Each restart yields one point per example: the misclassified iterate with the lowest margin if
 any iterate was misclassified (the start included), else the iterate with the highest objective
-(APGD's best point). Restarts are then chosen among like PGD's (:func:`.objective.choose_among`).
+(APGD's best point). Restarts are then chosen among like PGD's (``attack.restart_rule``: :func:`.objective.choose_among`
+or :func:`.objective.choose_max_ce`).
 Everything per example is tensor arithmetic: no host syncs inside an attack; the checkpoint
 iterations depend only on n and are known up front. APGD runs eagerly (no CUDA graph).
 """

@@ -129,7 +129,8 @@ def autoattack(
     ``attack.norm`` (L-infinity or L2) on a model taking [0, 1] inputs.
 
     Only eps and norm are read from ``attack``: AutoAttack fixes its own iterations, restarts,
-    starts and step sizes. ``alpha`` must be None or 0 (a weight raises WmrbenchError).
+    starts and step sizes (and chooses its own points: ``restart_rule`` does not apply).
+    ``alpha`` must be None or 0 (a weight raises WmrbenchError).
     Deterministic given ``seed`` and the batch, and independent of earlier calls: pyautoattack
     draws every start from the global RNG, reseeded with ``seed`` by each of its attacks, so,
     unlike PGD's keyed starts, an example's result depends on the batch it is attacked in

@@ -6,7 +6,8 @@
   APGD may also ascend Croce and Hein's DLR loss (:func:`dlr_loss`);
 * the per-example choice among restarts and attacks (:func:`choose_among`): a misclassified
   candidate with the lowest margin, else the highest margin, which is the attacker's best choice
-  for every alpha at once.
+  for every alpha at once; or, as the authors' evaluation chooses among restarts
+  (``restart_rule="max-ce"``, :func:`choose_max_ce`), the highest cross-entropy, ties to the later.
 
 Also the model-side helpers every attack shares: :func:`attack_mode` (eval mode, frozen
 parameters), :func:`autocast` (the ``precision`` setting as an autocast context) and
@@ -39,6 +40,9 @@ class AttackResult:
     # int64 per example: the 0-based restart whose point was kept; None (the default) means a
     # single candidate and becomes zeros, so an attack without restarts need not build it.
     restart: Tensor = None  # type: ignore[assignment]
+    # Under restart_rule "max-ce" only: the candidate the weighted rule keeps among the SAME
+    # restarts (one attack run, both choices: ``reproduce table1`` reports both). None otherwise.
+    weighted_pick: AttackResult | None = None
 
     def __post_init__(self) -> None:
         if self.restart is None:
@@ -121,6 +125,16 @@ def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
     return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + 1e-12)
 
 
+def _take(best: AttackResult, new: AttackResult, take_new: Tensor) -> AttackResult:
+    """Per example, ``new`` where ``take_new`` else ``best`` (a device-side ``torch.where``)."""
+    return AttackResult(
+        x_adv=torch.where(take_new.view(-1, *[1] * (new.x_adv.dim() - 1)), new.x_adv, best.x_adv),
+        logits=torch.where(take_new[:, None], new.logits, best.logits),
+        margin=torch.where(take_new, new.margin, best.margin),
+        restart=torch.where(take_new, new.restart, best.restart),
+    )
+
+
 def choose_among(best: AttackResult, new: AttackResult, y: Tensor) -> AttackResult:
     """Per example, the better of two candidates (restarts, later attacks) for the same inputs.
 
@@ -139,12 +153,26 @@ def choose_among(best: AttackResult, new: AttackResult, y: Tensor) -> AttackResu
     take_new = torch.where(
         new_wrong, ~best_wrong | (new.margin < best.margin), ~best_wrong & (new.margin > best.margin)
     )
-    return AttackResult(
-        x_adv=torch.where(take_new.view(-1, *[1] * (new.x_adv.dim() - 1)), new.x_adv, best.x_adv),
-        logits=torch.where(take_new[:, None], new.logits, best.logits),
-        margin=torch.where(take_new, new.margin, best.margin),
-        restart=torch.where(take_new, new.restart, best.restart),
+    return _take(best, new, take_new)
+
+
+def choose_max_ce(best: AttackResult, new: AttackResult, y: Tensor) -> AttackResult:
+    """Per example, the candidate with the higher cross-entropy ``CE(logits, y)``; a tie goes to
+    ``new`` (the later restart).
+
+    This is how the authors' evaluation keeps a point among its restarts
+    (``TRADES_base/PGD_on_the_fly_attack_correct.py`` in huiminzeng/Are_Adversarial_Examples_Created_Equal:
+    ``max_delta[all_loss >= max_loss_pgd] = delta``): ``restart_rule="max-ce"``, so that a
+    comparison with the paper measures like with like. It is a weaker attacker than
+    :func:`choose_among` for the weighted metrics (the highest CE is the lowest ``p_y``, not the
+    weight the metric cares about), and with 3 or more classes it can even keep a correct point
+    over a misclassified one (``p_y`` 0.3 with the rest spread out has the higher CE than ``p_y``
+    0.4 beside one class at 0.5), so A_rob is not guaranteed to equal the weighted rule's.
+    """
+    take_new = F.cross_entropy(upcast(new.logits), y, reduction="none") >= F.cross_entropy(
+        upcast(best.logits), y, reduction="none"
     )
+    return _take(best, new, take_new)
 
 
 @contextlib.contextmanager

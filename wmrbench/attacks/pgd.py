@@ -19,14 +19,14 @@ from torch import Tensor, nn
 from wmrbench.attacks.noise import start_point
 from wmrbench.attacks.norms import l2_direction, project_l2
 from wmrbench.attacks.objective import (
-    Alpha, AttackResult, attack_mode, choose_among, inner_loss, margin, predict, step_weights,
+    Alpha, AttackResult, attack_mode, choose_among, choose_max_ce, inner_loss, margin, predict, step_weights,
     upcast,
 )
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import (
     Forward, Stepper, StepInputs, make_stepper, model_forward, use_cuda_graph,
 )
-from wmrbench.config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, Start, parse_enum
+from wmrbench.config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, RestartRule, Start, parse_enum
 
 
 def _step(forward: Forward, x_adv: Tensor, inputs: StepInputs) -> Tensor:
@@ -79,9 +79,13 @@ def _restarts(
     model: nn.Module, stepper: Stepper, x: Tensor, y: Tensor, attack: AttackConfig,
     generator: torch.Generator | None, index: Tensor | None, seed: int, precision: Precision,
 ) -> AttackResult:
-    """Run every restart from its start and keep, per example, :func:`choose_among`'s pick."""
+    """Run every restart from its start and keep, per example, the pick of ``attack.restart_rule``:
+    :func:`choose_among` (weighted) or :func:`choose_max_ce` (max-ce, which also carries the
+    weighted rule's pick among the same restarts as ``weighted_pick``)."""
     start = parse_enum(Start, attack.start, "start")
     chained = attack.restart_from is RestartFrom.PREVIOUS
+    max_ce = attack.restart_rule is RestartRule.MAX_CE
+    weighted: AttackResult | None = None  # under max-ce: the weighted rule's pick, kept alongside
     fmt = _memory_format(x)
     best: AttackResult | None = None
     x_adv: Tensor | None = None
@@ -95,8 +99,16 @@ def _restarts(
         logits = predict(model, x_adv, precision)
         winner = torch.full(y.shape, restart, dtype=torch.int64, device=y.device)
         result = AttackResult(x_adv, logits, margin(logits, y), winner)
-        best = result if best is None else choose_among(best, result, y)
+        # The chain above continues from the last end point whatever is kept, so both rules
+        # choose among the very same candidates.
+        if max_ce:
+            weighted = result if weighted is None else choose_among(weighted, result, y)
+            best = result if best is None else choose_max_ce(best, result, y)
+        else:
+            best = result if best is None else choose_among(best, result, y)
     assert best is not None  # AttackConfig guarantees restarts >= 1
+    if max_ce:
+        best.weighted_pick = weighted
     return best
 
 
@@ -138,8 +150,12 @@ def pgd(
     evaluation does: restart r > 0 starts from restart r - 1's end point plus restart r's fresh
     start noise, projected onto the ball around x and [0, 1], so later restarts keep climbing
     from where the last one stopped. Either way every restart's end point is a candidate and
-    :func:`choose_among` keeps, per example, a misclassified one with the lowest margin, else
-    the one with the highest margin; ``result.restart`` says which (0-based).
+    ``attack.restart_rule`` chooses, per example: ``"weighted"`` (the default) keeps a
+    misclassified one with the lowest margin, else the one with the highest margin
+    (:func:`choose_among`); ``"max-ce"`` keeps the highest cross-entropy, ties to the later
+    restart, as the authors' evaluation (:func:`choose_max_ce`), and ``result.weighted_pick``
+    holds the weighted rule's choice among the same restarts. ``result.restart`` says which
+    restart was kept (0-based).
 
     Fast paths (same steps, same results up to floating-point nondeterminism of the device):
     ``cuda_graph`` (None = on for CUDA inputs) replays one captured step; ``compile_model`` runs

@@ -38,6 +38,7 @@ def attack(
     protocol: o.ProtocolOpt = None,
     norm: o.NormOpt = None,
     restart_from: o.RestartFromOpt = None,
+    restart_rule: o.RestartRuleOpt = None,
     alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alphas: one weighted PGD each, beside the unweighted PGD that always runs (default 1,1.5,2).", rich_help_panel=o.ATTACK)] = None,
     n_examples: o.NExamples = None,
     batch_size: o.BatchSize = None,

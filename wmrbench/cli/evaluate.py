@@ -37,10 +37,12 @@ def evaluate(
     protocol: o.ProtocolOpt = None,
     norm: o.NormOpt = None,
     restart_from: o.RestartFromOpt = None,
+    restart_rule: o.RestartRuleOpt = None,
     alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alpha_test values for A_sa and A_tr (default 1,1.5,2; with --adversarial: the file's).", rich_help_panel=o.ATTACK)] = None,
     n_examples: o.NExamples = None,
     batch_size: o.BatchSize = None,
     seed: o.Seed = None,
+    seeds: o.Seeds = None,
     device: o.Device = None,
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
@@ -61,7 +63,7 @@ def evaluate(
     from wmrbench.evaluation import evaluate_models
     from wmrbench.models.source import model_sources
     from wmrbench.config import parse_enum
-    from wmrbench.report import CiStyle, print_table, protocol_text, result_table
+    from wmrbench.report import CiStyle, print_table, protocol_text, result_table, seed_spread_table
     from wmrbench.uncertainty import few_examples_warnings
 
     with user_errors(), distributed.session():
@@ -81,6 +83,11 @@ def evaluate(
         if summary.uncertainty is not None:
             for line in few_examples_warnings(summary.uncertainty):
                 typer.echo(f"Warning: {line}", err=True)
+        spread = seed_spread_table(summary)
+        if spread is not None:
+            seeds = ", ".join(map(str, summary.seed_spread.seeds))
+            print_table(spread, f"{summary.run}: the attack repeated with seeds {seeds} (its own randomness, which an "
+                                f"interval over examples does not cover); the table above is seed {summary.config.seed}'s")
         typer.echo(f"results: {result.out_dir}")
     if failures:
         for failure in failures:

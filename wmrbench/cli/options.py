@@ -19,6 +19,7 @@ from wmrbench.config import (
     Precision,
     Protocol,
     RestartFrom,
+    RestartRule,
     Start,
     parse_alphas,
     parse_enum,
@@ -48,16 +49,18 @@ VerifyChecksums = Annotated[bool | None, typer.Option("--verify-checksums/--no-v
 Eps = Annotated[float | None, typer.Option(help=f"Radius of the threat model's ball, L-inf or L2 ({PRESET}).", rich_help_panel=ATTACK)]
 StepSize = Annotated[float | None, typer.Option(help=f"PGD step size ({PRESET}).", rich_help_panel=ATTACK)]
 Steps = Annotated[int | None, typer.Option(help=f"PGD steps ({PRESET}).", rich_help_panel=ATTACK)]
-Restarts = Annotated[int | None, typer.Option(help="Random restarts; per example the attacker's best point is kept: a misclassified one with the lowest margin, else the highest-margin one (default 1; --protocol paper: 10).", rich_help_panel=ATTACK)]
+Restarts = Annotated[int | None, typer.Option(help="Random restarts; per example one point is kept, by --restart-rule (default 1; --protocol paper: 10).", rich_help_panel=ATTACK)]
 Method = Annotated[str | None, typer.Option("--attack", help="pgd (the paper's; default) | apgd-ce | apgd-dlr | autoattack: the uniform attack behind A_rob and A_sa; A_tr runs its weighted form (weighted APGD-CE for autoattack, which has none). APGD sets its own step size (2*eps, halved on schedule): --step-size is ignored.", rich_help_panel=ATTACK)]
 AAVersionOpt = Annotated[str | None, typer.Option("--aa-version", help="standard (default) | plus | rand: AutoAttack's version, through the pyautoattack package.", rich_help_panel=ATTACK)]
 ProtocolOpt = Annotated[str | None, typer.Option("--protocol", help="default (the paper's attack, 1 restart: quick) | paper (the authors' evaluation: uniform start, 10 restarts; MNIST PGD-40 step 0.01 eps 0.3, CIFAR-10 PGD-20 step 0.0031 eps 0.031, Tiny ImageNet PGD-10 step eps/4 eps 0.016). Other options still apply on top.", rich_help_panel=ATTACK)]
 NormOpt = Annotated[str | None, typer.Option("--norm", help="linf | l2: the threat model's ball (default: the model's RobustBench threat model, else linf; l2 defaults to eps 0.5 on CIFAR-10, 2.0 on MNIST, PGD-20 with step eps/4).", rich_help_panel=ATTACK)]
 RestartFromOpt = Annotated[str | None, typer.Option("--restart-from", help="start (each restart starts afresh from x; default) | previous (chained: from the previous restart's end point plus fresh noise, as the authors' evaluation).", rich_help_panel=ATTACK)]
+RestartRuleOpt = Annotated[str | None, typer.Option("--restart-rule", help="weighted (default: per example a misclassified restart with the lowest margin, else the highest margin; the attacker's best for every alpha at once) | max-ce (the restart with the highest cross-entropy at its end point, ties to the later one: the authors' evaluation, --protocol paper's default; the records then also hold the weighted rule's picks among the same restarts, as weighted_rule.* columns). PGD and APGD; AutoAttack's ensemble chooses its own points.", rich_help_panel=ATTACK)]
 StartOpt = Annotated[str | None, typer.Option("--start", help="uniform (Madry; default) | normal (0.001*N(0,I)) | zero.", rich_help_panel=ATTACK)]
 NExamples = Annotated[int | None, typer.Option(help="Use the first N examples of the split (default: all).")]
 BatchSize = Annotated[int | None, typer.Option(help="Examples per batch and process; each batch is stacked once per alpha (default 256). Results do not depend on it.")]
 Seed = Annotated[int | None, typer.Option(help="Seed of the random starts, keyed per example (default 0).", rich_help_panel=ATTACK)]
+Seeds = Annotated[str | None, typer.Option(help="Repeat the attack with other keyed starts, e.g. 0,1,2: the first seed's records are the result (as --seed 0 gives them), each other seed's go beside them (records-seed1.csv, ...), and the summary and the terminal show each metric's spread over the seeds (min, max, mean, std): the attack's own randomness, which the sampling interval over examples does not cover. Each seed costs one more attack. Not resumable part-way past the first seed.", rich_help_panel=ATTACK)]
 Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")]
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32 (default: reported numbers are fp32's) | bf16 (faster on a GPU, but a weaker attack: it overstated A_rob by ~0.25 points on MNIST; recorded in the result).")]
 ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/RUN/ (default results).")]
@@ -70,7 +73,7 @@ ENUM_OPTIONS = {
     "start": (Start, "start"), "precision": (Precision, "precision"), "method": (AttackMethod, "attack"),
     "aa_version": (AAVersion, "aa-version"), "protocol": (Protocol, "protocol"), "norm": (Norm, "norm"),
     "attack_mode": (AttackMode, "attack-mode"), "padding_mode": (PaddingMode, "padding-mode"),
-    "restart_from": (RestartFrom, "restart-from"),
+    "restart_from": (RestartFrom, "restart-from"), "restart_rule": (RestartRule, "restart-rule"),
 }
 
 
@@ -85,6 +88,8 @@ def _parsed(name: str, value: Any) -> Any:
         return parse_alphas(value)
     if name == "milestones":
         return parse_ints(value, "--milestones")
+    if name == "seeds":
+        return parse_ints(value, "--seeds")
     if name == "download":
         return value or None  # a flag: absent means "not given", not "no"
     return value

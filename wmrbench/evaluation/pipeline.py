@@ -45,7 +45,8 @@ from wmrbench.presets import eval_config
 from wmrbench.progress import AttackBar, progress_bar
 from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file
 from wmrbench.records import (
-    RECORDS_NAME, SUMMARY_NAME, TR_MARGIN, AdversarialOrigin, ModelInfo, Summary, sha256_text, to_csv_text, write_summary,
+    RECORDS_NAME, SUMMARY_NAME, TR_MARGIN, AdversarialOrigin, ModelInfo, SeedSpread, Summary, seed_records_name, sha256_text,
+    to_csv_text, write_summary,
 )
 from wmrbench.runtime import prepare_input, prepare_model, provenance
 
@@ -291,7 +292,7 @@ def claim_file(path: Path, overwrite: bool, what: str) -> Iterator[Path]:
 
 def check_finite_records(records: pd.DataFrame, what: str) -> None:
     """Margins that are not finite (a model or an attack that went NaN) never make a result."""
-    margins = [c for c in records.columns if c.endswith("_margin") or c.startswith(TR_MARGIN)]
+    margins = [c for c in records.columns if c.endswith("_margin") or TR_MARGIN in c]  # weighted_rule.* too
     bad = {c: int((~np.isfinite(records[c].to_numpy(dtype=np.float64))).sum()) for c in margins}
     bad = {c: n for c, n in bad.items() if n}
     if bad:
@@ -301,26 +302,43 @@ def check_finite_records(records: pd.DataFrame, what: str) -> None:
 
 def write_result(
     records: pd.DataFrame, cfg: EvalConfig, info: ModelInfo, seconds: float,
-    adversarial: AdversarialOrigin | None = None,
+    adversarial: AdversarialOrigin | None = None, seed_records: dict[int, pd.DataFrame] | None = None,
 ) -> EvalResult:
     """The result as one unit: the old summary.json goes, records.csv is written, then
     summary.json with the records' SHA-256 (its presence, with a matching hash, means the
     result is complete). Call it inside :func:`claim_result`.
 
+    ``seed_records`` (``evaluate --seeds``): the records of every seed after ``cfg.seed``, written
+    beside records.csv (before the summary) and summarized in its ``seed_spread``.
+
     Under torchrun every rank builds the summary; only rank 0 writes.
     """
     check_finite_records(records, info.name)
     csv_text = to_csv_text(records)
+    metrics = compute_metrics(records, list(cfg.alpha_test))
+    seed_texts = {}
+    spread = None
+    if seed_records:
+        for seed, frame in seed_records.items():
+            check_finite_records(frame, f"{info.name} (seed {seed})")
+            seed_texts[seed] = to_csv_text(frame)
+        spread = SeedSpread(
+            seeds=(cfg.seed, *seed_records),
+            metrics={str(cfg.seed): metrics, **{str(s): compute_metrics(f, list(cfg.alpha_test)) for s, f in seed_records.items()}},
+            records_sha256={str(s): sha256_text(text) for s, text in seed_texts.items()},
+        )
     summary = Summary(
-        run=cfg.run, model=info, config=cfg, metrics=compute_metrics(records, list(cfg.alpha_test)),
+        run=cfg.run, model=info, config=cfg, metrics=metrics,
         seconds=round(seconds, 3), processes=distributed.env_world_size(), versions=provenance(),
-        adversarial=adversarial, records_sha256=sha256_text(csv_text),
+        adversarial=adversarial, records_sha256=sha256_text(csv_text), seed_spread=spread,
         uncertainty=uncertainty(records, list(cfg.alpha_test)),  # seeded: a rerun writes the same intervals
     )
     out_dir = result_dir(cfg)
     if distributed.is_main_process():
         remove_file(out_dir / SUMMARY_NAME)  # the old result stops being complete first
         atomic_write_text(out_dir / RECORDS_NAME, csv_text)
+        for seed, text in seed_texts.items():
+            atomic_write_text(out_dir / seed_records_name(seed), text)
         write_summary(out_dir / SUMMARY_NAME, summary)
     return EvalResult(summary, records, out_dir)
 

@@ -129,6 +129,10 @@ def evaluate_source(
         timer = Timer()
         try:
             records = evaluate_model(prepared.model, prepared.data, prepared.cfg, show_progress, saved)
+            # --seeds: the same attack with each other seed's keyed starts (not saved part-way:
+            # a resumed run reads the first seed's batches and attacks with the others again).
+            seed_records = {seed: evaluate_model(prepared.model, prepared.data, dataclasses.replace(prepared.cfg, seed=seed, seeds=()),
+                                                 show_progress) for seed in prepared.cfg.seeds[1:]}
         except BaseException:
             if main:  # a run that saved no batch leaves nothing to resume, and nothing behind
                 saved.discard_if_empty()
@@ -139,7 +143,7 @@ def evaluate_source(
             if main:  # the same model would give the same non-finite margins: nothing worth resuming
                 saved.finish()
             raise
-        result = write_result(records, prepared.cfg, prepared.info, timer.seconds)
+        result = write_result(records, prepared.cfg, prepared.info, timer.seconds, seed_records=seed_records)
         if main:  # the summary marks the result complete: the saved batches have served
             saved.finish()
         return result

@@ -26,9 +26,10 @@ from torch import Tensor, nn
 from wmrbench import attacks
 from wmrbench.config import AttackMethod, EvalConfig, InnerLoss
 from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet
-from wmrbench.records import alpha_key, tr_columns, tr_restart_column
+from wmrbench.records import WEIGHTED_RULE, alpha_key, tr_columns, tr_restart_column
 
 Stage = Callable[[str], None]
+CLEAN_COLUMNS = ("index", "label", "clean_correct", "clean_margin")  # the same under any restart rule
 
 
 def no_stage(name: str) -> None:
@@ -113,8 +114,18 @@ def batch_columns(
 
 
 def attack_columns(index: Tensor, y: Tensor, found: BatchAttacks, alpha_test: tuple[float, ...]) -> dict[str, Tensor]:
-    return batch_columns(index, y, found.clean_logits, found.rob.logits, found.stacked.logits, alpha_test,
-                         found.rob.restart, found.stacked.restart)
+    """The record columns; under restart_rule max-ce also the weighted rule's picks among the same
+    restarts, prefixed ``weighted_rule.`` (one attack run, both rules: records.under_weighted_rule)."""
+    columns = batch_columns(index, y, found.clean_logits, found.rob.logits, found.stacked.logits, alpha_test,
+                            found.rob.restart, found.stacked.restart)
+    stacked = found.stacked.weighted_pick
+    if stacked is not None:
+        # AutoAttack (the uniform attack) chooses its own points: the same under either rule.
+        rob = found.rob.weighted_pick or found.rob
+        weighted = batch_columns(index, y, found.clean_logits, rob.logits, stacked.logits, alpha_test,
+                                 rob.restart, stacked.restart)
+        columns.update({WEIGHTED_RULE + key: values for key, values in weighted.items() if key not in CLEAN_COLUMNS})
+    return columns
 
 
 class AttackScorer:

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.config import DatasetName
-from wmrbench.presets import PAPER_PROTOCOLS
+from wmrbench.presets import PAPER_PROTOCOLS, PAPER_RESTART_RULE
 from wmrbench.report.tables import METRIC_COLUMNS, PAPER_SUFFIX, TableKind, eps_text
 
 PAPER_TABLES = {TableKind.NON_UNIFORM: (1, 2, 3), TableKind.UNIFORM: (4, 5)}
@@ -63,14 +63,17 @@ def protocol_differences(row: dict[str, Any]) -> str:
     """'same', or what differs between the row's evaluation and the paper's for its data set.
 
     A number is comparable with the paper's only when it was measured the same way: the same
-    norm, eps, steps, step size and restarts, on the full test set.
+    norm, eps, steps, step size, restarts and choice among them (the highest cross-entropy), on
+    the full test set.
     """
     dataset = DatasetName(row["Dataset"])
     if dataset not in PAPER_PROTOCOLS:
         return "not in the paper"
     paper = PAPER_PROTOCOLS[dataset]
     expected = {"Attack": "PGD", "Norm": "Linf", "eps": eps_text(paper.eps), "Steps": paper.steps, "Step size": paper.step_size,
-                "Restarts": paper.restarts, "Examples": paper.n_examples}
+                "Restarts": paper.restarts, "Restart rule": PAPER_RESTART_RULE.value, "Examples": paper.n_examples}
+    if row.get("Restarts") == 1:
+        del expected["Restart rule"]  # one restart: nothing to choose, any rule keeps the same point
     differs = [
         f"{column} {_text(row[column])} (paper {_text(value)})" for column, value in expected.items()
         if column in row and not _equal(row[column], value)

@@ -21,14 +21,14 @@ import pandas as pd
 
 from wmrbench.errors import WmrbenchError
 from wmrbench.config import AttackMethod, EvalConfig, Norm, RestartFrom
-from wmrbench.records import ModelInfo, Summary, alpha_key
+from wmrbench.records import ModelInfo, Summary, alpha_key, metric_values
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
 METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr", "A_wc")
 NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda", "eps", "Steps", "Step size", "Restarts", "Examples")
 # What a number was measured under: rows with different protocols are never ranked together
 # without these columns beside them.
-PROTOCOL_COLUMNS = ("Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision")
+PROTOCOL_COLUMNS = ("Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Restart rule", "Examples", "Precision")
 PAPER_SUFFIX = " (paper)"  # the column beside a metric that holds the paper's number
 
 
@@ -80,7 +80,9 @@ def protocol_columns(cfg: EvalConfig, n_examples: int) -> dict[str, Any]:
     chained = " (chained)" if attack.restart_from is RestartFrom.PREVIOUS and attack.restarts > 1 else ""
     return {
         "Attack": _attack_name(cfg) + chained, "Norm": "L2" if attack.norm is Norm.L2 else "Linf", "eps": eps_text(attack.eps),
-        "Steps": attack.steps, "Step size": attack.step_size, "Restarts": attack.restarts, "Examples": n_examples,
+        "Steps": attack.steps, "Step size": attack.step_size, "Restarts": attack.restarts,
+        # How one point per example is chosen among the restarts (results before the field: weighted).
+        "Restart rule": attack.restart_rule.value, "Examples": n_examples,
         "Precision": cfg.precision.value,
     }
 
@@ -97,6 +99,8 @@ def protocol_text(cfg: EvalConfig) -> str:
     if cfg.method is AttackMethod.AUTOATTACK:
         return f"{p['Attack']}, {p['Norm']} eps {p['eps']}, {p['Precision']} (A_tr: weighted APGD-CE-{p['Steps']})"
     restarts = f"{p['Restarts']} restart{'s' if p['Restarts'] != 1 else ''}"
+    if p["Restarts"] > 1:  # with one restart there is nothing to choose
+        restarts += f" ({p['Restart rule']} rule)"
     step = "" if cfg.method is not AttackMethod.PGD else f", step {p['Step size']:g}"
     return f"{p['Attack']}-{p['Steps']}, {p['Norm']} eps {p['eps']}{step}, {restarts}, {p['Precision']}"
 
@@ -158,6 +162,23 @@ def build_table(summaries: Sequence[Summary], layout: Layout, names: Sequence[st
 def result_table(summaries: Sequence[Summary]) -> pd.DataFrame:
     """The per-result table ``evaluate`` and ``demo`` print (A_nat beside the paper's metrics)."""
     return build_table(summaries, RESULT)
+
+
+def seed_spread_table(summary: Summary) -> pd.DataFrame | None:
+    """``evaluate --seeds``: per metric (A_nat, A_rob, A_sa@a, A_tr@a, A_wc@a) its value under each
+    seed, and min, max, mean and std (ddof 1) over the seeds; None for a result of one seed."""
+    spread = summary.seed_spread
+    if spread is None:
+        return None
+    per_seed = {seed: metric_values(spread.metrics[str(seed)]) for seed in spread.seeds}
+    rows = []
+    for name, stats in spread.spread.items():
+        row: dict[str, Any] = {"Metric": name}
+        # Text with two decimals, as every accuracy is printed (100.00, not 100).
+        row.update({f"seed {seed}": f"{values[name]:.2f}" for seed, values in per_seed.items() if name in values})
+        row.update({key: f"{value:.2f}" for key, value in stats.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def sort_rows(frame: pd.DataFrame, sort_by: str | None = None) -> pd.DataFrame:
