@@ -201,3 +201,17 @@ def test_bad_uncertainty_objects_are_refused(tmp_path: Path) -> None:
     (tmp_path / "r" / "summary.json").write_text(json.dumps(obj))
     with pytest.raises(WmrbenchError, match="A_rob is not a"):
         read_summary(tmp_path / "r" / "summary.json", check_records=False)
+
+
+@pytest.mark.parametrize(("args", "words"), [(("--resamples", "0"), "--resamples must be an integer >= 1"),
+                                             (("--seed", "-1"), "--seed must be an integer in 0..")])
+def test_compare_refuses_bad_bootstrap_options_in_one_line(tmp_path: Path, args: tuple[str, str], words: str) -> None:
+    from tests.conftest import assert_one_line_error, invoke
+
+    correct, margin, _, _ = population()
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        write_records(tmp_path / run / "records.csv", records(correct[:50], margin[:50]))
+    out = invoke("compare", tmp_path / "a", tmp_path / "b", *args)
+    assert_one_line_error(out, words)
+    assert invoke("compare", tmp_path / "a", tmp_path / "b").exit_code == 0  # records alone are enough

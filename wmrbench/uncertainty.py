@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wmrbench.config import check_int, check_seed
+from wmrbench.errors import WmrbenchError
 from wmrbench.metrics import worst_case_points
 from wmrbench.records import RECORDS_NAME, Summary, Uncertainty, alpha_key, read_records, tr_alphas, tr_columns
 
@@ -59,9 +61,9 @@ class BootstrapConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.level < 1:
-            raise ValueError(f"level is {self.level!r}, not in (0, 1)")
-        if self.resamples < 1:
-            raise ValueError(f"resamples is {self.resamples!r}, not >= 1")
+            raise WmrbenchError(f"level is {self.level!r}, not in (0, 1)")
+        object.__setattr__(self, "resamples", check_int(self.resamples, "resamples", 1))
+        object.__setattr__(self, "seed", check_seed(self.seed))
 
 
 # --- the metrics as ratios of sums: one (numerator, denominator) column pair per metric ---------

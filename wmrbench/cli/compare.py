@@ -14,7 +14,7 @@ def compare(
     result_b: Annotated[str, typer.Argument(metavar="B", help="Another result folder, on the same test examples.")],
     output: Annotated[str | None, typer.Option(help="Also write the table to this file: CSV for a .csv name (full precision, the interval as 'A - B_lo' / 'A - B_hi' columns), else Markdown.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="md | csv for --output (default: from its suffix).")] = None,
-    resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples (default 2000).")] = 2000,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (default 2000).")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap's resampling (default 0): the same seed gives the same intervals.")] = 0,
 ) -> None:
     """Is A's number really different from B's? Per metric: A - B, its 95% paired-bootstrap
