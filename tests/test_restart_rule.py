@@ -175,3 +175,25 @@ def test_an_unknown_rule_is_one_line(tmp_path):
                  "--restart-rule", "lowest", "--results-dir", tmp_path, "--quiet")
     assert_one_line_error(out, "restart-rule", "weighted, max-ce")
     assert not any(tmp_path.iterdir())
+
+
+def test_the_paper_protocol_column_names_the_rule():
+    from wmrbench.report.paper import protocol_differences
+
+    row = {"Dataset": "mnist", "Attack": "PGD", "Norm": "Linf", "eps": "0.3", "Steps": 40, "Step size": 0.01,
+           "Restarts": 10, "Restart rule": "weighted", "Examples": 10000}
+    assert protocol_differences(row) == "differs: Restart rule weighted (paper max-ce)"
+    assert protocol_differences({**row, "Restart rule": "max-ce"}) == "same"
+    # One restart: nothing to choose among, so the rule is no difference.
+    assert protocol_differences({**row, "Restarts": 1}) == "differs: Restarts 1 (paper 10)"
+
+
+def test_apgd_chooses_among_its_restarts_by_the_same_rule(mnist):
+    model, index, x, y = mnist
+    index, x, y = index[:32], x[:32], y[:32]
+    attack = AttackConfig(0.3, 0.01, 4, restarts=3, restart_rule="max-ce")
+    got = attacks.get_attack("apgd-ce").run(model, x, y, attack, index=index)
+    weighted = attacks.get_attack("apgd-ce").run(model, x, y, AttackConfig(0.3, 0.01, 4, restarts=3), index=index)
+    assert torch.equal(got.weighted_pick.x_adv, weighted.x_adv) and torch.equal(got.weighted_pick.restart, weighted.restart)
+    ce = F.cross_entropy(got.logits, y, reduction="none")
+    assert torch.all(ce >= F.cross_entropy(weighted.logits, y, reduction="none"))  # the max-CE pick is never lower
