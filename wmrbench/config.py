@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -190,6 +191,11 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return check_int(seed, name, 0, MAX_SEED)
 
 
+# A folder name may hold 255 bytes on common file systems; a run name leaves room for what is
+# added to it (a sweep's "-a0.5", a rerun's "-rerun", an atomic write's ".<name>.<hex>.tmp").
+MAX_RUN_BYTES = 200
+
+
 def check_run_name(run: Any, option: str = "--run") -> str:
     """A run name is ONE safe path component: it names ``results/<run>/`` and ``checkpoints/<run>/``
     and must never reach outside them."""
@@ -202,12 +208,16 @@ def check_run_name(run: Any, option: str = "--run") -> str:
         why = f"{run!r} is a folder reference"
     elif "/" in run or "\\" in run:
         why = "it contains a path separator"
-    elif "\0" in run:
-        why = "it contains a NUL character"
+    elif any(unicodedata.category(ch) == "Cc" for ch in run):
+        bad = next(ch for ch in run if unicodedata.category(ch) == "Cc")
+        why = f"it contains the control character {bad!r}"
+    elif len(run.encode("utf-8")) > MAX_RUN_BYTES:
+        why = f"it is {len(run.encode('utf-8'))} bytes long, more than {MAX_RUN_BYTES}"
     if why is not None:
+        shown = run if len(run) <= 60 else run[:40] + "..."
         raise WmrbenchError(
-            f"{option} {run!r} is not a run name: {why}; a run name is one folder name "
-            "(no '/', '\\', '.' or '..'), e.g. cifar10-trades-a2"
+            f"{option} {shown!r} is not a run name: {why}; a run name is one folder name "
+            f"(no '/', '\\', '.', '..' or control characters; at most {MAX_RUN_BYTES} bytes), e.g. cifar10-trades-a2"
         )
     return run
 

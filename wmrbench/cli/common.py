@@ -5,12 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import NoReturn
 
 import typer
 
 from wmrbench.errors import WmrbenchError
 
 EXIT_USAGE = 2
+
+
+def fail(message: str) -> NoReturn:
+    """``Error: <message>`` on stderr, exit code 2: for a check made outside :func:`user_errors`."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from wmrbench.config import (
     Protocol,
     RestartFrom,
     Start,
+    check_run_name,
     parse_alphas,
     parse_enum,
     parse_ints,
@@ -99,6 +100,23 @@ def options_from(cls: type[O], values: dict[str, Any]) -> O:
     """
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{name: _parsed(name, value) for name, value in values.items() if name in names})
+
+
+def _check_run(value: str | None) -> str | None:
+    """Every command's --run is checked here, as it is parsed, before any other work: one line."""
+    from wmrbench.cli.common import fail
+
+    if value is None:
+        return None
+    try:
+        return check_run_name(value)
+    except WmrbenchError as exc:
+        fail(str(exc))
+
+
+def run_option(help: str) -> Any:
+    """The ``--run`` option of a command (train, evaluate, attack, rerun): its own help, one check."""
+    return typer.Option("--run", help=help, callback=_check_run)
 
 
 def note_precision(options: EvalOptions) -> None:

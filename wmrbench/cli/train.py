@@ -44,7 +44,7 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Seed for weights, shuffling and attack starts (default 0).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")] = None,
     checkpoint_dir: Annotated[str | None, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt (default checkpoints).")] = None,
-    run: Annotated[str | None, typer.Option(help="Run name (default: DATASET-DEFENSE-aALPHA).")] = None,
+    run: Annotated[str | None, o.run_option(help="Run name (default: DATASET-DEFENSE-aALPHA).")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = None,
     precision: Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")] = None,
     log_every: Annotated[int | None, typer.Option(help="Read the running loss back once per this many steps (default 20).")] = None,
