@@ -39,3 +39,103 @@ def test_rerun_refuses_a_bad_run_name(tmp_path):
     summary = tmp_path / "summary.json"
     summary.write_text("{}")
     assert_one_line_error(invoke("rerun", summary, "--run", "a\rb"), "control character")
+
+
+# --- results made by the real `evaluate` on digits, with a random small model -----------------------
+
+def _digits_model(folder: Path) -> Path:
+    import torch
+
+    from wmrbench.models import create_model
+
+    torch.manual_seed(0)
+    path = folder / "digits.pt"
+    torch.save(create_model("digitsnet", 10, 1).state_dict(), path)
+    return path
+
+
+def _evaluate(results: Path, run: str, *options: str, model: Path | None = None) -> None:
+    model = model or _digits_model(results.parent)
+    out = invoke("evaluate", "--checkpoint", model, "--arch", "digitsnet", "--dataset", "digits",
+                 "--n-examples", "20", "--steps", "2", "--device", "cpu", "--results-dir", results, "--quiet",
+                 "--run", run, *options)
+    assert out.exit_code == 0, out.output
+
+
+LATEX_SPECIAL = set("&%$#_{}~^\\")
+LATEX_ESCAPES = [r"\textbackslash{}", r"\textasciitilde{}", r"\textasciicircum{}",
+                 r"\&", r"\%", r"\$", r"\#", r"\_", r"\{", r"\}"]
+
+
+def _unescape(cell: str) -> str:
+    """A LaTeX cell back to its text, asserting it holds no special character left unescaped."""
+    out, i = [], 0
+    while i < len(cell):
+        escape = next((e for e in LATEX_ESCAPES if cell.startswith(e, i)), None)
+        if escape is not None:
+            out.append({"textbackslash{}": "\\", "textasciitilde{}": "~", "textasciicircum{}": "^"}.get(escape[1:], escape[-1]))
+            i += len(escape)
+            continue
+        assert cell[i] not in LATEX_SPECIAL, f"unescaped {cell[i]!r} in {cell!r}"
+        out.append(cell[i])
+        i += 1
+    return "".join(out)
+
+
+def test_latex_leaderboard_escapes_every_special_character_of_a_run_name(tmp_path):
+    import shutil
+    import subprocess
+
+    name = "x_1&2%$#{}~^"
+    results = tmp_path / "results"
+    _evaluate(results, name)
+    out = invoke("leaderboard", results, "--format", "latex", "--table", "uniform")
+    assert out.exit_code == 0, out.output
+    tex = (results / "leaderboard-uniform.tex").read_text()
+    depth = 0  # braces balance, never closing more than they opened
+    for i, ch in enumerate(tex):
+        if ch in "{}" and tex[i - 1] != "\\":
+            depth += 1 if ch == "{" else -1
+            assert depth >= 0, tex
+    assert depth == 0, tex
+    body = tex.split("\\midrule\n")[1].split("\\bottomrule")[0]
+    rows = [line.removesuffix(r" \\") for line in body.splitlines()]
+    header = tex.split("\\toprule\n")[1].splitlines()[0]
+    n_columns = header.count(" & ") + 1
+    assert len(rows) == 1
+    cells = rows[0].split(" & ")  # '&' inside a cell is escaped, so this splits the columns only
+    assert len(cells) == n_columns
+    texts = [_unescape(cell) for cell in cells]
+    assert name in texts, texts
+    engine = shutil.which("pdflatex") or shutil.which("lualatex") or shutil.which("xelatex")
+    if engine is None:
+        pytest.skip("no TeX engine installed: the .tex was parsed (escapes, braces, columns), not compiled")
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + tex + "\\end{document}\n")
+    compiled = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+    assert compiled.returncode == 0, compiled.stdout[-2000:]
+
+
+def test_plot_survives_degenerate_results_and_names_a_bad_one(tmp_path):
+    results = tmp_path / "results"
+    model = _digits_model(tmp_path)
+    degenerate = {"eps0": ["--eps", "0"], "steps0": ["--steps", "0"], "alpha0": ["--alpha-test", "0"],
+                  # weights of all but the lowest-margin point underflow to exactly 0
+                  "underflow": ["--alpha-test", "100000", "--eps", "0.5"]}
+    for run, options in degenerate.items():
+        _evaluate(results, run, *options, model=model)
+    (results / "broken").mkdir()  # a result whose records are unreadable: its plot alone is lost
+    for name in ("summary.json",):
+        (results / "broken" / name).write_bytes((results / "eps0" / name).read_bytes())
+    (results / "broken" / "records.csv").write_text("index,pgd_margin\n0,abc\n")
+    out = invoke("plot", results)
+    assert out.exit_code == 0, out.output
+    assert "Traceback" not in out.output
+    written = files_under(results / "plots")
+    for run in degenerate:
+        assert {f"weights-{run}.png", f"weights-{run}.svg"} <= written
+    assert "metrics-digits.png" in written
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning:")]
+    assert any("broken" in line for line in warnings), out.stderr
+    assert not any(run in line for line in warnings for run in degenerate), out.stderr

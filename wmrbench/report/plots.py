@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.io import atomic_write
 from wmrbench.metrics import normalized_weights
 from wmrbench.records import alpha_key, read_records
@@ -102,13 +102,21 @@ def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Pa
     left, right = fig.subplots(1, 2)
     margin_bins = np.linspace(-1.0, 1.0, 41)
     # One set of log bins for every alpha, spanning the widest spread (the largest alpha's).
+    # A large alpha drives the weights of high-margin points below the smallest float (exactly 0),
+    # which a log axis cannot show: the bins span the positive weights, and the zeros are drawn
+    # in the leftmost bin and counted in the legend.
     relative = np.concatenate([n * s for s in weights.values()])
-    weight_bins = np.geomspace(relative.min() * 0.9, relative.max() * 1.1, 41)
+    positive = relative[relative > 0]  # never empty: each alpha's weights sum to 1
+    floor = float(positive.min()) * 0.9
+    weight_bins = np.geomspace(floor, float(positive.max()) * 1.1, 41)
     for alpha, s in weights.items():
         label = "uniform (alpha = 0)" if alpha == 0 else f"alpha = {alpha:g}"
         left.hist(margin, bins=margin_bins, weights=s, histtype="step", linewidth=1.6, label=label)
         if alpha > 0:  # alpha = 0 puts every weight at exactly 1: the dashed line
-            right.hist(n * s, bins=weight_bins, histtype="step", linewidth=1.6, label=label)
+            zeros = int((s == 0).sum())
+            if zeros:
+                label += f" ({zeros} weights underflow to 0, drawn at the left edge)"
+            right.hist(np.maximum(n * s, floor), bins=weight_bins, histtype="step", linewidth=1.6, label=label)
     left.set_xlabel("margin at the PGD point  (p_y - max_{t != y} p_t)")
     left.set_ylabel("attacker's mass  (sum of s_i / sum_j s_j)")
     left.set_title("where the attacker puts its mass")
@@ -123,7 +131,10 @@ def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Pa
     right.set_xlabel("N * normalized weight  (1 = uniform)")
     right.set_ylabel("examples")
     right.set_title("spread of the weights")
-    right.legend(fontsize="small")
+    if any(alpha > 0 for alpha in weights):
+        right.legend(fontsize="small")
+    else:  # only alpha_test = 0 was evaluated: nothing but the dashed line
+        right.text(0.5, 0.5, "alpha_test = 0 only: every weight is 1", transform=right.transAxes, ha="center")
     fig.suptitle(f"{name}: normalized weights of {n} PGD points")
     return _save(fig, out_dir / f"weights-{_safe_name(name)}")
 
@@ -141,7 +152,10 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
     files: list[Path] = []
     warnings = list(found.warnings)
     for dataset in sorted({r.summary.dataset for r in found.summaries}):
-        files += plot_metrics([r for r in found.summaries if r.summary.dataset == dataset], dataset, out_dir)
+        try:  # one data set's figure failing never costs the others'
+            files += plot_metrics([r for r in found.summaries if r.summary.dataset == dataset], dataset, out_dir)
+        except (WmrbenchError, ValueError, ArithmeticError) as exc:
+            warnings.append(f"no metrics plot for {dataset}: {first_line(exc, with_type=True)}")
     for result in found.summaries:
         if runs and result.name not in runs:
             continue
@@ -153,4 +167,6 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
             files += plot_weights(records, result.name, result.summary.metrics.alphas, out_dir)
         except WmrbenchError as exc:
             warnings.append(f"no weights plot for {result.name}: {exc}")
+        except (ValueError, ArithmeticError) as exc:  # a degenerate result that no check foresaw
+            warnings.append(f"no weights plot for {result.name}: {first_line(exc, with_type=True)}")
     return Plots(files, warnings)
