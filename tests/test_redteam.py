@@ -139,3 +139,22 @@ def test_plot_survives_degenerate_results_and_names_a_bad_one(tmp_path):
     warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning:")]
     assert any("broken" in line for line in warnings), out.stderr
     assert not any(run in line for line in warnings for run in degenerate), out.stderr
+
+
+@pytest.mark.parametrize(("text", "key"), [('steps = "many"\n', "steps = 'many'"),
+                                           ("[evaluate]\nn-examples = 2.5\n", "n-examples = 2.5")])
+def test_a_wrong_type_in_a_config_file_names_the_file_and_the_key(text, key, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    out = invoke("evaluate", "--config", config, "--checkpoint", tmp_path / "m.pt", "--arch", "digitsnet",
+                 "--results-dir", tmp_path / "results")
+    assert_one_line_error(out, f"--config: {config}: {key} is not a valid value")
+    assert files_under(tmp_path) == {"bad.toml"}
+
+
+@pytest.mark.parametrize("args", [["evaluate", "--steps", "2.5"], ["train", "--epochs", "x"], ["evaluate", "--nope"]])
+def test_a_usage_error_is_one_line_not_a_box(args, tmp_path):
+    out = invoke(*args, "--results-dir" if args[0] == "evaluate" else "--checkpoint-dir", tmp_path / "out")
+    line = assert_one_line_error(out, args[1])
+    assert "╭" not in out.output and f"wmrbench {args[0]} --help" in line
+    assert files_under(tmp_path) == set()
