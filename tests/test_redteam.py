@@ -158,3 +158,18 @@ def test_a_usage_error_is_one_line_not_a_box(args, tmp_path):
     line = assert_one_line_error(out, args[1])
     assert "╭" not in out.output and f"wmrbench {args[0]} --help" in line
     assert files_under(tmp_path) == set()
+
+
+def test_another_attack_without_run_gets_its_own_default_name(tmp_path):
+    model = _digits_model(tmp_path)
+    results = tmp_path / "results"
+    common = ("evaluate", "--checkpoint", model, "--arch", "digitsnet", "--dataset", "digits", "--n-examples", "8",
+              "--steps", "2", "--alpha-test", "1", "--device", "cpu", "--results-dir", results, "--quiet")
+    assert invoke(*common).exit_code == 0
+    out = invoke(*common, "--attack", "apgd-ce")
+    assert out.exit_code == 0, out.output
+    assert {"digits/summary.json", "digits-apgd-ce/summary.json"} <= files_under(results)
+    before = {p: (results / p).stat().st_mtime_ns for p in files_under(results)}
+    # The same attack again is refused before any work: nothing written, nothing changed.
+    assert_one_line_error(invoke(*common, "--attack", "apgd-ce"), "digits-apgd-ce/summary.json already exists")
+    assert {p: (results / p).stat().st_mtime_ns for p in files_under(results)} == before

@@ -44,7 +44,7 @@ def evaluate(
     device: o.Device = None,
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
-    run: Annotated[str | None, o.run_option(help="Result name (default: the checkpoint's run, the model id, or the function's name).")] = None,
+    run: Annotated[str | None, o.run_option(help="Result name (default: the checkpoint's run, the model id, or the function's name; followed by -ATTACK for an --attack other than pgd, e.g. -apgd-ce).")] = None,
     overwrite: o.Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue this run's unfinished evaluation (killed or interrupted) from the batches saved in RESULTS_DIR/RUN/.partial/: the result equals an uninterrupted run's, byte for byte. Settings not given are the saved ones; another setting (but the data folder, the results folder or the device of the same kind), other weights, other examples or another wmrbench/torch version are refused. Not with --adversarial: scoring saved points attacks nothing and simply runs again.")] = False,
     quiet: o.Quiet = False,

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import attacks, distributed
-from wmrbench.config import DatasetName, EvalConfig, EvalOptions, Norm, Protocol, parse_enum
+from wmrbench.config import AttackMethod, DatasetName, EvalConfig, EvalOptions, Norm, Protocol, parse_enum
 from wmrbench.data import ImageSet, dataset_spec, load_split
 from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.evaluation import partial
@@ -109,7 +109,12 @@ def plan(
     opened = open_source(source)
     dataset = resolve_dataset(opened, dataset)
     norm = options.norm or threat_norm(source)
-    run = run if run is not None else source.default_run()
+    if run is None:
+        run = source.default_run()
+        # Another attack on the same model is another result: a default name that ignored the
+        # attack would collide with (and be refused by) the PGD result already there.
+        if options.method is not None and options.method is not AttackMethod.PGD:
+            run = f"{run}-{options.method.value}"
     # A wmrbench checkpoint knows where its data set lives: evaluate it there unless told otherwise.
     recorded_dir = opened.train_config.get("data_dir") if dataset.value == opened.recorded_dataset else None
     cfg = options.apply(eval_config(dataset, run, options.protocol or Protocol.DEFAULT, norm, data_dir=recorded_dir))
