@@ -173,3 +173,40 @@ def test_another_attack_without_run_gets_its_own_default_name(tmp_path):
     # The same attack again is refused before any work: nothing written, nothing changed.
     assert_one_line_error(invoke(*common, "--attack", "apgd-ce"), "digits-apgd-ce/summary.json already exists")
     assert {p: (results / p).stat().st_mtime_ns for p in files_under(results)} == before
+
+
+def test_leaderboard_follows_a_symlinked_result_and_warns_about_broken_links_and_loops(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    _evaluate(elsewhere, "far")
+    results = tmp_path / "results"
+    _evaluate(results, "near")
+    (results / "linked").symlink_to(elsewhere / "far", target_is_directory=True)
+    (results / "dangling").symlink_to(tmp_path / "gone")
+    (results / "near" / "loop").symlink_to(results, target_is_directory=True)
+    out = invoke("leaderboard", results, "--table", "uniform", "--format", "csv")
+    assert out.exit_code == 0, out.output
+    table = (results / "leaderboard-uniform.csv").read_text()
+    assert "\ndigits,linked," in table and "\ndigits,near," in table  # the linked result is a row
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning:")]
+    assert any("dangling" in w and "does not exist" in w for w in warnings), out.stderr
+    assert any("loop" in w and "already read" in w for w in warnings), out.stderr
+    assert len(warnings) == 2
+
+
+def test_leaderboard_removes_only_its_own_stale_temporary_files(tmp_path):
+    import os
+
+    results = tmp_path / "results"
+    _evaluate(results, "near")
+    stale = results / ".leaderboard-uniform.md.0123456789ab.tmp"  # a write killed an hour ago
+    fresh = results / ".leaderboard-uniform.md.ba9876543210.tmp"  # a live writer's
+    foreign = [results / ".leaderboard-uniform.md.notours.tmp", results / ".notes.md.0123456789ab.tmp"]
+    for path in [stale, fresh, *foreign]:
+        path.write_text("partial")
+    for path in [stale, *foreign]:
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    out = invoke("leaderboard", results, "--table", "uniform")
+    assert out.exit_code == 0, out.output
+    assert not stale.exists()
+    assert fresh.exists() and all(p.exists() for p in foreign)
+    assert (results / "leaderboard-uniform.md").is_file()
