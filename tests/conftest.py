@@ -175,7 +175,8 @@ def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- helpers of the reliability tests (tests/test_reliability_*.py) ----------------------------------
 
 PYTHON = sys.executable
-EPOCH_LINE = re.compile(r"epoch \d+/\d+  loss ")
+# The lines a command logs as it goes (an epoch; an evaluation's batch when stderr is not a terminal)
+EPOCH_LINE = re.compile(r"epoch \d+/\d+  loss |.*: \d+/\d+ examples \(\d+%\), \d+\.\ds$")
 
 
 def assert_one_line_error(out, *fragments: str, code: int = 2) -> str:

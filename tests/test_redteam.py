@@ -210,3 +210,38 @@ def test_leaderboard_removes_only_its_own_stale_temporary_files(tmp_path):
     assert not stale.exists()
     assert fresh.exists() and all(p.exists() for p in foreign)
     assert (results / "leaderboard-uniform.md").is_file()
+
+
+def test_an_evaluation_logs_one_line_per_batch_without_a_terminal_and_says_it_clamped_n_examples(tmp_path):
+    model = _digits_model(tmp_path)
+    results = tmp_path / "results"
+    out = invoke("evaluate", "--checkpoint", model, "--arch", "digitsnet", "--dataset", "digits", "--n-examples",
+                 "100000", "--batch-size", "200", "--steps", "1", "--alpha-test", "1", "--device", "cpu",
+                 "--results-dir", results, "--run", "all")
+    assert out.exit_code == 0, out.output
+    from wmrbench.config import DatasetName
+    from wmrbench.data import load_split
+
+    n = len(load_split(DatasetName.DIGITS, "", train=False))
+    assert f"Note: --n-examples 100000 is more than the {n} examples of the digits test split: all {n} are used" in out.stderr
+    batches = [line for line in out.stderr.splitlines() if " examples (" in line]
+    assert len(batches) == -(-n // 200)  # one line per batch (CliRunner's stderr is not a terminal)
+    assert batches[-1].startswith(f"attacking: {n}/{n} examples (100%)")
+    import json
+
+    assert json.loads((results / "all" / "summary.json").read_text())["metrics"]["n_examples"] == n
+    quiet = invoke("evaluate", "--checkpoint", model, "--arch", "digitsnet", "--dataset", "digits", "--n-examples",
+                   "8", "--steps", "1", "--device", "cpu", "--results-dir", results, "--run", "q", "--quiet")
+    assert quiet.exit_code == 0 and " examples (" not in quiet.stderr
+
+
+def test_a_model_function_without_a_checkpoint_is_said_to_have_random_weights(tmp_path):
+    factory = tmp_path / "net.py"
+    factory.write_text("from wmrbench.models import create_model\n\ndef net():\n    return create_model('digitsnet', 10, 1)\n")
+    out = invoke("evaluate", "--model", f"{factory}:net", "--dataset", "digits", "--n-examples", "4", "--steps", "1",
+                 "--device", "cpu", "--results-dir", tmp_path / "results", "--quiet")
+    assert out.exit_code == 0, out.output
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [f"Warning: --model {factory}:net without --checkpoint: the weights are those net() builds "
+                        "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict"]
+    assert (tmp_path / "results" / "net" / "summary.json").is_file()

@@ -64,6 +64,7 @@ def evaluate(
     with user_errors(), distributed.session():
         options = o.options_from(EvalOptions, locals())
         o.note_precision(options)
+        o.note_random_weights(model, checkpoint)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
         results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet,

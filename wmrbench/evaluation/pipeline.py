@@ -22,6 +22,7 @@ matching pair.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -127,9 +128,13 @@ def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) ->
     before any attack runs."""
     dataset = cfg.dataset
     model, info = load_model(opened, cfg.run, dataset)
-    data = load_split(
-        dataset, cfg.data_dir, train=train_split, download=cfg.download, verify_checksums=cfg.verify_checksums
-    ).subset(cfg.n_examples)
+    split = load_split(dataset, cfg.data_dir, train=train_split, download=cfg.download, verify_checksums=cfg.verify_checksums)
+    if cfg.n_examples is not None and cfg.n_examples > len(split) and distributed.is_main_process():
+        # Said, not silently done: the result holds fewer examples than were asked for.
+        print(f"Note: --n-examples {cfg.n_examples} is more than the {len(split)} examples of the "
+              f"{dataset.value} {'train' if train_split else 'test'} split: all {len(split)} are used",
+              file=sys.stderr)
+    data = split.subset(cfg.n_examples)
     check_model_fits(model, data, info.name)
     return Prepared(model, info, cfg, data)
 
