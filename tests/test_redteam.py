@@ -84,7 +84,6 @@ def _unescape(cell: str) -> str:
 
 def test_latex_leaderboard_escapes_every_special_character_of_a_run_name(tmp_path):
     import shutil
-    import subprocess
 
     name = "x_1&2%$#{}~^"
     results = tmp_path / "results"
@@ -245,3 +244,105 @@ def test_a_model_function_without_a_checkpoint_is_said_to_have_random_weights(tm
     assert warnings == [f"Warning: --model {factory}:net without --checkpoint: the weights are those net() builds "
                         "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict"]
     assert (tmp_path / "results" / "net" / "summary.json").is_file()
+
+
+def test_every_summary_holds_the_weights_sha256_and_rerun_names_a_changed_checkpoint(tmp_path):
+    import json
+
+    import torch
+
+    from wmrbench.evaluation.partial import model_sha256
+    from wmrbench.models import create_model
+
+    model = _digits_model(tmp_path)
+    results = tmp_path / "results"
+    _evaluate(results, "first", model=model)
+    summary = json.loads((results / "first" / "summary.json").read_text())
+    net = create_model("digitsnet", 10, 1)
+    net.load_state_dict(torch.load(model, weights_only=True))
+    assert summary["model_sha256"] == model_sha256(net) and len(summary["data_sha256"]) == 64
+    same = invoke("rerun", results / "first" / "summary.json", "--quiet")
+    assert same.exit_code == 0, same.output
+    torch.manual_seed(1)  # other weights in the same file
+    torch.save(create_model("digitsnet", 10, 1).state_dict(), model)
+    out = invoke("rerun", results / "first" / "summary.json", "--run", "again", "--quiet")
+    assert out.exit_code == 1, out.output
+    line = next(line for line in out.stdout.splitlines() if line.startswith("differs from"))
+    assert f"the weights changed: {model} is not the file evaluated then" in line
+    assert "examples changed" not in line
+    assert (results / "again" / "summary.json").is_file()
+
+
+# --- Ctrl-C: a real process, interrupted once it has saved something --------------------------------
+
+def _interrupt_once(args: list[object], cwd: Path, saved: Path) -> tuple[int, str]:
+    """Start ``python -m wmrbench ARGS``, send SIGINT once ``saved`` exists (and the process still
+    runs); its exit code and stderr."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import PYTHON, REPO
+
+    env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")},
+           "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([PYTHON, "-m", "wmrbench", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240  # a hung process fails the test, never waits forever
+    try:
+        while not saved.exists():
+            assert proc.poll() is None, f"it ended (rc {proc.returncode}) first: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, f"{saved} never appeared"
+            time.sleep(0.01)
+        assert proc.poll() is None, "it finished before it could be interrupted"
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=240)
+        return proc.returncode, err
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow  # two real processes' start-up, and the resumed evaluation
+def test_ctrl_c_during_evaluate_prints_the_resume_command_that_finishes_it(tmp_path):
+    import shlex
+
+    model = _digits_model(tmp_path)
+    results = tmp_path / "results"
+    args = ["evaluate", "--checkpoint", model, "--arch", "digitsnet", "--dataset", "digits", "--n-examples", "360",
+            "--batch-size", "4", "--steps", "5", "--alpha-test", "1", "--device", "cpu", "--quiet",
+            "--results-dir", results, "--run", "cut"]
+    code, err = _interrupt_once(args, tmp_path, results / "cut" / ".partial" / "batch-000000.pt")
+    assert code == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"Interrupted: {results / 'cut'} keeps "), err
+    assert " of 90 batches done; continue with: wmrbench evaluate " in lines[0] and "Traceback" not in err
+    assert not (results / "cut" / "summary.json").exists()
+    command = shlex.split(lines[0].split("continue with: ", 1)[1])
+    assert command[0] == "wmrbench" and "--resume" in command
+    out = invoke(*command[1:])
+    assert out.exit_code == 0, out.output
+    assert (results / "cut" / "summary.json").is_file() and not (results / "cut" / ".partial").exists()
+
+
+@pytest.mark.slow  # a real process's start-up and first epoch
+def test_ctrl_c_during_train_says_which_epoch_was_saved_and_how_to_resume(tmp_path):
+    import shlex
+
+    import torch
+
+    checkpoints = tmp_path / "checkpoints"
+    args = ["train", "--dataset", "digits", "--epochs", "200", "--steps", "1", "--device", "cpu", "--quiet",
+            "--checkpoint-dir", checkpoints, "--run", "cut"]
+    code, err = _interrupt_once(args, tmp_path, checkpoints / "cut" / "metrics.jsonl")
+    assert code == 130, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("epoch ")]
+    assert len(lines) == 1 and lines[0].startswith(f"Interrupted: run cut: {checkpoints / 'cut' / 'last.pt'} holds epoch "), err
+    epoch = int(lines[0].split(" holds epoch ")[1].split()[0])
+    assert epoch >= 1 and f"holds epoch {epoch} of 200 (the epoch that was running is lost)" in lines[0]
+    assert torch.load(checkpoints / "cut" / "last.pt", weights_only=True)["epoch"] == epoch
+    command = shlex.split(lines[0].split("continue with: ", 1)[1])
+    assert command == ["wmrbench", "train", "--run", "cut", "--checkpoint-dir", str(checkpoints), "--resume"]

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import shlex
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ from wmrbench.config import (
 )
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
 from wmrbench.data.augment import random_crop_flip
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import Interrupted, WmrbenchError, first_line
 from wmrbench.io import atomic_torch_save, atomic_write_text, lock_folder
 from wmrbench.models import create_model, model_spec
 from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
@@ -330,7 +331,28 @@ def fit_sweep(
                 folders.enter_context(
                     lock_folder(run_dir(cfg), "checkpoint folder", "wait for that run to finish, or train another --run")
                 )
-        return _fit_locked(list(cfgs), device, world_size, resume, stop_after_epochs, show_progress)
+        try:
+            return _fit_locked(list(cfgs), device, world_size, resume, stop_after_epochs, show_progress)
+        except KeyboardInterrupt as exc:  # Ctrl-C: say what each run kept (read under its lock)
+            if isinstance(exc, Interrupted) or not distributed.is_main_process():
+                raise
+            raise Interrupted("; ".join(_interrupted_line(cfg) for cfg in cfgs)) from None
+
+
+def _interrupted_line(cfg: TrainConfig) -> str:
+    """What a Ctrl-C kept of one run: its last finished epoch (last.pt is written once per epoch,
+    atomically, so only the epoch that was running is lost), and the command that continues it."""
+    last = run_dir(cfg) / "last.pt"
+    try:
+        saved = _read_training_checkpoint(last) if last.is_file() else None
+    except WmrbenchError:
+        saved = None
+    if saved is None:
+        return f"run {cfg.run}: no epoch had finished, nothing was saved; run the same command again to start it"
+    command = shlex.join(["wmrbench", "train", "--run", cfg.run, "--checkpoint-dir", cfg.checkpoint_dir, "--resume"])
+    epochs = saved.get("config", {}).get("epochs", cfg.epochs)
+    return (f"run {cfg.run}: {last} holds epoch {int(saved['epoch'])} of {epochs} (the epoch that was running "
+            f"is lost); continue with: {command}")
 
 
 @dataclass

@@ -310,7 +310,7 @@ def check_finite_records(records: pd.DataFrame, what: str) -> None:
 
 def write_result(
     records: pd.DataFrame, cfg: EvalConfig, info: ModelInfo, seconds: float,
-    adversarial: AdversarialOrigin | None = None,
+    adversarial: AdversarialOrigin | None = None, model: nn.Module | None = None, data: ImageSet | None = None,
 ) -> EvalResult:
     """The result as one unit: the old summary.json goes, records.csv is written, then
     summary.json with the records' SHA-256 (its presence, with a matching hash, means the
@@ -324,6 +324,8 @@ def write_result(
         run=cfg.run, model=info, config=cfg, metrics=compute_metrics(records, list(cfg.alpha_test)),
         seconds=round(seconds, 3), processes=distributed.env_world_size(), versions=provenance(),
         adversarial=adversarial, records_sha256=sha256_text(csv_text),
+        model_sha256=partial.model_sha256(model) if model is not None else None,
+        data_sha256=partial.tensors_sha256([("x", data.x), ("y", data.y)]) if data is not None else None,
     )
     out_dir = result_dir(cfg)
     if distributed.is_main_process():
