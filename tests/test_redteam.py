@@ -346,3 +346,30 @@ def test_ctrl_c_during_train_says_which_epoch_was_saved_and_how_to_resume(tmp_pa
     assert torch.load(checkpoints / "cut" / "last.pt", weights_only=True)["epoch"] == epoch
     command = shlex.split(lines[0].split("continue with: ", 1)[1])
     assert command == ["wmrbench", "train", "--run", "cut", "--checkpoint-dir", str(checkpoints), "--resume"]
+
+
+def test_mnist_test_split_alone_is_read_and_gz_files_are_named_to_unpack(tmp_path):
+    import gzip
+    import json
+    import shutil
+
+    from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, require_mnist
+
+    require_mnist()
+    only_test = tmp_path / "only-test" / "MNIST" / "raw"
+    only_test.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # no training files
+        shutil.copy(MNIST_DIR / "MNIST" / "raw" / name, only_test / name)
+    common = ("evaluate", "--checkpoint", MNIST_CHECKPOINT, "--arch", "smallcnn", "--dataset", "mnist",
+              "--n-examples", "8", "--steps", "1", "--alpha-test", "1", "--device", "cpu", "--quiet")
+    out = invoke(*common, "--data-dir", tmp_path / "only-test", "--results-dir", tmp_path / "results", "--run", "t")
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "results" / "t" / "summary.json").read_text())["metrics"]["n_examples"] == 8
+    packed = tmp_path / "packed" / "MNIST" / "raw"
+    packed.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (packed / f"{name}.gz").write_bytes(gzip.compress((only_test / name).read_bytes(), compresslevel=1))
+    out = invoke(*common, "--data-dir", tmp_path / "packed", "--results-dir", tmp_path / "results", "--run", "p")
+    assert_one_line_error(out, f"{packed / 't10k-images-idx3-ubyte'} is missing, but", "unpack the .gz files",
+                          "gunzip -k")
+    assert not (tmp_path / "results" / "p").exists()
