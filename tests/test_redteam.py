@@ -373,3 +373,67 @@ def test_mnist_test_split_alone_is_read_and_gz_files_are_named_to_unpack(tmp_pat
     assert_one_line_error(out, f"{packed / 't10k-images-idx3-ubyte'} is missing, but", "unpack the .gz files",
                           "gunzip -k")
     assert not (tmp_path / "results" / "p").exists()
+
+
+# --- item 6: labels that tell the truth ---------------------------------------------------------------
+
+def test_apgd_rows_show_no_step_size_and_plots_name_the_attack(tmp_path):
+    import csv
+
+    import matplotlib
+
+    model = _digits_model(tmp_path)
+    results = tmp_path / "results"
+    _evaluate(results, "pgd", model=model)
+    _evaluate(results, "apgd", "--attack", "apgd-ce", model=model)
+    out = invoke("leaderboard", results, "--table", "uniform", "--format", "csv")
+    assert out.exit_code == 0, out.output
+    rows = {r["Model"]: r for r in csv.DictReader((results / "leaderboard-uniform.csv").open())}
+    assert rows["pgd"]["Step size"] == "0.01" and rows["apgd"]["Step size"] == ""  # APGD ignores it
+    assert rows["apgd"]["Attack"] == "APGD-CE"
+    apgd_only = tmp_path / "apgd-only"
+    (apgd_only).mkdir()
+    (apgd_only / "apgd").symlink_to(results / "apgd", target_is_directory=True)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text kept as text, to be read back
+        out = invoke("plot", apgd_only, "--output-dir", tmp_path / "plots")
+    assert out.exit_code == 0, out.output
+    metrics = (tmp_path / "plots" / "metrics-digits.svg").read_text()
+    weights = (tmp_path / "plots" / "weights-apgd.svg").read_text()
+    assert "A_rob: unweighted APGD-CE" in metrics and "A_tr: weighted APGD-CE" in metrics and "PGD points" not in metrics
+    assert "margin at the APGD-CE point" in weights and "APGD-CE points" in weights
+
+
+def test_sort_by_ranks_within_a_data_set_and_alpha_test():
+    import pandas as pd
+
+    from wmrbench.report.tables import sort_rows
+
+    frame = pd.DataFrame({
+        "Dataset": ["mnist", "mnist", "cifar10", "cifar10", "mnist", "mnist"],
+        "Model": ["a", "a", "b", "c", "b", "b"],
+        "alpha_test": [1.0, 2.0, 1.0, 1.0, 1.0, 2.0],
+        "A_tr": [50.0, 40.0, 90.0, 95.0, 60.0, 30.0],
+    })
+    ranked = sort_rows(frame, "A_tr")
+    assert list(zip(ranked["Dataset"], ranked["alpha_test"], ranked["Model"])) == [
+        ("cifar10", 1.0, "c"), ("cifar10", 1.0, "b"),  # CIFAR-10's 95 and 90 are not ranked above MNIST's rows
+        ("mnist", 1.0, "b"), ("mnist", 1.0, "a"),
+        ("mnist", 2.0, "a"), ("mnist", 2.0, "b"),
+    ]
+
+
+def test_the_terminal_leaderboard_fits_120_columns_and_the_file_keeps_every_protocol_column(tmp_path):
+    from tests.conftest import files_under as _files
+
+    results = tmp_path / "results"
+    model = _digits_model(tmp_path)
+    for run in ("a-rather-long-model-name-0", "a-rather-long-model-name-1"):
+        _evaluate(results, run, model=model)
+    out = invoke("leaderboard", results)
+    assert out.exit_code == 0, out.output
+    assert max(len(line) for line in out.stdout.splitlines()) <= 120, out.stdout
+    assert "every row: Attack PGD, Norm Linf, eps 0.1, Steps 2, Step size 0.01" in " ".join(out.stdout.split())
+    header = (results / "leaderboard-non-uniform.md").read_text().splitlines()[0]
+    for column in ("Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision"):
+        assert f" {column} " in header
+    assert {"leaderboard-non-uniform.md", "leaderboard-uniform.md"} <= _files(results)

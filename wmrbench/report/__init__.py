@@ -14,10 +14,12 @@ from wmrbench.report.leaderboard import Found, Gathered, Leaderboard, gather, le
 from wmrbench.report.paper import compare_with_paper, paper_tables
 from wmrbench.report.plots import Plots, make_plots
 from wmrbench.report.render import TableFormat, print_table, render
-from wmrbench.report.tables import TITLES, TableKind, build_table, defense_label, eps_text, protocol_text, result_table
+from wmrbench.report.tables import (
+    TITLES, TableKind, build_table, defense_label, eps_text, protocol_text, result_table, terminal_view,
+)
 
 __all__ = [
     "TITLES", "Found", "Gathered", "Leaderboard", "Plots", "TableFormat", "TableKind", "build_table",
     "compare_with_paper", "defense_label", "gather", "leaderboard", "make_plots", "paper_tables", "print_table",
-    "render", "result_table", "eps_text", "protocol_text",
+    "render", "result_table", "eps_text", "protocol_text", "terminal_view",
 ]

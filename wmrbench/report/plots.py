@@ -27,7 +27,23 @@ from wmrbench.records import alpha_key, read_records
 from wmrbench.report.leaderboard import Found, gather, nothing_found
 
 FORMATS = ("png", "svg")
-PANELS = (("A_rob", "A_rob: unweighted PGD"), ("A_sa", "A_sa: PGD points, weighted"), ("A_tr", "A_tr: weighted PGD"))
+PANELS = (("A_rob", "A_rob: unweighted {attack}"), ("A_sa", "A_sa: {attack} points, weighted"),
+          ("A_tr", "A_tr: weighted {weighted}"))
+
+
+def attack_names(summaries: Sequence[Any]) -> tuple[str, str]:
+    """The uniform attack and the weighted one the results ran (PGD, APGD-CE, APGD-DLR, AutoAttack,
+    whose weighted form is APGD-CE), so that a title never says PGD for an APGD result; results that
+    ran different attacks are "the uniform attack" and "the weighted attack"."""
+    from wmrbench.config import AttackMethod
+
+    methods = {s.config.method for s in summaries}
+    if len(methods) != 1:
+        return "the uniform attack", "the weighted attack"
+    method = methods.pop()
+    if method is AttackMethod.AUTOATTACK:
+        return "AutoAttack", "APGD-CE"
+    return method.value.upper(), method.value.upper()
 
 
 @dataclass(frozen=True)
@@ -73,8 +89,9 @@ def plot_metrics(results: Sequence[Found], dataset: str, out_dir: Path) -> list[
         }
         for ax, (key, _) in zip(axes, PANELS):
             ax.plot(alphas, series[key], marker="o", label=result.name)
+    attack, weighted = attack_names([r.summary for r in results])
     for ax, (_, title) in zip(axes, PANELS):
-        ax.set_title(title)
+        ax.set_title(title.format(attack=attack, weighted=weighted))
         ax.set_xlabel(r"$\alpha_{test}$")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
@@ -83,8 +100,9 @@ def plot_metrics(results: Sequence[Found], dataset: str, out_dir: Path) -> list[
     return _save(fig, out_dir / f"metrics-{_safe_name(dataset)}")
 
 
-def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Path) -> list[Path]:
-    """Where the attacker puts its mass: normalized weights of the PGD points at each alpha."""
+def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Path, attack: str = "PGD") -> list[Path]:
+    """Where the attacker puts its mass: normalized weights of the uniform attack's points (PGD's,
+    or ``attack``'s) at each alpha."""
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     try:
@@ -117,7 +135,7 @@ def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Pa
             if zeros:
                 label += f" ({zeros} weights underflow to 0, drawn at the left edge)"
             right.hist(np.maximum(n * s, floor), bins=weight_bins, histtype="step", linewidth=1.6, label=label)
-    left.set_xlabel("margin at the PGD point  (p_y - max_{t != y} p_t)")
+    left.set_xlabel(f"margin at the {attack} point  (p_y - max_{{t != y}} p_t)")
     left.set_ylabel("attacker's mass  (sum of s_i / sum_j s_j)")
     left.set_title("where the attacker puts its mass")
     left.axvline(0.0, color="gray", linewidth=0.8, linestyle="--")
@@ -135,7 +153,7 @@ def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Pa
         right.legend(fontsize="small")
     else:  # only alpha_test = 0 was evaluated: nothing but the dashed line
         right.text(0.5, 0.5, "alpha_test = 0 only: every weight is 1", transform=right.transAxes, ha="center")
-    fig.suptitle(f"{name}: normalized weights of {n} PGD points")
+    fig.suptitle(f"{name}: normalized weights of {n} {attack} points")
     return _save(fig, out_dir / f"weights-{_safe_name(name)}")
 
 
@@ -164,7 +182,8 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
             warnings.append(f"no weights plot for {result.name}: {records} is missing")
             continue
         try:  # one bad records file costs its own plot, never the others
-            files += plot_weights(records, result.name, result.summary.metrics.alphas, out_dir)
+            files += plot_weights(records, result.name, result.summary.metrics.alphas, out_dir,
+                                  attack_names([result.summary])[0])
         except WmrbenchError as exc:
             warnings.append(f"no weights plot for {result.name}: {exc}")
         except (ValueError, ArithmeticError) as exc:  # a degenerate result that no check foresaw
