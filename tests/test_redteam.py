@@ -437,3 +437,48 @@ def test_the_terminal_leaderboard_fits_120_columns_and_the_file_keeps_every_prot
     for column in ("Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision"):
         assert f" {column} " in header
     assert {"leaderboard-non-uniform.md", "leaderboard-uniform.md"} <= _files(results)
+
+
+def test_evaluate_defense_and_alpha_train_label_a_plain_checkpoint_for_compare_paper(tmp_path):
+    import csv
+    import json
+
+    from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, require_mnist
+
+    require_mnist()
+    results = tmp_path / "results"
+    common = ("evaluate", "--checkpoint", MNIST_CHECKPOINT, "--arch", "smallcnn", "--dataset", "mnist", "--data-dir",
+              MNIST_DIR, "--n-examples", "8", "--steps", "1", "--alpha-test", "1", "--device", "cpu", "--quiet",
+              "--results-dir", results)
+    out = invoke(*common, "--defense", "trades", "--alpha-train", "0", "--run", "trades")
+    assert out.exit_code == 0, out.output
+    model = json.loads((results / "trades" / "summary.json").read_text())["model"]
+    assert model["defense"] == "trades" and model["alpha_train"] == 0.0
+    board = invoke("leaderboard", results, "--table", "non-uniform", "--format", "csv", "--compare-paper")
+    assert board.exit_code == 0, board.output
+    row = next(csv.DictReader((results / "leaderboard-non-uniform.csv").open()))
+    assert row["Defense"] == "TRADES" and row["A_tr (paper)"] not in ("", "-")  # the paper's TRADES row, alpha_test 1
+    assert_one_line_error(invoke(*common, "--alpha-train", "2", "--run", "x"), "give --defense pgd or trades too")
+    assert_one_line_error(invoke(*common, "--defense", "svm", "--run", "x"), "svm")
+    assert not (results / "x").exists()
+
+
+def test_train_n_train_and_max_steps_make_a_first_try_on_a_subset(tmp_path):
+    import json
+
+    import torch
+
+    checkpoints = tmp_path / "checkpoints"
+    out = invoke("train", "--dataset", "digits", "--n-train", "64", "--max-steps", "2", "--epochs", "1",
+                 "--batch-size", "16", "--steps", "1", "--device", "cpu", "--quiet", "--checkpoint-dir", checkpoints,
+                 "--run", "first-try")
+    assert out.exit_code == 0, out.output
+    saved = torch.load(checkpoints / "first-try" / "last.pt", weights_only=True)
+    assert saved["config"]["n_train"] == 64 and saved["config"]["max_steps"] == 2
+    epoch = json.loads((checkpoints / "first-try" / "metrics.jsonl").read_text().splitlines()[0])
+    # 2 steps of 16 examples: the adversarial accuracy is a count out of 32
+    assert round(epoch["adv_accuracy"] * 32, 6) == round(epoch["adv_accuracy"] * 32)
+    assert "n_train: 64" in out.stdout and "max_steps: 2" in out.stdout
+    assert_one_line_error(invoke("train", "--n-train", "-1", "--checkpoint-dir", checkpoints, "--run", "bad"),
+                          "--n-train must be an integer >= 0")
+    assert not (checkpoints / "bad").exists()

@@ -360,6 +360,10 @@ class TrainConfig:
     select_by: str = "A_rob"
     # write each epoch's scalars and the weights' histogram for TensorBoard here (None: don't)
     tensorboard: str | None = field(default=None, metadata=RESUMABLE)
+    # a first try on a subset: train on the first n_train training examples (0: all), and take at
+    # most max_steps mini-batches per epoch (0: every batch)
+    n_train: int = 0
+    max_steps: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
@@ -378,6 +382,7 @@ class TrainConfig:
             weight_decay=check_range(self.weight_decay, "weight_decay", 0.0),
             gamma=check_range(self.gamma, "gamma", 0.0, open_low=True), seed=check_seed(self.seed),
             eval_every=check_int(self.eval_every, "eval_every", 0), val_size=check_int(self.val_size, "val_size", 0),
+            n_train=check_int(self.n_train, "n_train", 0), max_steps=check_int(self.max_steps, "max_steps", 0),
         )
         parse_select_by(self.select_by)
         if self.eval_every and not self.val_size:
@@ -534,6 +539,8 @@ class TrainOptions(Options):
     compile: bool | None = None
     download: bool | None = None
     verify_checksums: bool | None = None
+    n_train: int | None = None
+    max_steps: int | None = None
 
 
 def fields_with(cls: type, flag: dict[str, bool]) -> frozenset[str]:

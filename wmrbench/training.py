@@ -391,6 +391,9 @@ def _fit_locked(
     val = None
     if cfgs[0].val_size:  # carved from the training split with the seed: the test set stays unseen
         train, val = carve_validation(train, cfgs[0].val_size, cfgs[0].seed)
+    if cfgs[0].n_train:  # --n-train: a first try on the first N (of those not held out)
+        train = train.subset(cfgs[0].n_train)
+        distributed.check_enough(len(train), world_size, "training examples")
     ctx = distributed.setup(device)
     runs = [_start_run(cfg, state, device, ctx, stop_after_epochs) for cfg, state in zip(cfgs, saved)]
 
@@ -633,11 +636,15 @@ def _train_epoch(
     mine = distributed.epoch_shard(order, ctx.rank, ctx.world_size)
     batch_size = data.batch_size // ctx.world_size  # per rank; the global batch is cfg.batch_size
     n_batches = (len(mine) + batch_size - 1) // batch_size
+    if data.max_steps:  # --max-steps: the epoch ends after that many batches
+        n_batches = min(n_batches, data.max_steps)
     several = f" ({len(runs)} runs)" if len(runs) > 1 else ""
     task = progress.add_task(f"epoch {epoch + 1}/{data.epochs}{several}", total=n_batches, info="")
     tallies = [_Tally(device) for _ in runs]
     diverged: list[Diverged | None] = [None] * len(runs)
     for step, (_, x, y) in enumerate(batches(train, batch_size, mine)):
+        if step >= n_batches:
+            break
         if data.augment:  # random crop (padding 4) + flip, batched on the device, once for every run
             x = random_crop_flip(x, generators[0]["augment"], padding_mode=data.padding_mode.value)
         x = prepare_input(x, device)

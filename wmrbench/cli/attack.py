@@ -62,7 +62,6 @@ def attack(
     with user_errors():
         options = o.options_from(EvalOptions, locals())
         o.note_precision(options)
-        o.note_random_weights(model, checkpoint)
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
         if len(sources) > 1:

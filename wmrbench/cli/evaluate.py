@@ -21,6 +21,8 @@ def evaluate(
     model: o.Factory = None,
     mean: o.Mean = None,
     std: o.Std = None,
+    defense: Annotated[str | None, typer.Option(help="pgd | trades: how a plain state_dict, zoo model or your own model was trained (a wmrbench checkpoint records it); labels its rows (PGD, TRADES+ours) and lets leaderboard --compare-paper match them with the paper's.", rich_help_panel=o.MODEL)] = None,
+    alpha_train: Annotated[float | None, typer.Option(help="The alpha_train that model was trained with (with --defense; default 0, the unweighted baseline).", rich_help_panel=o.MODEL)] = None,
     adversarial: Annotated[str | None, typer.Option(help="Score the points saved by `wmrbench attack` without attacking again: on the attacked model, or on the model the options name (a transfer).", rich_help_panel=o.MODEL)] = None,
     dataset: o.Dataset = None,
     data_dir: o.DataDir = None,
@@ -64,9 +66,8 @@ def evaluate(
     with user_errors(), distributed.session():
         options = o.options_from(EvalOptions, locals())
         o.note_precision(options)
-        o.note_random_weights(model, checkpoint)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
-                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
+                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"), defense, alpha_train)
         results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet,
                                              overwrite=overwrite, resume=resume)
     if not distributed.is_main_process():

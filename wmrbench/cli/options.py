@@ -130,18 +130,6 @@ def note_precision(options: EvalOptions) -> None:
         )
 
 
-def note_random_weights(factory: str | None, checkpoint: str | None) -> None:
-    """``--model FILE:FN`` without ``--checkpoint`` evaluates whatever weights FN's model is built
-    with: random ones, unless FN loads them itself. Said before any work, never silently."""
-    if factory is not None and checkpoint is None:
-        function = factory.rpartition(":")[2]
-        typer.echo(
-            f"Warning: --model {factory} without --checkpoint: the weights are those {function}() builds "
-            "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict",
-            err=True,
-        )
-
-
 def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
     """'0.5,0.25' -> (0.5, 0.25); None stays None."""
     if text is None:

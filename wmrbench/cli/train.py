@@ -41,6 +41,8 @@ def train(
     select_by: Annotated[str | None, typer.Option(help="What best.pt maximizes: A_rob (default) | A_sa@ALPHA | A_tr@ALPHA, e.g. A_tr@2.")] = None,
     tensorboard: Annotated[str | None, typer.Option(help="Write each epoch's scalars (loss, attack accuracy, mean weight, lr, held-out metrics) and the importance weights' histogram here; open with `tensorboard --logdir DIR` (needs the tensorboard extra).")] = None,
     padding_mode: Annotated[str | None, typer.Option(help=f"zeros | reflect: how the random crop pads ({PRESET}: reflect for CIFAR-10 PGD-AT, as the authors' code).")] = None,
+    n_train: Annotated[int | None, typer.Option(help="A first try on a subset: train on the first N training examples (those not held out by --val-size; default: all). Not the paper's setting.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="A first try: end each epoch after N mini-batches (default: every batch). Not the paper's setting.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for weights, shuffling and attack starts (default 0).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")] = None,
     checkpoint_dir: Annotated[str | None, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt (default checkpoints).")] = None,

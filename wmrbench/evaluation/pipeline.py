@@ -128,6 +128,13 @@ def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) ->
     before any attack runs."""
     dataset = cfg.dataset
     model, info = load_model(opened, cfg.run, dataset)
+    factory = opened.source.factory
+    if factory is not None and opened.source.checkpoint is None and distributed.is_main_process():
+        # Said, not silently done: nothing says these weights were ever trained.
+        function = factory.rpartition(":")[2]
+        print(f"Warning: --model {factory} without --checkpoint: the weights are those {function}() builds "
+              "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict",
+              file=sys.stderr)
     split = load_split(dataset, cfg.data_dir, train=train_split, download=cfg.download, verify_checksums=cfg.verify_checksums)
     if cfg.n_examples is not None and cfg.n_examples > len(split) and distributed.is_main_process():
         # Said, not silently done: the result holds fewer examples than were asked for.
