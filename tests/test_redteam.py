@@ -482,3 +482,20 @@ def test_train_n_train_and_max_steps_make_a_first_try_on_a_subset(tmp_path):
     assert_one_line_error(invoke("train", "--n-train", "-1", "--checkpoint-dir", checkpoints, "--run", "bad"),
                           "--n-train must be an integer >= 0")
     assert not (checkpoints / "bad").exists()
+
+
+def test_plot_removes_its_own_stale_temporary_files(tmp_path):
+    import os
+
+    results = tmp_path / "results"
+    _evaluate(results, "near")
+    plots = results / "plots"
+    plots.mkdir()
+    stale = plots / ".weights-near.png.0123456789ab.tmp"
+    other = plots / ".weights-near.png.0123456789ab.tmp.keep"
+    for path in (stale, other):
+        path.write_text("partial")
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    out = invoke("plot", results)
+    assert out.exit_code == 0, out.output
+    assert not stale.exists() and other.exists() and (plots / "weights-near.png").is_file()

@@ -69,7 +69,7 @@ def _check_types(ctx: click.Context, path: Path, settings: dict[str, Any]) -> No
         param = params[name]
         coerce = getattr(param, "get_runtime_param", None)  # Typer >= 0.20 converts here
         try:
-            if coerce is not None and not (isinstance(value, bool) and param.is_flag):
+            if coerce is not None and not (isinstance(value, bool) and getattr(param, "is_flag", False)):
                 coerce().coerce(value, param=param, ctx=ctx)
             elif coerce is None:
                 param.type_cast_value(ctx, value)

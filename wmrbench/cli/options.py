@@ -62,7 +62,7 @@ Seed = Annotated[int | None, typer.Option(help="Seed of the random starts, keyed
 Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")]
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32 (default: reported numbers are fp32's) | bf16 (faster on a GPU, but a weaker attack: on the MNIST TRADES model it overstated A_rob by 0.40 points (1,000 images, GPU) and A_tr(2) by 5.5 points (200 images, CPU); see README; recorded in the result).")]
 ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/RUN/ (default results).")]
-Quiet = Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")]
+Quiet = Annotated[bool, typer.Option(help="No progress bars, and no per-batch lines when the output is not a terminal (epoch lines and results still print).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing complete result (or adversarial file) of this run; for evaluate, also start an unfinished evaluation of it over (its saved batches are deleted). Without it, either is refused.")]
 
 

@@ -128,13 +128,6 @@ def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) ->
     before any attack runs."""
     dataset = cfg.dataset
     model, info = load_model(opened, cfg.run, dataset)
-    factory = opened.source.factory
-    if factory is not None and opened.source.checkpoint is None and distributed.is_main_process():
-        # Said, not silently done: nothing says these weights were ever trained.
-        function = factory.rpartition(":")[2]
-        print(f"Warning: --model {factory} without --checkpoint: the weights are those {function}() builds "
-              "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict",
-              file=sys.stderr)
     split = load_split(dataset, cfg.data_dir, train=train_split, download=cfg.download, verify_checksums=cfg.verify_checksums)
     if cfg.n_examples is not None and cfg.n_examples > len(split) and distributed.is_main_process():
         # Said, not silently done: the result holds fewer examples than were asked for.
@@ -143,6 +136,13 @@ def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) ->
               file=sys.stderr)
     data = split.subset(cfg.n_examples)
     check_model_fits(model, data, info.name)
+    factory = opened.source.factory
+    if factory is not None and opened.source.checkpoint is None and distributed.is_main_process():
+        # Said once every input is known good, before the attack: nothing says these weights were trained.
+        function = factory.rpartition(":")[2]
+        print(f"Warning: --model {factory} without --checkpoint: the weights are those {function}() builds "
+              "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict",
+              file=sys.stderr)
     return Prepared(model, info, cfg, data)
 
 

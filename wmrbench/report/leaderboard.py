@@ -126,13 +126,13 @@ def leaderboard(
         return Leaderboard(tables, write_model_infos(summaries, names, out_dir), found.warnings)
     if output is not None:
         parts = [_section(tables[k], k, fmt, titled=len(kinds) > 1) for k in kinds]
-        _remove_stale_temporaries(Path(output))
+        remove_stale_tmp_beside(Path(output))
         files = [atomic_write_text(output, "\n".join(parts))]
     else:
         files = []
         for k in kinds:
             path = Path(results_dir) / f"leaderboard-{k.value}{fmt.suffix}"
-            _remove_stale_temporaries(path)
+            remove_stale_tmp_beside(path)
             files.append(atomic_write_text(path, _section(tables[k], k, fmt, titled=False)))
     return Leaderboard(tables, files, found.warnings)
 
@@ -142,7 +142,7 @@ def leaderboard(
 STALE_AFTER_S = 600.0
 
 
-def _remove_stale_temporaries(path: Path, now: float | None = None) -> list[Path]:
+def remove_stale_tmp_beside(path: Path, now: float | None = None) -> list[Path]:
     """Delete the temporary files ``.<NAME>.<12 hex>.tmp`` (wmrbench.io's atomic write, exactly)
     that an interrupted write of ``path`` left beside it, when older than STALE_AFTER_S."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{12}}{re.escape(TMP_SUFFIX)}")

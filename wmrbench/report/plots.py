@@ -24,7 +24,7 @@ from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.io import atomic_write
 from wmrbench.metrics import normalized_weights
 from wmrbench.records import alpha_key, read_records
-from wmrbench.report.leaderboard import Found, gather, nothing_found
+from wmrbench.report.leaderboard import Found, gather, nothing_found, remove_stale_tmp_beside
 
 FORMATS = ("png", "svg")
 PANELS = (("A_rob", "A_rob: unweighted {attack}"), ("A_sa", "A_sa: {attack} points, weighted"),
@@ -59,6 +59,7 @@ def _save(fig: Any, stem: Path) -> list[Path]:
     with matplotlib.rc_context({"svg.hashsalt": "wmrbench"}):
         for fmt in FORMATS:
             path = stem.with_name(f"{stem.name}.{fmt}")
+            remove_stale_tmp_beside(path)  # a killed earlier write's, never a live writer's
             metadata = {"Date": None} if fmt == "svg" else {"Software": None}
             written.append(atomic_write(path, lambda h, fmt=fmt, metadata=metadata: fig.savefig(
                 h, format=fmt, dpi=120, bbox_inches="tight", metadata=metadata)))
