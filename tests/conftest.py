@@ -22,6 +22,38 @@ MNIST_CHECKPOINT = SHARED_DATA / "models" / "trades_mnist_smallcnn.pt"
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+# The checkout's own output folders: a user's results and checkpoints live there (the README's
+# commands write them), so no test may read or write them.
+CHECKOUT_OUTPUTS = (REPO / "results", REPO / "checkpoints")
+
+
+def _snapshot(folders: tuple[Path, ...]) -> dict[str, tuple[int, int]]:
+    """Every path under ``folders`` with its size and modification time."""
+    seen = {}
+    for folder in folders:
+        for path in [folder, *folder.rglob("*")] if folder.exists() else []:
+            info = path.lstat()
+            seen[str(path)] = (info.st_size, info.st_mtime_ns)
+    return seen
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_outputs_untouched():
+    """Fails the session if any test changed the checkout's results/ or checkpoints/."""
+    before = _snapshot(CHECKOUT_OUTPUTS)
+    yield
+    after = _snapshot(CHECKOUT_OUTPUTS)
+    changed = sorted(set(before) ^ set(after) | {p for p in before.keys() & after.keys() if before[p] != after[p]})
+    if changed:
+        pytest.fail(f"tests changed the checkout's own output folders: {', '.join(changed[:5])}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _outside_the_checkout(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in an empty folder of its own: a command's default, relative results/ and
+    checkpoints/ land there, never in the checkout (nor in the test's own tmp_path)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
 
 def require_mnist() -> None:
     if not (MNIST_DIR / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file() or not MNIST_CHECKPOINT.is_file():
@@ -143,7 +175,8 @@ def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- helpers of the reliability tests (tests/test_reliability_*.py) ----------------------------------
 
 PYTHON = sys.executable
-EPOCH_LINE = re.compile(r"epoch \d+/\d+  loss ")
+# The lines a command logs as it goes (an epoch; an evaluation's batch when stderr is not a terminal)
+EPOCH_LINE = re.compile(r"epoch \d+/\d+  loss |.*: \d+/\d+ examples \(\d+%\), \d+\.\ds$")
 
 
 def assert_one_line_error(out, *fragments: str, code: int = 2) -> str:

@@ -130,11 +130,14 @@ def test_error_messages_say_what_to_do(tmp_path):
     out = invoke("train", "--dataset", "svhn").output
     assert "svhn" in out and "digits" in out and "mnist" in out
     require_mnist()
+    # Its own results folder: a user's results/trades_mnist_smallcnn must neither change this
+    # test's outcome nor be touched by it.
+    results = tmp_path / "results"
     out = invoke("evaluate", "--checkpoint", MNIST_CHECKPOINT, "--arch", "smallcnn", "--dataset", "mnist",
-                 "--data-dir", tmp_path).output
+                 "--data-dir", tmp_path, "--results-dir", results).output
     assert str(tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte") in out
     out = invoke("evaluate", "--checkpoint", MNIST_CHECKPOINT, "--arch", "resnet18", "--dataset", "mnist",
-                 "--data-dir", MNIST_DIR).output
+                 "--data-dir", MNIST_DIR, "--results-dir", results).output
     assert "does not fit" in out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -214,6 +215,11 @@ def check_seeds(seeds: Any, seed: int) -> tuple[int, ...]:
     return seeds if len(seeds) > 1 else ()
 
 
+# A folder name may hold 255 bytes on common file systems; a run name leaves room for what is
+# added to it (a sweep's "-a0.5", a rerun's "-rerun", an atomic write's ".<name>.<hex>.tmp").
+MAX_RUN_BYTES = 200
+
+
 def check_run_name(run: Any, option: str = "--run") -> str:
     """A run name is ONE safe path component: it names ``results/<run>/`` and ``checkpoints/<run>/``
     and must never reach outside them."""
@@ -226,12 +232,16 @@ def check_run_name(run: Any, option: str = "--run") -> str:
         why = f"{run!r} is a folder reference"
     elif "/" in run or "\\" in run:
         why = "it contains a path separator"
-    elif "\0" in run:
-        why = "it contains a NUL character"
+    elif any(unicodedata.category(ch) == "Cc" for ch in run):
+        bad = next(ch for ch in run if unicodedata.category(ch) == "Cc")
+        why = f"it contains the control character {bad!r}"
+    elif len(run.encode("utf-8")) > MAX_RUN_BYTES:
+        why = f"it is {len(run.encode('utf-8'))} bytes long, more than {MAX_RUN_BYTES}"
     if why is not None:
+        shown = run if len(run) <= 60 else run[:40] + "..."
         raise WmrbenchError(
-            f"{option} {run!r} is not a run name: {why}; a run name is one folder name "
-            "(no '/', '\\', '.' or '..'), e.g. cifar10-trades-a2"
+            f"{option} {shown!r} is not a run name: {why}; a run name is one folder name "
+            f"(no '/', '\\', '.', '..' or control characters; at most {MAX_RUN_BYTES} bytes), e.g. cifar10-trades-a2"
         )
     return run
 
@@ -377,6 +387,10 @@ class TrainConfig:
     select_by: str = "A_rob"
     # write each epoch's scalars and the weights' histogram for TensorBoard here (None: don't)
     tensorboard: str | None = field(default=None, metadata=RESUMABLE)
+    # a first try on a subset: train on the first n_train training examples (0: all), and take at
+    # most max_steps mini-batches per epoch (0: every batch)
+    n_train: int = 0
+    max_steps: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
@@ -395,6 +409,7 @@ class TrainConfig:
             weight_decay=check_range(self.weight_decay, "weight_decay", 0.0),
             gamma=check_range(self.gamma, "gamma", 0.0, open_low=True), seed=check_seed(self.seed),
             eval_every=check_int(self.eval_every, "eval_every", 0), val_size=check_int(self.val_size, "val_size", 0),
+            n_train=check_int(self.n_train, "n_train", 0), max_steps=check_int(self.max_steps, "max_steps", 0),
         )
         parse_select_by(self.select_by)
         if self.eval_every and not self.val_size:
@@ -563,6 +578,8 @@ class TrainOptions(Options):
     compile: bool | None = None
     download: bool | None = None
     verify_checksums: bool | None = None
+    n_train: int | None = None
+    max_steps: int | None = None
 
 
 def fields_with(cls: type, flag: dict[str, bool]) -> frozenset[str]:

@@ -11,6 +11,11 @@ class WmrbenchError(Exception):
     """Bad input: unknown name, value out of range, missing or corrupt file."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during long work, with one line saying what was kept and the command that
+    continues it; the CLI prints it and exits with 130, as an interrupted program does."""
+
+
 def first_line(exc: BaseException, *, with_type: bool = False, limit: int | None = None) -> str:
     """The first non-empty line of an exception's message (its type name when it has none).
 

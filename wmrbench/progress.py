@@ -3,12 +3,14 @@
 Bars show the count, the rate, the elapsed time and the ETA, and refresh by time (rich redraws
 ten times a second), not when a step happens to report. Without bars (``--quiet``, or output
 that is not a terminal, where rich draws no live bar) the stand-in still prints the lines the
-library logs (one per epoch), so a redirected log says what happened.
+library logs (one per epoch), so a redirected log says what happened; with output that is not a
+terminal (and no ``--quiet``) an evaluation also prints one line per finished batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,10 +30,14 @@ class RateColumn(ProgressColumn):
 
 
 class _NoBars:
-    """The subset of rich.progress.Progress the library uses: no bars; logged lines still print."""
+    """The subset of rich.progress.Progress the library uses: no bars; logged lines still print.
 
-    def __init__(self) -> None:
+    ``log``: the output is not a terminal (a log file), so the evaluation prints one plain line per
+    finished batch instead of a bar (``--quiet`` prints none)."""
+
+    def __init__(self, log: bool = False) -> None:
         self.console = Console(stderr=True)
+        self.log = log
 
     def add_task(self, *args: Any, **kwargs: Any) -> int:
         return 0
@@ -64,6 +70,8 @@ class AttackBar:
         self.examples = 0
         self.robust = 0
         self.current = ""
+        self.description, self.total, self.done = description, total, 0
+        self.started = time.monotonic()
 
     def stage(self, name: str) -> None:
         if self.live:
@@ -80,6 +88,12 @@ class AttackBar:
             self.current = ""
             self._show()
         self.progress.advance(self.task, n)
+        self.done += n
+        if getattr(self.progress, "log", False):  # a log file: one line per batch, no read-back
+            seconds = time.monotonic() - self.started
+            self.progress.console.print(
+                f"{self.description}: {self.done}/{self.total} examples ({100.0 * self.done / max(1, self.total):.0f}%), "
+                f"{seconds:.1f}s", markup=False, soft_wrap=True, highlight=False)
 
     def _show(self) -> None:
         so_far = f"robust {100.0 * self.robust / self.examples:.2f}% so far" if self.examples else ""
@@ -90,7 +104,7 @@ class AttackBar:
 def progress_bar(enabled: bool = True) -> Iterator[Any]:
     console = Console(stderr=True)
     if not enabled or not console.is_terminal:
-        yield _NoBars()
+        yield _NoBars(log=enabled)
         return
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),

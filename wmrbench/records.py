@@ -367,6 +367,10 @@ class Summary:
     versions: dict[str, Any]
     adversarial: AdversarialOrigin | None = None
     records_sha256: str | None = None  # of the records.csv this summary was computed from
+    # Of the evaluated weights and examples (names, dtypes, shapes, bytes; as the .partial
+    # manifest's): `rerun` says which of them changed when the numbers differ.
+    model_sha256: str | None = None
+    data_sha256: str | None = None
     schema: int = SCHEMA_VERSION
     # Intervals and n_eff (schema 2); None in a v1 summary: wmrbench.uncertainty.with_uncertainty
     # computes them from the records beside it.
@@ -379,7 +383,7 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         out = to_jsonable(self)
-        for optional in ("adversarial", "records_sha256", "uncertainty", "seed_spread"):
+        for optional in ("adversarial", "records_sha256", "model_sha256", "data_sha256", "uncertainty", "seed_spread"):
             if out[optional] is None:
                 del out[optional]
         return out
@@ -400,6 +404,10 @@ class Summary:
         records_sha256 = d.get("records_sha256")
         if records_sha256 is not None and not (isinstance(records_sha256, str) and len(records_sha256) == 64):
             raise ValueError(f"records_sha256 is {records_sha256!r}, not a SHA-256")
+        hashes = {key: d.get(key) for key in ("model_sha256", "data_sha256")}
+        for key, value in hashes.items():
+            if value is not None and not (isinstance(value, str) and len(value) == 64):
+                raise ValueError(f"{key} is {value!r}, not a SHA-256")
         run = d.get("run", "")
         if not isinstance(run, str):
             raise ValueError(f"run is {run!r}, not a name")
@@ -411,7 +419,7 @@ class Summary:
             metrics=Metrics.from_json(d.get("metrics")), seconds=float(d.get("seconds", 0.0)),
             processes=int(d.get("processes", 1)), versions=dict(versions),
             adversarial=AdversarialOrigin(**adversarial) if isinstance(adversarial, dict) else None,
-            records_sha256=records_sha256, schema=int(schema),
+            records_sha256=records_sha256, schema=int(schema), **hashes,
             uncertainty=Uncertainty.from_json(d["uncertainty"]) if d.get("uncertainty") is not None else None,
             seed_spread=SeedSpread.from_json(d["seed_spread"]) if d.get("seed_spread") is not None else None,
         )

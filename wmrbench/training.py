@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import shlex
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ from wmrbench.config import (
 )
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
 from wmrbench.data.augment import random_crop_flip
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import Interrupted, WmrbenchError, first_line
 from wmrbench.io import atomic_torch_save, atomic_write_text, lock_folder
 from wmrbench.models import create_model, model_spec
 from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
@@ -330,7 +331,28 @@ def fit_sweep(
                 folders.enter_context(
                     lock_folder(run_dir(cfg), "checkpoint folder", "wait for that run to finish, or train another --run")
                 )
-        return _fit_locked(list(cfgs), device, world_size, resume, stop_after_epochs, show_progress)
+        try:
+            return _fit_locked(list(cfgs), device, world_size, resume, stop_after_epochs, show_progress)
+        except KeyboardInterrupt as exc:  # Ctrl-C: say what each run kept (read under its lock)
+            if isinstance(exc, Interrupted) or not distributed.is_main_process():
+                raise
+            raise Interrupted("; ".join(_interrupted_line(cfg) for cfg in cfgs)) from None
+
+
+def _interrupted_line(cfg: TrainConfig) -> str:
+    """What a Ctrl-C kept of one run: its last finished epoch (last.pt is written once per epoch,
+    atomically, so only the epoch that was running is lost), and the command that continues it."""
+    last = run_dir(cfg) / "last.pt"
+    try:
+        saved = _read_training_checkpoint(last) if last.is_file() else None
+    except WmrbenchError:
+        saved = None
+    if saved is None:
+        return f"run {cfg.run}: no epoch had finished, nothing was saved; run the same command again to start it"
+    command = shlex.join(["wmrbench", "train", "--run", cfg.run, "--checkpoint-dir", cfg.checkpoint_dir, "--resume"])
+    epochs = saved.get("config", {}).get("epochs", cfg.epochs)
+    return (f"run {cfg.run}: {last} holds epoch {int(saved['epoch'])} of {epochs} (the epoch that was running "
+            f"is lost); continue with: {command}")
 
 
 @dataclass
@@ -369,6 +391,9 @@ def _fit_locked(
     val = None
     if cfgs[0].val_size:  # carved from the training split with the seed: the test set stays unseen
         train, val = carve_validation(train, cfgs[0].val_size, cfgs[0].seed)
+    if cfgs[0].n_train:  # --n-train: a first try on the first N (of those not held out)
+        train = train.subset(cfgs[0].n_train)
+        distributed.check_enough(len(train), world_size, "training examples")
     ctx = distributed.setup(device)
     runs = [_start_run(cfg, state, device, ctx, stop_after_epochs) for cfg, state in zip(cfgs, saved)]
 
@@ -611,11 +636,15 @@ def _train_epoch(
     mine = distributed.epoch_shard(order, ctx.rank, ctx.world_size)
     batch_size = data.batch_size // ctx.world_size  # per rank; the global batch is cfg.batch_size
     n_batches = (len(mine) + batch_size - 1) // batch_size
+    if data.max_steps:  # --max-steps: the epoch ends after that many batches
+        n_batches = min(n_batches, data.max_steps)
     several = f" ({len(runs)} runs)" if len(runs) > 1 else ""
     task = progress.add_task(f"epoch {epoch + 1}/{data.epochs}{several}", total=n_batches, info="")
     tallies = [_Tally(device) for _ in runs]
     diverged: list[Diverged | None] = [None] * len(runs)
     for step, (_, x, y) in enumerate(batches(train, batch_size, mine)):
+        if step >= n_batches:
+            break
         if data.augment:  # random crop (padding 4) + flip, batched on the device, once for every run
             x = random_crop_flip(x, generators[0]["augment"], padding_mode=data.padding_mode.value)
         x = prepare_input(x, device)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperOption
@@ -33,7 +33,31 @@ def _hide_flag_types() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
+def _one_line_usage_errors() -> None:
+    """Typer prints a usage error (``--steps 2.5``, ``--nope``) as a usage line, a hint and a
+    5-line box. Every other bad input ends in one line ``Error: ...`` with exit code 2, so these
+    do too: the message is click's own (it names the option and the fault)."""
+    from typer import rich_utils
+
+    if getattr(rich_utils.rich_format_error, "_wmrbench", False):
+        return
+
+    def one_line(exc: Any) -> None:  # typer's own click fork's ClickException
+        if exc.__class__.__name__ == "NoArgsIsHelpError":  # help was printed: no error to add
+            return
+        message = " ".join(exc.format_message().split())
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+            hint = f" (see '{ctx.command_path} --help')"
+        typer.echo(f"Error: {message}{hint}", err=True)
+
+    one_line._wmrbench = True  # type: ignore[attr-defined]
+    rich_utils.rich_format_error = one_line  # type: ignore[assignment]
+
+
 _hide_flag_types()
+_one_line_usage_errors()
 
 app = typer.Typer(
     name="wmrbench",

@@ -46,7 +46,7 @@ def attack(
     device: o.Device = None,
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
-    run: Annotated[str | None, typer.Option(help="Name of the attack (default: the model's run, id or function name).")] = None,
+    run: Annotated[str | None, o.run_option(help="Name of the attack (default: the model's run, id or function name).")] = None,
     output: Annotated[str | None, typer.Option(help="The file to write (default RESULTS_DIR/RUN/adversarial.pt).")] = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,

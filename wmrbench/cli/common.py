@@ -5,22 +5,35 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import NoReturn
 
 import typer
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import Interrupted, WmrbenchError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
+
+
+def fail(message: str) -> NoReturn:
+    """``Error: <message>`` on stderr, exit code 2: for a check made outside :func:`user_errors`."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn WmrbenchError into ``Error: <message>`` on stderr and exit code 2 (no traceback).
+    """Turn WmrbenchError into ``Error: <message>`` on stderr and exit code 2 (no traceback),
+    and an :class:`Interrupted` (Ctrl-C) into ``Interrupted: <what was kept, how to continue>``, exit 130.
 
     Under torchrun every failing process reports; ranks other than 0 name themselves.
     """
     try:
         yield
+    except Interrupted as exc:
+        if os.environ.get("RANK", "0") == "0":
+            typer.echo(f"Interrupted: {exc}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except WmrbenchError as exc:
         rank = os.environ.get("RANK", "0")
         where = "" if rank == "0" else f"[rank {rank}] "

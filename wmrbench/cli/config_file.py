@@ -61,6 +61,24 @@ def read_config(path: Path, command: str, known: set[str], anywhere: set[str]) -
     return out
 
 
+def _check_types(ctx: click.Context, path: Path, settings: dict[str, Any]) -> None:
+    """Each value converted as its option converts it, here, so that a wrong type names the file
+    and the key (click would name only the option, as if it had come from the command line)."""
+    params = {p.name: p for p in ctx.command.params if p.name}
+    for name, value in settings.items():
+        param = params[name]
+        coerce = getattr(param, "get_runtime_param", None)  # Typer >= 0.20 converts here
+        try:
+            if coerce is not None and not (isinstance(value, bool) and getattr(param, "is_flag", False)):
+                coerce().coerce(value, param=param, ctx=ctx)
+            elif coerce is None:
+                param.type_cast_value(ctx, value)
+        except (typer.BadParameter, click.BadParameter) as exc:
+            key = param.opts[0].lstrip("-") if param.opts else name
+            fault = " ".join(exc.format_message().split())
+            raise WmrbenchError(f"--config: {path}: {key} = {value!r} is not a valid value: {fault}") from None
+
+
 def _load(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     if value is None:
         return None
@@ -69,6 +87,7 @@ def _load(ctx: click.Context, param: click.Parameter, value: Path | None) -> Pat
     anywhere = {p.name for c in siblings.values() for p in c.params if p.name} | known
     try:
         settings = read_config(value, ctx.command.name or "", known, anywhere)
+        _check_types(ctx, value, settings)
     except WmrbenchError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from None

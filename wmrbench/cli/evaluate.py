@@ -21,6 +21,8 @@ def evaluate(
     model: o.Factory = None,
     mean: o.Mean = None,
     std: o.Std = None,
+    defense: Annotated[str | None, typer.Option(help="pgd | trades: how a plain state_dict, zoo model or your own model was trained (a wmrbench checkpoint records it); labels its rows (PGD, TRADES+ours) and lets leaderboard --compare-paper match them with the paper's.", rich_help_panel=o.MODEL)] = None,
+    alpha_train: Annotated[float | None, typer.Option(help="The alpha_train that model was trained with (with --defense; default 0, the unweighted baseline).", rich_help_panel=o.MODEL)] = None,
     adversarial: Annotated[str | None, typer.Option(help="Score the points saved by `wmrbench attack` without attacking again: on the attacked model, or on the model the options name (a transfer).", rich_help_panel=o.MODEL)] = None,
     dataset: o.Dataset = None,
     data_dir: o.DataDir = None,
@@ -46,7 +48,7 @@ def evaluate(
     device: o.Device = None,
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
-    run: Annotated[str | None, typer.Option(help="Result name (default: the checkpoint's run, the model id, or the function's name).")] = None,
+    run: Annotated[str | None, o.run_option(help="Result name (default: the checkpoint's run, the model id, or the function's name; followed by -ATTACK for an --attack other than pgd, e.g. -apgd-ce).")] = None,
     overwrite: o.Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue this run's unfinished evaluation (killed or interrupted) from the batches saved in RESULTS_DIR/RUN/.partial/: the result equals an uninterrupted run's, byte for byte. Settings not given are the saved ones; another setting (but the data folder, the results folder or the device of the same kind), other weights, other examples or another wmrbench/torch version are refused. Not with --adversarial: scoring saved points attacks nothing and simply runs again.")] = False,
     quiet: o.Quiet = False,
@@ -71,7 +73,7 @@ def evaluate(
         options = o.options_from(EvalOptions, locals())
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
-                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
+                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"), defense, alpha_train)
         results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet,
                                              overwrite=overwrite, resume=resume)
     if not distributed.is_main_process():

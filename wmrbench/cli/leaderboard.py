@@ -16,14 +16,14 @@ def leaderboard(
     results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files.")] = "results",
     fmt: Annotated[str, typer.Option("--format", help="md (Markdown) | csv | latex (booktabs) | robustbench (one RobustBench model_info JSON per result, in RESULTS_DIR/robustbench/<dataset>/<Linf|L2>/, or under --output).")] = "md",
     table: Annotated[str, typer.Option(help="all | non-uniform (Tables 1-3) | uniform (Tables 4-5).")] = "all",
-    sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (accuracies best first).")] = None,
+    sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (accuracies best first), within each data set and alpha_test.")] = None,
     compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.")] = False,
     output: Annotated[str | None, typer.Option(help="Write the table(s) to this one file (default: RESULTS_DIR/leaderboard-<table>.<ext>).")] = None,
     ci: o.Ci = "pm",
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them atomically."""
     from wmrbench.config import parse_enum
-    from wmrbench.report import TITLES, CiStyle, TableFormat, TableKind, print_table
+    from wmrbench.report import TITLES, CiStyle, TableFormat, TableKind, print_table, terminal_view
     from wmrbench.report import leaderboard as build
 
     with user_errors():
@@ -33,7 +33,8 @@ def leaderboard(
     for warning in board.warnings:
         typer.echo(f"Warning: {warning}", err=True)
     for kind, frame in board.tables.items():
-        print_table(frame, TITLES[kind], ci=style)
+        shown, same = terminal_view(frame)  # the files keep every protocol column
+        print_table(shown, f"{TITLES[kind]}; {same}" if same else TITLES[kind], ci=style)
     # Part of the report, beside the tables (stdout): which numbers rest on too few examples.
     for line in board.few_examples:
         typer.echo(f"Warning: {line}")

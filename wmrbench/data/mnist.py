@@ -66,13 +66,23 @@ def load_mnist(data_dir: str, train: bool, *, download: bool = False, verify_che
     from torchvision.datasets import MNIST
 
     check_raw_files(data_dir, train)
+    images, labels = raw_files(data_dir, train)
+    if not download and images.is_file() and labels.is_file():
+        # The split's own two files, checked above: the other split's need not be there
+        # (torchvision's reader wants all four, whichever split is read).
+        return _read_split(images, labels)
+    packed = [path for path in (images, labels) if not path.is_file() and _gz(path).is_file()]
+    if packed and not download:
+        raise WmrbenchError(
+            f"MNIST file {packed[0]} is missing, but {_gz(packed[0])} is there: unpack the .gz files "
+            f"(gunzip -k {Path(data_dir) / 'MNIST' / 'raw'}/*.gz), or pass --download"
+        )
     try:
         ds = MNIST(root=data_dir, train=train, download=download)
     except (URLError, OSError, RuntimeError) as exc:
         if download:
             raise WmrbenchError(f"could not download MNIST into {data_dir}: {first_line(exc)}") from None
-        # torchvision's reader wants the four files of both splits, whichever split is read.
-        missing = [str(path) for split in (False, True) for path in raw_files(data_dir, split) if not path.is_file()]
+        missing = [str(path) for path in (images, labels) if not path.is_file()]
         if missing:
             raise WmrbenchError(
                 f"MNIST not found: {' and '.join(missing)} missing; pass --data-dir, or --download to fetch it"
@@ -81,3 +91,17 @@ def load_mnist(data_dir: str, train: bool, *, download: bool = False, verify_che
     return ImageSet(ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64))
 
 
+
+
+def _gz(path: Path) -> Path:
+    return path.with_name(path.name + ".gz")
+
+
+def _read_split(images: Path, labels: Path) -> ImageSet:
+    """One split from its two IDX files (already checked whole by :func:`check_raw_files`): the
+    same uint8 images and int64 labels torchvision's reader gives."""
+    image_bytes, label_bytes = images.read_bytes(), labels.read_bytes()
+    n, rows, cols = (int.from_bytes(image_bytes[4 + 4 * i: 8 + 4 * i], "big") for i in range(3))
+    x = torch.frombuffer(bytearray(image_bytes[16:]), dtype=torch.uint8).view(n, 1, rows, cols)
+    y = torch.frombuffer(bytearray(label_bytes[8:]), dtype=torch.uint8).to(torch.int64)
+    return ImageSet(x.contiguous(), y)

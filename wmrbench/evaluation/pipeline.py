@@ -22,6 +22,7 @@ matching pair.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import attacks, distributed
-from wmrbench.config import DatasetName, EvalConfig, EvalOptions, Norm, Protocol, parse_enum
+from wmrbench.config import AttackMethod, DatasetName, EvalConfig, EvalOptions, Norm, Protocol, parse_enum
 from wmrbench.data import ImageSet, dataset_spec, load_split
 from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.evaluation import partial
@@ -111,7 +112,12 @@ def plan(
     opened = open_source(source)
     dataset = resolve_dataset(opened, dataset)
     norm = options.norm or threat_norm(source)
-    run = run if run is not None else source.default_run()
+    if run is None:
+        run = source.default_run()
+        # Another attack on the same model is another result: a default name that ignored the
+        # attack would collide with (and be refused by) the PGD result already there.
+        if options.method is not None and options.method is not AttackMethod.PGD:
+            run = f"{run}-{options.method.value}"
     # A wmrbench checkpoint knows where its data set lives: evaluate it there unless told otherwise.
     recorded_dir = opened.train_config.get("data_dir") if dataset.value == opened.recorded_dataset else None
     cfg = options.apply(eval_config(dataset, run, options.protocol or Protocol.DEFAULT, norm, data_dir=recorded_dir))
@@ -124,10 +130,21 @@ def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) ->
     before any attack runs."""
     dataset = cfg.dataset
     model, info = load_model(opened, cfg.run, dataset)
-    data = load_split(
-        dataset, cfg.data_dir, train=train_split, download=cfg.download, verify_checksums=cfg.verify_checksums
-    ).subset(cfg.n_examples)
+    split = load_split(dataset, cfg.data_dir, train=train_split, download=cfg.download, verify_checksums=cfg.verify_checksums)
+    if cfg.n_examples is not None and cfg.n_examples > len(split) and distributed.is_main_process():
+        # Said, not silently done: the result holds fewer examples than were asked for.
+        print(f"Note: --n-examples {cfg.n_examples} is more than the {len(split)} examples of the "
+              f"{dataset.value} {'train' if train_split else 'test'} split: all {len(split)} are used",
+              file=sys.stderr)
+    data = split.subset(cfg.n_examples)
     check_model_fits(model, data, info.name)
+    factory = opened.source.factory
+    if factory is not None and opened.source.checkpoint is None and distributed.is_main_process():
+        # Said once every input is known good, before the attack: nothing says these weights were trained.
+        function = factory.rpartition(":")[2]
+        print(f"Warning: --model {factory} without --checkpoint: the weights are those {function}() builds "
+              "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict",
+              file=sys.stderr)
     return Prepared(model, info, cfg, data)
 
 
@@ -303,6 +320,7 @@ def check_finite_records(records: pd.DataFrame, what: str) -> None:
 def write_result(
     records: pd.DataFrame, cfg: EvalConfig, info: ModelInfo, seconds: float,
     adversarial: AdversarialOrigin | None = None, seed_records: dict[int, pd.DataFrame] | None = None,
+    model: nn.Module | None = None, data: ImageSet | None = None,
 ) -> EvalResult:
     """The result as one unit: the old summary.json goes, records.csv is written, then
     summary.json with the records' SHA-256 (its presence, with a matching hash, means the
@@ -332,6 +350,8 @@ def write_result(
         seconds=round(seconds, 3), processes=distributed.env_world_size(), versions=provenance(),
         adversarial=adversarial, records_sha256=sha256_text(csv_text), seed_spread=spread,
         uncertainty=uncertainty(records, list(cfg.alpha_test)),  # seeded: a rerun writes the same intervals
+        model_sha256=partial.model_sha256(model) if model is not None else None,
+        data_sha256=partial.tensors_sha256([("x", data.x), ("y", data.y)]) if data is not None else None,
     )
     out_dir = result_dir(cfg)
     if distributed.is_main_process():

@@ -22,7 +22,7 @@ from wmrbench.config import (
     with_options,
 )
 from wmrbench.data import ImageSet
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import Interrupted, WmrbenchError, first_line
 from wmrbench.evaluation import partial
 from wmrbench.evaluation.adversarial_file import (
     ADVERSARIAL_NAME,
@@ -59,6 +59,8 @@ from wmrbench.records import (
     ModelInfo,
     Summary,
     alpha_key,
+    has_partial,
+    partial_progress,
     read_summary,
     to_csv_text,
     tr_columns,
@@ -133,9 +135,11 @@ def evaluate_source(
             # a resumed run reads the first seed's batches and attacks with the others again).
             seed_records = {seed: evaluate_model(prepared.model, prepared.data, dataclasses.replace(prepared.cfg, seed=seed, seeds=()),
                                                  show_progress) for seed in prepared.cfg.seeds[1:]}
-        except BaseException:
+        except BaseException as exc:
             if main:  # a run that saved no batch leaves nothing to resume, and nothing behind
                 saved.discard_if_empty()
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+                raise Interrupted(_interrupted_line(result_dir(cfg), manifest.resume_command)) from None
             raise
         try:
             check_finite_records(records, prepared.info.name)
@@ -143,10 +147,18 @@ def evaluate_source(
             if main:  # the same model would give the same non-finite margins: nothing worth resuming
                 saved.finish()
             raise
-        result = write_result(records, prepared.cfg, prepared.info, timer.seconds, seed_records=seed_records)
+        result = write_result(records, prepared.cfg, prepared.info, timer.seconds, seed_records=seed_records,
+                              model=prepared.model, data=prepared.data)
         if main:  # the summary marks the result complete: the saved batches have served
             saved.finish()
         return result
+
+
+def _interrupted_line(folder: Path, command: str) -> str:
+    """What a Ctrl-C kept of an evaluation, and the command that continues it."""
+    if not has_partial(folder):
+        return f"no batch of {folder} had finished, so nothing was saved; run the same command again to start it"
+    return f"{folder} keeps {partial_progress(folder)}; continue with: {command}"
 
 
 @dataclass
@@ -264,7 +276,7 @@ def evaluate_adversarial(
         scorer = ReplayScorer(adv, cfg)
         records = records_frame(collect(model, data.subset(cfg.n_examples), cfg, scorer, show_progress, scorer.what))
         origin = AdversarialOrigin(file=str(path), split=adv.split.value, attacked=adv.header()["source"])
-        return write_result(records, cfg, info, timer.seconds, origin)
+        return write_result(records, cfg, info, timer.seconds, origin, model=model, data=data.subset(cfg.n_examples))
 
 
 def evaluate_models(
@@ -339,9 +351,25 @@ def rerun_result(summary_path: str | Path, run: str | None = None, show_progress
     return Rerun(original, result, _differences(original, Path(summary_path).parent / "records.csv", result))
 
 
+def _changed_inputs(original: Summary, again: Summary) -> list[str]:
+    """Which input changed since the original result, named: its weights (the file they come
+    from) or its examples (the data folder). Summaries written before the hashes say nothing."""
+    changed = []
+    if original.model_sha256 and again.model_sha256 and original.model_sha256 != again.model_sha256:
+        model = original.model
+        where = model.checkpoint or (f"{model.model_dir}/{original.dataset}/{model.threat_model}/{model.model_id}.pt"
+                                     if model.model_id else None) or model.factory or model.name
+        changed.append(f"the weights changed: {where} is not the file evaluated then "
+                       f"(SHA-256 {original.model_sha256[:12]}... then, {again.model_sha256[:12]}... now)")
+    if original.data_sha256 and again.data_sha256 and original.data_sha256 != again.data_sha256:
+        changed.append(f"the examples changed: the {original.dataset} files under {original.config.data_dir} are not "
+                       f"the ones evaluated then (SHA-256 {original.data_sha256[:12]}... then, {again.data_sha256[:12]}... now)")
+    return changed
+
+
 def _differences(original: Summary, records_path: Path, result: EvalResult) -> list[str]:
     old, new = original.metrics, result.summary.metrics
-    differences = [
+    differences = _changed_inputs(original, result.summary) + [
         f"{name} {getattr(old, name)!r} -> {getattr(new, name)!r}"
         for name in ("n_examples", "A_nat", "A_rob", "A_sa", "A_tr") if getattr(old, name) != getattr(new, name)
     ]

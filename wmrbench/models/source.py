@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from wmrbench.config import Defense
+from wmrbench.config import Defense, check_alpha, parse_enum
 from wmrbench.errors import WmrbenchError
 from wmrbench.models.checkpoint import extract_state_dict, load_state_into, model_from_checkpoint, read_checkpoint, train_config_of
 from wmrbench.models.normalize import Normalized, check_normalization
@@ -50,6 +50,10 @@ class ModelSource:
     factory: str | None = None
     mean: tuple[float, ...] | None = None  # --mean / --std: the model normalizes [0, 1] inputs itself
     std: tuple[float, ...] | None = None
+    # evaluate --defense / --alpha-train: what the user says a plain model was trained with (a
+    # wmrbench checkpoint records it), so that its rows are labelled and matched with the paper's
+    defense: str | None = None
+    alpha_train: float | None = None
 
     def default_run(self) -> str:
         """The result name when --run is not given."""
@@ -81,6 +85,10 @@ class ModelSource:
         for option, values in (("--mean", self.mean), ("--std", self.std)):
             if values is not None:
                 options += [option, ",".join(repr(v) for v in values)]
+        if self.defense is not None:
+            options += ["--defense", self.defense]
+        if self.alpha_train is not None:
+            options += ["--alpha-train", repr(self.alpha_train)]
         return options
 
     @classmethod
@@ -90,6 +98,8 @@ class ModelSource:
             values = {k: d.get(k) for k in ("checkpoint", "arch", "model_id", "threat_model", "model_dir", "factory")}
             for key in ("mean", "std"):
                 values[key] = None if d.get(key) is None else tuple(float(v) for v in d[key])
+            values["defense"] = None if d.get("defense") is None else str(d["defense"])
+            values["alpha_train"] = None if d.get("alpha_train") is None else float(d["alpha_train"])
             return cls(kind=SourceKind(d["kind"]), **values)
         except (KeyError, ValueError, TypeError):
             raise WmrbenchError(f"not a model source record: {d!r}") from None
@@ -99,13 +109,19 @@ def model_sources(
     checkpoint: str | None = None, arch: str | None = None, model_ids: list[str] | None = None,
     factory: str | None = None, threat_model: str | None = None, model_dir: str | None = None,
     mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+    defense: str | None = None, alpha_train: float | None = None,
 ) -> list[ModelSource]:
     """The sources the model options name (one, several model ids, or none); one line if they clash."""
     ids = [i.strip() for text in (model_ids or []) for i in text.split(",") if i.strip()]
     if ids and (mean is not None or std is not None):
         raise WmrbenchError("--mean and --std wrap your own models; RobustBench models normalize their inputs themselves")
+    if alpha_train is not None and defense is None:
+        raise WmrbenchError("--alpha-train says how a model was trained with --defense: give --defense pgd or trades too")
+    if defense is not None:
+        defense = parse_enum(Defense, defense, "defense").value
+        alpha_train = check_alpha(alpha_train if alpha_train is not None else 0.0, "--alpha-train")
     sources = _sources(checkpoint, arch, ids, factory, threat_model, model_dir)
-    return [dataclasses.replace(s, mean=mean, std=std) for s in sources]
+    return [dataclasses.replace(s, mean=mean, std=std, defense=defense, alpha_train=alpha_train) for s in sources]
 
 
 def _sources(
@@ -188,6 +204,14 @@ def build_model(opened: OpenedSource, run: str, dataset: str, num_classes: int, 
     source = opened.source
     check_normalization(source.mean, source.std, in_channels)
     model, info = _build(opened, run, dataset, num_classes, in_channels)
+    if source.defense is not None:
+        said = (source.defense, source.alpha_train)
+        if info.defense is not None and (str(info.defense), float(info.alpha_train or 0.0)) != said:
+            raise WmrbenchError(
+                f"{source.checkpoint} records defense {info.defense}, alpha_train {float(info.alpha_train or 0.0):g}: "
+                "drop --defense and --alpha-train (they describe a model that does not record them)"
+            )
+        info = dataclasses.replace(info, defense=source.defense, alpha_train=source.alpha_train)
     if source.mean is None or source.std is None:
         return model, info
     return Normalized(model, source.mean, source.std), dataclasses.replace(info, mean=source.mean, std=source.std)

@@ -16,10 +16,11 @@ from wmrbench.report.plots import Plots, make_plots
 from wmrbench.report.render import CiStyle, TableFormat, print_table, render
 from wmrbench.report.tables import (
     TITLES, TableKind, build_table, defense_label, eps_text, protocol_text, result_table, seed_spread_table,
+    terminal_view,
 )
 
 __all__ = [
     "TITLES", "CiStyle", "Found", "Gathered", "Leaderboard", "Plots", "TableFormat", "TableKind", "build_table",
     "compare_with_paper", "defense_label", "gather", "leaderboard", "make_plots", "paper_tables", "print_table",
-    "render", "result_table", "eps_text", "protocol_text", "seed_spread_table",
+    "render", "result_table", "eps_text", "protocol_text", "seed_spread_table", "terminal_view",
 ]

@@ -8,13 +8,18 @@ The output depends on nothing but the summaries: rerunning gives byte-identical 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError
-from wmrbench.io import atomic_write_text
+from wmrbench.io import TMP_SUFFIX, atomic_write_text
 from wmrbench.records import PARTIAL_DIR, Summary, read_summary, unfinished
 from wmrbench.report.paper import compare_with_paper
 from wmrbench.report.render import CiStyle, TableFormat, render
@@ -37,6 +42,27 @@ class Gathered:
     unfinished: int = 0  # evaluations that were stopped (saved batches, no summary.json)
 
 
+def _walk(root: Path, warnings: list[str]) -> list[Path]:
+    """Every folder under ``root`` (itself included), following symlinked folders: a result linked
+    into the results folder is a result. A link that points nowhere, or back into a folder already
+    walked (a loop, or a second path to the same result), is a warning, never a silent skip."""
+    folders, seen = [], set()
+    for top, dirs, files in os.walk(root, followlinks=True):
+        here = Path(top)
+        real = here.resolve()
+        if real in seen:
+            warnings.append(f"skipped {here}: a link to {real}, which is already read")
+            dirs[:] = []
+            continue
+        seen.add(real)
+        folders.append(here)
+        dirs.sort()
+        for name in files:
+            if (here / name).is_symlink() and not (here / name).exists():
+                warnings.append(f"skipped {here / name}: a link to {os.readlink(here / name)}, which does not exist")
+    return sorted(folders)
+
+
 def gather(results_dir: str | Path) -> Gathered:
     """Every summary.json under ``results_dir``, in path order; a file that is not a summary of
     this schema becomes a warning naming it (one bad file must not hide every other result), and
@@ -45,7 +71,8 @@ def gather(results_dir: str | Path) -> Gathered:
     if not root.is_dir():
         raise WmrbenchError(f"results folder not found: {root}")
     summaries, warnings = [], []
-    for path in sorted(root.rglob("summary.json")):
+    folders = _walk(root, warnings)
+    for path in [f / "summary.json" for f in folders if (f / "summary.json").is_file()]:
         try:
             summary = read_summary(path)
         except WmrbenchError as exc:  # its message starts with the path and says what is wrong
@@ -57,7 +84,7 @@ def gather(results_dir: str | Path) -> Gathered:
             warnings.append(f"no intervals for {path}: {exc}")
         name = path.parent.relative_to(root).as_posix()
         summaries.append(Found((summary.run or "?") if name == "." else name, path.parent, summary))
-    stopped = [run for run in map(unfinished, sorted(p.parent for p in root.rglob(PARTIAL_DIR))) if run is not None]
+    stopped = [run for run in map(unfinished, [f for f in folders if (f / PARTIAL_DIR).is_dir()]) if run is not None]
     warnings += [f"skipped {run.folder}: an unfinished evaluation ({run.progress}, no summary.json); finish it with "
                  f"`{run.command}`" for run in stopped]
     return Gathered(summaries, warnings, len(stopped))
@@ -112,11 +139,38 @@ def leaderboard(
         return Leaderboard(tables, write_model_infos(summaries, names, out_dir), warnings, few)
     if output is not None:
         parts = [_section(tables[k], k, fmt, titled=len(kinds) > 1, ci=ci) for k in kinds]
+        remove_stale_tmp_beside(Path(output))
         files = [atomic_write_text(output, "\n".join(parts))]
     else:
-        files = [atomic_write_text(Path(results_dir) / f"leaderboard-{k.value}{fmt.suffix}",
-                                   _section(tables[k], k, fmt, titled=False, ci=ci)) for k in kinds]
+        files = []
+        for k in kinds:
+            path = Path(results_dir) / f"leaderboard-{k.value}{fmt.suffix}"
+            remove_stale_tmp_beside(path)
+            files.append(atomic_write_text(path, _section(tables[k], k, fmt, titled=False, ci=ci)))
     return Leaderboard(tables, files, warnings, few)
+
+
+# A leaderboard writes in well under this; an older temporary file of the same name was left by
+# a writer that was killed (the folder has no lock: a live writer's newer file is left alone).
+STALE_AFTER_S = 600.0
+
+
+def remove_stale_tmp_beside(path: Path, now: float | None = None) -> list[Path]:
+    """Delete the temporary files ``.<NAME>.<12 hex>.tmp`` (wmrbench.io's atomic write, exactly)
+    that an interrupted write of ``path`` left beside it, when older than STALE_AFTER_S."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{12}}{re.escape(TMP_SUFFIX)}")
+    now = time.time() if now is None else now
+    removed = []
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.iterdir():
+            if not pattern.fullmatch(tmp.name):
+                continue
+            with contextlib.suppress(OSError):
+                info = tmp.lstat()
+                if stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_AFTER_S:
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed
 
 
 def _section(frame: pd.DataFrame, kind: TableKind, fmt: TableFormat, titled: bool, ci: CiStyle = CiStyle.PM) -> str:

@@ -21,14 +21,30 @@ from typing import Any
 
 import numpy as np
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.io import atomic_write
 from wmrbench.metrics import normalized_weights
 from wmrbench.records import alpha_key, read_records
-from wmrbench.report.leaderboard import Found, gather, nothing_found
+from wmrbench.report.leaderboard import Found, gather, nothing_found, remove_stale_tmp_beside
 
 FORMATS = ("png", "svg")
-PANELS = (("A_rob", "A_rob: unweighted PGD"), ("A_sa", "A_sa: PGD points, weighted"), ("A_tr", "A_tr: weighted PGD"))
+PANELS = (("A_rob", "A_rob: unweighted {attack}"), ("A_sa", "A_sa: {attack} points, weighted"),
+          ("A_tr", "A_tr: weighted {weighted}"))
+
+
+def attack_names(summaries: Sequence[Any]) -> tuple[str, str]:
+    """The uniform attack and the weighted one the results ran (PGD, APGD-CE, APGD-DLR, AutoAttack,
+    whose weighted form is APGD-CE), so that a title never says PGD for an APGD result; results that
+    ran different attacks are "the uniform attack" and "the weighted attack"."""
+    from wmrbench.config import AttackMethod
+
+    methods = {s.config.method for s in summaries}
+    if len(methods) != 1:
+        return "the uniform attack", "the weighted attack"
+    method = methods.pop()
+    if method is AttackMethod.AUTOATTACK:
+        return "AutoAttack", "APGD-CE"
+    return method.value.upper(), method.value.upper()
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,7 @@ def _save(fig: Any, stem: Path) -> list[Path]:
     with matplotlib.rc_context({"svg.hashsalt": "wmrbench"}):
         for fmt in FORMATS:
             path = stem.with_name(f"{stem.name}.{fmt}")
+            remove_stale_tmp_beside(path)  # a killed earlier write's, never a live writer's
             metadata = {"Date": None} if fmt == "svg" else {"Software": None}
             written.append(atomic_write(path, lambda h, fmt=fmt, metadata=metadata: fig.savefig(
                 h, format=fmt, dpi=120, bbox_inches="tight", metadata=metadata)))
@@ -78,8 +95,9 @@ def plot_metrics(results: Sequence[Found], dataset: str, out_dir: Path) -> list[
             lo, hi = bands[key]
             if np.isfinite(lo).any():  # the 95% interval as a band in the line's colour
                 ax.fill_between(alphas, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
+    attack, weighted = attack_names([r.summary for r in results])
     for ax, (_, title) in zip(axes, PANELS):
-        ax.set_title(title)
+        ax.set_title(title.format(attack=attack, weighted=weighted))
         ax.set_xlabel(r"$\alpha_{test}$")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
@@ -100,8 +118,10 @@ def _bands(result: Found, alphas: list[float]) -> dict[str, tuple[np.ndarray, np
     return out
 
 
-def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Path) -> list[Path]:
-    """Where the attacker puts its mass: normalized weights of the PGD points at each alpha."""
+
+def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Path, attack: str = "PGD") -> list[Path]:
+    """Where the attacker puts its mass: normalized weights of the uniform attack's points (PGD's,
+    or ``attack``'s) at each alpha."""
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     try:
@@ -119,14 +139,22 @@ def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Pa
     left, right = fig.subplots(1, 2)
     margin_bins = np.linspace(-1.0, 1.0, 41)
     # One set of log bins for every alpha, spanning the widest spread (the largest alpha's).
+    # A large alpha drives the weights of high-margin points below the smallest float (exactly 0),
+    # which a log axis cannot show: the bins span the positive weights, and the zeros are drawn
+    # in the leftmost bin and counted in the legend.
     relative = np.concatenate([n * s for s in weights.values()])
-    weight_bins = np.geomspace(relative.min() * 0.9, relative.max() * 1.1, 41)
+    positive = relative[relative > 0]  # never empty: each alpha's weights sum to 1
+    floor = float(positive.min()) * 0.9
+    weight_bins = np.geomspace(floor, float(positive.max()) * 1.1, 41)
     for alpha, s in weights.items():
         label = "uniform (alpha = 0)" if alpha == 0 else f"alpha = {alpha:g}"
         left.hist(margin, bins=margin_bins, weights=s, histtype="step", linewidth=1.6, label=label)
         if alpha > 0:  # alpha = 0 puts every weight at exactly 1: the dashed line
-            right.hist(n * s, bins=weight_bins, histtype="step", linewidth=1.6, label=label)
-    left.set_xlabel("margin at the PGD point  (p_y - max_{t != y} p_t)")
+            zeros = int((s == 0).sum())
+            if zeros:
+                label += f" ({zeros} weights underflow to 0, drawn at the left edge)"
+            right.hist(np.maximum(n * s, floor), bins=weight_bins, histtype="step", linewidth=1.6, label=label)
+    left.set_xlabel(f"margin at the {attack} point  (p_y - max_{{t != y}} p_t)")
     left.set_ylabel("attacker's mass  (sum of s_i / sum_j s_j)")
     left.set_title("where the attacker puts its mass")
     left.axvline(0.0, color="gray", linewidth=0.8, linestyle="--")
@@ -140,8 +168,11 @@ def plot_weights(records_path: Path, name: str, alphas: list[float], out_dir: Pa
     right.set_xlabel("N * normalized weight  (1 = uniform)")
     right.set_ylabel("examples")
     right.set_title("spread of the weights")
-    right.legend(fontsize="small")
-    fig.suptitle(f"{name}: normalized weights of {n} PGD points")
+    if any(alpha > 0 for alpha in weights):
+        right.legend(fontsize="small")
+    else:  # only alpha_test = 0 was evaluated: nothing but the dashed line
+        right.text(0.5, 0.5, "alpha_test = 0 only: every weight is 1", transform=right.transAxes, ha="center")
+    fig.suptitle(f"{name}: normalized weights of {n} {attack} points")
     return _save(fig, out_dir / f"weights-{_safe_name(name)}")
 
 
@@ -158,7 +189,10 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
     files: list[Path] = []
     warnings = list(found.warnings)
     for dataset in sorted({r.summary.dataset for r in found.summaries}):
-        files += plot_metrics([r for r in found.summaries if r.summary.dataset == dataset], dataset, out_dir)
+        try:  # one data set's figure failing never costs the others'
+            files += plot_metrics([r for r in found.summaries if r.summary.dataset == dataset], dataset, out_dir)
+        except (WmrbenchError, ValueError, ArithmeticError) as exc:
+            warnings.append(f"no metrics plot for {dataset}: {first_line(exc, with_type=True)}")
     for result in found.summaries:
         if runs and result.name not in runs:
             continue
@@ -167,7 +201,10 @@ def make_plots(results_dir: str | Path, output_dir: str | Path | None = None, ru
             warnings.append(f"no weights plot for {result.name}: {records} is missing")
             continue
         try:  # one bad records file costs its own plot, never the others
-            files += plot_weights(records, result.name, result.summary.metrics.alphas, out_dir)
+            files += plot_weights(records, result.name, result.summary.metrics.alphas, out_dir,
+                                  attack_names([result.summary])[0])
         except WmrbenchError as exc:
             warnings.append(f"no weights plot for {result.name}: {exc}")
+        except (ValueError, ArithmeticError) as exc:  # a degenerate result that no check foresaw
+            warnings.append(f"no weights plot for {result.name}: {first_line(exc, with_type=True)}")
     return Plots(files, warnings)

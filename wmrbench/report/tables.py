@@ -80,7 +80,10 @@ def protocol_columns(cfg: EvalConfig, n_examples: int) -> dict[str, Any]:
     chained = " (chained)" if attack.restart_from is RestartFrom.PREVIOUS and attack.restarts > 1 else ""
     return {
         "Attack": _attack_name(cfg) + chained, "Norm": "L2" if attack.norm is Norm.L2 else "Linf", "eps": eps_text(attack.eps),
-        "Steps": attack.steps, "Step size": attack.step_size, "Restarts": attack.restarts,
+        # APGD sets its own step size (2*eps, halved on schedule) and AutoAttack its attacks':
+        # the PGD step size they ignore is not shown as if it had been used.
+        "Steps": attack.steps, "Step size": attack.step_size if cfg.method is AttackMethod.PGD else None,
+        "Restarts": attack.restarts,
         # How one point per example is chosen among the restarts (results before the field: weighted).
         "Restart rule": attack.restart_rule.value, "Examples": n_examples,
         "Precision": cfg.precision.value,
@@ -182,14 +185,31 @@ def seed_spread_table(summary: Summary) -> pd.DataFrame | None:
 
 
 def sort_rows(frame: pd.DataFrame, sort_by: str | None = None) -> pd.DataFrame:
-    """Rows in (data set, model, alpha_test) order, then stably by ``sort_by``."""
+    """Rows in (data set, model, alpha_test) order, then stably by ``sort_by`` WITHIN each data set
+    and alpha_test: an accuracy on MNIST is not ranked against one on CIFAR-10, nor A_tr at alpha 1
+    against A_tr at alpha 2."""
     keys = [c for c in ("Dataset", "Model", "alpha_test") if c in frame.columns]
     frame = frame.sort_values(keys, kind="mergesort", na_position="last", key=_sort_key).reset_index(drop=True)
     if sort_by is not None and sort_by in frame.columns:
+        groups = [c for c in ("Dataset", "alpha_test") if c in frame.columns and c != sort_by]
         # Accuracies best first; names and alphas in increasing order. Missing values last.
-        frame = frame.sort_values(sort_by, ascending=not sort_by.startswith(METRIC_COLUMNS), kind="mergesort",
-                                  na_position="last", key=_sort_key).reset_index(drop=True)
+        frame = frame.sort_values([*groups, sort_by], ascending=[True] * len(groups) + [not sort_by.startswith(METRIC_COLUMNS)],
+                                  kind="mergesort", na_position="last", key=_sort_key).reset_index(drop=True)
     return frame
+
+
+def terminal_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The table for a terminal (about 120 columns): each protocol column that holds one value on
+    every row is left out and said once (the second return value, for the title); columns that
+    differ between rows stay, so no row is read under another row's protocol. Files keep all."""
+    same = [c for c in PROTOCOL_COLUMNS if c in frame.columns and len(frame) and frame[c].astype("string").nunique(dropna=False) == 1]
+    if not same:
+        return frame, ""
+    shown = []
+    for column in same:
+        value = frame[column].iloc[0]
+        shown.append(f"{column} {'-' if value is None or (isinstance(value, float) and value != value) else (f'{value:g}' if isinstance(value, float) else value)}")
+    return frame.drop(columns=same), "every row: " + ", ".join(shown)
 
 
 def _sort_key(series: pd.Series) -> pd.Series:
