@@ -42,7 +42,7 @@ from wmrbench.metrics import compute_metrics
 from wmrbench.models.source import ModelSource, OpenedSource, SourceKind, build_model, open_source
 from wmrbench.presets import eval_config
 from wmrbench.progress import AttackBar, progress_bar
-from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file
+from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file, write_target
 from wmrbench.records import (
     RECORDS_NAME, SUMMARY_NAME, TR_MARGIN, AdversarialOrigin, ModelInfo, Summary, sha256_text, to_csv_text, write_summary,
 )
@@ -281,7 +281,13 @@ def claim_result(cfg: EvalConfig, overwrite: bool, resume: bool = False) -> Iter
 @contextlib.contextmanager
 def claim_file(path: Path, overwrite: bool, what: str) -> Iterator[Path]:
     """Before any work, for a file given by path (``attack --output``): its folder can be
-    written, and the file is not there unless ``overwrite``. (A shared folder is not locked.)"""
+    written, and the file is not there unless ``overwrite``. (A shared folder is not locked.)
+    ``-`` (standard output) is refused: the file is binary and is read back by path; a path that
+    is not a regular file (a device, a FIFO) is refused, even with ``overwrite``."""
+    if str(path) == "-":
+        raise WmrbenchError(f"the {what} is a binary torch file that is read back by its path: give --output a file name, not -")
+    if not path.is_dir():  # a folder gets refuse_existing's own line
+        write_target(path)
     refuse_existing(path, overwrite, what)
     if distributed.is_main_process():  # a read-only folder says so now, not after the attack
         check_writable(make_folder(path.parent, "output folder"), "output folder")
