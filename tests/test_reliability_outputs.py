@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from tests.conftest import PYTHON, REPO, assert_one_line_error, invoke
+from tests.test_reliability_results import no_attack  # noqa: F401  (fixture: fails if the attack starts)
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_torch_save, atomic_write_json, atomic_write_text
 
@@ -138,7 +139,7 @@ def test_every_io_writer_refuses_a_node(kind, writer, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
-def test_evaluate_refuses_a_records_file_that_is_a_node_before_any_work(kind, digits_runs, tmp_path):
+def test_evaluate_refuses_a_records_file_that_is_a_node_before_any_work(kind, digits_runs, tmp_path, no_attack):
     """The result files of a run folder (records.csv here) are written through the same check;
     the refusal comes before the attack."""
     results = tmp_path / "results"
@@ -154,7 +155,7 @@ def test_evaluate_refuses_a_records_file_that_is_a_node_before_any_work(kind, di
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
-def test_attack_output_that_is_a_node_is_refused_even_with_overwrite(kind, digits_runs, tmp_path):
+def test_attack_output_that_is_a_node_is_refused_even_with_overwrite(kind, digits_runs, tmp_path, no_attack):
     node = _node(kind, tmp_path / "adv.pt")
     before = os.lstat(node)
     checkpoint = next(iter(digits_runs.values()))

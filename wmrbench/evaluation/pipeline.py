@@ -243,6 +243,8 @@ def claim_folder(folder: Path, done: Path, overwrite: bool, what: str) -> Iterat
     """Before any work: ``folder`` can be written, ``done`` (the file that marks a complete
     result) is not there unless ``overwrite``, and the folder is this process's until the body
     ends (:func:`wmrbench.io.lock_folder`). Under torchrun only rank 0 writes and locks."""
+    if not done.is_dir():  # never a device or FIFO (wmrbench.io); a folder gets refuse_existing's line
+        write_target(done)
     refuse_existing(done, overwrite, what)  # every rank answers the same, before any work
     if not distributed.is_main_process():
         yield folder
@@ -262,6 +264,9 @@ def claim_result(cfg: EvalConfig, overwrite: bool, resume: bool = False) -> Iter
     folder = result_dir(cfg)
 
     def check() -> None:
+        for name in (RECORDS_NAME, SUMMARY_NAME):  # never a device or FIFO (wmrbench.io), and before any work
+            if not (folder / name).is_dir():
+                write_target(folder / name)
         if not resume:
             refuse_existing(folder / SUMMARY_NAME, overwrite, "result")
         partial.check_claim(folder, overwrite, resume)
