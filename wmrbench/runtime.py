@@ -49,10 +49,11 @@ def default_threads(cores: int | None = None) -> int:
 
     Why not torch's own default (every core): on a 2-core machine that other jobs share, torch's
     two threads wait on each other at every operator, and the demo's epoch went from ~3 s to
-    57-431 s (issue 23). Measured here (benchmarks/cpu_threads.py, benchmarks/reference/cpu-quick/
-    cpu_threads.json): one thread is about as fast as two on an idle 2-core machine for wmrbench's
-    small models, and does not collapse under load. Leaving half the cores free keeps that margin
-    on larger machines; past 4 threads the small models gain little.
+    57-431 s (issue 23). Measured (benchmarks/cpu_threads.py, benchmarks/reference/cpu-quick/
+    cpu_threads.json, a shared 2-core machine, load average 16-19): the demo's epoch took 22.2 s
+    with 1 thread and 194 s with 2; under 2 more busy processes, 22.9 s and 419 s. Leaving half
+    the cores free keeps that margin on larger machines; the cap of 4 is a choice for wmrbench's
+    small models, not a measurement (use --threads for a large model on an idle machine).
     """
     cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     return max(1, min(MAX_DEFAULT_THREADS, cores // 2))
