@@ -71,8 +71,10 @@ def test_trades_training_of_a_saturated_model_stays_finite(tmp_path):
         checkpoint["model"][name] *= 1000.0
     torch.save(checkpoint, last)
 
+    # The scaled model's mean loss (3e4) is far over the divergence rule's ceiling (issue 23): this
+    # test is about finite gradients, so it trains on.
     out = invoke("train", "--run", "sat", "--resume", "--epochs", "2", "--checkpoint-dir", tmp_path, "--device", "cpu",
-                 "--quiet")
+                 "--quiet", "--no-divergence-stop")
 
     assert out.exit_code == 0, out.output
     assert finite_weights(last) and torch.load(last, weights_only=True)["epoch"] == 2

@@ -252,6 +252,18 @@ def _set(cfg: Any, **values: Any) -> None:
         object.__setattr__(cfg, name, value)
 
 
+def number_key(value: float) -> str:
+    """The name a number takes wherever it becomes one (record columns, metrics keys, run and file
+    names, table cells): ``{value:g}`` (1.0 -> '1', 1.5 -> '1.5', 1e-07 -> '1e-07', as results
+    always named them) when that reads back as the same float, else Python's shortest round-trip
+    form (0.10000000001 -> '0.10000000001', where ``:g`` would give '0.1' for 0.1 as well).
+    ``float(number_key(x)) == x`` always holds, so two distinct values never share a name. -0.0
+    is named '0', as 0.0 (they are equal as numbers)."""
+    value = float(value) + 0.0  # -0.0 + 0.0 is 0.0
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def parse_alphas(text: str, option: str = "--alpha-test") -> tuple[float, ...]:
     """'1,1.5,2' -> (1.0, 1.5, 2.0); duplicates removed, order kept."""
     values: list[float] = []
@@ -290,7 +302,7 @@ class SelectBy:
     alpha: float | None  # for A_sa / A_tr
 
     def __str__(self) -> str:
-        return self.metric if self.alpha is None else f"{self.metric}@{self.alpha:g}"
+        return self.metric if self.alpha is None else f"{self.metric}@{number_key(self.alpha)}"
 
 
 def parse_select_by(text: str) -> SelectBy:
@@ -391,6 +403,8 @@ class TrainConfig:
     # most max_steps mini-batches per epoch (0: every batch)
     n_train: int = 0
     max_steps: int = 0
+    # stop a run that explodes but stays finite (wmrbench.divergence's rule); False only warns
+    divergence_stop: bool = field(default=True, metadata=RESUMABLE)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
@@ -580,6 +594,7 @@ class TrainOptions(Options):
     verify_checksums: bool | None = None
     n_train: int | None = None
     max_steps: int | None = None
+    divergence_stop: bool | None = None
 
 
 def fields_with(cls: type, flag: dict[str, bool]) -> frozenset[str]:

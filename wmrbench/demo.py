@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wmrbench.config import DatasetName, Defense, EvalOptions
+from wmrbench.config import DatasetName, Defense, EvalOptions, number_key
 from wmrbench.evaluation import evaluate_source
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.models.source import ModelSource, SourceKind
@@ -30,7 +30,7 @@ def run_demo(
     summaries = []
     for alpha in (0.0, alpha_ours):
         cfg = train_config(
-            DatasetName.DIGITS, defense, run=f"demo-{defense.value}-a{alpha:g}", alpha_train=alpha,
+            DatasetName.DIGITS, defense, run=f"demo-{defense.value}-a{number_key(alpha)}", alpha_train=alpha,
             checkpoint_dir=checkpoint_dir, device=device, seed=seed,
         )
         last = Path(checkpoint_dir) / cfg.run / "last.pt"

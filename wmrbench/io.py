@@ -7,6 +7,16 @@ the mode a plain ``open(path, "w")`` would give it (0666 less the umask for a ne
 file's mode when one is replaced), not mkstemp's 0600. A write that fails (a full disk, a
 read-only folder) is one line naming the file: ``No space left on device: PATH``.
 
+Only regular files are replaced. The rename would put a regular file in place of whatever is at
+the path, so a destination that exists and is not a regular file (a FIFO, a device node such as
+``/dev/full`` or ``/dev/null``, a folder, a socket) is refused with one line before anything is
+written: renaming over ``/dev/null`` as root would destroy the device node. A symbolic link to a
+regular file is followed: the file it points to is replaced atomically and the link stays, as
+``>`` in a shell and most editors do (replacing the link with a copy would silently cut the tie
+the user made). A link to anything else, or to nothing, is refused like the thing it points to.
+The check runs just before the rename (and first thing, so a refused write costs no work); a
+node created in that instant is not guarded against.
+
 One writer: :func:`lock_folder` takes an exclusive ``fcntl.flock`` on ``FOLDER/.lock`` (which
 holds the writer's pid) for as long as a command writes there; a second writer is refused with
 one line naming the first. The kernel drops the lock when its process ends, however it ends
@@ -100,9 +110,48 @@ def _temporary(path: Path) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through ``write(handle)`` atomically; an OSError is one line naming the file."""
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def write_target(path: str | Path, hint: str = "") -> Path:
+    """The regular file a write to ``path`` replaces (a symlink's target), or one line when ``path``
+    exists and is not a regular file. ``hint`` ends that line (e.g. how to write to stdout)."""
     path = Path(path)
+    hint = f"; {hint}" if hint else ""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (a file in the way of a folder: make_folder says so)
+        return path
+    except OSError as exc:
+        raise WmrbenchError(os_error_line(exc, path)) from None
+    if stat.S_ISREG(mode):
+        return path
+    if stat.S_ISLNK(mode):
+        target = Path(os.path.realpath(path))
+        try:
+            target_mode = os.stat(target).st_mode
+        except FileNotFoundError:
+            raise WmrbenchError(f"refusing to write {path}: it is a symbolic link to {target}, which does not exist{hint}") from None
+        except OSError as exc:
+            raise WmrbenchError(os_error_line(exc, path)) from None
+        if stat.S_ISREG(target_mode):
+            return target
+        raise WmrbenchError(
+            f"refusing to write {path}: it is a symbolic link to {target}, {_kind(target_mode)}, not a regular file{hint}")
+    raise WmrbenchError(f"refusing to write {path}: it is {_kind(mode)}, not a regular file{hint}")
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(handle)`` atomically; an OSError is one line naming the file.
+    A destination that is not a regular file is refused (see the module's docstring); the path
+    returned is the one given, also when a symlink's target was replaced."""
+    given = Path(path)
+    path = write_target(given)
     make_folder(path.parent)
     tmp: Path | None = None
     try:
@@ -111,6 +160,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        write_target(path)  # again: the writer may have run for a while
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -122,7 +172,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         if disk is not None:  # torch.save wraps the failed write in a RuntimeError
             raise WmrbenchError(os_error_line(disk, path)) from None
         raise
-    return path
+    return given
 
 
 def _disk_error(exc: BaseException) -> OSError | None:
@@ -213,6 +263,21 @@ def lock_folder(folder: str | Path, what: str, hint: str) -> Iterator[Path]:
                         empty.rmdir()
         if fd >= 0:
             os.close(fd)  # releases the flock
+
+
+def write_stdout(text: str) -> None:
+    """``text`` on standard output (``--output -``), flushed now, so that a failed write (a full
+    disk behind a redirect, ``> /dev/full``, a closed pipe) is one line here and never reported as
+    written."""
+    import sys
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        with contextlib.suppress(OSError, ValueError):  # leave nothing for the interpreter to fail on at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise WmrbenchError(f"cannot write to standard output: {exc.strerror or first_line(exc)}") from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -15,7 +15,7 @@ import torch
 
 from wmrbench.config import (
     AttackConfig, DatasetName, Defense, EvalConfig, Norm, PaddingMode, Precision, Protocol, RestartFrom, RestartRule,
-    Start, TrainConfig, parse_enum, to_jsonable, with_options,
+    Start, TrainConfig, number_key, parse_enum, to_jsonable, with_options,
 )
 from wmrbench.errors import WmrbenchError
 
@@ -157,7 +157,7 @@ def default_precision(device: str) -> Precision:
 
 
 def default_train_run(dataset: DatasetName, defense: Defense, alpha_train: float) -> str:
-    return f"{dataset.value}-{defense.value}-a{alpha_train:g}"
+    return f"{dataset.value}-{defense.value}-a{number_key(alpha_train)}"  # distinct alphas, distinct names
 
 
 def train_config(

@@ -28,6 +28,8 @@ evaluation pipeline.)
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import dataclasses
 import hashlib
 import io
@@ -40,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.config import EvalConfig, eval_config_from_dict, to_jsonable
+from wmrbench.config import EvalConfig, eval_config_from_dict, number_key, to_jsonable
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_write_json, atomic_write_text
 
@@ -57,8 +59,10 @@ BATCH_FILE = re.compile(r"batch-(\d+)\.pt")  # batch-000003.pt: the records of g
 
 
 def alpha_key(alpha: float) -> str:
-    """How an alpha names a column and a metrics key: 1.0 -> '1', 1.5 -> '1.5'."""
-    return f"{alpha:g}"
+    """How an alpha names a column and a metrics key: 1.0 -> '1', 1.5 -> '1.5', and distinct
+    alphas always distinct names (0.1 -> '0.1', 0.10000000001 -> '0.10000000001';
+    :func:`wmrbench.config.number_key`)."""
+    return number_key(alpha)
 
 
 def tr_columns(alpha: float) -> tuple[str, str]:
@@ -118,7 +122,30 @@ def read_records(path: str | Path) -> pd.DataFrame:
     missing = set(REQUIRED_COLUMNS) - set(records.columns)
     if missing:
         raise WmrbenchError(f"{path} is not a wmrbench records file (missing {', '.join(sorted(missing))})")
+    _check_column_names(path)
     return records
+
+
+def _check_column_names(path: str | Path) -> None:
+    """No column twice (pandas would rename the second 'tr_correct_1' to 'tr_correct_1.1', an
+    alpha of 1.1), and no alpha under two spellings ('tr_correct_1' and 'tr_correct_1.0')."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise WmrbenchError(f"cannot read records {path}: {exc}") from None
+    seen: dict[tuple[str, float] | str, str] = {}
+    for name in header:
+        key: tuple[str, float] | str = name
+        for prefix in (TR_CORRECT, TR_MARGIN, TR_RESTART):
+            if name.startswith(prefix):
+                with contextlib.suppress(ValueError):
+                    key = (prefix, float(name[len(prefix):]))
+                break
+        if key in seen:
+            same = f"the column {name!r} twice" if seen[key] == name else f"the columns {seen[key]!r} and {name!r} for one alpha"
+            raise WmrbenchError(f"{path} is not a valid records file: it has {same}")
+        seen[key] = name
 
 
 # --- the typed result schema -------------------------------------------------------------------
@@ -221,7 +248,11 @@ class Metrics:
                     raise ValueError(f"metrics.{name} has the key {k!r}, not an alpha") from None
                 if not (math.isfinite(alpha) and alpha >= 0):
                     raise ValueError(f"metrics.{name} has the key {k!r}, not an alpha >= 0")
-                out[alpha_key(alpha)] = number(v, f"{name}[{k}]")
+                key = alpha_key(alpha)
+                if key in out:  # '1' and '1.0': one alpha twice; never let one silently replace the other
+                    first = next(j for j in table if j != k and float(j) == alpha)
+                    raise ValueError(f"metrics.{name} has the keys {first!r} and {k!r} for one alpha {key}")
+                out[key] = number(v, f"{name}[{k}]")
             return out
 
         return cls(int(number(d.get("n_examples"), "n_examples")), number(d.get("A_nat"), "A_nat"),

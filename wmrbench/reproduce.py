@@ -40,6 +40,7 @@ from wmrbench.config import (
     TrainConfig,
     check_int,
     check_seed,
+    number_key,
     parse_enum,
     to_jsonable,
 )
@@ -134,7 +135,7 @@ def planned_runs(cfg: ReproduceConfig) -> list[TrainConfig]:
     for defense in DEFENSES:
         for alpha in (0.0, preset_for(cfg.dataset, defense).alpha_train):
             runs.append(train_config(
-                cfg.dataset, defense, run=f"table{TABLE}-{cfg.dataset.value}-{defense.value}-a{alpha:g}",
+                cfg.dataset, defense, run=f"table{TABLE}-{cfg.dataset.value}-{defense.value}-a{number_key(alpha)}",
                 alpha_train=alpha, epochs=cfg.epochs, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
                 data_dir=cfg.data_dir, checkpoint_dir=cfg.checkpoint_dir, download=cfg.download or None,
             ))

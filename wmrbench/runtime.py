@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -37,6 +38,51 @@ def parse_device(device: str) -> torch.device:
     if dev.type == "mps" and torch.backends.mps.is_available():
         return dev
     raise WmrbenchError(f"device {device!r} cannot run wmrbench here; use auto, cpu, cuda or cuda:N")
+
+
+THREADS_ENV = "WMRBENCH_THREADS"
+MAX_DEFAULT_THREADS = 4
+
+
+def default_threads(cores: int | None = None) -> int:
+    """torch's intra-op threads when nothing says otherwise: half the cores, at least 1, at most 4.
+
+    Why not torch's own default (every core): on a 2-core machine that other jobs share, torch's
+    two threads wait on each other at every operator, and the demo's epoch went from ~3 s to
+    57-431 s (issue 23). Measured (benchmarks/cpu_threads.py, benchmarks/reference/cpu-quick/
+    cpu_threads.json, a shared 2-core machine, load average 16-19): the demo's epoch took 22.2 s
+    with 1 thread and 194 s with 2; under 2 more busy processes, 22.9 s and 419 s. Leaving half
+    the cores free keeps that margin on larger machines; the cap of 4 is a choice for wmrbench's
+    small models, not a measurement (use --threads for a large model on an idle machine).
+    """
+    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(1, min(MAX_DEFAULT_THREADS, cores // 2))
+
+
+def resolve_threads(threads: int | None) -> tuple[int, str]:
+    """(the thread count, where it came from): ``--threads``, else $WMRBENCH_THREADS, else
+    $OMP_NUM_THREADS (torch's own variable, respected when a user or scheduler set it), else
+    :func:`default_threads`. A value that is not an integer >= 1 is one line."""
+    for value, source in ((threads, "--threads"), (os.environ.get(THREADS_ENV), THREADS_ENV),
+                          (os.environ.get("OMP_NUM_THREADS"), "OMP_NUM_THREADS")):
+        if value is None or value == "":
+            continue
+        try:
+            count = int(value)
+        except (TypeError, ValueError):
+            count = 0
+        if count < 1:
+            raise WmrbenchError(f"{source} must be an integer >= 1; got {value!r}")
+        return count, source
+    return default_threads(), "default"
+
+
+def apply_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads at the start of a command (see :func:`resolve_threads`)."""
+    count, _ = resolve_threads(threads)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
 
 
 def autocast_dtype(precision: Precision) -> torch.dtype | None:
@@ -80,6 +126,7 @@ def provenance() -> dict[str, Any]:
         "torch": str(torch.__version__),  # TorchVersion is not a plain str: weights_only rejects it
         "python": platform.python_version(),
         "git_commit": git_commit(),
+        "torch_threads": torch.get_num_threads(),  # CPU speed depends on it (see apply_threads)
     }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name()

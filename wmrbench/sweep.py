@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, parse_enum
+from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, number_key, parse_enum
 from wmrbench.errors import WmrbenchError
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run
 from wmrbench.training import check_sweep, config_for_run, run_dir
@@ -28,7 +28,7 @@ def sweep_run_name(run: str | None, dataset: DatasetName, defense: Defense, alph
     """``RUN-a<alpha>`` when a run name was given, else the run's default name."""
     if run is None:
         return default_train_run(dataset, defense, alpha)
-    return f"{run}-a{alpha:g}"
+    return f"{run}-a{number_key(alpha)}"  # 0.1 and 0.10000000001 never share a folder
 
 
 def sweep_configs(

@@ -8,7 +8,9 @@ stopped. The run folder has one writer at a time (a lock, :func:`wmrbench.io.loc
 
 A run that diverges stops with one line naming the epoch and the steps (the loss is checked
 where it is read back anyway, once per ``log_every`` steps, and the weights once per epoch
-before they are saved): ``last.pt`` keeps the last good epoch.
+before they are saved): ``last.pt`` keeps the last good epoch. A run that explodes but stays
+finite is stopped by :mod:`wmrbench.divergence`'s rule, applied to each run's epoch history
+(``--no-divergence-stop`` only warns).
 
 Every random stream of an epoch (shuffle, attack starts, dropout, augmentation) is derived from
 (seed, epoch, rank) when the epoch starts, so a checkpoint needs no RNG state and resume is
@@ -56,8 +58,9 @@ from wmrbench.config import (
 )
 from wmrbench.data import ImageSet, batches, dataset_spec, load_split
 from wmrbench.data.augment import random_crop_flip
+from wmrbench import divergence
 from wmrbench.errors import Interrupted, WmrbenchError, first_line
-from wmrbench.io import atomic_torch_save, atomic_write_text, lock_folder
+from wmrbench.io import atomic_torch_save, atomic_write_text, lock_folder, write_target
 from wmrbench.models import create_model, model_spec
 from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
 from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
@@ -88,9 +91,9 @@ def run_dir(cfg: TrainConfig) -> Path:
 class Diverged(WmrbenchError):
     """The loss or the weights stopped being finite (a too large --lr, a too large alpha_train)."""
 
-    def __init__(self, what: str, epoch: int) -> None:
+    def __init__(self, what: str, epoch: int, finite: bool = False) -> None:
         super().__init__(what)
-        self.what, self.epoch = what, epoch
+        self.what, self.epoch, self.finite = what, epoch, finite  # finite: the divergence rule, not NaN
 
 
 def train_step(
@@ -325,6 +328,8 @@ def fit_sweep(
             raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
         if resume and not missing_ok and not last.is_file():
             raise WmrbenchError(f"--resume: no checkpoint at {last}")
+        for name in ("last.pt", "best.pt", "metrics.jsonl"):  # never a device or FIFO, and before any work
+            write_target(run_dir(cfg) / name)
     with contextlib.ExitStack() as folders:
         if distributed.is_main_process():
             for cfg in cfgs:
@@ -408,6 +413,7 @@ def _fit_locked(
                     if diverged is not None:
                         raise diverged
                     check_finite_weights(run.model, epoch)
+                    check_divergence(run, stats, epoch, progress)
                 except Diverged as exc:  # last.pt (if any) still holds the last good epoch
                     run.failure = _diverged_line(run, exc, sweep=len(runs) > 1)  # said once, at the end
                     continue
@@ -456,16 +462,33 @@ def _end_epoch(
         run.board.epoch(stats, weights)
 
 
+def check_divergence(run: _Run, stats: dict[str, Any], epoch: int, progress: Any) -> None:
+    """:mod:`wmrbench.divergence`'s rule on the run's history with this epoch's statistics (read
+    back once per epoch already): Diverged, or with ``--no-divergence-stop`` a warning line."""
+    cfg = run.cfg
+    rule = divergence.DivergenceRule(dataset_spec(cfg.dataset).info.num_classes,
+                          divergence.loss_scale(cfg.alpha_train, cfg.beta if cfg.defense is Defense.TRADES else None))
+    found = divergence.diverged([*run.history, stats], rule)
+    if found is None:
+        return
+    if cfg.divergence_stop:
+        raise Diverged(found.what, epoch, finite=True)
+    progress.console.print(f"Warning: run {cfg.run}: {found.what}; {divergence.likely_cause(cfg.lr, cfg.alpha_train)} "
+                           "(going on: --no-divergence-stop)", markup=False, soft_wrap=True)
+
+
 def _diverged_line(run: _Run, exc: Diverged, sweep: bool) -> str:
     cfg, epoch = run.cfg, exc.epoch
     kept = f"the last good checkpoint {run.last} (epoch {epoch}) is kept" if epoch else "no checkpoint was written"
     lower = f"--lr (now {cfg.lr:g})"
     if cfg.alpha_train > 0:
         lower += f" or --alpha-train (now {cfg.alpha_train:g})"
+    advice = f"{divergence.likely_cause(cfg.lr, cfg.alpha_train)} train a new --run with a lower {lower}"
+    if exc.finite:  # the rule's judgement, not NaN: someone who knows better may go on
+        advice += ", or pass --no-divergence-stop to go on anyway"
     if sweep:
-        return (f"run {cfg.run!r} diverged: {exc.what}; it stopped, the other runs went on; {kept}; "
-                f"train a new --run with a lower {lower}")
-    return f"training diverged: {exc.what}; stopped, {kept}; train a new --run with a lower {lower}"
+        return f"run {cfg.run!r} diverged: {exc.what}; it stopped, the other runs went on; {kept}; {advice}"
+    return f"training diverged: {exc.what}; stopped, {kept}; {advice}"
 
 
 def _epoch_line(stats: dict[str, Any], epochs: int, history: list[dict[str, Any]]) -> str:

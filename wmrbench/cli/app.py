@@ -9,6 +9,7 @@ from typer.core import TyperOption
 
 from wmrbench.cli.attack import attack
 from wmrbench.cli.compare import compare
+from wmrbench.cli.common import user_errors
 from wmrbench.cli.demo import demo
 from wmrbench.cli.evaluate import evaluate
 from wmrbench.cli.leaderboard import leaderboard
@@ -89,8 +90,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch's CPU threads for this command, e.g. wmrbench --threads 2 train ... (default: $WMRBENCH_THREADS, else $OMP_NUM_THREADS, else half the cores, 1 to 4: torch's default of every core collapsed under load on a shared 2-core machine; README, 'CPU threads'). Recorded in every result and checkpoint.")] = None,
 ) -> None:
     """wmrbench: train and audit classifiers under non-uniform adversarial attacks."""
+    from wmrbench.runtime import apply_threads
+
+    with user_errors():
+        apply_threads(threads)
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def attack(
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
     run: Annotated[str | None, o.run_option(help="Name of the attack (default: the model's run, id or function name).")] = None,
-    output: Annotated[str | None, typer.Option(help="The file to write (default RESULTS_DIR/RUN/adversarial.pt).")] = None,
+    output: Annotated[str | None, typer.Option(help="The file to write (default RESULTS_DIR/RUN/adversarial.pt). It must be a regular file (a device or FIFO is refused) and not - : the file is binary and is read back by path.")] = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:

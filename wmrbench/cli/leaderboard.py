@@ -18,11 +18,12 @@ def leaderboard(
     table: Annotated[str, typer.Option(help="all | non-uniform (Tables 1-3) | uniform (Tables 4-5).")] = "all",
     sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (accuracies best first), within each data set and alpha_test.")] = None,
     compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.")] = False,
-    output: Annotated[str | None, typer.Option(help="Write the table(s) to this one file (default: RESULTS_DIR/leaderboard-<table>.<ext>).")] = None,
+    output: Annotated[str | None, typer.Option(help="Write the table(s) to this one file (default: RESULTS_DIR/leaderboard-<table>.<ext>); - prints the file's text to standard output instead (nothing else goes there). A path that exists and is not a regular file (a device, a FIFO, a folder) is refused.")] = None,
     ci: o.Ci = "pm",
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them atomically."""
     from wmrbench.config import parse_enum
+    from wmrbench.io import write_stdout
     from wmrbench.report import TITLES, CiStyle, TableFormat, TableKind, print_table, terminal_view
     from wmrbench.report import leaderboard as build
 
@@ -32,6 +33,12 @@ def leaderboard(
                       sort_by, compare_paper, output, style)
     for warning in board.warnings:
         typer.echo(f"Warning: {warning}", err=True)
+    if board.text is not None:  # --output -: standard output holds the file's text and nothing else
+        for line in board.few_examples:
+            typer.echo(f"Warning: {line}", err=True)
+        with user_errors():
+            write_stdout(board.text if board.text.endswith("\n") else board.text + "\n")
+        return
     for kind, frame in board.tables.items():
         shown, same = terminal_view(frame)  # the files keep every protocol column
         print_table(shown, f"{TITLES[kind]}; {same}" if same else TITLES[kind], ci=style)

@@ -53,6 +53,7 @@ def train(
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model for the training forward passes; the attack runs it uncompiled (default: no).")] = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet; cifar10 via torchvision, tinyimagenet, mnist).")] = False,
     verify_checksums: Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")] = None,
+    divergence_stop: Annotated[bool | None, typer.Option("--divergence-stop/--no-divergence-stop", help="Stop a run whose loss explodes while staying finite: an epoch's mean loss over 10 x ln(classes) x exp(alpha_train) x (1 + beta for TRADES), or training attack accuracy back at chance after it was clearly above (docs/reliability.md); the last good checkpoint is kept. --no-divergence-stop only warns and trains on (default: stop). NaN or inf always stops.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN exactly from its last.pt.")] = False,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,

@@ -9,6 +9,6 @@ from wmrbench.data import cifar as _cifar  # noqa: F401  (registers the readers)
 from wmrbench.data import digits as _digits  # noqa: F401
 from wmrbench.data import mnist as _mnist  # noqa: F401
 from wmrbench.data import tinyimagenet as _tinyimagenet  # noqa: F401
-from wmrbench.data.base import DatasetInfo, DatasetSpec, ImageSet, batches, dataset_spec, load_split
+from wmrbench.data.base import DatasetInfo, DatasetSpec, ImageSet, batches, check_labels, dataset_spec, load_split
 
-__all__ = ["DatasetInfo", "DatasetSpec", "ImageSet", "batches", "dataset_spec", "load_split"]
+__all__ = ["DatasetInfo", "DatasetSpec", "ImageSet", "batches", "check_labels", "dataset_spec", "load_split"]

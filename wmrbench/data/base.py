@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from wmrbench.config import DatasetName
+from wmrbench.errors import WmrbenchError
 from wmrbench.registry import Registry
 
 
@@ -90,8 +91,27 @@ def dataset_spec(name: DatasetName | str) -> DatasetSpec:
 def load_split(
     name: DatasetName, data_dir: str, train: bool, *, download: bool = False, verify_checksums: bool = True
 ) -> ImageSet:
-    """One split of a registered data set, read from ``data_dir`` (see :class:`Loader`)."""
-    return dataset_spec(name).load(data_dir, train, download=download, verify_checksums=verify_checksums)
+    """One split of a registered data set, read from ``data_dir`` (see :class:`Loader`).
+
+    Every loader's labels are checked here against the data set's classes, whatever the loader
+    checked itself: a label outside 0..C-1 is a corrupt file, and is said so in one line, never
+    reported later as a model whose outputs do not fit (nor as an index error in the loss)."""
+    spec = dataset_spec(name)
+    data = spec.load(data_dir, train, download=download, verify_checksums=verify_checksums)
+    check_labels(data.y, spec.info.num_classes,
+                 f"the {'training' if train else 'test'} split of {spec.info.name.value} in {data_dir or 'its folder'}")
+    return data
+
+
+def check_labels(y: Tensor, classes: int, where: str) -> None:
+    """Integer labels in 0..classes-1, or one line naming ``where`` and the first bad one."""
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() != 1:
+        raise WmrbenchError(f"{where} is corrupt: its labels are {y.dtype} of shape {tuple(y.shape)}, not one integer per example")
+    bad = ((y < 0) | (y >= classes)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise WmrbenchError(f"{where} is corrupt: label {int(y[i])} of example {i} is outside 0..{classes - 1} "
+                            f"({len(bad)} such labels)")
 
 
 # --- batching ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from wmrbench.errors import WmrbenchError, first_line
 # IDX: a magic number (0, 0, type 0x08 = uint8, number of dimensions), the dimensions as
 # big-endian int32s, then the data. MNIST's images are 3-D (N, 28, 28), its labels 1-D (N,).
 IDX_UINT8 = 0x08
+MNIST_CLASSES = 10
 
 
 def check_idx_file(path: Path, ndim: int, what: str) -> int:
@@ -56,9 +57,25 @@ def check_raw_files(data_dir: str, train: bool) -> None:
     n_labels = check_idx_file(labels, 1, "labels")
     if n_images != n_labels:
         raise WmrbenchError(f"MNIST files disagree: {images} holds {n_images} images, {labels} {n_labels} labels")
+    check_idx_labels(labels, MNIST_CLASSES)
 
 
-@register_dataset(DatasetInfo(DatasetName.MNIST, num_classes=10, in_channels=1, image_size=28))
+def check_idx_labels(path: Path, classes: int) -> None:
+    """Every label byte of a (whole) IDX labels file is a class, or one line naming the file and
+    the first bad label (a model would otherwise be blamed for outputs that do not fit)."""
+    try:
+        values = path.read_bytes()[8:]  # after the magic number and the one dimension
+    except OSError as exc:
+        raise WmrbenchError(f"cannot read MNIST labels file {path}: {exc.strerror or exc}") from None
+    bad = next((i for i, v in enumerate(values) if v >= classes), None)
+    if bad is not None:
+        raise WmrbenchError(
+            f"MNIST labels file {path} is corrupt: label {values[bad]} of item {bad} is outside 0..{classes - 1}; "
+            "delete it and pass --download, or copy it again"
+        )
+
+
+@register_dataset(DatasetInfo(DatasetName.MNIST, num_classes=MNIST_CLASSES, in_channels=1, image_size=28))
 def load_mnist(data_dir: str, train: bool, *, download: bool = False, verify_checksums: bool = True) -> ImageSet:
     # torchvision checks the MD5s of the archives it downloads; the unpacked IDX files have no
     # published checksums, so verify_checksums has nothing more to check here. Their structure

@@ -42,11 +42,21 @@ def download_tiny_imagenet(data_dir: str) -> None:
         raise WmrbenchError(f"could not download Tiny ImageNet from {TINY_URL}: {first_line(exc)}") from None
 
 
+def _text(path: Path) -> str:
+    """A text file of the data set, or one line naming it (binary garbage, unreadable)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WmrbenchError(f"{path} is corrupt: not a text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise WmrbenchError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def read_wnids(root: Path) -> list[str]:
     """The class ids, sorted: label k is the k-th folder of train/ in name order, as torchvision's
     ImageFolder numbers them, so models trained with ImageFolder pipelines score correctly."""
     path = root / "wnids.txt"
-    wnids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    wnids = [line.strip() for line in _text(path).splitlines() if line.strip()]
     if not wnids or len(wnids) > TINY_CLASSES or len(set(wnids)) != len(wnids):
         raise WmrbenchError(f"{path} must list up to {TINY_CLASSES} distinct class ids, one per line; it lists {len(wnids)}")
     return sorted(wnids)
@@ -82,7 +92,7 @@ def tiny_imagenet_files(root: Path, train: bool) -> tuple[list[Path], list[int]]
     annotations = root / "val" / "val_annotations.txt"
     if not annotations.is_file():
         raise WmrbenchError(f"Tiny ImageNet is incomplete: {annotations} is missing (the labels of val/images)")
-    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+    for number, line in enumerate(_text(annotations).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from wmrbench import distributed
 from wmrbench.config import EvalConfig, eval_config_from_dict, to_jsonable
+from wmrbench.data import check_labels, dataset_spec
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_torch_save, safe_torch_load
 from wmrbench.metrics import normalized_weights
@@ -124,6 +125,15 @@ def load_adversarial(path: str | Path) -> AdversarialSet:
     tensors = [adv.index, adv.label, adv.x] + [t for p in adv.attacks.values() for t in (p.x_adv, p.margin, p.correct, p.weight)]
     if PGD not in adv.attacks or not all(isinstance(t, Tensor) and t.shape[0] == n for t in tensors):
         raise WmrbenchError(f"{bad} (its arrays do not have one row per example)")
+    if n == 0:
+        raise WmrbenchError(f"adversarial file {path} is corrupt: it holds no examples")
+    # The examples themselves: a label outside the data set's classes is the file's fault, and
+    # must not reach the model (whose outputs would then be blamed for not fitting).
+    check_labels(adv.label, dataset_spec(adv.config.dataset).info.num_classes, f"adversarial file {path}")
+    if adv.index.dtype.is_floating_point or len(set(adv.index.tolist())) != n:
+        raise WmrbenchError(f"adversarial file {path} is corrupt: its example indices are not {n} distinct integers")
+    if not bool(adv.x.isfinite().all()) or adv.x.min() < 0 or adv.x.max() > 1:
+        raise WmrbenchError(f"adversarial file {path} is corrupt: its clean images x are not all in [0, 1]")
     eps = adv.config.attack.eps
     for key, p in adv.attacks.items():
         if p.x_adv.shape != adv.x.shape:

@@ -44,7 +44,7 @@ from wmrbench.uncertainty import uncertainty
 from wmrbench.models.source import ModelSource, OpenedSource, SourceKind, build_model, open_source
 from wmrbench.presets import eval_config
 from wmrbench.progress import AttackBar, progress_bar
-from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file
+from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file, write_target
 from wmrbench.records import (
     RECORDS_NAME, SUMMARY_NAME, TR_MARGIN, AdversarialOrigin, ModelInfo, SeedSpread, Summary, seed_records_name, sha256_text,
     to_csv_text, write_summary,
@@ -262,6 +262,8 @@ def claim_folder(folder: Path, done: Path, overwrite: bool, what: str) -> Iterat
     """Before any work: ``folder`` can be written, ``done`` (the file that marks a complete
     result) is not there unless ``overwrite``, and the folder is this process's until the body
     ends (:func:`wmrbench.io.lock_folder`). Under torchrun only rank 0 writes and locks."""
+    if not done.is_dir():  # never a device or FIFO (wmrbench.io); a folder gets refuse_existing's line
+        write_target(done)
     refuse_existing(done, overwrite, what)  # every rank answers the same, before any work
     if not distributed.is_main_process():
         yield folder
@@ -281,6 +283,9 @@ def claim_result(cfg: EvalConfig, overwrite: bool, resume: bool = False) -> Iter
     folder = result_dir(cfg)
 
     def check() -> None:
+        for name in (RECORDS_NAME, SUMMARY_NAME):  # never a device or FIFO (wmrbench.io), and before any work
+            if not (folder / name).is_dir():
+                write_target(folder / name)
         if not resume:
             refuse_existing(folder / SUMMARY_NAME, overwrite, "result")
         partial.check_claim(folder, overwrite, resume)
@@ -300,7 +305,13 @@ def claim_result(cfg: EvalConfig, overwrite: bool, resume: bool = False) -> Iter
 @contextlib.contextmanager
 def claim_file(path: Path, overwrite: bool, what: str) -> Iterator[Path]:
     """Before any work, for a file given by path (``attack --output``): its folder can be
-    written, and the file is not there unless ``overwrite``. (A shared folder is not locked.)"""
+    written, and the file is not there unless ``overwrite``. (A shared folder is not locked.)
+    ``-`` (standard output) is refused: the file is binary and is read back by path; a path that
+    is not a regular file (a device, a FIFO) is refused, even with ``overwrite``."""
+    if str(path) == "-":
+        raise WmrbenchError(f"the {what} is a binary torch file that is read back by its path: give --output a file name, not -")
+    if not path.is_dir():  # a folder gets refuse_existing's own line
+        write_target(path)
     refuse_existing(path, overwrite, what)
     if distributed.is_main_process():  # a read-only folder says so now, not after the attack
         check_writable(make_folder(path.parent, "output folder"), "output folder")

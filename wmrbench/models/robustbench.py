@@ -34,6 +34,7 @@ from torch import nn
 
 from wmrbench.compat import RobustBenchAPI, robustbench_api
 from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.io import write_target
 from wmrbench.models.checkpoint import read_checkpoint
 
 DEFAULT_ZOO_DATASET = "cifar10"
@@ -150,7 +151,7 @@ def _download(api: RobustBenchAPI, gdrive_id: str, path: Path) -> None:
             read_checkpoint(tmp)
         except WmrbenchError as exc:  # e.g. Google's HTML quota page instead of the file
             raise WmrbenchError(f"the download of {path.name} is not a valid checkpoint ({exc}); {place_by_hand}") from None
-        os.replace(tmp, path)
+        os.replace(tmp, write_target(path))  # never over a device or FIFO (see wmrbench.io)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError
-from wmrbench.io import TMP_SUFFIX, atomic_write_text
+from wmrbench.io import TMP_SUFFIX, atomic_write_text, write_target
 from wmrbench.records import PARTIAL_DIR, Summary, read_summary, unfinished
 from wmrbench.report.paper import compare_with_paper
 from wmrbench.report.render import CiStyle, TableFormat, render
@@ -102,12 +102,16 @@ def nothing_found(results_dir: str | Path, found: Gathered) -> WmrbenchError:
     return WmrbenchError("; ".join([f"no summary.json under {results_dir}", *skipped]))
 
 
+STDOUT = "-"  # --output -: the file's text goes to standard output instead of a file
+
+
 @dataclass(frozen=True)
 class Leaderboard:
     tables: dict[TableKind, pd.DataFrame]
     files: list[Path]
     warnings: list[str]  # files skipped, unfinished evaluations
     few_examples: list[str] = field(default_factory=list)  # metrics resting on n_eff < 100 examples
+    text: str | None = None  # what --output - prints (no file is written then)
 
 
 def leaderboard(
@@ -117,11 +121,17 @@ def leaderboard(
 ) -> Leaderboard:
     """Gather, build the tables, write them atomically (into ``results_dir`` or ``output``).
     Every number carries its 95% interval (``ci`` says how); a result whose weighted metrics
-    rest on fewer than 100 effective examples gets a warning line."""
+    rest on fewer than 100 effective examples gets a warning line.
+    With ``output`` ``"-"`` nothing is written and the file's text is returned for standard output."""
     kinds = [TableKind.NON_UNIFORM, TableKind.UNIFORM] if table is TableKind.ALL else [table]
     sort_column = resolve_sort_column(sort_by, kinds)
+    to_stdout = output is not None and str(output) == STDOUT
     if output is not None and fmt is TableFormat.CSV and len(kinds) > 1:
         raise WmrbenchError("a CSV file holds one table: add --table non-uniform or --table uniform, or leave out --output")
+    if to_stdout and fmt is TableFormat.ROBUSTBENCH:
+        raise WmrbenchError("--format robustbench writes one file per result: give --output a folder, not -")
+    if output is not None and not to_stdout and fmt is not TableFormat.ROBUSTBENCH:
+        write_target(output, hint="to print the table, use --output -")  # refused before any work
     found = gather(results_dir)
     if not found.summaries:
         raise nothing_found(results_dir, found)
@@ -139,6 +149,8 @@ def leaderboard(
         return Leaderboard(tables, write_model_infos(summaries, names, out_dir), warnings, few)
     if output is not None:
         parts = [_section(tables[k], k, fmt, titled=len(kinds) > 1, ci=ci) for k in kinds]
+        if to_stdout:
+            return Leaderboard(tables, [], warnings, few, "\n".join(parts))
         remove_stale_tmp_beside(Path(output))
         files = [atomic_write_text(output, "\n".join(parts))]
     else:

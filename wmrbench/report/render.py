@@ -89,6 +89,9 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+ALPHA_COLUMNS = ("alpha_train", "alpha_test")
+
+
 def _paper_cell(column: str, value: Any) -> str:
     """Accuracies with two decimals, as the paper prints them, in every format but CSV; other
     numbers (alphas, eps, step sizes) as given, never in exponent form (1000000, not 1e+06)."""
@@ -96,6 +99,10 @@ def _paper_cell(column: str, value: Any) -> str:
         return "-"
     if column.startswith(METRIC_COLUMNS):
         return f"{float(value):.2f}"
+    if column.startswith(ALPHA_COLUMNS) and isinstance(value, float):
+        # Rows of distinct alphas must not print alike (0.1 and 0.10000000001): every digit that
+        # tells the value apart, positional (1e-07 -> 0.0000001), 1.5 -> 1.5 as before.
+        return np.format_float_positional(value, trim="-")
     if isinstance(value, float):
         text = f"{value:.6g}"  # 2/255 -> 0.00784314; 1.5 -> 1.5
         return np.format_float_positional(value, trim="-") if "e" in text else text

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_write_text
 from wmrbench.records import Summary
 from wmrbench.report.tables import defense_label, eps_text, protocol_columns, protocol_text
@@ -63,9 +64,14 @@ def model_info(summary: Summary, name: str) -> dict[str, Any]:
 
 def write_model_infos(summaries: list[Summary], names: list[str], out_dir: Path) -> list[Path]:
     """``out_dir/<dataset>/<threat model>/<name>.json`` for every result, written atomically."""
-    files = []
+    paths: dict[Path, str] = {}
     for summary, name in zip(summaries, names, strict=True):
         threat = protocol_columns(summary.config, 0)["Norm"]  # "Linf" or "L2", RobustBench's names
         path = out_dir / summary.dataset / threat / f"{name.replace('/', '_')}.json"
+        if path in paths:  # "a/b" and "a_b" flatten to one file name: one would silently replace the other
+            raise WmrbenchError(f"results {paths[path]!r} and {name!r} would both be written to {path}; rename one of them")
+        paths[path] = name
+    files = []
+    for path, summary, name in zip(paths, summaries, names, strict=True):
         files.append(atomic_write_text(path, json.dumps(model_info(summary, name), indent=2) + "\n"))
     return files
