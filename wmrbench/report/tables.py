@@ -93,7 +93,7 @@ def protocol_text(cfg: EvalConfig) -> str:
     if cfg.method is AttackMethod.AUTOATTACK:
         return f"{p['Attack']}, {p['Norm']} eps {p['eps']}, {p['Precision']} (A_tr: weighted APGD-CE-{p['Steps']})"
     restarts = f"{p['Restarts']} restart{'s' if p['Restarts'] != 1 else ''}"
-    step = "" if cfg.method is not AttackMethod.PGD else f", step {p['Step size']:g}"
+    step = "" if cfg.method not in (AttackMethod.PGD, AttackMethod.PGD_LSA, AttackMethod.PGD_CW) else f", step {p['Step size']:g}"
     return f"{p['Attack']}-{p['Steps']}, {p['Norm']} eps {p['eps']}{step}, {restarts}, {p['Precision']}"
 
 
