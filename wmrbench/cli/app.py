@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperOption
 
 from wmrbench.cli.attack import attack
+from wmrbench.cli.audit import audit
 from wmrbench.cli.demo import demo
 from wmrbench.cli.evaluate import evaluate
 from wmrbench.cli.leaderboard import leaderboard
@@ -45,6 +46,7 @@ app.command()(train)
 app.command()(evaluate)
 app.command()(demo)
 app.command()(attack)
+app.command()(audit)
 app.command()(leaderboard)
 app.command()(plot)
 app.command()(models)
