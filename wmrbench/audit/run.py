@@ -19,9 +19,9 @@ from wmrbench.audit.stages import (
 from wmrbench.audit.transfer import transfer_records
 from wmrbench.config import DatasetName, EvalOptions
 from wmrbench.evaluation.partial import model_sha256, tensors_sha256
-from wmrbench.evaluation.pipeline import plan, prepare, result_dir
+from wmrbench.evaluation.pipeline import check_model_fits, load_model, plan, prepare, result_dir
 from wmrbench.io import lock_folder, remove_file
-from wmrbench.models.source import ModelSource
+from wmrbench.models.source import ModelSource, open_source
 
 SUGGEST = {
     3: "a gradient-free attack finds errors the gradient attacks miss: obfuscated or masked gradients; "
@@ -66,6 +66,8 @@ def run_audit(
                 remove_file(old)
         prepared = prepare(opened, base)
         model, data = prepared.model, prepared.data
+        if reference is not None:  # a bad reference ends here, before any attack runs
+            check_model_fits(load_model(open_source(reference), base.run, base.dataset)[0], data, "the --reference model")
         fingerprint = Fingerprint(model_sha256(model), tensors_sha256([("x", data.x), ("y", data.y)]), base.seed,
                                   base.precision.value)
 

@@ -32,6 +32,7 @@ from wmrbench.data import ImageSet
 from wmrbench.evaluation.pipeline import collect, records_frame
 from wmrbench.evaluation.scorers import Stage as ShowStage, batch_columns, no_stage
 from wmrbench.io import atomic_write_json, atomic_write_text
+from wmrbench.records import to_csv_text
 
 STAGES_DIR = "audit"
 
@@ -146,7 +147,7 @@ def load_saved(folder: Path, name: str, record: dict[str, Any]) -> pd.DataFrame 
 
 def save(folder: Path, name: str, record: dict[str, Any], frame: pd.DataFrame) -> None:
     (folder / f"{name}.json").unlink(missing_ok=True)  # the old marker goes first
-    atomic_write_text(folder / f"{name}.csv", frame.to_csv(index=False, float_format="%.9g"))
+    atomic_write_text(folder / f"{name}.csv", to_csv_text(frame))  # evaluate's format: exact round trip
     atomic_write_json(folder / f"{name}.json", record)
 
 

@@ -8,6 +8,7 @@ The output depends on nothing but the summaries: rerunning gives byte-identical 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,18 @@ def nothing_found(results_dir: str | Path, found: Gathered) -> WmrbenchError:
     return WmrbenchError("; ".join([f"no summary.json under {results_dir}", *skipped]))
 
 
+AUDIT_NAME = "audit.json"  # ``wmrbench audit`` writes it beside a result
+
+
+def audit_status(folder: Path) -> str:
+    """The verdict of ``wmrbench audit`` on the model in ``folder``: pass / warn / fail, else "not run"."""
+    try:
+        status = json.loads((folder / AUDIT_NAME).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return "not run"
+    return status if status in ("pass", "warn", "fail") else "not run"
+
+
 @dataclass(frozen=True)
 class Leaderboard:
     tables: dict[TableKind, pd.DataFrame]
@@ -92,7 +105,9 @@ def leaderboard(
     summaries, names = [f.summary for f in found.summaries], [f.name for f in found.summaries]
     tables = {}
     for kind in kinds:
-        frame = sort_rows(build_table(summaries, LAYOUTS[kind], names), sort_column)
+        frame = build_table(summaries, LAYOUTS[kind], names)
+        frame["audit"] = frame["Model"].map({f.name: audit_status(f.folder) for f in found.summaries})
+        frame = sort_rows(frame, sort_column)
         tables[kind] = compare_with_paper(frame, kind) if compare_paper else frame
     if fmt is TableFormat.ROBUSTBENCH:
         out_dir = Path(output) if output is not None else Path(results_dir) / "robustbench"
