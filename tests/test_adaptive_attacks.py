@@ -129,3 +129,21 @@ def test_cw_is_blind_to_logit_scale_and_lsa_undoes_it(mnist_model, mnist_test):
     assert (ce.x_adv - x).abs().max() < 0.05  # stuck near the start: zero gradients
     acc = lambda r: (r.logits.argmax(1) == y).float().mean().item()  # noqa: E731
     assert acc(cw) < acc(ce) and acc(lsa) < acc(ce)
+
+
+@pytest.mark.parametrize("name", ["pgd-lsa", "pgd-cw"])
+def test_evaluate_runs_them_by_name(digits_runs, tmp_path, name):
+    """`evaluate --attack pgd-lsa|pgd-cw`: A_rob / A_sa from the attack, A_tr from its weighted form."""
+    import json
+
+    from tests.conftest import invoke
+
+    out = invoke("evaluate", "--checkpoint", digits_runs["trades-a2"], "--attack", name, "--n-examples", "24",
+                 "--steps", "3", "--alpha-test", "0,2", "--results-dir", tmp_path, "--quiet")
+    assert out.exit_code == 0, out.output
+    assert name.upper() in out.stdout
+    summary = json.loads((tmp_path / "trades-a2" / "summary.json").read_text())
+    assert summary["config"]["method"] == name
+    m = summary["metrics"]
+    assert m["A_tr"]["0"] == m["A_sa"]["0"] == m["A_rob"]  # alpha 0: the weighted form is the attack itself
+    assert m["A_rob"] <= m["A_nat"]
