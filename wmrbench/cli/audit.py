@@ -38,14 +38,14 @@ def audit(
     precision: o.PrecisionOpt = None,
     results_dir: o.ResultsDir = None,
     run: Annotated[str | None, typer.Option(help="Write RESULTS_DIR/RUN/audit.json (default: the checkpoint's run, the model id, or the function's name).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets for a first look or a test: steps 10/20/40, restarts 1/2, Square 300 queries (default: steps 10/40/100, restarts 1/5, Square 1000 queries).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets for a first look or a test: steps 10/20/40, restarts 1/2, Square 300 queries (default: steps 10/40/100, restarts 1/5 up to the base steps, Square 1000 queries).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every attack again. Without it, the attacks an earlier audit of the same model, examples and settings finished (RESULTS_DIR/RUN/audit/) are read back, so a killed audit continues where it stopped.")] = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Check a model for the known signs of gradient masking: one line per check, pass / warn / fail.
 
     1. PGD reaches ~0 robust accuracy at eps 0.5 and 1 (a table and a plot).
-    2. More steps (10/40/100) and restarts (1/5) never raise robust accuracy.
+    2. More steps (10/40/100) and restarts (1/5, at 10 and 40 steps) never raise robust accuracy.
     3. No white-box attack is weaker than the black-box Square attack.
     4. Logit-scaling PGD (pgd-lsa) and margin PGD (pgd-cw) are not stronger than PGD-CE.
     5. Points transferred from --reference are not stronger than the model's own.
