@@ -4,7 +4,7 @@ section 7; Athalye et al. 2018, section 3.1) as pure functions of the stages' re
 Checks 1-5 judge A_rob, paired on the same examples: ``d`` is how many points of accuracy the
 attack that should not be stronger takes off, McNemar's exact test says whether the discordant
 examples could be a coin's. Check 6 judges A_sa and A_tr at the audit alphas on the same
-comparisons (thresholds ``weighted_factor`` wider) and reports A_wc, the worst case over every
+comparisons (thresholds ``weighted_factor`` wider; it can only warn) and reports A_wc, the worst case over every
 point the audit found inside the threat model.
 """
 
@@ -155,17 +155,20 @@ def versus(number: int, name: str, frames: dict[str, pd.DataFrame], weaker: Sequ
 def weighted_check(frames: dict[str, pd.DataFrame], pairs: Sequence[Paired], alphas: Sequence[float],
                    inside: Sequence[str], tol: Tolerances) -> Check:
     """Check 6: the comparisons of checks 2-5 on A_sa and A_tr, and A_wc over ``inside``."""
-    warn_at, fail_at = tol.warn_points * tol.weighted_factor, tol.fail_points * tol.weighted_factor
+    warn_at = tol.warn_points * tol.weighted_factor
     rises = []
     for p in pairs:
         w, s = weighted_metrics(frames[p.weaker], alphas), weighted_metrics(frames[p.stronger], alphas)
         rises += [(w[k] - s[k], f"{k} {p.weaker} {w[k] - s[k]:+.1f} vs {p.stronger}") for k in w if k in s]
     top = max(rises, default=(0.0, ""))
-    status = FAIL if top[0] > fail_at else WARN if top[0] > warn_at else PASS
+    # At most a warning: A_sa and A_tr rest on few effective examples, and an attack that picks
+    # among several candidates per example (pgd-lsa's temperatures, restarts) lowers them by the
+    # restart rule alone; a rise says "report A_wc", not "masked".
+    status = WARN if top[0] > warn_at else PASS
     wc = a_wc(frames, inside, alphas)
     detail = "A_wc " + ", ".join(f"{k} {v:.1f}" for k, v in wc.items())
     if top[1]:
-        detail += f"; largest rise {top[1]} (tolerance {warn_at:g}/{fail_at:g} points)"
+        detail += f"; largest rise {top[1]} (warn beyond {warn_at:g} points)"
     return Check(6, "A_sa and A_tr at alpha " + ", ".join(f"{a:g}" for a in alphas) + "; A_wc", status, detail,
                  "the non-uniform metrics move the wrong way under a stronger attack: report A_wc, not PGD's A_sa/A_tr",
                  {"A_wc": wc, "rises": {text: value for value, text in rises}})
