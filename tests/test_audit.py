@@ -139,6 +139,9 @@ def test_audit_bad_input_is_one_line(digits_runs, tmp_path):
     out = audit_digits(digits_runs["trades-a2"], tmp_path / "missing.pt", tmp_path / "r")
     assert_one_line_error(out, "missing.pt")
     assert not (tmp_path / "r" / "trades-a2" / "audit.json").exists()
+    out = invoke("audit", "--checkpoint", digits_runs["trades-a2"], "--run", "../x", "--results-dir", tmp_path / "q")
+    assert_one_line_error(out, "is not a run name")
+    assert not (tmp_path / "q").exists() and not (tmp_path / "x").exists()
 
 
 def test_leaderboard_shows_the_audit(digits_results, tmp_path):
