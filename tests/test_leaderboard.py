@@ -44,9 +44,9 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     non_uniform = (results / "leaderboard-non-uniform.md").read_text()
     uniform = (results / "leaderboard-uniform.md").read_text()
     assert [c.strip() for c in non_uniform.splitlines()[0].split("|")[1:-1]] == [
-        "Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr", "A_wc (wmrbench)", *PROTOCOL]
+        "Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr", "A_wc (wmrbench)", *PROTOCOL, "audit"]
     assert [c.strip() for c in uniform.splitlines()[0].split("|")[1:-1]] == [
-        "Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL]
+        "Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL, "audit"]
     # One row per model and alpha_test (3 each) / per model; the paper's row labels.
     assert len(non_uniform.splitlines()) == 2 + 6 and len(uniform.splitlines()) == 2 + 2
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in uniform.splitlines()[2:]]
@@ -56,7 +56,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     summary = read_summary(results / "trades-a2" / "summary.json")
     assert f"{summary.metrics.A_tr['2']:.2f}" in non_uniform
     # Each row says how it was measured (the fixture's evaluate: 3 steps of the digits preset on 60 images).
-    assert cells[1][7:] == ["PGD", "Linf", "0.1", "3", "0.01", "1", "weighted", "60", "fp32"]
+    assert cells[1][7:] == ["PGD", "Linf", "0.1", "3", "0.01", "1", "weighted", "60", "fp32", "not run"]
 
 
 def test_rerun_writes_byte_identical_files(results: Path, tmp_path: Path) -> None:

@@ -78,6 +78,8 @@ class AttackMethod(str, Enum):
     APGD_CE = "apgd-ce"  # Croce and Hein 2020, weighted by wmrbench for A_tr
     APGD_DLR = "apgd-dlr"
     AUTOATTACK = "autoattack"  # pyautoattack's ensemble (unweighted); A_tr then runs weighted APGD-CE
+    PGD_LSA = "pgd-lsa"  # logit-scaling PGD, CE(logits / T) for several T (Hitaj et al. 2021); weighted for A_tr
+    PGD_CW = "pgd-cw"  # PGD on the CW logit margin; weighted for A_tr
 
 
 class AAVersion(str, Enum):

@@ -13,9 +13,11 @@
 * :mod:`.pgd`: (weighted) PGD in the L-infinity or L2 ball, with fresh or chained restarts;
 * :mod:`.apgd`: (weighted) APGD (Croce and Hein 2020) on CE or DLR, pyautoattack's schedule;
 * :mod:`.autoattack`: AutoAttack (unweighted) through the ``pyautoattack`` package;
+* :mod:`.lsa`, :mod:`.cw`: (weighted) logit-scaling PGD and margin (CW) PGD, through PGD's step tail;
+* :mod:`.square`: the black-box Square attack (unweighted) through ``pyautoattack``;
 * :mod:`.stepper`: the fast path (eager loop, CUDA-graph replay, torch.compile);
 * :mod:`.registry`: attacks by name (``get_attack("pgd")``, ``"apgd-ce"``, ``"apgd-dlr"``,
-  ``"autoattack"``).
+  ``"autoattack"``, ``"pgd-lsa"``, ``"pgd-cw"``, ``"square"``).
 
 Importing this package registers every attack.
 """
@@ -28,10 +30,14 @@ from wmrbench.attacks.objective import (
 from wmrbench.attacks.pgd import pgd
 from wmrbench.attacks.apgd import ApgdLoss, apgd
 from wmrbench.attacks.autoattack import autoattack
+from wmrbench.attacks.cw import cw_loss, logit_margin, pgd_cw
+from wmrbench.attacks.lsa import pgd_lsa
+from wmrbench.attacks.square import square
 from wmrbench.attacks.registry import AttackSpec, get_attack, list_attacks, register_attack
 
 __all__ = [
     "ApgdLoss", "AttackResult", "AttackSpec", "apgd", "attack_mode", "autoattack", "autocast", "choose_among",
-    "choose_max_ce", "dlr_loss", "get_attack", "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform",
-    "list_attacks", "margin", "pgd", "predict", "register_attack", "start_point", "upcast",
+    "choose_max_ce", "cw_loss", "dlr_loss", "get_attack", "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform",
+    "list_attacks", "logit_margin", "margin", "pgd", "pgd_cw", "pgd_lsa", "predict", "register_attack", "square",
+    "start_point", "upcast",
 ]

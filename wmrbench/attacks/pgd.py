@@ -24,7 +24,7 @@ from wmrbench.attacks.objective import (
 )
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import (
-    Forward, Stepper, StepInputs, make_stepper, model_forward, use_cuda_graph,
+    Forward, Stepper, StepFn, StepInputs, make_stepper, model_forward, use_cuda_graph,
 )
 from wmrbench.config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, RestartRule, Start, parse_enum
 
@@ -36,7 +36,16 @@ def _step(forward: Forward, x_adv: Tensor, inputs: StepInputs) -> Tensor:
     """
     x_adv = x_adv.detach().requires_grad_(True)
     logits = forward(x_adv)
-    per_example = inner_loss(logits, inputs.y, inputs.loss, inputs.natural_probs)
+    return ascend(x_adv, logits, inner_loss(logits, inputs.y, inputs.loss, inputs.natural_probs), inputs)
+
+
+def ascend(x_adv: Tensor, logits: Tensor, per_example: Tensor, inputs: StepInputs) -> Tensor:
+    """The rest of a step once the per-example loss ``l_i`` at ``x_adv`` is known: weight it by
+    ``s_i`` (in the graph, from these logits), take the input gradient, step and project.
+
+    Every PGD objective (CE, KL, :mod:`.lsa`'s scaled CE, :mod:`.cw`'s margin) ends here, so the
+    weight sits in the same place for all of them and ``alpha = 0`` is plain PGD bit for bit.
+    """
     if inputs.alpha is not None:
         # The weight stays in the graph: its gradient is part of the step direction. The step
         # uses only each example's direction, so the overflow-free form serves at any alpha.
@@ -165,13 +174,28 @@ def pgd(
     authors' PGD-AT training code does; never with a CUDA graph (the step would replay the
     batch-statistics updates of the capture).
     """
+    return run_steps(_step, model, x, y, attack, alpha=alpha, loss=loss, natural_logits=natural_logits,
+                     generator=generator, index=index, seed=seed, precision=precision, cuda_graph=cuda_graph,
+                     compile_model=compile_model, train_mode=train_mode)
+
+
+def run_steps(
+    step: StepFn, model: nn.Module, x: Tensor, y: Tensor, attack: AttackConfig, *, alpha: Alpha = None,
+    loss: InnerLoss | str = InnerLoss.CE, natural_logits: Tensor | None = None,
+    generator: torch.Generator | None = None, index: Tensor | None = None, seed: int = 0,
+    precision: Precision | str = Precision.FP32, cuda_graph: bool | None = None, compile_model: bool = False,
+    train_mode: bool = False,
+) -> AttackResult:
+    """:func:`pgd` with another step function (same starts, restarts, fast paths and choice among
+    restarts): :mod:`.lsa` and :mod:`.cw` run their objectives through it. ``step`` must be
+    hashable and equal for equal settings (a CUDA graph is cached per step)."""
     loss = parse_enum(InnerLoss, loss, "loss")
     precision = parse_enum(Precision, precision, "precision")
     x = x.detach()
     inputs = _step_inputs(x, y, attack, alpha, loss, natural_logits)
     graph = use_cuda_graph(x, False if train_mode else cuda_graph)
     forward = model_forward(model, x.device.type, precision, compile_model, in_graph=graph)
-    stepper = make_stepper(_step, forward, inputs, model=model, graph=graph, precision=precision,
+    stepper = make_stepper(step, forward, inputs, model=model, graph=graph, precision=precision,
                            compiled=compile_model)
     with attack_mode(model, train=train_mode):
         return _restarts(model, stepper, x, y, attack, generator, index, seed, precision)

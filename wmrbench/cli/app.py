@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperOption
 
 from wmrbench.cli.attack import attack
+from wmrbench.cli.audit import audit
 from wmrbench.cli.compare import compare
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.demo import demo
@@ -71,6 +72,7 @@ app.command()(train)
 app.command()(evaluate)
 app.command()(demo)
 app.command()(attack)
+app.command()(audit)
 app.command()(leaderboard)
 app.command()(plot)
 app.command()(models)

@@ -9,6 +9,7 @@ The output depends on nothing but the summaries: rerunning gives byte-identical 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import stat
@@ -105,6 +106,18 @@ def nothing_found(results_dir: str | Path, found: Gathered) -> WmrbenchError:
 STDOUT = "-"  # --output -: the file's text goes to standard output instead of a file
 
 
+AUDIT_NAME = "audit.json"  # ``wmrbench audit`` writes it beside a result
+
+
+def audit_status(folder: Path) -> str:
+    """The verdict of ``wmrbench audit`` on the model in ``folder``: pass / warn / fail, else "not run"."""
+    try:
+        status = json.loads((folder / AUDIT_NAME).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return "not run"
+    return status if status in ("pass", "warn", "fail") else "not run"
+
+
 @dataclass(frozen=True)
 class Leaderboard:
     tables: dict[TableKind, pd.DataFrame]
@@ -142,7 +155,9 @@ def leaderboard(
             few += [f"{f.name}: {line}" for line in few_examples_warnings(f.summary.uncertainty)]
     tables = {}
     for kind in kinds:
-        frame = sort_rows(build_table(summaries, LAYOUTS[kind], names), sort_column)
+        frame = build_table(summaries, LAYOUTS[kind], names)
+        frame["audit"] = frame["Model"].map({f.name: audit_status(f.folder) for f in found.summaries})
+        frame = sort_rows(frame, sort_column)
         tables[kind] = compare_with_paper(frame, kind) if compare_paper else frame
     if fmt is TableFormat.ROBUSTBENCH:
         out_dir = Path(output) if output is not None else Path(results_dir) / "robustbench"

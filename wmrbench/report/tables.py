@@ -24,6 +24,8 @@ from wmrbench.config import AttackMethod, EvalConfig, Norm, RestartFrom
 from wmrbench.records import ModelInfo, Summary, alpha_key, metric_values
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
+# Attacks that take --step-size (APGD sets its own, AutoAttack its attacks'): only their rows show it.
+USES_STEP_SIZE = frozenset({AttackMethod.PGD, AttackMethod.PGD_LSA, AttackMethod.PGD_CW})
 METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr", "A_wc")
 NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda", "eps", "Steps", "Step size", "Restarts", "Examples")
 # What a number was measured under: rows with different protocols are never ranked together
@@ -82,7 +84,7 @@ def protocol_columns(cfg: EvalConfig, n_examples: int) -> dict[str, Any]:
         "Attack": _attack_name(cfg) + chained, "Norm": "L2" if attack.norm is Norm.L2 else "Linf", "eps": eps_text(attack.eps),
         # APGD sets its own step size (2*eps, halved on schedule) and AutoAttack its attacks':
         # the PGD step size they ignore is not shown as if it had been used.
-        "Steps": attack.steps, "Step size": attack.step_size if cfg.method is AttackMethod.PGD else None,
+        "Steps": attack.steps, "Step size": attack.step_size if cfg.method in USES_STEP_SIZE else None,
         "Restarts": attack.restarts,
         # How one point per example is chosen among the restarts (results before the field: weighted).
         "Restart rule": attack.restart_rule.value, "Examples": n_examples,
@@ -104,7 +106,7 @@ def protocol_text(cfg: EvalConfig) -> str:
     restarts = f"{p['Restarts']} restart{'s' if p['Restarts'] != 1 else ''}"
     if p["Restarts"] > 1:  # with one restart there is nothing to choose
         restarts += f" ({p['Restart rule']} rule)"
-    step = "" if cfg.method is not AttackMethod.PGD else f", step {p['Step size']:g}"
+    step = "" if cfg.method not in USES_STEP_SIZE else f", step {p['Step size']:g}"
     return f"{p['Attack']}-{p['Steps']}, {p['Norm']} eps {p['eps']}{step}, {restarts}, {p['Precision']}"
 
 
