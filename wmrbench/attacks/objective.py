@@ -39,6 +39,9 @@ class AttackResult:
     # int64 per example: the 0-based restart whose point was kept; None (the default) means a
     # single candidate and becomes zeros, so an attack without restarts need not build it.
     restart: Tensor = None  # type: ignore[assignment]
+    # int64 per example, only when asked (``pgd(count_survived=True)``, GAIRAT's kappa): of the
+    # kept restart's steps, how many started from a point the model still classified correctly.
+    survived: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.restart is None:
