@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from wmrbench.attacks import upcast
 from wmrbench.config import Defense, InnerLoss, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
@@ -49,11 +50,11 @@ def gair_weights(kappa: Tensor, steps: int, lam: float) -> Tensor:
 def gairat_objective(logits_adv: Tensor, y: Tensor, kappa: Tensor | None, *, steps: int, lam: float,
                      reweight: bool) -> Objective:
     """GAIRAT's loss; ``reweight=False`` (burn-in) is plain PGD-AT with unit weights."""
-    ce = F.cross_entropy(logits_adv.float(), y, reduction="none")
+    ce = F.cross_entropy(upcast(logits_adv), y, reduction="none")
     if not reweight:
         return Objective(ce.mean(), torch.ones_like(ce))
     assert kappa is not None
-    weights = gair_weights(kappa, steps, lam)
+    weights = gair_weights(kappa, steps, lam).to(ce.dtype)
     return Objective((weights * ce).mean(), weights)
 
 

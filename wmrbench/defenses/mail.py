@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from wmrbench.attacks import margin
+from wmrbench.attacks import margin, upcast
 from wmrbench.config import Defense, InnerLoss, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
@@ -49,13 +49,13 @@ def _weights(batch: LossInputs, cfg: TrainConfig) -> Tensor:
 
 
 def mail_at_objective(logits_adv: Tensor, y: Tensor, weights: Tensor) -> Objective:
-    ce = F.cross_entropy(logits_adv.float(), y, reduction="none")
+    ce = F.cross_entropy(upcast(logits_adv), y, reduction="none")
     return Objective((weights * ce).mean(), weights)
 
 
 def mail_trades_objective(logits_nat: Tensor, logits_adv: Tensor, y: Tensor, weights: Tensor, *, beta: float) -> Objective:
-    natural = F.cross_entropy(logits_nat.float(), y)
-    kl = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.log_softmax(logits_nat.float(), dim=1),
+    natural = F.cross_entropy(upcast(logits_nat), y)
+    kl = F.kl_div(F.log_softmax(upcast(logits_adv), dim=1), F.log_softmax(upcast(logits_nat), dim=1),
                   reduction="none", log_target=True).sum(dim=1)
     return Objective(natural + beta * (weights * kl).mean(), weights)
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from wmrbench.attacks import upcast
 from wmrbench.config import Defense, InnerLoss, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
@@ -35,18 +36,18 @@ BOOST_FLOOR = 1.0001  # the authors' log(1.0001 - p): finite when the runner-up 
 
 def runner_up_probability(logits: Tensor, y: Tensor) -> Tensor:
     """``max_{k != y} softmax(logits)_k`` per example (the most likely wrong class's probability)."""
-    p = logits.float().softmax(dim=1)
+    p = upcast(logits).softmax(dim=1)
     is_label = torch.arange(p.shape[1], device=y.device) == y[:, None]
     return p.masked_fill(is_label, float("-inf")).amax(dim=1)
 
 
 def mart_objective(logits_nat: Tensor, logits_adv: Tensor, y: Tensor, *, beta: float) -> Objective:
     """MART's loss (see the module); ``weights`` are ``1 - p_y(x)``, detached, for logging."""
-    boosted = F.cross_entropy(logits_adv.float(), y, reduction="none") - torch.log(
+    boosted = F.cross_entropy(upcast(logits_adv), y, reduction="none") - torch.log(
         BOOST_FLOOR - runner_up_probability(logits_adv, y)
     )
-    log_p_nat = F.log_softmax(logits_nat.float(), dim=1)
-    kl = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), log_p_nat, reduction="none", log_target=True).sum(dim=1)
+    log_p_nat = F.log_softmax(upcast(logits_nat), dim=1)
+    kl = F.kl_div(F.log_softmax(upcast(logits_adv), dim=1), log_p_nat, reduction="none", log_target=True).sum(dim=1)
     weight = 1.0 - log_p_nat.gather(1, y[:, None]).squeeze(1).exp()
     return Objective((boosted + beta * weight * kl).mean(), weight.detach())
 
