@@ -27,9 +27,16 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("defense", FAMILY)
 def test_each_defense_trains_and_evaluates_through_the_cli(tmp_path: Path, defense: str) -> None:
     ck = tmp_path / "ck"
+    try:
+        import tensorboard  # noqa: F401  the optional extra: its weights' histogram per defense
+        board: tuple = ("--tensorboard", tmp_path / "tb")
+    except ImportError:
+        board = ()
     out = invoke("train", "--defense", defense, *TINY, "--eval-every", "1", "--val-size", "64",
-                 "--checkpoint-dir", ck, "--run", "r")
+                 "--checkpoint-dir", ck, "--run", "r", *board)
     assert out.exit_code == 0, out.output
+    if board:
+        assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert f"defense: {defense}" in out.stdout and "preset note:" in out.stdout
     saved = torch.load(ck / "r" / "last.pt", weights_only=True)
     assert saved["config"]["defense"] == defense and saved["config"]["burn_in"] == 1
