@@ -24,6 +24,11 @@ from wmrbench.errors import WmrbenchError
 class Defense(str, Enum):
     PGD = "pgd"  # Madry et al. PGD adversarial training
     TRADES = "trades"  # Zhang et al. TRADES
+    # The instance-reweighting family (wmrbench.defenses, docs/definitions.md): unweighted by alpha
+    MART = "mart"  # Wang et al. ICLR 2020: boosted CE + beta * (1 - p_y(x)) * KL
+    GAIRAT = "gairat"  # Zhang et al. ICLR 2021: CE weighted by the PGD steps each example survived
+    MAIL_AT = "mail-at"  # Wang et al. NeurIPS 2021: CE weighted by a sigmoid of the probability margin
+    MAIL_TRADES = "mail-trades"  # the same weight on TRADES' KL term
 
 
 class DatasetName(str, Enum):
@@ -407,6 +412,12 @@ class TrainConfig:
     max_steps: int = 0
     # stop a run that explodes but stays finite (wmrbench.divergence's rule); False only warns
     divergence_stop: bool = field(default=True, metadata=RESUMABLE)
+    # The reweighting family's own settings (wmrbench.defenses; pgd and trades ignore them).
+    # burn_in: epochs of the unweighted base loss before GAIRAT / MAIL start reweighting.
+    burn_in: int = 0
+    gair_lambda: float = -1.0  # GAIRAT's lambda in (1 + tanh(lambda + 5 (1 - 2 kappa / K))) / 2
+    mail_bias: float = -1.5  # MAIL's weight sigmoid(slope * (PM + bias)), PM = -margin
+    mail_slope: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
@@ -426,6 +437,10 @@ class TrainConfig:
             gamma=check_range(self.gamma, "gamma", 0.0, open_low=True), seed=check_seed(self.seed),
             eval_every=check_int(self.eval_every, "eval_every", 0), val_size=check_int(self.val_size, "val_size", 0),
             n_train=check_int(self.n_train, "n_train", 0), max_steps=check_int(self.max_steps, "max_steps", 0),
+            burn_in=check_int(self.burn_in, "burn_in", 0),
+            gair_lambda=check_range(self.gair_lambda, "gair_lambda", -math.inf),
+            mail_bias=check_range(self.mail_bias, "mail_bias", -math.inf),
+            mail_slope=check_range(self.mail_slope, "mail_slope", 0.0, open_low=True),
         )
         parse_select_by(self.select_by)
         if self.eval_every and not self.val_size:
@@ -585,6 +600,10 @@ class TrainOptions(Options):
     val_size: int | None = None
     select_by: str | None = None
     tensorboard: str | None = None
+    burn_in: int | None = None
+    gair_lambda: float | None = None
+    mail_bias: float | None = None
+    mail_slope: float | None = None
     seed: int | None = None
     data_dir: str | None = None
     checkpoint_dir: str | None = None

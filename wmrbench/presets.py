@@ -52,6 +52,11 @@ class Preset:
     augment: bool = False  # random crop (padding 4) + horizontal flip
     padding_mode: PaddingMode = PaddingMode.ZEROS  # how the random crop pads
     note: str = ""
+    # The reweighting family's settings (wmrbench.defenses; TrainConfig has the same names)
+    burn_in: int = 0  # epochs of the unweighted base loss first (GAIRAT, MAIL)
+    gair_lambda: float = -1.0
+    mail_bias: float = -1.5
+    mail_slope: float = 1.0
 
 
 TINY_IMAGENET_NOTE = (
@@ -141,6 +146,64 @@ PRESETS: dict[tuple[DatasetName, Defense], Preset] = {
 }
 
 
+# The instance-reweighting family (wmrbench.defenses). Their authors publish CIFAR-10 code only:
+# the MNIST and digits presets are this paper's recipe for the base defense (so that the family
+# trains on the same data order, attack and schedule as PGD-AT and TRADES here) with each
+# defense's own settings from its authors' code; the CIFAR-10 presets are the authors' own.
+_FAMILY_MNIST = "MNIST is not in {who}'s public code: this paper's MNIST {base} recipe (SmallCNN, 40 attack steps of 0.01 at eps 0.3, batch 128, 100 epochs) with {own}"
+_FAMILY_DIGITS = "not in any paper: the digits {base} preset with {own}"
+_MART_OWN = "beta 6 (mart.py's default)"
+_GAIR_OWN = "lambda -1, Tanh weight, burn-in {burn} epochs (GAIRAT.py: --Lambda -1, --begin_epoch 60 of 120, i.e. the weight from the 1-based epoch 60 on; digits: half the epochs)"
+_MAIL_OWN = "bias -1.5, slope 1 (train.py), burn-in {burn} epochs (train.py starts MAIL at epoch 60 for runs of other than 120 epochs; digits: 60%)"
+
+
+def _family(base: Preset, note: str, **settings: object) -> Preset:
+    return dataclasses.replace(base, note=note, **settings)  # type: ignore[arg-type]
+
+
+def _family_presets() -> dict[tuple[DatasetName, Defense], Preset]:
+    mnist_trades, mnist_pgd = PRESETS[(DatasetName.MNIST, Defense.TRADES)], PRESETS[(DatasetName.MNIST, Defense.PGD)]
+    digits_trades, digits_pgd = PRESETS[(DatasetName.DIGITS, Defense.TRADES)], PRESETS[(DatasetName.DIGITS, Defense.PGD)]
+    out: dict[tuple[DatasetName, Defense], Preset] = {}
+    for dataset, trades, pgd, template, gair_burn, mail_burn in (
+        (DatasetName.MNIST, mnist_trades, mnist_pgd, _FAMILY_MNIST, 59, 60),
+        (DatasetName.DIGITS, digits_trades, digits_pgd, _FAMILY_DIGITS, 15, 18),
+    ):
+        def note(who: str, base: str, own: str) -> str:
+            return template.format(who=who, base=base, own=own)
+
+        out[(dataset, Defense.MART)] = _family(trades, note("MART", "TRADES", _MART_OWN), beta=6.0)
+        out[(dataset, Defense.GAIRAT)] = _family(
+            pgd, note("GAIRAT", "PGD-AT", _GAIR_OWN.format(burn=gair_burn)), burn_in=gair_burn, gair_lambda=-1.0)
+        out[(dataset, Defense.MAIL_AT)] = _family(
+            pgd, note("MAIL", "PGD-AT", _MAIL_OWN.format(burn=mail_burn)), burn_in=mail_burn)
+        out[(dataset, Defense.MAIL_TRADES)] = _family(
+            trades, note("MAIL", "TRADES", _MAIL_OWN.format(burn=mail_burn)), burn_in=mail_burn)
+    # CIFAR-10: each authors' own training script, ResNet-18 (the paper's CIFAR-10 model).
+    cifar = PRESETS[(DatasetName.CIFAR10, Defense.TRADES)]
+    authors = dict(arch="resnet18", eps=0.031, train_step_size=0.007, train_steps=10, batch_size=128, momentum=0.9,
+                   augment=True, padding_mode=PaddingMode.ZEROS)
+    out[(DatasetName.CIFAR10, Defense.MART)] = _family(
+        cifar, "MART's train_resnet.py: ResNet-18, 10 attack steps of 0.007 at eps 0.031, beta 5, lr 0.01, weight "
+        "decay 3.5e-3, 120 epochs with x0.1 at 75, 90 and 100", beta=5.0, lr=0.01, weight_decay=3.5e-3, epochs=120,
+        milestones=(75, 90, 100), gamma=0.1, **authors)
+    out[(DatasetName.CIFAR10, Defense.GAIRAT)] = _family(
+        cifar, "GAIRAT.py with --net resnet18 (its ResNet branch of the piecewise schedule): 10 attack steps of "
+        "0.007 at eps 0.031, lr 0.1 x0.1 at 30% and 60% of 100 epochs, weight decay 2e-4, lambda -1, weight from "
+        "the 1-based epoch 60 (burn-in 59)", lr=0.1, weight_decay=2e-4, epochs=100, milestones=(30, 60), gamma=0.1,
+        burn_in=59, gair_lambda=-1.0, **authors)
+    mail = dict(lr=0.01, weight_decay=3.5e-3, epochs=120, milestones=(75, 90, 100), gamma=0.1, burn_in=75, beta=5.0,
+                mail_bias=-1.5, mail_slope=1.0, **authors)
+    mail_note = ("MAIL's train.py: ResNet-18, 10 attack steps of 0.007 at eps 0.031, lr 0.01 x0.1 at 75, 90 and 100 "
+                 "of 120 epochs, weight decay 3.5e-3, beta 5, bias -1.5, slope 1; the base loss for 75 epochs first")
+    out[(DatasetName.CIFAR10, Defense.MAIL_AT)] = _family(cifar, mail_note, **mail)
+    out[(DatasetName.CIFAR10, Defense.MAIL_TRADES)] = _family(cifar, mail_note, **mail)
+    return out
+
+
+PRESETS.update(_family_presets())
+
+
 def preset_for(dataset: DatasetName | str, defense: Defense | str = DEFAULT_DEFENSE) -> Preset:
     dataset, defense = parse_enum(DatasetName, dataset, "dataset"), parse_enum(Defense, defense, "defense")
     try:
@@ -183,6 +246,7 @@ def train_config(
         weight_decay=preset.weight_decay, milestones=preset.milestones, gamma=preset.gamma,
         augment=preset.augment, padding_mode=preset.padding_mode, seed=DEFAULT_SEED, data_dir=DEFAULT_DATA_DIR,
         checkpoint_dir=DEFAULT_CHECKPOINT_DIR, device=DEFAULT_DEVICE, precision=default_precision(device),
+        burn_in=preset.burn_in, gair_lambda=preset.gair_lambda, mail_bias=preset.mail_bias, mail_slope=preset.mail_slope,
     )
     cfg = with_options(default, **given)
     return with_options(cfg, run=run if run is not None else default_train_run(dataset, defense, cfg.alpha_train))

@@ -63,7 +63,8 @@ from wmrbench.errors import Interrupted, WmrbenchError, first_line
 from wmrbench.io import atomic_torch_save, atomic_write_text, lock_folder, write_target
 from wmrbench.models import create_model, model_spec
 from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
-from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
+from wmrbench.defenses import LossInputs, check_spec, get_defense
+from wmrbench.objectives import Objective
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, train_config
 from wmrbench.progress import progress_bar
 from wmrbench.runtime import prepare_input, prepare_model, provenance
@@ -98,10 +99,13 @@ class Diverged(WmrbenchError):
 
 def train_step(
     model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, generator: torch.Generator,
-    precision: Precision | str, train_model: nn.Module | None = None,
+    precision: Precision | str, train_model: nn.Module | None = None, epoch: int = 0,
 ) -> tuple[Objective, Tensor]:
-    """One step of Algorithm 1: attack in eval mode, then the (weighted) loss in train mode.
+    """One step of Algorithm 1: attack in eval mode, then the defense's loss in train mode.
 
+    The defense (:mod:`wmrbench.defenses`, by ``cfg.defense``) says what the training attack
+    ascends, whether it must count the steps each example survived (GAIRAT), which forward
+    passes its loss needs, and the loss itself; ``epoch`` (0-based) is for burn-in.
     ``model`` is the bare module the attack runs on; ``train_model`` (default: ``model``) is
     what the training forward passes go through: the DDP wrapper of ``model`` when several
     processes train, and/or its ``torch.compile`` (``--compile``). The attack always runs the
@@ -111,25 +115,20 @@ def train_step(
     Returns the objective (not yet backpropagated) and the attack's margins.
     """
     forward = model if train_model is None else train_model
-    alpha = cfg.alpha_train if cfg.alpha_train > 0 else None  # one alpha drives attack and loss
-    natural_logits = predict(model, x, precision) if cfg.defense is Defense.TRADES else None
+    defense = get_defense(cfg.defense)
+    # "+ours": one alpha drives attack and loss (defenses without the weight keep alpha_train 0)
+    alpha = cfg.alpha_train if defense.alpha_weighted and cfg.alpha_train > 0 else None
+    natural_logits = predict(model, x, precision) if defense.inner_loss is InnerLoss.KL else None
     result = pgd(
-        model, x, y, cfg.attack, alpha=alpha,
-        loss=InnerLoss.KL if cfg.defense is Defense.TRADES else InnerLoss.CE,
+        model, x, y, cfg.attack, alpha=alpha, loss=defense.inner_loss,
         generator=generator, natural_logits=natural_logits, precision=precision,
-        train_mode=cfg.attack_mode is AttackMode.TRAIN,
+        train_mode=cfg.attack_mode is AttackMode.TRAIN, count_survived=defense.counts_survived,
     )
     forward.train()
     with autocast(x.device.type, precision):
         logits_adv = forward(result.x_adv)
-        if cfg.defense is Defense.TRADES:
-            logits_nat = forward(x)
-    weighting = dict(alpha=cfg.alpha_train, detach_weights=cfg.detach_weights,
-                     normalize_weights=cfg.normalize_weights)
-    if cfg.defense is Defense.TRADES:
-        objective = trades_objective(logits_nat, logits_adv, y, beta=cfg.beta, **weighting)
-    else:
-        objective = pgd_at_objective(logits_adv, y, **weighting)
+        logits_nat = forward(x) if defense.natural_forward else None
+    objective = defense.loss(LossInputs(logits_adv, logits_nat, y, result.survived, epoch), cfg)
     return objective, result.margin
 
 
@@ -192,8 +191,10 @@ def config_for_run(
 
 
 def check_before_work(cfg: TrainConfig) -> None:
-    """What can be known wrong before any work: the device, and the architecture against the data."""
+    """What can be known wrong before any work: the device, the architecture against the data,
+    and settings the defense cannot take."""
     distributed.resolve_device(cfg.device)
+    check_spec(get_defense(cfg.defense), cfg)
     check_arch_fits(cfg)
 
 
@@ -676,7 +677,8 @@ def _train_epoch(
                 continue
             with rngs[i].active() if rngs[i] is not None else contextlib.nullcontext():
                 objective, adv_margin = train_step(
-                    run.model, x, y, run.cfg, generators[i]["attack"], run.cfg.precision, run.train_model
+                    run.model, x, y, run.cfg, generators[i]["attack"], run.cfg.precision, run.train_model,
+                    epoch=epoch,
                 )
                 run.optimizer.zero_grad(set_to_none=True)
                 objective.loss.backward()

@@ -43,6 +43,9 @@ class AttackResult:
     # Under restart_rule "max-ce" only: the candidate the weighted rule keeps among the SAME
     # restarts (one attack run, both choices: ``reproduce table1`` reports both). None otherwise.
     weighted_pick: AttackResult | None = None
+    # int64 per example, only when asked (``pgd(count_survived=True)``, GAIRAT's kappa): of the
+    # kept restart's steps, how many started from a point the model still classified correctly.
+    survived: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.restart is None:

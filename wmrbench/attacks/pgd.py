@@ -36,7 +36,10 @@ def _step(forward: Forward, x_adv: Tensor, inputs: StepInputs) -> Tensor:
     """
     x_adv = x_adv.detach().requires_grad_(True)
     logits = forward(x_adv)
-    return ascend(x_adv, logits, inner_loss(logits, inputs.y, inputs.loss, inputs.natural_probs), inputs)
+    per_example = inner_loss(logits, inputs.y, inputs.loss, inputs.natural_probs)
+    if inputs.survived is not None:  # GAIRAT's kappa, counted before the step as its authors do
+        inputs.survived += logits.detach().argmax(dim=1) == inputs.y
+    return ascend(x_adv, logits, per_example, inputs)
 
 
 def ascend(x_adv: Tensor, logits: Tensor, per_example: Tensor, inputs: StepInputs) -> Tensor:
@@ -87,10 +90,12 @@ def _memory_format(x: Tensor) -> torch.memory_format:
 def _restarts(
     model: nn.Module, stepper: Stepper, x: Tensor, y: Tensor, attack: AttackConfig,
     generator: torch.Generator | None, index: Tensor | None, seed: int, precision: Precision,
+    inputs: StepInputs | None = None,
 ) -> AttackResult:
     """Run every restart from its start and keep, per example, the pick of ``attack.restart_rule``:
     :func:`choose_among` (weighted) or :func:`choose_max_ce` (max-ce, which also carries the
-    weighted rule's pick among the same restarts as ``weighted_pick``)."""
+    weighted rule's pick among the same restarts as ``weighted_pick``).
+    When ``inputs.survived`` counts (GAIRAT's kappa), the kept restart's count comes along."""
     start = parse_enum(Start, attack.start, "start")
     chained = attack.restart_from is RestartFrom.PREVIOUS
     max_ce = attack.restart_rule is RestartRule.MAX_CE
@@ -98,7 +103,12 @@ def _restarts(
     fmt = _memory_format(x)
     best: AttackResult | None = None
     x_adv: Tensor | None = None
+    counting = inputs is not None and inputs.survived is not None
+    survived: list[Tensor] = []
     for restart in range(attack.restarts):
+        if inputs is not None and inputs.survived is not None:  # a fresh count per restart
+            inputs.survived = torch.zeros(y.shape, dtype=torch.int64, device=y.device)
+            survived.append(inputs.survived)
         # Chained: the noise goes on the previous end point (the first restart has none: x).
         origin = x_adv if chained else None
         x_start = start_point(x, attack.eps, start, restart, generator, index, seed,
@@ -118,6 +128,8 @@ def _restarts(
     assert best is not None  # AttackConfig guarantees restarts >= 1
     if max_ce:
         best.weighted_pick = weighted
+    if counting:
+        best.survived = torch.stack(survived).gather(0, best.restart[None]).squeeze(0)
     return best
 
 
@@ -138,6 +150,7 @@ def pgd(
     cuda_graph: bool | None = None,
     compile_model: bool = False,
     train_mode: bool = False,
+    count_survived: bool = False,
 ) -> AttackResult:
     """(Weighted) PGD in the ``attack.norm`` ball of radius eps around x, intersected with [0, 1].
 
@@ -173,6 +186,10 @@ def pgd(
     ``train_mode=True`` attacks the model in train mode (batch statistics, dropout), as the
     authors' PGD-AT training code does; never with a CUDA graph (the step would replay the
     batch-statistics updates of the capture).
+
+    ``count_survived=True`` also returns ``result.survived``: per example, the number of steps
+    that started from a point the model classified correctly, in 0..steps (GAIRAT's kappa, as
+    its authors' attack_generator.py counts it); it runs the steps eagerly.
     """
     return run_steps(_step, model, x, y, attack, alpha=alpha, loss=loss, natural_logits=natural_logits,
                      generator=generator, index=index, seed=seed, precision=precision, cuda_graph=cuda_graph,
@@ -193,9 +210,11 @@ def run_steps(
     precision = parse_enum(Precision, precision, "precision")
     x = x.detach()
     inputs = _step_inputs(x, y, attack, alpha, loss, natural_logits)
-    graph = use_cuda_graph(x, False if train_mode else cuda_graph)
+    if count_survived:
+        inputs.survived = torch.zeros(y.shape, dtype=torch.int64, device=y.device)
+    graph = use_cuda_graph(x, False if (train_mode or count_survived) else cuda_graph)
     forward = model_forward(model, x.device.type, precision, compile_model, in_graph=graph)
     stepper = make_stepper(step, forward, inputs, model=model, graph=graph, precision=precision,
                            compiled=compile_model)
     with attack_mode(model, train=train_mode):
-        return _restarts(model, stepper, x, y, attack, generator, index, seed, precision)
+        return _restarts(model, stepper, x, y, attack, generator, index, seed, precision, inputs)

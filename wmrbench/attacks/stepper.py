@@ -57,6 +57,9 @@ class StepInputs:
     norm: Norm = Norm.LINF
     center: Tensor | None = None  # L2: x, the ball's centre (a ball is not a box: no lower/upper)
     eps: float = 0.0  # L2: the ball's radius
+    # GAIRAT's kappa: when a tensor, each step adds 1 for every example its current point still
+    # classifies correctly (eager steps only: a captured graph would count into its own copy).
+    survived: Tensor | None = None
 
 
 StepFn = Callable[[Forward, Tensor, StepInputs], Tensor]  # (forward, x_adv, inputs) -> next x_adv

@@ -1,4 +1,5 @@
-"""``wmrbench train``: weighted adversarial training (PGD-AT or TRADES, "+ours" when alpha > 0)."""
+"""``wmrbench train``: adversarial training with a defense from the registry (PGD-AT or TRADES,
+"+ours" when alpha > 0; MART, GAIRAT, MAIL-AT, MAIL-TRADES)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ PRESET = "default: the paper's preset for the dataset"
 def train(
     config: ConfigFile = None,
     dataset: Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | cifar100 | tinyimagenet (default digits).")] = None,
-    defense: Annotated[str | None, typer.Option(help="pgd (Madry PGD-AT) | trades (default trades).")] = None,
+    defense: Annotated[str | None, typer.Option(help="pgd (Madry PGD-AT) | trades (default) | mart | gairat | mail-at | mail-trades: the training loss and its attack, from the defense registry (docs/definitions.md). alpha_train ('+ours') applies to pgd and trades only.")] = None,
     alpha_train: Annotated[str | None, typer.Option(help="Weight sharpness alpha; 0 = unweighted baseline (default), > 0 = '+ours'. Several, comma-separated (0,0.5,2), train one run per value side by side in this process, on the same data order: runs RUN-a0, RUN-a0.5, ... (default names DATASET-DEFENSE-aALPHA), each with its own checkpoint folder.")] = None,
-    beta: Annotated[float | None, typer.Option(help=f"TRADES beta = 1/lambda ({PRESET}).")] = None,
+    beta: Annotated[float | None, typer.Option(help=f"beta of the KL term: TRADES' 1/lambda, MART's and MAIL-TRADES' beta ({PRESET}).")] = None,
+    burn_in: Annotated[int | None, typer.Option(help=f"GAIRAT, MAIL: epochs of the unweighted base loss (PGD-AT or TRADES) before the reweighting starts ({PRESET}, e.g. GAIRAT 59 and MAIL 60 on MNIST).")] = None,
+    gair_lambda: Annotated[float | None, typer.Option(help=f"GAIRAT's lambda in the weight (1 + tanh(lambda + 5 (1 - 2 kappa / K))) / 2 ({PRESET}: -1, the authors').")] = None,
+    mail_bias: Annotated[float | None, typer.Option(help=f"MAIL's bias in the weight 3 * sigmoid(slope * (PM + bias)), PM = -margin ({PRESET}: -1.5, the authors').")] = None,
+    mail_slope: Annotated[float | None, typer.Option(help=f"MAIL's slope (> 0) in that weight ({PRESET}: 1, the authors').")] = None,
     detach_weights: Annotated[bool | None, typer.Option("--detach-weights/--no-detach-weights", help="Detach s_i from the graph (default: no, as in the authors' code).")] = None,
     normalize_weights: Annotated[bool | None, typer.Option("--normalize-weights/--no-normalize-weights", help="Divide the weighted loss by sum s_i (detached) instead of m (default: no).")] = None,
     arch: Annotated[str | None, typer.Option(help=f"Architecture from the registry ({PRESET}).")] = None,
@@ -58,7 +63,7 @@ def train(
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
 ) -> None:
-    """Train a robust classifier with (weighted) PGD-AT or TRADES; resumable, checkpointed per epoch.
+    """Train a robust classifier with (weighted) PGD-AT or TRADES, or MART, GAIRAT, MAIL; resumable, checkpointed per epoch.
 
     Under torchrun (torchrun --nproc-per-node N -m wmrbench -- train ...) it trains with DDP.
     """

@@ -1,0 +1,277 @@
+"""``wmrbench reproduce family``: the instance-reweighting family trained side by side on one
+data set and evaluated with one protocol (issue 19).
+
+The models: PGD-AT, TRADES, MART, GAIRAT, MAIL-TRADES, PGD+ours and TRADES+ours, each with its
+preset (:mod:`wmrbench.presets`; the "+ours" rows at the paper's alpha_train). All seven share
+the data settings (batch size, seed, hence the same data order: they train as one sweep, each
+batch drawn once for all, :func:`wmrbench.training.fit_sweep`) and the training attack (eps,
+steps, step size, start). Each model is then evaluated with PGD, APGD-CE and AutoAttack on the
+same test examples and seed; A_sa, A_tr and A_wc at each alpha_test come from the PGD
+evaluation (the paper's protocol).
+
+Resumable as ``reproduce table1``: a run whose ``last.pt`` holds every epoch is skipped, an
+unfinished one resumes; an evaluation whose ``summary.json`` was measured as planned on the
+finished model is skipped, one killed part-way continues from its saved batches.
+
+``--epochs`` other than the preset's scales the burn-in of GAIRAT and MAIL by the same ratio
+(rounded), so that the reweighted epochs keep their share of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wmrbench.config import (
+    AttackMethod, DatasetName, Defense, EvalConfig, EvalOptions, Precision, Protocol, TrainConfig, check_int, check_seed,
+    parse_enum, to_jsonable,
+)
+from wmrbench.errors import WmrbenchError
+from wmrbench.evaluation import evaluate_source
+from wmrbench.io import atomic_write_text, lock_folder
+from wmrbench.models.source import ModelSource, SourceKind
+from wmrbench.presets import (
+    DEFAULT_ALPHA_TEST, DEFAULT_CHECKPOINT_DIR, DEFAULT_DATA_DIR, DEFAULT_DEVICE, DEFAULT_RESULTS_DIR, DEFAULT_SEED,
+    PAPER_PROTOCOLS, eval_config, preset_for, train_config,
+)
+from wmrbench.records import SUMMARY_NAME, Summary, has_partial, read_summary
+from wmrbench.report.family import ROB_COLUMNS, family_table, gains_table
+from wmrbench.report.render import to_csv, to_markdown
+from wmrbench.reproduce import EVAL_KEYS, TRAIN_KEYS, finished_epochs
+from wmrbench.training import SHARED_BY_SWEEP, fit_sweep, run_dir
+
+NAME = "family"
+# (defense, "+ours"?) in table order
+MODELS = (
+    (Defense.PGD, False), (Defense.TRADES, False), (Defense.MART, False), (Defense.GAIRAT, False),
+    (Defense.MAIL_TRADES, False), (Defense.PGD, True), (Defense.TRADES, True),
+)
+ATTACKS = (AttackMethod.PGD, AttackMethod.APGD_CE, AttackMethod.AUTOATTACK)
+QUICK_EPOCHS = 8  # digits: ~5 s per model and epoch on one CPU core
+QUICK_N = 200  # test images for PGD and APGD-CE with --quick
+QUICK_AA_N = 100  # AutoAttack's Square attack is the slow part on a CPU: the first 100 with --quick
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """The settings of ``reproduce family``; None means the preset's (with quick, the quick ones)."""
+
+    quick: bool = False
+    dataset: DatasetName | None = None  # default: MNIST, or digits with quick
+    epochs: int | None = None
+    n_examples: int | None = None  # default: the whole test set (quick: 200)
+    autoattack_n_examples: int | None = None  # default: n_examples (quick: 100)
+    attacks: tuple[AttackMethod, ...] = ATTACKS
+    alpha_test: tuple[float, ...] = DEFAULT_ALPHA_TEST
+    seed: int = DEFAULT_SEED
+    device: str = DEFAULT_DEVICE
+    precision: Precision = Precision.FP32  # training; evaluation is always fp32
+    data_dir: str = DEFAULT_DATA_DIR
+    checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR
+    results_dir: str = DEFAULT_RESULTS_DIR
+    download: bool = False
+    stop_after_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        dataset = self.dataset if self.dataset is not None else (DatasetName.DIGITS if self.quick else DatasetName.MNIST)
+        object.__setattr__(self, "dataset", parse_enum(DatasetName, dataset, "dataset"))
+        object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
+        attacks = tuple(dict.fromkeys(parse_enum(AttackMethod, a, "attack") for a in self.attacks))
+        if AttackMethod.PGD not in attacks:
+            raise WmrbenchError("--attacks must include pgd: A_sa, A_tr and A_wc come from the PGD evaluation")
+        unknown = [a.value for a in attacks if a.value not in ROB_COLUMNS]
+        if unknown:
+            raise WmrbenchError(f"--attacks: {', '.join(unknown)} is not one of the family's: pgd, apgd-ce, autoattack")
+        object.__setattr__(self, "attacks", attacks)
+        for name in ("epochs", "n_examples", "autoattack_n_examples", "stop_after_epochs"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_int(getattr(self, name), name, 1))
+        object.__setattr__(self, "seed", check_seed(self.seed))
+
+    @property
+    def data(self) -> DatasetName:
+        assert isinstance(self.dataset, DatasetName)
+        return self.dataset
+
+    @property
+    def table_dir(self) -> Path:
+        return Path(self.results_dir) / f"{NAME}-{self.data.value}"
+
+    def examples(self, attack: AttackMethod) -> int | None:
+        n = self.n_examples if self.n_examples is not None else (QUICK_N if self.quick else None)
+        if attack is AttackMethod.AUTOATTACK:
+            aa = self.autoattack_n_examples if self.autoattack_n_examples is not None else (QUICK_AA_N if self.quick else None)
+            return aa if aa is not None else n
+        return n
+
+
+def planned_runs(cfg: FamilyConfig) -> list[TrainConfig]:
+    """The seven training runs, ``family-DATASET-DEFENSE-aALPHA``, from their presets."""
+    runs = []
+    for defense, ours in MODELS:
+        preset = preset_for(cfg.data, defense)
+        alpha = preset.alpha_train if ours else 0.0
+        epochs = cfg.epochs if cfg.epochs is not None else (QUICK_EPOCHS if cfg.quick else preset.epochs)
+        burn_in = round(preset.burn_in * epochs / preset.epochs)  # the same share of the run
+        runs.append(train_config(
+            cfg.data, defense, run=f"{NAME}-{cfg.data.value}-{defense.value}-a{alpha:g}", alpha_train=alpha,
+            epochs=epochs, burn_in=burn_in, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
+            data_dir=cfg.data_dir, checkpoint_dir=cfg.checkpoint_dir, download=cfg.download or None,
+        ))
+    first = runs[0]
+    for run in runs[1:]:  # the family's comparison rests on these being equal
+        same = (run.attack.eps, run.attack.steps, run.attack.step_size, run.attack.start, run.batch_size, run.seed)
+        if same != (first.attack.eps, first.attack.steps, first.attack.step_size, first.attack.start,
+                    first.batch_size, first.seed):
+            raise WmrbenchError(f"{run.run}: its preset's training attack or batch differs from {first.run}'s; "
+                                f"the family is compared on one attack budget and data order")
+    return runs
+
+
+def result_name(run: TrainConfig, attack: AttackMethod) -> str:
+    return f"{run.run}-{attack.value}"
+
+
+def eval_options(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> EvalOptions:
+    return EvalOptions(protocol=protocol(cfg), method=attack, alpha_test=cfg.alpha_test, n_examples=cfg.examples(attack), seed=cfg.seed,
+                       device=cfg.device, precision=Precision.FP32, results_dir=str(cfg.table_dir),
+                       data_dir=run.data_dir, download=cfg.download or None)
+
+
+def protocol(cfg: FamilyConfig) -> Protocol:
+    """The paper's evaluation (10 restarts) where the paper has one (MNIST, CIFAR-10), else the
+    data set's default attack; --quick always the default (1 restart)."""
+    return Protocol.PAPER if not cfg.quick and cfg.data in PAPER_PROTOCOLS else Protocol.DEFAULT
+
+
+def planned_eval(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> EvalConfig:
+    return eval_options(cfg, run, attack).apply(eval_config(cfg.data, result_name(run, attack), protocol(cfg)))
+
+
+def current_result(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> tuple[Summary | None, str]:
+    """The evaluation's complete result when measured as planned on the finished model, else (None, why)."""
+    path = cfg.table_dir / result_name(run, attack) / SUMMARY_NAME
+    if not path.is_file():
+        return None, "not evaluated yet"
+    try:
+        summary = read_summary(path)
+    except WmrbenchError as exc:
+        return None, f"its result is not usable ({exc})"
+    want, have = to_jsonable(planned_eval(cfg, run, attack)), to_jsonable(summary.config)
+    differ = [k for k in EVAL_KEYS if want[k] != have.get(k)]
+    planned, trained = to_jsonable(run), summary.model.train_config
+    differ += [f"model {k}" for k in (*TRAIN_KEYS, "burn_in") if trained.get(k) != planned[k]]
+    if differ:
+        return None, f"its result was measured otherwise: {', '.join(differ)}"
+    return summary, "evaluated already"
+
+
+@dataclass
+class FamilyOutcome:
+    table: Any = None  # pandas DataFrame once every model is evaluated
+    gains: Any = None
+    notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
+    evaluated: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+
+
+def reproduce_family(cfg: FamilyConfig, log: Log = lambda line: None, show_progress: bool = True) -> FamilyOutcome:
+    """Train what is not trained, evaluate what is not evaluated, write the table (see the module)."""
+    runs = planned_runs(cfg)
+    for run in runs:
+        for attack in cfg.attacks:
+            planned_eval(cfg, run, attack)  # every setting checked before any work
+    with lock_folder(cfg.table_dir, "reproduction folder", "wait for that reproduce to finish"):
+        outcome = FamilyOutcome()
+        _train(cfg, runs, outcome, log, show_progress)
+        if outcome.unfinished:
+            log(f"stopped with {len(outcome.unfinished)} run(s) unfinished; run the same command again to continue")
+            return outcome
+        results = [{a.value: _evaluate(cfg, run, a, outcome, log, show_progress) for a in cfg.attacks} for run in runs]
+        outcome.table = family_table(results)
+        outcome.gains = gains_table(outcome.table)
+        outcome.notes = _notes(cfg, runs, results)
+        outcome.files = _write(cfg, outcome)
+        return outcome
+
+
+def _train(cfg: FamilyConfig, runs: list[TrainConfig], outcome: FamilyOutcome, log: Log, show_progress: bool) -> None:
+    todo = []
+    for run in runs:
+        done = finished_epochs(run)
+        if done == run.epochs:
+            log(f"{run.run}: trained ({done}/{run.epochs} epochs), skipped")
+        else:
+            log(f"{run.run}: resuming at epoch {done + 1} of {run.epochs}" if done else f"{run.run}: training, {run.epochs} epochs")
+            todo.append(run)
+    groups: dict[tuple[Any, ...], list[TrainConfig]] = {}
+    for run in todo:  # with the presets, all seven share the data settings: one sweep
+        groups.setdefault(tuple(getattr(run, k) for k in SHARED_BY_SWEEP), []).append(run)
+    for group in groups.values():
+        result = fit_sweep(group, resume=True, missing_ok=True, stop_after_epochs=cfg.stop_after_epochs,
+                           show_progress=show_progress)
+        if result.failures:
+            first, *rest = result.failures.values()
+            raise WmrbenchError(first + (f" (and {len(rest)} more run(s) diverged)" if rest else ""))
+        outcome.trained += [run.run for run in group]
+    outcome.unfinished = [run.run for run in runs if finished_epochs(run) < run.epochs]
+
+
+def _evaluate(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod, outcome: FamilyOutcome, log: Log,
+              show_progress: bool) -> Summary:
+    name = result_name(run, attack)
+    summary, why = current_result(cfg, run, attack)
+    if summary is not None:
+        log(f"{name}: {why}, skipped")
+        return summary
+    log(f"{name}: evaluating ({why})")
+    folder = cfg.table_dir / name
+    stale = (folder / SUMMARY_NAME).exists()
+    resume = not stale and has_partial(folder)
+    source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(run_dir(run) / "last.pt"))
+    result = evaluate_source(source, eval_options(cfg, run, attack), cfg.data, name, show_progress=show_progress,
+                             overwrite=stale, resume=resume)
+    outcome.evaluated.append(name)
+    return result.summary
+
+
+def _notes(cfg: FamilyConfig, runs: list[TrainConfig], results: list[dict[str, Summary]]) -> list[str]:
+    first = runs[0]
+    pgd = results[0]["pgd"].config.attack
+    notes = []
+    if cfg.quick:
+        notes.append("NOT the paper's setting: digits (8x8, embedded), a few epochs, a CPU-sized demonstration of the "
+                     "command; the MNIST version (reproduce family without --quick) is a GPU job")
+    notes.append(
+        f"training: {first.dataset.value}, {first.arch}, {first.epochs} epochs, batch {first.batch_size}, seed {first.seed}, "
+        f"one data order for all (one sweep); attack {first.attack.steps} steps of {first.attack.step_size:g} at eps "
+        f"{first.attack.eps:g} ({first.attack.start.value} start) for every defense; "
+        + "; ".join(f"{r.defense.value}{' a' + format(r.alpha_train, 'g') if r.alpha_train else ''}: lr {r.lr:g}, "
+                    f"wd {r.weight_decay:g}, beta {r.beta:g}" + (f", burn-in {r.burn_in}" if r.burn_in else "")
+                    for r in runs))
+    sizes = ", ".join(f"{a.value} on {results[0][a.value].metrics.n_examples}" for a in cfg.attacks)
+    notes.append(f"evaluation: the first test images ({sizes}), seed {cfg.seed}, fp32; PGD-{pgd.steps} step "
+                 f"{pgd.step_size:g} eps {pgd.eps:g}, {pgd.restarts} restart(s); APGD-CE and AutoAttack (standard, "
+                 "unweighted) at the same eps; A_sa, A_tr (weighted PGD) and A_wc come from the PGD evaluation")
+    if cfg.examples(AttackMethod.AUTOATTACK) != cfg.examples(AttackMethod.PGD) and AttackMethod.AUTOATTACK in cfg.attacks:
+        notes.append("A_rob AA is measured on fewer images than the other columns (AutoAttack's Square attack is slow "
+                     "on a CPU): compare it with the other A_rob columns only roughly")
+    notes.append("gains: each reweighted model minus its unweighted base at the same alpha_test, in points, without "
+                 "intervals: the paired bootstrap intervals (issue 18, `wmrbench compare`) are owed; on this few "
+                 "examples a gain of a few points is within noise")
+    return notes
+
+
+def _write(cfg: FamilyConfig, outcome: FamilyOutcome) -> list[Path]:
+    title = f"The instance-reweighting family on {cfg.data.value}" + (" (--quick)" if cfg.quick else "")
+    text = "\n".join([f"# {title}", "", *[f"- {n}" for n in outcome.notes], "", "## Numbers", "",
+                      to_markdown(outcome.table), "## Differences from the unweighted base (points, intervals owed)", "",
+                      to_markdown(outcome.gains)])
+    return [atomic_write_text(cfg.table_dir / f"{NAME}.md", text),
+            atomic_write_text(cfg.table_dir / f"{NAME}.csv", to_csv(outcome.table))]
