@@ -53,6 +53,7 @@ import copy
 import functools
 import time
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 import torch
@@ -62,7 +63,7 @@ from torch.func import functional_call, vmap
 from wmrbench import distributed
 from wmrbench.attacks import autocast, start_point, upcast
 from wmrbench.attacks.stacked import mixed_pgd
-from wmrbench.config import AttackMode, Defense, Norm, TrainConfig
+from wmrbench.config import AttackMode, Defense, Norm, TrainConfig, parse_enum
 from wmrbench.data import ImageSet, batches
 from wmrbench.data.augment import random_crop_flip
 from wmrbench.errors import WmrbenchError
@@ -76,7 +77,38 @@ STACKABLE_DEFENSES = (Defense.PGD, Defense.TRADES)
 # Besides the data settings every sweep shares (training.SHARED_BY_SWEEP): one architecture to
 # stack, one attack (its steps are shared), one precision (one autocast).
 SHARED_BY_STACK = ("arch", "attack", "attack_mode", "precision")
-IMPLS = ("vmap", "loop")
+IMPLS = ("auto", "vmap", "loop")
+
+
+class Stack(str, Enum):
+    """``--stack``: how the runs of a sweep train."""
+
+    AUTO = "auto"  # stacked where the runs can be (stack_refusal) and the device is the CPU, else off
+    ON = "on"  # stacked; runs that cannot be are refused with one line
+    OFF = "off"  # fit_sweep's runs taking turns, each bit for bit its solo run
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """``auto``: run by run on the CPU (measured bit for bit solo, and not slower there), vmap on CUDA
+    (one grouped kernel per layer for every run)."""
+    if impl != "auto":
+        return impl
+    return "vmap" if device.type == "cuda" else "loop"
+
+
+def use_stack(stack: Stack | str, cfgs: Sequence[TrainConfig]) -> bool:
+    """Whether ``--stack`` trains these runs stacked; ``on`` with runs that cannot be is one line."""
+    stack = parse_enum(Stack, stack, "stack")
+    if stack is Stack.OFF:
+        return False
+    reason = stack_refusal(cfgs)
+    if stack is Stack.ON:
+        if reason is not None:
+            raise WmrbenchError(f"--stack on: {reason}")
+        return True
+    # auto: stacked only where it was measured to give the solo runs bit for bit (the CPU); on
+    # CUDA the speed is still to be measured (docs/reproduction.md), so auto keeps the exact path.
+    return reason is None and len(cfgs) > 1 and distributed.resolve_device(cfgs[0].device).type == "cpu"
 
 
 def stack_refusal(cfgs: Sequence[TrainConfig]) -> str | None:
@@ -103,7 +135,7 @@ def stack_refusal(cfgs: Sequence[TrainConfig]) -> str | None:
 
 def fit_stacked(
     cfgs: Sequence[TrainConfig], *, resume: bool = False, missing_ok: bool = False,
-    stop_after_epochs: int | None = None, show_progress: bool = True, impl: str = "vmap",
+    stop_after_epochs: int | None = None, show_progress: bool = True, impl: str = "auto",
 ) -> SweepResult:
     """:func:`wmrbench.training.fit_sweep` with every epoch taken by the stacked step.
 
@@ -113,9 +145,9 @@ def fit_stacked(
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}")
-    reason = stack_refusal(cfgs)
-    if reason is not None:
-        raise WmrbenchError(f"--stack on: {reason}")
+    use_stack(Stack.ON, cfgs)
+    if cfgs:
+        impl = resolve_impl(impl, distributed.resolve_device(cfgs[0].device))
     return fit_sweep(cfgs, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
                      show_progress=show_progress, train_epoch=functools.partial(train_epoch, impl=impl))
 
@@ -351,7 +383,7 @@ def _memory_format(x: Tensor) -> torch.memory_format:
 
 def train_epoch(
     runs: list[_Run], train: ImageSet, *, epoch: int, device: torch.device, progress: Any,
-    ctx: distributed.Context = distributed.Context(), impl: str = "vmap",
+    ctx: distributed.Context = distributed.Context(), impl: str = "loop",
 ) -> list[tuple[dict[str, Any], Tensor | None, Diverged | None]]:
     """One epoch of every run, stacked; per run (stats, weights, divergence or None), as
     :func:`wmrbench.training._train_epoch` returns them. The batches are those each run draws

@@ -53,6 +53,7 @@ def train(
     verify_checksums: Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN exactly from its last.pt.")] = False,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
+    stack: Annotated[str, typer.Option(help="How the runs of a sweep (several --alpha-train values) train: on = as ONE stacked model, one attack and one forward/backward for all runs per step (pgd and trades only; the same checkpoints); off = taking turns, each bit for bit its solo run; auto (default) = on where the runs can stack and the device is the CPU (measured bit for bit solo there), else off.")] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
 ) -> None:
     """Train a robust classifier with (weighted) PGD-AT or TRADES; resumable, checkpointed per epoch.
@@ -62,8 +63,8 @@ def train(
     from wmrbench import distributed
     from wmrbench.config import TrainOptions, parse_alphas
     from wmrbench.presets import describe_train_config
-    from wmrbench.sweep import sweep_configs
-    from wmrbench.training import config_for_run, fit, fit_sweep
+    from wmrbench.sweep import fit_runs, sweep_configs
+    from wmrbench.training import config_for_run, fit
 
     with user_errors(), distributed.session():
         alphas = parse_alphas(alpha_train, "--alpha-train") if alpha_train is not None else None
@@ -81,8 +82,8 @@ def train(
         typer.echo(describe_train_config(cfgs[0]))
         typer.echo(f"sweep: {len(cfgs)} runs side by side, every setting as above but run and alpha_train: "
                    + ", ".join(f"{c.run} (alpha_train {c.alpha_train:g})" for c in cfgs))
-        sweep = fit_sweep(cfgs, resume=resume, missing_ok=True, stop_after_epochs=stop_after_epochs,
-                          show_progress=not quiet)
+        sweep = fit_runs(cfgs, stack=stack, resume=resume, missing_ok=True, stop_after_epochs=stop_after_epochs,
+                         show_progress=not quiet)
     for cfg, result in zip(cfgs, sweep.results):
         if cfg.run not in sweep.failures:
             typer.echo(f"checkpoint: {result.checkpoint}")
