@@ -69,7 +69,7 @@ def _differences(a: Path, b: Path) -> list[str]:
 def test_a_sweep_trains_each_run_exactly_as_alone_and_resumes(tmp_path):
     solo = _solo(tmp_path / "solo")
 
-    _train(tmp_path / "sweep", "--alpha-train", ",".join(ALPHAS), "--run", "s", "--stack", "off")
+    _train(tmp_path / "sweep", "--alpha-train", ",".join(ALPHAS), "--run", "s")
     for alpha, alone in solo.items():
         assert _differences(tmp_path / "sweep" / f"s-a{alpha}", alone) == [], alpha
     # The runs really differ from each other (alpha_train is not ignored).
@@ -91,8 +91,7 @@ def test_without_its_own_random_state_a_run_of_a_sweep_would_differ(tmp_path, mo
     # on, and neither equals its solo run.
     solo = _solo(tmp_path / "solo", alphas=("0", "2"))
     monkeypatch.setattr(training.GlobalRng, "active", lambda self: contextlib.nullcontext())
-    # --stack off: the runs take turns (stacked, each run draws its masks from its own generator).
-    _train(tmp_path / "sweep", "--alpha-train", "0,2", "--run", "s", "--stack", "off")
+    _train(tmp_path / "sweep", "--alpha-train", "0,2", "--run", "s")
     assert _differences(tmp_path / "sweep" / "s-a0", solo["0"])
     assert _differences(tmp_path / "sweep" / "s-a2", solo["2"])
 

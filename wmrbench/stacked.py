@@ -83,14 +83,13 @@ IMPLS = ("auto", "vmap", "loop")
 class Stack(str, Enum):
     """``--stack``: how the runs of a sweep train."""
 
-    AUTO = "auto"  # stacked where the runs can be (stack_refusal) and the device is the CPU, else off
-    ON = "on"  # stacked; runs that cannot be are refused with one line
-    OFF = "off"  # fit_sweep's runs taking turns, each bit for bit its solo run
+    ON = "on"  # one stacked model; runs that cannot stack are refused with one line
+    OFF = "off"  # fit_sweep's runs taking turns, each bit for bit its solo run (the default)
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:
-    """``auto``: run by run on the CPU (measured bit for bit solo, and not slower there), vmap on CUDA
-    (one grouped kernel per layer for every run)."""
+    """``auto``: run by run on the CPU (measured bit for bit solo; vmap's batched convolutions are
+    slower there), vmap on CUDA (one grouped kernel per layer for every run)."""
     if impl != "auto":
         return impl
     return "vmap" if device.type == "cuda" else "loop"
@@ -98,17 +97,12 @@ def resolve_impl(impl: str, device: torch.device) -> str:
 
 def use_stack(stack: Stack | str, cfgs: Sequence[TrainConfig]) -> bool:
     """Whether ``--stack`` trains these runs stacked; ``on`` with runs that cannot be is one line."""
-    stack = parse_enum(Stack, stack, "stack")
-    if stack is Stack.OFF:
+    if parse_enum(Stack, stack, "stack") is Stack.OFF:
         return False
     reason = stack_refusal(cfgs)
-    if stack is Stack.ON:
-        if reason is not None:
-            raise WmrbenchError(f"--stack on: {reason}")
-        return True
-    # auto: stacked only where it was measured to give the solo runs bit for bit (the CPU); on
-    # CUDA the speed is still to be measured (docs/reproduction.md), so auto keeps the exact path.
-    return reason is None and len(cfgs) > 1 and distributed.resolve_device(cfgs[0].device).type == "cpu"
+    if reason is not None:
+        raise WmrbenchError(f"--stack on: {reason}")
+    return True
 
 
 def stack_refusal(cfgs: Sequence[TrainConfig]) -> str | None:
@@ -298,10 +292,12 @@ def _objective(cfg: TrainConfig, logits_nat: Tensor | None, logits_adv: Tensor, 
 
 def stacked_step(
     net: StackedNet, runs: Sequence[_Run], x: Tensor, y: Tensor, attack_generators: Sequence[torch.Generator],
-    masks: _Masks,
+    masks: _Masks, cuda_graph: bool | None = None,
 ) -> list[tuple[Objective, Tensor]]:
     """One step of every run: one attack, one forward/backward, each run's optimizer step.
-    Returns each run's objective and the attack's margins on its rows. No host synchronisation."""
+    Returns each run's objective and the attack's margins on its rows. No host synchronisation.
+    ``cuda_graph``: the attack's steps through one captured CUDA graph (None: on for CUDA inputs,
+    as a solo run's training attack), or eagerly (False)."""
     cfgs = [run.cfg for run in runs]
     n, attack, precision = len(runs), cfgs[0].attack, cfgs[0].precision
     trades = [r for r, c in enumerate(cfgs) if c.defense is Defense.TRADES]
@@ -314,11 +310,11 @@ def stacked_step(
     natural_logits = None
     if trades:
         kl = torch.tensor([c.defense is Defense.TRADES for c in cfgs], device=device).repeat_interleave(rows)
-        natural_logits = predict_shared(net, x, precision)
+        natural_logits = predict_shared(net, x, precision, trades)
     # Each run's start from its own generator: what pgd() draws for the run alone.
     x_start = torch.cat([start_point(x, attack.eps, attack.start, 0, g, norm=attack.norm) for g in attack_generators])
     result = mixed_pgd(net, xs, ys, x_start.contiguous(memory_format=_memory_format(x)), attack, alpha=alpha, kl=kl,
-                       natural_logits=natural_logits, precision=precision)
+                       natural_logits=natural_logits, precision=precision, cuda_graph=cuda_graph)
 
     # The training forward through the runs' own parameters (differentiable stacks of them), the
     # buffers stacked in ``net`` (BatchNorm updates them in place) and this step's dropout masks.
@@ -363,16 +359,27 @@ def stacked_step(
     return outcomes
 
 
-def predict_shared(net: StackedNet, x: Tensor, precision: Any) -> Tensor:
-    """Every run's eval-mode logits at the same x, no gradients (the TRADES attack's p(x))."""
+def predict_shared(net: StackedNet, x: Tensor, precision: Any, runs: Sequence[int]) -> Tensor:
+    """The eval-mode logits at the same x of the ``runs`` (the TRADES runs: their attack's p(x)), no
+    gradients, in every run's block of rows; the other runs' blocks are zeros (their rows ascend
+    CE, which does not read them)."""
     was_training = net.training
     net.eval()
+    net.base.eval()
     try:
+        tensors = net.stacked()
+        if len(runs) != net.n:
+            index = torch.tensor(list(runs), device=x.device)
+            tensors = {k: v.index_select(0, index) for k, v in tensors.items()}
         with torch.no_grad(), autocast(x.device.type, precision):
-            logits = net.shared(x)
-        return upcast(logits)
+            logits = upcast(_apply(net.base, tensors, x, len(runs), net.impl, shared=True))
     finally:
         net.train(was_training)
+    if len(runs) == net.n:
+        return logits
+    blocks = list(logits.unflatten(0, (len(runs), -1)).unbind(0))
+    zeros = torch.zeros_like(blocks[0])
+    return torch.cat([blocks[list(runs).index(r)] if r in runs else zeros for r in range(net.n)])
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:

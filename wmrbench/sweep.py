@@ -26,7 +26,9 @@ from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run
 from wmrbench.stacked import Stack, fit_stacked, use_stack
 from wmrbench.training import SweepResult, check_sweep, config_for_run, fit_sweep, run_dir
 
-DEFAULT_STACK = Stack.AUTO
+# Off by default: on the CPU stacking was measured no faster (benchmarks/reference/cpu-quick/stack.json),
+# and its GPU speed is still to be measured (docs/reproduction.md).
+DEFAULT_STACK = Stack.OFF
 
 
 def sweep_run_name(run: str | None, dataset: DatasetName, defense: Defense, alpha: float) -> str:

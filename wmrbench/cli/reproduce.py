@@ -37,7 +37,7 @@ def table1(
     checkpoint_dir: Annotated[str, typer.Option(help="The four runs go to CHECKPOINT_DIR/table1-DATASET-DEFENSE-aALPHA/.")] = DEFAULT_CHECKPOINT_DIR,
     results_dir: Annotated[str, typer.Option(help="Evaluations and table1.md / table1.csv go to RESULTS_DIR/table1-DATASET/.")] = DEFAULT_RESULTS_DIR,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training (a time-boxed job); rerun the same command to continue.")] = None,
-    stack: Annotated[str, typer.Option(help="on = train the four runs as ONE stacked model (one attack and one forward/backward per step, the same checkpoints); off = taking turns, each bit for bit its solo run; auto (default) = on on the CPU (measured bit for bit solo there), off elsewhere.")] = "auto",
+    stack: Annotated[str, typer.Option(help="on = train the four runs as ONE stacked model (one attack and one forward/backward per step, the same checkpoints); off (default) = taking turns, each bit for bit its solo run (docs/reproduction.md: stacking measured and owed).")] = "off",
     quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
 ) -> None:
     """Table 1 (MNIST): PGD, PGD+ours (alpha_train 0.5), TRADES, TRADES+ours (alpha_train 2), trained with the

@@ -53,7 +53,7 @@ def train(
     verify_checksums: Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check the CIFAR-10 files against torchvision's published MD5s (default: yes; the other data sets have no per-file checksums).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN exactly from its last.pt.")] = False,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
-    stack: Annotated[str, typer.Option(help="How the runs of a sweep (several --alpha-train values) train: on = as ONE stacked model, one attack and one forward/backward for all runs per step (pgd and trades only; the same checkpoints); off = taking turns, each bit for bit its solo run; auto (default) = on where the runs can stack and the device is the CPU (measured bit for bit solo there), else off.")] = "auto",
+    stack: Annotated[str, typer.Option(help="How the runs of a sweep (several --alpha-train values) train: on = as ONE stacked model, one attack and one forward/backward for all runs per step (pgd and trades only; the same checkpoints); off (default) = taking turns, each bit for bit its solo run. Stacked runs equal their solo runs bit for bit on the CPU, within float32 rounding on CUDA (docs/reproduction.md).")] = "off",
     quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
 ) -> None:
     """Train a robust classifier with (weighted) PGD-AT or TRADES; resumable, checkpointed per epoch.
