@@ -21,8 +21,8 @@ from wmrbench.stacked import StackedNet, _Masks, fit_stacked, stacked_step
 from wmrbench.training import fit_sweep
 
 # The vmap path against the runs trained alone, float32 on the CPU, measured on these tests' runs
-# (docs/reproduction.md): the largest weight difference after one epoch was 2.6e-4; the bound
-# leaves room for other CPUs' kernels, and is far below what a wrong run gives (>= 1e-2).
+# (docs/reproduction.md): the largest weight difference after one epoch was 7.1e-4 (the TRADES
+# runs; 1.2e-7 for the PGD runs); the bound leaves room for other CPUs' kernels.
 VMAP_WEIGHT_TOLERANCE = 2e-3
 
 
@@ -95,8 +95,8 @@ def test_stacked_through_vmap_stays_within_the_stated_tolerance(solo, tmp_path):
         training.fit(dataclasses.replace(cfg, checkpoint_dir=str(alone)), show_progress=False)
     for cfg in cfgs:
         difference = _max_weight_difference(tmp_path / cfg.run, alone / cfg.run)
+        print(f"vmap vs alone after one epoch, {cfg.run}: largest weight difference {difference:.2e}")
         assert difference <= VMAP_WEIGHT_TOLERANCE, (cfg.run, difference)
-        assert not torch.equal(_load(tmp_path / cfg.run)["model"]["0.weight"], _load(solo / "pgd-a0")["model"]["0.weight"])
 
 
 def test_a_stacked_sweep_stopped_and_resumed_equals_one_uninterrupted(solo, tmp_path):
