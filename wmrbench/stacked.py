@@ -203,7 +203,17 @@ class StackedNet(nn.Module):
         self.buffer_keys = [k for k in self.keys if k not in self.param_keys]
         for i, key in enumerate(self.keys):
             self.register_buffer(f"w{i}", state[key].new_empty((self.n, *state[key].shape)), persistent=False)
+        self._constants: dict[tuple[str, int], Tensor] = {}
         self.load(models)
+
+    def constant(self, name: str, make: Any, rows: int) -> Tensor:
+        """A per-run constant (alpha, loss choice, run indices) repeated ``rows`` times, on the
+        weights' device, made once: a tensor built from a Python list is a host-to-device copy
+        from pageable memory, which waits for the device (a sync per step)."""
+        key = (name, rows)
+        if key not in self._constants:
+            self._constants[key] = make().repeat_interleave(rows).to(self.w0.device)
+        return self._constants[key]
 
     def stacked(self) -> dict[str, Tensor]:
         return {key: getattr(self, f"w{i}") for i, key in enumerate(self.keys)}
@@ -305,11 +315,11 @@ def stacked_step(
     net.load([run.model for run in runs])
     xs, ys = x.repeat(n, *[1] * (x.dim() - 1)), y.repeat(n)
     rows = len(y)
-    alpha = torch.tensor([c.alpha_train for c in cfgs], device=device, dtype=torch.float32).repeat_interleave(rows)
+    alpha = net.constant("alpha", lambda: torch.tensor([c.alpha_train for c in cfgs], dtype=torch.float32), rows)
     kl = None
     natural_logits = None
     if trades:
-        kl = torch.tensor([c.defense is Defense.TRADES for c in cfgs], device=device).repeat_interleave(rows)
+        kl = net.constant("kl", lambda: torch.tensor([c.defense is Defense.TRADES for c in cfgs]), rows)
         natural_logits = predict_shared(net, x, precision, trades)
     # Each run's start from its own generator: what pgd() draws for the run alone.
     x_start = torch.cat([start_point(x, attack.eps, attack.start, 0, g, norm=attack.norm) for g in attack_generators])
@@ -325,7 +335,7 @@ def stacked_step(
         logits_adv = _apply(base, {**params, **buffers, **masks.draw(x, range(n))}, result.x_adv, n, net.impl, False)
         logits_nat, sub = None, {}
         if trades:  # only the TRADES runs take a forward at x (BatchNorm statistics, dropout draws)
-            index = torch.tensor(trades, device=device)
+            index = net.constant("trades", lambda: torch.tensor(trades), 1)
             sub = {k: v if len(trades) == n else v.index_select(0, index) for k, v in {**params, **buffers}.items()}
             logits_nat = _apply(base, {**sub, **masks.draw(x, trades)}, x, len(trades), net.impl, True)
     outcomes, losses = [], []
@@ -369,7 +379,7 @@ def predict_shared(net: StackedNet, x: Tensor, precision: Any, runs: Sequence[in
     try:
         tensors = net.stacked()
         if len(runs) != net.n:
-            index = torch.tensor(list(runs), device=x.device)
+            index = net.constant("trades", lambda: torch.tensor(list(runs)), 1)
             tensors = {k: v.index_select(0, index) for k, v in tensors.items()}
         with torch.no_grad(), autocast(x.device.type, precision):
             logits = upcast(_apply(net.base, tensors, x, len(runs), net.impl, shared=True))

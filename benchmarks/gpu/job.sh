@@ -8,7 +8,7 @@
 #
 #   carry: [".gpu"]   where, here, before the call:
 #       mkdir -p .gpu/mnist && cp ../shared/data/mnist/MNIST/raw/*-ubyte .gpu/mnist/ && gzip -f .gpu/mnist/*-ubyte
-#       echo /.gpu/ >> .git/info/exclude
+#       (.gpu/ is in .gitignore: it travels only because `carry` names it)
 #       (a later call: cp <files_at>/state.tar.gz .gpu/state.tar.gz, and it continues from there)
 #   command: bash benchmarks/gpu/job.sh            timeout_s: 570
 #
@@ -44,7 +44,7 @@ step() {
   [ "$limit" -gt "$room" ] && limit=$room
   if [ "$limit" -le 5 ]; then say "$name: skipped, no time left"; return 1; fi
   say "$name: start (at most ${limit}s)"
-  timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 | tee "$WORK/step.log" | tee -a "$LOG"
   local rc=${PIPESTATUS[0]}
   say "$name: exit $rc"
   return "$rc"
@@ -102,7 +102,7 @@ while :; do
   rc=$?
   EPOCH_S=$(( $(elapsed) - before ))
   [ "$rc" -ne 0 ] && { say "table1: exit $rc, stopping"; break; }
-  if ! grep -q "resuming at epoch\|training, " <(tail -n 40 "$LOG"); then say "table1: nothing left to train"; break; fi
+  if ! grep -q "resuming at epoch\|: training, " "$WORK/step.log"; then say "table1: nothing was left to train"; break; fi
 done
 
 # 6. Copy back: the checkpoints so far and the results (one archive), the benchmark JSON, the log.
