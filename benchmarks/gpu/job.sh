@@ -16,7 +16,10 @@
 #
 # Settings (environment): BUDGET_S (default 540: the whole job, copy-back included), JOB_WORK (its
 # scratch folder: data, checkpoints, results; default /tmp/wmr-job), CARRY (default .gpu), OUT
-# (set by the device machine; default JOB_WORK/out), PYTHON (default python3).
+# (set by the device machine; default JOB_WORK/out), PYTHON (default python3), TABLE1_CALLS (at most
+# this many one-epoch table1 invocations; default 0: as many as the time allows), BUDGET_S_DRY
+# (--dry-run's budget, default 840: a loaded 2-core CPU is slow, and the dry run tests the path,
+# not the speed).
 # Every step is time-boxed, so the copy-back always happens; a step that fails is logged and the
 # job goes on to the next, so one broken part cannot waste the window.
 set -u -o pipefail
@@ -25,7 +28,7 @@ DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
 START=$(date +%s)
 BUDGET_S=${BUDGET_S:-540}
-if [ "$DRY" = 1 ]; then BUDGET_S=${BUDGET_S_DRY:-600}; fi
+if [ "$DRY" = 1 ]; then BUDGET_S=${BUDGET_S_DRY:-840}; fi
 PYTHON=${PYTHON:-python3}
 CARRY=${CARRY:-.gpu}
 WORK=${JOB_WORK:-/tmp/wmr-job}
@@ -93,7 +96,10 @@ else
   TABLE_ARGS=(--data-dir "$DATA" --device cuda --precision fp32)
 fi
 EPOCH_S=0
+CALLS=0
 while :; do
+  if [ "${TABLE1_CALLS:-0}" -gt 0 ] && [ "$CALLS" -ge "$TABLE1_CALLS" ]; then say "table1: $CALLS invocation(s), as TABLE1_CALLS asks"; break; fi
+  CALLS=$(( CALLS + 1 ))
   before=$(elapsed)
   need=$(( EPOCH_S * 13 / 10 + 20 ))
   if [ $(( $(left) - RESERVE )) -lt "$need" ]; then say "table1: stopping, ${need}s needed for one more epoch"; break; fi
