@@ -133,8 +133,8 @@ def _build(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, torch.opt
     info = dataset_spec(cfg.dataset).info
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = prepare_model(create_model(cfg.arch, info.num_classes, info.in_channels), device)
-    # foreach: one multi-tensor kernel per update on CUDA; on the CPU the same per-tensor ops as
-    # the loop (bit for bit). Not fused: that kernel rounds differently from checkpoints saved before.
+    # foreach: multi-tensor kernels on CUDA; on the CPU the same per-tensor ops as the loop (checked
+    # bit for bit). Not fused: its one-kernel update is unmeasured here (no GPU) and may round otherwise.
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True
     )
