@@ -88,8 +88,9 @@ else
 fi
 step benchmark 150 "$PYTHON" benchmarks/train.py --only stack "${BENCH_ARGS[@]}" --out "$OUT/bench.json" || true
 
-# 5. Table 1, continued for the minutes left: one epoch per invocation (each checkpoints every run),
-#    another only while one more fits; a later call continues from state.tar.gz.
+# 5. Table 1 (the four runs stacked: --stack on), continued for the minutes left with
+#    --stop-after-epochs (every finished epoch checkpoints every run); a later call continues
+#    from state.tar.gz.
 if [ "$DRY" = 1 ]; then
   TABLE_ARGS=(--quick --epochs 2 --n-examples 16 --restarts 1 --device cpu)
 else
