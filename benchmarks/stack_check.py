@@ -9,7 +9,6 @@ last epoch, and each model's metrics on the 360 digits test images (the quick pr
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any

@@ -18,7 +18,6 @@ from wmrbench import training
 from wmrbench.config import TrainConfig
 from wmrbench.presets import train_config
 from wmrbench.stacked import StackedNet, _Masks, fit_stacked, stacked_step
-from wmrbench.training import fit_sweep
 
 # The vmap path against the runs trained alone, float32 on the CPU, measured on these tests' runs
 # (docs/reproduction.md): the largest weight difference after one epoch was 7.1e-4 (the TRADES
