@@ -17,13 +17,22 @@ one after another.
   so data loading and per-step data handling are in the time. The sweep's runs are bit for bit
   the separate runs (checked here, and by tests/test_sweep.py).
 
+* ``stack``: the four runs of Table 1 (MNIST SmallCNN: PGD-AT alpha 0 and 0.5, TRADES alpha 0 and
+  2; the paper's 40-step attack, batch 128) trained as ONE stacked model
+  (:func:`wmrbench.stacked.stacked_step`, run by run and through vmap) against the same four
+  runs' steps one after another (``training.train_step``), and against one TRADES+ours run alone,
+  on MNIST-shaped data, the same batches; seconds extrapolated to a 60,000-image epoch. On CUDA
+  the solo run is also timed with its attack eager (no CUDA graph).
+
     python benchmarks/train.py --quick             # CPU, ~3 minutes on 2 cores
+    python benchmarks/train.py --only stack --quick --out benchmarks/reference/cpu-quick/stack.json
     python benchmarks/train.py                     # GPU: 100 batches of 128, bf16 and fp32
     python benchmarks/train.py --only sweep --sweep-dataset mnist --data-dir ../shared/data/mnist
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 from collections.abc import Callable
@@ -42,7 +51,8 @@ from wmrbench.data import ImageSet, batches
 from wmrbench.models import create_model
 from wmrbench.presets import train_config
 from wmrbench.runtime import prepare_input, prepare_model
-from wmrbench.training import fit, fit_sweep, train_step
+from wmrbench.stacked import StackedNet, _Masks, stacked_step
+from wmrbench.training import _build, fit, fit_sweep, stream_seed, train_step
 
 BETA = 6.0
 SWEEP_ALPHAS = (0.0, 0.5, 2.0)
@@ -223,15 +233,106 @@ def sweep_part(dataset: DatasetName, data_dir: str, epochs: int, repeats: int, d
     return rows, times, check, table
 
 
+TABLE1_RUNS = ((Defense.PGD, 0.0), (Defense.PGD, 0.5), (Defense.TRADES, 0.0), (Defense.TRADES, 2.0))
+
+
+def stack_part(n_batches: int, batch_size: int, repeats: int, device: torch.device, steps: int | None = None,
+               ) -> tuple[list[dict[str, Any]], dict[str, list[float]], str]:
+    """Table 1's four runs stacked (loop and vmap) against their four solo steps one after another,
+    and against one TRADES+ours run alone (fp32, the presets' settings), on the same batches."""
+    import contextlib
+
+    import wmrbench.attacks.pgd as pgd_module
+
+    n = n_batches * batch_size
+    generator = torch.Generator().manual_seed(0)
+    x_all = (torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=generator).float() / 255).to(device)
+    y_all = torch.randint(0, 10, (n,), generator=generator).to(device)
+    given = {"steps": steps} if steps else {}
+    cfgs = [train_config(DatasetName.MNIST, defense, alpha_train=alpha, batch_size=batch_size, device=str(device),
+                         precision=Precision.FP32, run=f"{defense.value}-a{alpha:g}", **given)
+            for defense, alpha in TABLE1_RUNS]
+    print(f"Table 1's four runs (MNIST SmallCNN, {cfgs[0].attack.steps}-step attack, fp32): {n_batches} batches of "
+          f"{batch_size}, stacked vs one after another", flush=True)
+
+    def fresh() -> list[Any]:
+        from types import SimpleNamespace
+        runs = []
+        for cfg in cfgs:
+            model, optimizer, _ = _build(cfg, device)
+            runs.append(SimpleNamespace(cfg=cfg, model=model, optimizer=optimizer))
+        return runs
+
+    def solo(runs: list[Any], eager: bool = False) -> Callable[[], Tensor]:
+        gens = [torch.Generator(device=device).manual_seed(stream_seed(r.cfg.seed, 0, 0, 1)) for r in runs]
+
+        def go() -> Tensor:
+            patch = (contextlib.nullcontext() if not eager else
+                     _patched(pgd_module, "use_cuda_graph", lambda x, wanted: False))
+            total = torch.zeros((), device=device)
+            with patch:
+                for lo in range(0, n, batch_size):
+                    x, y = prepare_input(x_all[lo:lo + batch_size], device), y_all[lo:lo + batch_size]
+                    for run, g in zip(runs, gens):
+                        objective, _ = train_step(run.model, x, y, run.cfg, g, run.cfg.precision)
+                        run.optimizer.zero_grad(set_to_none=True)
+                        objective.loss.backward()
+                        run.optimizer.step()
+                        total += objective.loss.detach()
+            return total
+        return go
+
+    def stacked(runs: list[Any], impl: str) -> Callable[[], Tensor]:
+        net = StackedNet([r.model for r in runs], impl).to(device)
+        masks = _Masks(net, cfgs, 0, 0, device, torch.float32)
+        gens = [torch.Generator(device=device).manual_seed(stream_seed(r.cfg.seed, 0, 0, 1)) for r in runs]
+
+        def go() -> Tensor:
+            total = torch.zeros((), device=device)
+            for lo in range(0, n, batch_size):
+                x, y = prepare_input(x_all[lo:lo + batch_size], device), y_all[lo:lo + batch_size]
+                for objective, _ in stacked_step(net, runs, x, y, gens, masks):
+                    total += objective.loss.detach()
+            return total
+        return go
+
+    variants: dict[str, Callable[[], Tensor]] = {
+        "1 run alone (TRADES+ours)": solo(fresh()[3:]),
+        "4 runs one after another": solo(fresh()),
+        "4 runs stacked, run by run (impl loop)": stacked(fresh(), "loop"),
+        "4 runs stacked, vmap (impl vmap)": stacked(fresh(), "vmap"),
+    }
+    if device.type == "cuda":
+        variants["1 run alone (TRADES+ours), attack eager (no CUDA graph)"] = solo(fresh()[3:], eager=True)
+    times, _ = alternate(variants, repeats, device)
+    one, four = median(times["1 run alone (TRADES+ours)"]), median(times["4 runs one after another"])
+    rows = [{"variant": name, "runs": 1 if name.startswith("1 run") else 4, "images": n, "median s": median(t),
+             "s per 60k-image epoch (all its runs)": median(t) * 60_000 / n,
+             "time / 4 runs one after another": median(t) / four, "time / 1 run alone": median(t) / one}
+            for name, t in times.items()]
+    return rows, times, print_table(rows, f"Table 1's four runs stacked vs one after another (median of {repeats} alternating runs)")
+
+
+@contextlib.contextmanager
+def _patched(module: Any, name: str, value: Any) -> Any:
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = parser("train", __doc__.splitlines()[0])
-    p.add_argument("--only", default="resnet18,smallcnn,sweep", help="parts to run, comma-separated (default all)")
+    p.add_argument("--only", default="resnet18,smallcnn,sweep,stack", help="parts to run, comma-separated (default all)")
     p.add_argument("--batches", type=int, default=None, help="batches per timed run (default 100 on CUDA; quick: 2 for resnet18, 1 for smallcnn)")
     p.add_argument("--batch-size", type=int, default=None, help="default 128 (the paper's); quick resnet18 16")
     p.add_argument("--precision", default=None, help="wmrbench precisions, comma-separated (default bf16,fp32 on CUDA; fp32 on CPU)")
     p.add_argument("--sweep-dataset", default="digits", help="data set of the sweep part (default digits, embedded)")
     p.add_argument("--data-dir", default="data", help="its folder (not needed for digits)")
     p.add_argument("--sweep-epochs", type=int, default=1, help="epochs per run in the sweep part (default 1)")
+    p.add_argument("--stack-steps", type=int, default=None, help="attack steps in the stack part (default: the paper's 40)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -262,6 +363,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         payload["rows"] += rows
         payload["times"].update(times)
         payload["sweep_check"] = check
+        payload["tables"].append(table)
+    if "stack" in parts:
+        batch_size = args.batch_size or 128
+        n_batches = args.batches or (100 if cuda else (1 if args.quick else 4))
+        rows, times, table = stack_part(n_batches, batch_size, repeats, device, args.stack_steps)
+        payload["settings"]["stack"] = {"runs": [f"{d.value} a{a:g}" for d, a in TABLE1_RUNS], "batch_size": batch_size,
+                                        "batches": n_batches, "steps": args.stack_steps or 40, "precision": "fp32"}
+        payload["rows"] += rows
+        payload["times"].update(times)
         payload["tables"].append(table)
     write_result(args, "train", payload)
     return payload

@@ -10,7 +10,7 @@ setting: its table is never put beside the paper's MNIST numbers as if comparabl
 What makes it resumable, on this machine or another one with the folders copied over:
 
 * a run is finished when its ``last.pt`` holds every epoch; an unfinished one is resumed
-  from it (the four runs train side by side, as one sweep: :func:`wmrbench.training.fit_sweep`);
+  from it (the four runs train side by side, as one sweep: :func:`wmrbench.sweep.fit_runs`, stacked or not);
 * an evaluation is done when its ``summary.json`` is complete (its records' hash matches) and
   was measured as planned (attack, alpha_test, examples, seed, precision) on the finished
   model (the checkpoint's epochs); anything else is evaluated again;
@@ -76,7 +76,9 @@ from wmrbench.report.reproduction import (
     to_csv_report,
     to_markdown_report,
 )
-from wmrbench.training import SHARED_BY_SWEEP, fit_sweep, run_dir
+from wmrbench.stacked import Stack
+from wmrbench.sweep import DEFAULT_STACK, fit_runs
+from wmrbench.training import SHARED_BY_SWEEP, run_dir
 from wmrbench.uncertainty import with_uncertainty
 
 TABLE = 1
@@ -110,8 +112,10 @@ class ReproduceConfig:
     results_dir: str = DEFAULT_RESULTS_DIR
     download: bool = False
     stop_after_epochs: int | None = None  # end this invocation after that many epochs (rerun to go on)
+    stack: Stack = DEFAULT_STACK  # the four runs as one stacked model (on), taking turns (off), or auto
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stack", parse_enum(Stack, self.stack, "stack"))
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
         object.__setattr__(self, "restart_from", parse_enum(RestartFrom, self.restart_from, "restart-from"))
         for name in ("epochs", "n_examples", "restarts", "stop_after_epochs"):
@@ -253,8 +257,8 @@ def _train(cfg: ReproduceConfig, runs: list[TrainConfig], outcome: Outcome, log:
     for run in todo:
         groups.setdefault(tuple(getattr(run, k) for k in SHARED_BY_SWEEP), []).append(run)
     for group in groups.values():
-        result = fit_sweep(group, resume=True, missing_ok=True, stop_after_epochs=cfg.stop_after_epochs,
-                           show_progress=show_progress)
+        result = fit_runs(group, stack=cfg.stack, resume=True, missing_ok=True,
+                          stop_after_epochs=cfg.stop_after_epochs, show_progress=show_progress)
         if result.failures:
             first, *rest = result.failures.values()
             raise WmrbenchError(first + (f" (and {len(rest)} more run(s) diverged)" if rest else ""))

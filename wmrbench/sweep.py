@@ -10,6 +10,8 @@ epoch starts from scratch.
 The runs share every setting but alpha_train, hence the same data order and augmentation:
 :func:`wmrbench.training.fit_sweep` draws and augments each batch once and lets every run take its
 step on it with its own random streams, so each run is bit for bit the run trained alone (CPU).
+``--stack on`` trains them as one stacked model instead (:mod:`wmrbench.stacked`): one attack and
+one forward/backward for all runs per step, the same folders and checkpoints.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from pathlib import Path
 from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, number_key, parse_enum
 from wmrbench.errors import WmrbenchError
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run
-from wmrbench.training import check_sweep, config_for_run, run_dir
+from wmrbench.stacked import Stack, fit_stacked, use_stack
+from wmrbench.training import SweepResult, check_sweep, config_for_run, fit_sweep, run_dir
+
+# Off by default: on the CPU stacking was measured no faster (benchmarks/reference/cpu-quick/stack.json),
+# and its GPU speed is still to be measured (docs/reproduction.md).
+DEFAULT_STACK = Stack.OFF
 
 
 def sweep_run_name(run: str | None, dataset: DatasetName, defense: Defense, alpha: float) -> str:
@@ -55,3 +62,15 @@ def sweep_configs(
     check_sweep(cfgs)
     return cfgs
 
+
+
+def fit_runs(
+    cfgs: Sequence[TrainConfig], *, stack: Stack | str = DEFAULT_STACK, resume: bool = False, missing_ok: bool = False,
+    stop_after_epochs: int | None = None, show_progress: bool = True,
+) -> SweepResult:
+    """Train the runs of a sweep: stacked (:func:`wmrbench.stacked.fit_stacked`) or taking turns
+    (:func:`wmrbench.training.fit_sweep`, ``--stack off``), as ``stack`` and the runs allow
+    (:func:`wmrbench.stacked.use_stack`). Both write the same folders and checkpoints."""
+    train = fit_stacked if use_stack(stack, cfgs) else fit_sweep
+    return train(cfgs, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
+                 show_progress=show_progress)

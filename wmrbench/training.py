@@ -29,7 +29,7 @@ import json
 import math
 import shlex
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,8 +136,10 @@ def _build(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, torch.opt
     info = dataset_spec(cfg.dataset).info
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = prepare_model(create_model(cfg.arch, info.num_classes, info.in_channels), device)
+    # foreach: multi-tensor kernels on CUDA; on the CPU the same per-tensor ops as the loop (checked
+    # bit for bit). Not fused: its one-kernel update is unmeasured here (no GPU) and may round otherwise.
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), gamma=cfg.gamma)
     return model, optimizer, scheduler
@@ -300,7 +302,7 @@ def fit(
 
 def fit_sweep(
     cfgs: Sequence[TrainConfig], *, resume: bool = False, missing_ok: bool = False,
-    stop_after_epochs: int | None = None, show_progress: bool = True,
+    stop_after_epochs: int | None = None, show_progress: bool = True, train_epoch: TrainEpoch | None = None,
 ) -> SweepResult:
     """Train several runs side by side in this process, each exactly as :func:`fit` trains it alone.
 
@@ -314,6 +316,9 @@ def fit_sweep(
     yet starts from scratch (a sweep stopped before every run had saved an epoch). Runs may have
     finished different numbers of epochs: each takes the epochs it lacks. A run that diverges
     stops (its last good checkpoint is kept) and the others go on; it is in ``failures``.
+
+    ``train_epoch`` takes each epoch of the runs in place of :func:`_train_epoch` (the stacked
+    step of :mod:`wmrbench.stacked`, ``--stack on``); everything around the epoch stays this.
     """
     if not cfgs:
         raise ValueError("fit_sweep needs at least one config")
@@ -338,7 +343,8 @@ def fit_sweep(
                     lock_folder(run_dir(cfg), "checkpoint folder", "wait for that run to finish, or train another --run")
                 )
         try:
-            return _fit_locked(list(cfgs), device, world_size, resume, stop_after_epochs, show_progress)
+            return _fit_locked(list(cfgs), device, world_size, resume, stop_after_epochs, show_progress,
+                               train_epoch or _train_epoch)
         except KeyboardInterrupt as exc:  # Ctrl-C: say what each run kept (read under its lock)
             if isinstance(exc, Interrupted) or not distributed.is_main_process():
                 raise
@@ -361,6 +367,11 @@ def _interrupted_line(cfg: TrainConfig) -> str:
             f"is lost); continue with: {command}")
 
 
+
+# One epoch of the given runs: per run (stats, weights, divergence or None); see _train_epoch.
+TrainEpoch = Callable[..., list[tuple[dict[str, Any], "Tensor | None", "Diverged | None"]]]
+
+
 @dataclass
 class _Run:
     """One model this process trains: a run on its own, or one run of a sweep."""
@@ -380,7 +391,7 @@ class _Run:
 
 def _fit_locked(
     cfgs: list[TrainConfig], device: torch.device, world_size: int, resume: bool,
-    stop_after_epochs: int | None, show_progress: bool,
+    stop_after_epochs: int | None, show_progress: bool, train_epoch: TrainEpoch,
 ) -> SweepResult:
     """:func:`fit_sweep` once every run folder is this process's (rank 0) alone."""
     saved: list[dict[str, Any]] = []
@@ -408,7 +419,7 @@ def _fit_locked(
             active = [r for r in runs if r.failure is None and r.epoch == epoch < r.end_epoch]
             if not active:
                 continue
-            outcomes = _train_epoch(active, train, epoch=epoch, device=device, progress=progress, ctx=ctx)
+            outcomes = train_epoch(active, train, epoch=epoch, device=device, progress=progress, ctx=ctx)
             for run, (stats, weights, diverged) in zip(active, outcomes):
                 try:
                     if diverged is not None:

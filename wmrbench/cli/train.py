@@ -61,6 +61,7 @@ def train(
     divergence_stop: Annotated[bool | None, typer.Option("--divergence-stop/--no-divergence-stop", help="Stop a run whose loss explodes while staying finite: an epoch's mean loss over 10 x ln(classes) x exp(alpha_train) x (1 + beta for TRADES), or training attack accuracy back at chance after it was clearly above (docs/reliability.md); the last good checkpoint is kept. --no-divergence-stop only warns and trains on (default: stop). NaN or inf always stops.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue RUN exactly from its last.pt.")] = False,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")] = None,
+    stack: Annotated[str, typer.Option(help="How the runs of a sweep (several --alpha-train values) train: on = as ONE stacked model, one attack and one forward/backward for all runs per step (pgd and trades only; the same checkpoints); off (default) = taking turns, each bit for bit its solo run. Stacked runs equal their solo runs bit for bit on the CPU, within float32 rounding on CUDA (docs/reproduction.md).")] = "off",
     quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
 ) -> None:
     """Train a robust classifier with (weighted) PGD-AT or TRADES, or MART, GAIRAT, MAIL; resumable, checkpointed per epoch.
@@ -70,8 +71,8 @@ def train(
     from wmrbench import distributed
     from wmrbench.config import TrainOptions, parse_alphas
     from wmrbench.presets import describe_train_config
-    from wmrbench.sweep import sweep_configs
-    from wmrbench.training import config_for_run, fit, fit_sweep
+    from wmrbench.sweep import fit_runs, sweep_configs
+    from wmrbench.training import config_for_run, fit
 
     with user_errors(), distributed.session():
         alphas = parse_alphas(alpha_train, "--alpha-train") if alpha_train is not None else None
@@ -89,8 +90,8 @@ def train(
         typer.echo(describe_train_config(cfgs[0]))
         typer.echo(f"sweep: {len(cfgs)} runs side by side, every setting as above but run and alpha_train: "
                    + ", ".join(f"{c.run} (alpha_train {c.alpha_train:g})" for c in cfgs))
-        sweep = fit_sweep(cfgs, resume=resume, missing_ok=True, stop_after_epochs=stop_after_epochs,
-                          show_progress=not quiet)
+        sweep = fit_runs(cfgs, stack=stack, resume=resume, missing_ok=True, stop_after_epochs=stop_after_epochs,
+                         show_progress=not quiet)
     for cfg, result in zip(cfgs, sweep.results):
         if cfg.run not in sweep.failures:
             typer.echo(f"checkpoint: {result.checkpoint}")
