@@ -117,6 +117,8 @@ def stack_refusal(cfgs: Sequence[TrainConfig]) -> str | None:
             return f"run {cfg.run!r} trains with an L2 or multi-restart attack; stacked runs take one L-infinity restart: use --stack off"
         if cfg.compile:
             return f"run {cfg.run!r} asks for --compile; the stacked step does not compile the model: use --stack off"
+        if cfg.max_steps:  # the stacked epoch takes every batch: a cap would be silently ignored
+            return f"run {cfg.run!r} asks for --max-steps {cfg.max_steps}; stacked runs take every batch: use --stack off"
     for cfg in cfgs[1:]:
         differ = [name for name in SHARED_BY_STACK if getattr(cfg, name) != getattr(cfgs[0], name)]
         if differ:
