@@ -142,7 +142,8 @@ def test_evaluate_runs_them_by_name(digits_runs, tmp_path, name):
                  "--steps", "3", "--alpha-test", "0,2", "--results-dir", tmp_path, "--quiet")
     assert out.exit_code == 0, out.output
     assert name.upper() in out.stdout
-    summary = json.loads((tmp_path / "trades-a2" / "summary.json").read_text())
+    # The default run name carries the attack when it is not PGD.
+    summary = json.loads((tmp_path / f"trades-a2-{name}" / "summary.json").read_text())
     assert summary["config"]["method"] == name
     m = summary["metrics"]
     assert m["A_tr"]["0"] == m["A_sa"]["0"] == m["A_rob"]  # alpha 0: the weighted form is the attack itself

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from tests.conftest import REPO, invoke
+from wmrbench.comparison import compare_records
+from wmrbench.records import RECORDS_NAME, read_records
 
 FAMILY = ("mart", "gairat", "mail-at", "mail-trades")
 TINY = ("--epochs", "2", "--burn-in", "1", "--steps", "2", "--batch-size", "256", "--device", "cpu", "--quiet")
@@ -109,7 +111,16 @@ def test_reproduce_family_writes_one_table_and_a_rerun_skips_what_is_done(tmp_pa
     assert list(table["Defense"]) == [label for label in labels for _ in range(3)]
     assert {"A_rob PGD", "A_rob APGD-CE", "A_sa", "A_tr", "A_wc"} <= set(table.columns)
     md = (tmp_path / "res" / "family-digits" / "family.md").read_text()
-    assert "NOT the paper's setting" in md and "owed" in md
+    assert "NOT the paper's setting" in md
+    # Each gain with its paired interval, the same as `wmrbench compare` on the two results' records.
+    gains = md.split("## Differences from the unweighted base (points, 95% paired interval)")[1]
+    rows = [line for line in gains.splitlines() if line.startswith("| TRADES+ours")]
+    assert len(rows) == 3 and all(line.count("[") >= 6 for line in rows)
+    res = tmp_path / "res" / "family-digits"
+    compared = compare_records("ours", read_records(res / "family-digits-trades-a2-pgd" / RECORDS_NAME),
+                               "base", read_records(res / "family-digits-trades-a0-pgd" / RECORDS_NAME), alphas=[2.0])
+    a_sa2 = next(d for d in compared.differences if d.metric == "A_sa" and d.alpha == "2")
+    assert f"[{a_sa2.lo:.2f}, {a_sa2.hi:.2f}]" in rows[2]
     # GAIRAT's and MAIL's burn-in scale with the epochs: 1 of 2 here (15 and 18 of digits' 30)
     cfg = torch.load(tmp_path / "ck" / "family-digits-gairat-a0" / "last.pt", weights_only=True)["config"]
     assert cfg["burn_in"] == 1 and cfg["epochs"] == 2

@@ -193,7 +193,7 @@ def pgd(
     """
     return run_steps(_step, model, x, y, attack, alpha=alpha, loss=loss, natural_logits=natural_logits,
                      generator=generator, index=index, seed=seed, precision=precision, cuda_graph=cuda_graph,
-                     compile_model=compile_model, train_mode=train_mode)
+                     compile_model=compile_model, train_mode=train_mode, count_survived=count_survived)
 
 
 def run_steps(
@@ -201,7 +201,7 @@ def run_steps(
     loss: InnerLoss | str = InnerLoss.CE, natural_logits: Tensor | None = None,
     generator: torch.Generator | None = None, index: Tensor | None = None, seed: int = 0,
     precision: Precision | str = Precision.FP32, cuda_graph: bool | None = None, compile_model: bool = False,
-    train_mode: bool = False,
+    train_mode: bool = False, count_survived: bool = False,
 ) -> AttackResult:
     """:func:`pgd` with another step function (same starts, restarts, fast paths and choice among
     restarts): :mod:`.lsa` and :mod:`.cw` run their objectives through it. ``step`` must be

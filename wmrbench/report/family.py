@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.records import Summary, alpha_key
-from wmrbench.report.tables import defense_label
+from wmrbench.report.tables import HI, LO, defense_label
 
 # The attack whose evaluation gives A_sa, A_tr and A_wc (the paper's), and each attack's column.
 PRIMARY = "pgd"
@@ -46,10 +46,14 @@ def family_table(results: Sequence[Mapping[str, Summary]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def gains_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per reweighted model and alpha_test: each metric minus its unweighted base's (points).
+# (Defense label, alpha key, column) -> the gain's 95% paired interval (wmrbench.comparison, on the
+# same test images for the model and its base).
+GainIntervals = Mapping[tuple[str, str, str], tuple[float, float]]
 
-    Point differences only: the paired intervals need the paired bootstrap of issue 18."""
+
+def gains_table(table: pd.DataFrame, intervals: GainIntervals | None = None) -> pd.DataFrame:
+    """Per reweighted model and alpha_test: each metric minus its unweighted base's (points), with
+    its paired 95% interval as ``<column> gain_lo`` / ``_hi`` where ``intervals`` has it."""
     metrics = [c for c in table.columns if c.startswith("A_")]
     rows = []
     for _, row in table.iterrows():
@@ -62,5 +66,7 @@ def gains_table(table: pd.DataFrame) -> pd.DataFrame:
         out: dict[str, Any] = {"Defense": row["Defense"], "vs": base_label, "alpha_test": row["alpha_test"]}
         for name in metrics:
             out[name + " gain"] = row[name] - base.iloc[0][name]
+            if intervals is not None and (found := intervals.get((row["Defense"], alpha_key(row["alpha_test"]), name))):
+                out[name + " gain" + LO], out[name + " gain" + HI] = found
         rows.append(out)
     return pd.DataFrame(rows)
