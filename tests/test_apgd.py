@@ -170,7 +170,9 @@ def test_stacked_alphas_equal_sequential_runs(mnist_model, mnist_test):
         single = attacks.apgd(mnist_model, x, y, cfg, alpha=a, index=index)
         part = slice(j * len(y), (j + 1) * len(y))
         assert torch.equal(stacked.x_adv[part], single.x_adv)
-        assert torch.equal(stacked.margin[part], single.margin)
+        # The same points; their final scoring in a batch of 36 rather than 12 may round the last
+        # float32 bit of a logit differently (seen on this CPU's oneDNN kernels, at 1 and 2 threads).
+        assert torch.allclose(stacked.margin[part], single.margin, rtol=0, atol=1e-6)
 
 
 def test_alpha_changes_the_attack_and_step_size_is_ignored(mnist_model, mnist_test):

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -284,10 +285,24 @@ def test_evaluation_does_not_depend_on_processes_or_batch_size(work: Path, unint
     assert len(reference.splitlines()) == 102
     assert [int(line.split(",")[0]) for line in reference.splitlines()[1:]] == list(range(101))
     metrics = json.loads((results / "one-b32" / "summary.json").read_text())["metrics"]
+    expected = pd.read_csv(results / "one-b32" / "records.csv")
+    margins = [c for c in expected.columns if "margin" in c]
     for run, processes in (("two-b7", 2), ("one-b5", 1)):
-        assert (results / run / "records.csv").read_text() == reference, run
+        got = pd.read_csv(results / run / "records.csv")
+        # Every point, verdict and restart the same; a margin may differ in float32's last bit,
+        # since a convolution over a batch of 7 or 5 may round otherwise than over 32 (seen on
+        # this CPU's oneDNN kernels): the margins agree to 1e-6 and the metrics to 1e-4 points (1.3e-6 seen).
+        pd.testing.assert_frame_equal(got.drop(columns=margins), expected.drop(columns=margins), obj=run)
+        pd.testing.assert_frame_equal(got[margins], expected[margins], rtol=0, atol=1e-6, obj=run)
         summary = json.loads((results / run / "summary.json").read_text())
-        assert summary["metrics"] == metrics, run
+        for name, value in metrics.items():
+            if isinstance(value, dict):
+                assert summary["metrics"][name].keys() == value.keys(), run
+                assert all(abs(summary["metrics"][name][k] - v) < 1e-4 for k, v in value.items()), (run, name, value, summary["metrics"][name])
+            elif isinstance(value, float):
+                assert abs(summary["metrics"][name] - value) < 1e-4, run
+            else:
+                assert summary["metrics"][name] == value, run
         assert summary["processes"] == processes
 
 

@@ -42,7 +42,7 @@ def test_every_format_shows_the_interval_as_asked(results: Path) -> None:
     assert f"{point} ± {(hi - lo) / 2:.1f}" in md[CiStyle.PM]
     assert f"{point} [{lo:.2f}, {hi:.2f}]" in md[CiStyle.INTERVAL]
     assert " ± " not in md[CiStyle.NONE] and "_lo" not in md[CiStyle.PM]  # folded, not extra columns
-    assert rf"{point} $\pm$ {(hi - lo) / 2:.1f}" in render(frame, TableFormat.LATEX)
+    assert rf"{point} \ensuremath{{\pm}} {(hi - lo) / 2:.1f}" in render(frame, TableFormat.LATEX)
     csv = pd.read_csv(__import__("io").StringIO(render(frame, TableFormat.CSV)))
     row = csv[(csv["Model"] == "trades-a2") & (csv["alpha_test"] == 1.0)].iloc[0]
     assert (row["A_sa_lo"], row["A_sa_hi"]) == pytest.approx((lo, hi))

@@ -104,7 +104,8 @@ def test_latex_leaderboard_escapes_every_special_character_of_a_run_name(tmp_pat
     assert len(rows) == 1
     cells = rows[0].split(" & ")  # '&' inside a cell is escaped, so this splits the columns only
     assert len(cells) == n_columns
-    texts = [_unescape(cell) for cell in cells]
+    # The one macro wmrbench writes itself: the interval's \ensuremath{\pm} (issue 18).
+    texts = [_unescape(cell.replace(r" \ensuremath{\pm} ", " ")) for cell in cells]
     assert name in texts, texts
     engine = shutil.which("pdflatex") or shutil.which("lualatex") or shutil.which("xelatex")
     if engine is None:
@@ -240,7 +241,8 @@ def test_a_model_function_without_a_checkpoint_is_said_to_have_random_weights(tm
     out = invoke("evaluate", "--model", f"{factory}:net", "--dataset", "digits", "--n-examples", "4", "--steps", "1",
                  "--device", "cpu", "--results-dir", tmp_path / "results", "--quiet")
     assert out.exit_code == 0, out.output
-    warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning:")]
+    # (the few-examples warnings of 4 images are issue 18's, tested there)
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning:") and "rests on about" not in line]
     assert warnings == [f"Warning: --model {factory}:net without --checkpoint: the weights are those net() builds "
                         "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict"]
     assert (tmp_path / "results" / "net" / "summary.json").is_file()
@@ -432,7 +434,7 @@ def test_the_terminal_leaderboard_fits_120_columns_and_the_file_keeps_every_prot
     out = invoke("leaderboard", results)
     assert out.exit_code == 0, out.output
     assert max(len(line) for line in out.stdout.splitlines()) <= 120, out.stdout
-    assert "every row: Attack PGD, Norm Linf, eps 0.1, Steps 2, Step size 0.01" in " ".join(out.stdout.split())
+    assert "Attack PGD, Norm Linf, eps 0.1, Steps 2, Step size 0.01" in " ".join(out.stdout.split())
     header = (results / "leaderboard-non-uniform.md").read_text().splitlines()[0]
     for column in ("Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Examples", "Precision"):
         assert f" {column} " in header

@@ -91,8 +91,8 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     assert board.warnings == []
     non_uniform, uniform = (f.read_text() for f in board.files)
     assert _cells(non_uniform)[0] == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test", "A_rob", "A_sa", "A_tr",
-                                      "A_wc (wmrbench)", *PROTOCOL]
-    assert _cells(uniform)[0] == ["Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL]
+                                      "A_wc (wmrbench)", *PROTOCOL, "audit"]
+    assert _cells(uniform)[0] == ["Dataset", "Model", "Defense", "1/lambda", "alpha_train", "A_nat", "A_rob", *PROTOCOL, "audit"]
     # One row per model and alpha_test / per model; the paper's row labels; the baseline's alpha is "-".
     assert len(non_uniform.splitlines()) == 2 + 6 and len(uniform.splitlines()) == 2 + 2
     assert [c[:5] for c in _cells(uniform)[2:]] == [["digits", "trades-a0", "TRADES", "6", "-"],
@@ -106,7 +106,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     row = [cell.split(" ± ")[0] for cell in row]
     assert row == ["digits", "trades-a2", "TRADES+ours", "2", "2", f"{a2.metrics.A_rob:.2f}",
                    f"{a2.metrics.A_sa['2']:.2f}", f"{a2.metrics.A_tr['2']:.2f}", f"{a2.metrics.A_wc['2']:.2f}",
-                   "PGD", "Linf", "0.1", "20", "0.01", "1", "weighted", "60", "fp32"]  # how it was measured
+                   "PGD", "Linf", "0.1", "20", "0.01", "1", "weighted", "60", "fp32", "not run"]  # how it was measured; no audit
 
 
 def test_csv_keeps_full_precision(results: Path) -> None:
@@ -128,7 +128,7 @@ def test_latex_output_is_a_booktabs_table(results: Path, tmp_path: Path) -> None
     assert tex.count(r"\begin{tabular}") == 2 and tex.count(r"\bottomrule") == 2
     assert r"\caption{Non-uniform attacks (the paper's Tables 1-3)}" in tex
     assert r"$\alpha_{\mathrm{test}}$ & $A_{\mathrm{rob}}$ & $A_{\mathrm{sa}}$ & $A_{\mathrm{tr}}$ & $A_{\mathrm{wc}}$ (wmrbench) & Attack" in tex
-    assert r"\begin{tabular}{lllrrrrrrllrrrrlrl}" in tex and r"$1/\lambda$" in tex
+    assert r"\begin{tabular}{lllrrrrrrllrrrrlrll}" in tex  # ... Precision, audit and r"$1/\lambda$" in tex
     assert r"digits & trades-a2 & TRADES+ours & 2 & 0 &" in tex
     assert "_" not in tex.replace(r"\_", "").replace("_{", "")  # every underscore escaped or a subscript
 
@@ -186,7 +186,7 @@ def test_compare_paper_puts_the_papers_numbers_beside_ours(results: Path) -> Non
     assert list(table.columns) == ["Dataset", "Model", "Defense", "alpha_train", "alpha_test",
                                    "A_rob", "A_rob_lo", "A_rob_hi", "A_rob (paper)", "A_sa", "A_sa_lo", "A_sa_hi", "A_sa (paper)",
                                    "A_tr", "A_tr_lo", "A_tr_hi", "A_tr (paper)",
-                                   "A_wc (wmrbench)", "A_wc (wmrbench)_lo", "A_wc (wmrbench)_hi", *PROTOCOL,
+                                   "A_wc (wmrbench)", "A_wc (wmrbench)_lo", "A_wc (wmrbench)_hi", *PROTOCOL, "audit",
                                    "Paper table", "paper in our 95% CI",
                                    "vs paper's protocol"]
     row = table[(table["Model"] == "mnist-trades-ours") & (table["alpha_test"] == 1.0)].iloc[0]

@@ -163,7 +163,8 @@ def to_latex(frame: pd.DataFrame, caption: str = "", ci: CiStyle = CiStyle.PM) -
 
 def _latex_cell(text: str) -> str:
     # ± is not in LaTeX's default input encoding everywhere: \pm works in every engine.
-    return _latex_escape(text).replace(" ± ", r" $\pm$ ")
+    # \ensuremath rather than $...$: a cell's only unescaped specials stay the escapes themselves.
+    return _latex_escape(text).replace(" ± ", r" \ensuremath{\pm} ")
 
 
 def render(frame: pd.DataFrame, fmt: TableFormat, caption: str = "", ci: CiStyle = CiStyle.PM) -> str:

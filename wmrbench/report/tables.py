@@ -200,11 +200,17 @@ def sort_rows(frame: pd.DataFrame, sort_by: str | None = None) -> pd.DataFrame:
     return frame
 
 
+# Descriptive columns a terminal view also states once when every row holds the same value (the
+# intervals beside each number need the room); Model and alpha_test always stay.
+FOLDED_WHEN_CONSTANT = ("Dataset", "Defense", "1/lambda", "alpha_train", "audit")
+
+
 def terminal_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The table for a terminal (about 120 columns): each protocol column that holds one value on
     every row is left out and said once (the second return value, for the title); columns that
     differ between rows stay, so no row is read under another row's protocol. Files keep all."""
-    same = [c for c in PROTOCOL_COLUMNS if c in frame.columns and len(frame) and frame[c].astype("string").nunique(dropna=False) == 1]
+    same = [c for c in (*FOLDED_WHEN_CONSTANT, *PROTOCOL_COLUMNS)
+            if c in frame.columns and len(frame) and frame[c].astype("string").nunique(dropna=False) == 1]
     if not same:
         return frame, ""
     shown = []
