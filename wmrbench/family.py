@@ -41,8 +41,8 @@ from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, alpha_key, has
 from wmrbench.report.family import BASE_OF, PRIMARY, ROB_COLUMNS, GainIntervals, family_table, gains_table
 from wmrbench.report.render import CiStyle, to_csv, to_markdown
 from wmrbench.report.tables import defense_label
-from wmrbench.reproduce import EVAL_KEYS, TRAIN_KEYS, finished_epochs
-from wmrbench.training import SHARED_BY_SWEEP, fit_sweep, run_dir
+from wmrbench.reproduce import EVAL_KEYS, TRAIN_KEYS, train_pending
+from wmrbench.training import run_dir
 
 NAME = "family"
 # (defense, "+ours"?) in table order
@@ -204,25 +204,9 @@ def reproduce_family(cfg: FamilyConfig, log: Log = lambda line: None, show_progr
 
 
 def _train(cfg: FamilyConfig, runs: list[TrainConfig], outcome: FamilyOutcome, log: Log, show_progress: bool) -> None:
-    todo = []
-    for run in runs:
-        done = finished_epochs(run)
-        if done == run.epochs:
-            log(f"{run.run}: trained ({done}/{run.epochs} epochs), skipped")
-        else:
-            log(f"{run.run}: resuming at epoch {done + 1} of {run.epochs}" if done else f"{run.run}: training, {run.epochs} epochs")
-            todo.append(run)
-    groups: dict[tuple[Any, ...], list[TrainConfig]] = {}
-    for run in todo:  # with the presets, all seven share the data settings: one sweep
-        groups.setdefault(tuple(getattr(run, k) for k in SHARED_BY_SWEEP), []).append(run)
-    for group in groups.values():
-        result = fit_sweep(group, resume=True, missing_ok=True, stop_after_epochs=cfg.stop_after_epochs,
-                           show_progress=show_progress)
-        if result.failures:
-            first, *rest = result.failures.values()
-            raise WmrbenchError(first + (f" (and {len(rest)} more run(s) diverged)" if rest else ""))
-        outcome.trained += [run.run for run in group]
-    outcome.unfinished = [run.run for run in runs if finished_epochs(run) < run.epochs]
+    # With the presets all seven share the data settings: one sweep, taking turns (--stack off:
+    # the stacked step trains pgd and trades only).
+    outcome.trained, outcome.unfinished = train_pending(runs, log, show_progress, cfg.stop_after_epochs)
 
 
 def _evaluate(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod, outcome: FamilyOutcome, log: Log,

@@ -244,6 +244,15 @@ def _reproduce(cfg: ReproduceConfig, runs: list[TrainConfig], log: Log, show_pro
 
 
 def _train(cfg: ReproduceConfig, runs: list[TrainConfig], outcome: Outcome, log: Log, show_progress: bool) -> None:
+    outcome.trained, outcome.unfinished = train_pending(runs, log, show_progress, cfg.stop_after_epochs, cfg.stack)
+
+
+def train_pending(runs: list[TrainConfig], log: Log, show_progress: bool, stop_after_epochs: int | None,
+                  stack: Stack | str = DEFAULT_STACK) -> tuple[list[str], list[str]]:
+    """Train what is not trained: finished runs (every epoch in ``last.pt``) are skipped, unfinished
+    ones resume; runs with the same data settings train side by side as one sweep. Returns (the
+    runs that took epochs now, the runs still short of their epochs). A run that diverged ends it
+    in one line. Shared by ``reproduce table1`` and ``reproduce family``."""
     todo = []
     for run in runs:
         done = finished_epochs(run)
@@ -252,18 +261,18 @@ def _train(cfg: ReproduceConfig, runs: list[TrainConfig], outcome: Outcome, log:
         else:
             log(f"{run.run}: resuming at epoch {done + 1} of {run.epochs}" if done else f"{run.run}: training, {run.epochs} epochs")
             todo.append(run)
-    # Runs with the same data settings train side by side (one sweep; with the presets, all four).
     groups: dict[tuple[Any, ...], list[TrainConfig]] = {}
     for run in todo:
         groups.setdefault(tuple(getattr(run, k) for k in SHARED_BY_SWEEP), []).append(run)
+    trained: list[str] = []
     for group in groups.values():
-        result = fit_runs(group, stack=cfg.stack, resume=True, missing_ok=True,
-                          stop_after_epochs=cfg.stop_after_epochs, show_progress=show_progress)
+        result = fit_runs(group, stack=stack, resume=True, missing_ok=True,
+                          stop_after_epochs=stop_after_epochs, show_progress=show_progress)
         if result.failures:
             first, *rest = result.failures.values()
             raise WmrbenchError(first + (f" (and {len(rest)} more run(s) diverged)" if rest else ""))
-        outcome.trained += [run.run for run in group]
-    outcome.unfinished = [run.run for run in runs if finished_epochs(run) < run.epochs]
+        trained += [run.run for run in group]
+    return trained, [run.run for run in runs if finished_epochs(run) < run.epochs]
 
 
 def _evaluate(cfg: ReproduceConfig, run: TrainConfig, outcome: Outcome, log: Log, show_progress: bool) -> Summary:
