@@ -16,6 +16,8 @@
 * :mod:`.lsa`, :mod:`.cw`: (weighted) logit-scaling PGD and margin (CW) PGD, through PGD's step tail;
 * :mod:`.square`: the black-box Square attack (unweighted) through ``pyautoattack``;
 * :mod:`.stepper`: the fast path (eager loop, CUDA-graph replay, torch.compile);
+* :mod:`.wrappers`: :class:`WeightedPGD` and :class:`WeightedAPGD`, the attacks as torchattacks-like
+  objects (``atk(x, y) -> x_adv``) over this engine, for a user's own code;
 * :mod:`.registry`: attacks by name (``get_attack("pgd")``, ``"apgd-ce"``, ``"apgd-dlr"``,
   ``"autoattack"``, ``"pgd-lsa"``, ``"pgd-cw"``, ``"square"``).
 
@@ -34,10 +36,11 @@ from wmrbench.attacks.cw import cw_loss, logit_margin, pgd_cw
 from wmrbench.attacks.lsa import pgd_lsa
 from wmrbench.attacks.square import square
 from wmrbench.attacks.registry import AttackSpec, get_attack, list_attacks, register_attack
+from wmrbench.attacks.wrappers import WeightedAPGD, WeightedAttackResult, WeightedPGD
 
 __all__ = [
     "ApgdLoss", "AttackResult", "AttackSpec", "apgd", "attack_mode", "autoattack", "autocast", "choose_among",
     "choose_max_ce", "cw_loss", "dlr_loss", "get_attack", "importance_weights", "inner_loss", "keyed_normal", "keyed_uniform",
     "list_attacks", "logit_margin", "margin", "pgd", "pgd_cw", "pgd_lsa", "predict", "register_attack", "square",
-    "start_point", "upcast",
+    "start_point", "upcast", "WeightedAPGD", "WeightedAttackResult", "WeightedPGD",
 ]
