@@ -11,32 +11,51 @@ the unweighted attack's, each weighted attack's; each attack has already chosen 
 restarts by the same rule). The rule (a misclassified point with the lowest margin if there is
 one, else the correct point with the highest margin) is the attacker's best for every alpha at
 once, so A_wc <= min(A_sa, A_tr) at every alpha.
+
+:func:`accuracy`, :func:`weighted_accuracy` and :func:`normalized_weights` take numpy arrays,
+lists or torch tensors (on any device, with or without gradient: they are read as float64 on
+the CPU, which changes no value), so that an attack's result feeds them directly:
+``weighted_accuracy(res.correct, res.margin, 2.0)``. They return Python floats / numpy arrays.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from wmrbench.records import Metrics, alpha_key, tr_alphas, tr_columns
 
-
-def accuracy(correct: np.ndarray) -> float:
-    return 100.0 * float(np.asarray(correct, dtype=np.float64).mean())
+ArrayLike = Any  # a numpy array, a sequence of numbers or a torch tensor
 
 
-def weighted_accuracy(correct: np.ndarray, margin: np.ndarray, alpha: float) -> float:
+def as_float64(values: ArrayLike) -> np.ndarray:
+    """``values`` as a float64 numpy array; a torch tensor is detached and copied to the CPU first
+    (duck-typed, so that this module needs no torch). float32, float16 and bfloat16 values are
+    exact in float64, and booleans become 0 and 1, so no number changes."""
+    if hasattr(values, "detach") and hasattr(values, "cpu"):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def accuracy(correct: ArrayLike) -> float:
+    """The mean of ``correct`` (booleans or 0/1), in percent."""
+    return 100.0 * float(as_float64(correct).mean())
+
+
+def weighted_accuracy(correct: ArrayLike, margin: ArrayLike, alpha: float) -> float:
     """``sum_i s_i correct_i / sum_i s_i`` with ``s_i = exp(-alpha * margin_i)``, in percent."""
-    margin = np.asarray(margin, dtype=np.float64)
+    margin = as_float64(margin)
     # exp(-alpha * (m - min m)) has the same normalized weights and cannot overflow.
     shift = margin.min() if alpha > 0 and margin.size else 0.0
     s = np.exp(-alpha * (margin - shift))
-    return 100.0 * float((s * np.asarray(correct, dtype=np.float64)).sum() / s.sum())
+    return 100.0 * float((s * as_float64(correct)).sum() / s.sum())
 
 
-def normalized_weights(margin: np.ndarray, alpha: float) -> np.ndarray:
+def normalized_weights(margin: ArrayLike, alpha: float) -> np.ndarray:
     """``s_i / sum_j s_j``, shifted like :func:`weighted_accuracy` so that no weight overflows."""
-    margin = np.asarray(margin, dtype=np.float64)
+    margin = as_float64(margin)
     shift = margin.min() if alpha > 0 and margin.size else 0.0
     s = np.exp(-alpha * (margin - shift))
     return s / s.sum()
