@@ -81,6 +81,8 @@ def test_bad_inputs_are_one_line_errors_naming_python_settings():
         atk(x * 255, y)
     with pytest.raises(WmrbenchError, match="labels"):
         atk(x, y[:3])
+    with pytest.raises(WmrbenchError, match="index must hold one id per example"):
+        atk.run(x, y, index=torch.arange(3))
     with pytest.raises(WmrbenchError, match="loss must be 'ce' or 'dlr'"):
         WeightedAPGD(model, loss="cw")
     with pytest.raises(WmrbenchError):

@@ -33,7 +33,9 @@ class WeightedAttackResult:
     logits: Tensor  # the model's logits (eval mode) at x_adv
     margin: Tensor  # p_y - max_{t != y} p_t at x_adv: negative exactly when misclassified
     correct: Tensor  # bool: argmax(logits) == y
-    weights: Tensor  # s_i = exp(-alpha * margin_i) at the attack's alpha (ones at alpha 0)
+    # s_i = exp(-alpha * margin_i) at the attack's alpha (ones at alpha 0); float32, so it
+    # overflows for alpha above ~88: metrics.normalized_weights(margin, alpha) gives the shares
+    weights: Tensor
     restart: Tensor  # int64: the 0-based restart whose point was kept
 
 
@@ -92,6 +94,8 @@ class _Attack:
         check_batch(x, y)
         device = model_device(self.model)
         x, y = x.detach().to(device), y.to(device)
+        if index is not None and (index.dim() != 1 or len(index) != len(y)):
+            raise WmrbenchError(f"index must hold one id per example ({len(y)}); got shape {tuple(index.shape)}")
         index = torch.arange(len(y), device=device) if index is None else index.to(device)
         result: AttackResult = get_attack(self._engine).run(
             self.model, x, y, self.attack, alpha=self.alpha, index=index, seed=self.seed, precision=self.precision,
