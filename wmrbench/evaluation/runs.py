@@ -55,13 +55,12 @@ from wmrbench.evaluation.pipeline import (
 from wmrbench.evaluation.scorers import AttackScorer, PointsScorer, ReplayScorer
 from wmrbench.models.source import MODEL_OPTIONS, ModelSource, OpenedSource, SourceKind, open_source
 from wmrbench.records import (
+    PYTHON_SOURCE,
     TR_MARGIN,
     AdversarialOrigin,
     ModelInfo,
     Summary,
     alpha_key,
-    has_partial,
-    partial_progress,
     read_summary,
     to_csv_text,
     tr_columns,
@@ -171,9 +170,9 @@ def evaluate_source(
 
 def _interrupted_line(folder: Path, command: str) -> str:
     """What a Ctrl-C kept of an evaluation, and the command that continues it."""
-    if not has_partial(folder):
+    if not partial.has_partial(folder):
         return f"no batch of {folder} had finished, so nothing was saved; run the same command again to start it"
-    return f"{folder} keeps {partial_progress(folder)}; continue with: {command}"
+    return f"{folder} keeps {partial.partial_progress(folder)}; continue with: {command}"
 
 
 @dataclass
@@ -354,6 +353,9 @@ def rerun_result(summary_path: str | Path, run: str | None = None, show_progress
     """Evaluate again exactly as ``summary_path`` records (model, data, attack, seed, precision),
     into a new result, and say whether its metrics and records are the same."""
     original = read_summary(summary_path)
+    if original.model.source == PYTHON_SOURCE:
+        raise WmrbenchError(f"{summary_path} was measured from Python (wmrbench.evaluate) on a model object, "
+                            "which nothing can load again: call wmrbench.evaluate again to rerun it")
     cfg = original.config
     run = run or f"{original.run}-rerun"
     if run == original.run:
