@@ -52,6 +52,7 @@ from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, 
 from wmrbench.evaluation.runs import attack_examples
 from wmrbench.presets import DEFAULT_ALPHA_TEST, DEFAULT_EVAL_BATCH_SIZE, DEFAULT_RESULTS_DIR, DEFAULT_SEED, eval_config
 from wmrbench.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty, alpha_key
+from wmrbench.uncertainty import few_examples_warnings
 
 # Without a data set's preset: PGD-20 (RobustBench's and the L2 presets' step count) with
 # Madry et al.'s step rule, 2.5 * eps / steps (Towards Deep Learning Models Resistant to
@@ -132,6 +133,7 @@ class EvaluationResult:
             n_eff = self.intervals.n_eff.get("A_sa", {}).get(key)
             lines.append(f"  alpha {key:>4}: " + "  ".join(parts) + (f"  n_eff {n_eff:.0f}" if n_eff is not None else ""))
         lines.append(f"  ({self.intervals.level:.0%} {self.intervals.method}; n_eff: of A_sa's weights)")
+        lines += [f"  Warning: {line}" for line in few_examples_warnings(self.intervals)]  # as the command warns
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -158,7 +160,7 @@ def evaluate(
     restart_rule: RestartRule | str | None = None,
     n_examples: int | None = None,
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
-    seed: int = DEFAULT_SEED,
+    seed: int | None = None,
     seeds: Sequence[int] | None = None,
     device: str | torch.device = "auto",
     precision: Precision | str = Precision.FP32,
@@ -182,8 +184,10 @@ def evaluate(
     eps, steps and step size; ``protocol="paper"`` for the authors' evaluation); any setting
     given overrides it. Without ``dataset``, ``eps`` is required; ``steps`` defaults to 20 and
     ``step_size`` to 2.5 * eps / steps. ``attack``: pgd (default), apgd-ce, apgd-dlr or
-    autoattack, as ``wmrbench evaluate --attack``. Every name means what the command's option
-    of the same name means.
+    autoattack, as ``wmrbench evaluate --attack``. ``seed`` keys the random starts (default 0);
+    ``seeds=(0, 1, 2)`` repeats the attack with each (the first is the result's; the summary's
+    ``seed_spread`` holds the others'). Every name means what the command's option of the same
+    name means.
 
     Nothing is written unless ``results_dir`` is given: then ``results_dir/run/`` gets the
     command's records.csv and summary.json (``dataset`` must be named, so that the reports can
@@ -229,6 +233,8 @@ def _config(model: nn.Module, **given: Any) -> EvalConfig:
     elif isinstance(alpha_test, (list, tuple)):
         alpha_test = tuple(alpha_test)
     seeds = given.pop("seeds")
+    if given["seed"] is None:  # the first of seeds, else the command's default
+        given["seed"] = seeds[0] if seeds else DEFAULT_SEED
     device = given.pop("device")
     results_dir = given.pop("results_dir")
     run = given.pop("run") or _default_run(model)
