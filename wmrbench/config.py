@@ -452,7 +452,8 @@ class EvalConfig:
     # ``evaluate --resume`` may change only the RESUMABLE settings: where things are and which
     # device of the same kind runs it. The data and the model are compared by content instead
     # (wmrbench.evaluation.partial), so a moved data folder is fine and other data is not.
-    dataset: DatasetName = field(metadata=FIXED_BY_ATTACK)
+    # None: examples handed over from Python (wmrbench.evaluate) without naming a data set
+    dataset: DatasetName | None = field(metadata=FIXED_BY_ATTACK)
     attack: AttackConfig = field(metadata=FIXED_BY_ATTACK)
     alpha_test: tuple[float, ...]
     n_examples: int | None
@@ -479,7 +480,8 @@ class EvalConfig:
     seeds: tuple[int, ...] = field(default=(), metadata=FIXED_BY_ATTACK)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
+        if self.dataset is not None:
+            object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
         object.__setattr__(self, "protocol", parse_enum(Protocol, self.protocol, "protocol"))
         object.__setattr__(self, "method", parse_enum(AttackMethod, self.method, "attack"))
         object.__setattr__(self, "aa_version", parse_enum(AAVersion, self.aa_version, "aa-version"))

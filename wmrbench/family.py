@@ -37,7 +37,8 @@ from wmrbench.presets import (
     PAPER_PROTOCOLS, eval_config, preset_for, train_config,
 )
 from wmrbench.comparison import compare_records
-from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, alpha_key, has_partial, read_records, read_summary
+from wmrbench.evaluation.partial import has_partial
+from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, alpha_key, read_records, read_summary
 from wmrbench.report.family import BASE_OF, PRIMARY, ROB_COLUMNS, GainIntervals, family_table, gains_table
 from wmrbench.report.render import CiStyle, to_csv, to_markdown
 from wmrbench.report.tables import defense_label

@@ -20,10 +20,8 @@ named and skipped by the readers, never guessed at. Schema 2 adds ``uncertainty`
 and readers compute their intervals from the records beside them.
 
 While ``evaluate`` runs, the folder also holds ``.partial/`` (the batches finished so far and a
-manifest; :mod:`wmrbench.evaluation.partial` writes and resumes it). A folder holding it and no
-summary.json is an unfinished result: :func:`unfinished` says so, for the readers to skip it.
-(It lives here, with the rest of the folder's layout, so that reports need not import the
-evaluation pipeline.)
+manifest). Its layout has one home, :mod:`wmrbench.evaluation.partial`, which writes, reads and
+resumes it, and says which folders hold an unfinished result (``unfinished``).
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ import hashlib
 import io
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +51,6 @@ TR_RESTART = "tr_restart@"
 WEIGHTED_RULE = "weighted_rule."  # prefix of the weighted rule's pick, recorded beside a max-ce run's
 REQUIRED_COLUMNS = ("index", "label", "clean_correct", "pgd_correct", "pgd_margin")
 RECORDS_NAME, SUMMARY_NAME = "records.csv", "summary.json"
-PARTIAL_DIR, MANIFEST_NAME = ".partial", "manifest.json"
-BATCH_FILE = re.compile(r"batch-(\d+)\.pt")  # batch-000003.pt: the records of global batch 3
 
 
 def alpha_key(alpha: float) -> str:
@@ -166,13 +161,16 @@ def _optional_str(value: Any, name: str) -> str | None:
     return value
 
 
+PYTHON_SOURCE = "python"  # a model object handed to wmrbench.evaluate: nothing can load it again
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What was evaluated: where the model came from and, for wmrbench checkpoints, how it was
     trained (defense, alpha_train and beta feed the paper's Defense / 1/lambda columns)."""
 
     name: str  # the result's run name
-    source: str  # checkpoint | robustbench | factory
+    source: str  # checkpoint | robustbench | factory | python (PYTHON_SOURCE)
     arch: str | None = None
     defense: str | None = None  # pgd | trades for wmrbench checkpoints; None when unknown
     alpha_train: float | None = None
@@ -410,7 +408,7 @@ class Summary:
 
     @property
     def dataset(self) -> str:
-        return self.config.dataset.value
+        return self.config.dataset.value if self.config.dataset is not None else ""  # "": examples from Python
 
     def to_json(self) -> dict[str, Any]:
         out = to_jsonable(self)
@@ -499,56 +497,3 @@ def read_summary(path: str | Path, check_records: bool = True) -> Summary:
             raise WmrbenchError(f"{path}: {other.name} beside it is not the one its seed spread was computed from "
                                 "(SHA-256 differs); evaluate again with --overwrite")
     return summary
-
-
-# --- an unfinished result (written by wmrbench.evaluation.partial) -------------------------------
-
-
-def saved_batches(folder: str | Path) -> list[int]:
-    """The numbers of the batches saved in ``folder``'s ``.partial/``, sorted."""
-    where = Path(folder) / PARTIAL_DIR
-    if not where.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in where.iterdir() if (m := BATCH_FILE.fullmatch(p.name)))
-
-
-def has_partial(folder: str | Path) -> bool:
-    """``folder`` holds saved batches of an evaluation (a ``.partial/`` that is not empty)."""
-    where = Path(folder) / PARTIAL_DIR
-    return where.is_dir() and any(where.iterdir())
-
-
-def partial_progress(folder: str | Path) -> str:
-    """``3 of 10 batches done`` (without the total when the manifest cannot be read)."""
-    done = len(saved_batches(folder))
-    total = _manifest_fields(folder).get("n_batches")
-    return f"{done} of {total} batches done" if isinstance(total, int) else f"{done} batches done"
-
-
-def _manifest_fields(folder: str | Path) -> dict[str, Any]:
-    """The manifest's JSON, or {} if it cannot be read: only what messages need is taken from it."""
-    try:
-        obj = json.loads((Path(folder) / PARTIAL_DIR / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
-@dataclass(frozen=True)
-class Unfinished:
-    """A results folder with saved batches and no summary.json: an evaluation that was stopped."""
-
-    folder: Path
-    progress: str  # "3 of 10 batches done"
-    command: str  # what finishes it
-
-
-def unfinished(folder: str | Path) -> Unfinished | None:
-    """``folder``'s unfinished evaluation, if it holds one and no complete result."""
-    folder = Path(folder)
-    if (folder / SUMMARY_NAME).exists() or not has_partial(folder):
-        return None
-    command = _manifest_fields(folder).get("resume_command")
-    if not isinstance(command, str) or not command:
-        command = f"wmrbench evaluate ... --run {folder.name} --resume"
-    return Unfinished(folder, partial_progress(folder), command)

@@ -63,7 +63,8 @@ from wmrbench.presets import (
 )
 from wmrbench.comparison import compare_records
 from wmrbench.metrics import compute_metrics
-from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, has_partial, read_records, read_summary, under_weighted_rule
+from wmrbench.evaluation.partial import has_partial
+from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, read_records, read_summary, under_weighted_rule
 from wmrbench.report.paper import paper_tables
 from wmrbench.report.tables import defense_label
 from wmrbench.report.reproduction import (

@@ -17,6 +17,7 @@ from wmrbench.audit.stages import (
     STAGES_DIR, Fingerprint, Stage, adaptive_stages, base_stage, budget_stages, eps_stages, square_stage, run_stage,
 )
 from wmrbench.audit.transfer import transfer_records
+from wmrbench import distributed
 from wmrbench.config import DatasetName, EvalOptions
 from wmrbench.evaluation.partial import model_sha256, tensors_sha256
 from wmrbench.evaluation.pipeline import check_model_fits, load_model, plan, prepare, result_dir
@@ -56,6 +57,7 @@ def run_audit(
     :func:`.config.quick`'s smaller budgets). Stages saved by an earlier run of the same audit
     are read back (``overwrite`` runs them all again)."""
     opened, base = plan(source, audit_options(options), dataset, run)
+    distributed.resolve_device(base.device)  # a device that cannot run is refused before any work
     cfg = AuditConfig(base=base, reference=" ".join(reference.command_options()) if reference is not None else None)
     cfg = quick_config(cfg) if quick else cfg
     folder = result_dir(base)

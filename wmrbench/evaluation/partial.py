@@ -21,8 +21,11 @@ them is refused by name (:func:`resume_config`, :func:`check_same`).
 Everything here is JSON or a torch file of tensors read with ``weights_only=True``: nothing is
 ever unpickled. The folder is removed once the result's summary.json is written; a killed run
 never writes a summary, so a folder holding ``.partial/`` and no summary.json is an unfinished
-result (:func:`wmrbench.records.unfinished`, which ``leaderboard`` and ``plot`` use to skip it
-with a warning).
+result (:func:`unfinished`, which ``leaderboard`` and ``plot`` use to skip it with a warning).
+
+This module is the one home of that layout (the folder's and files' names, reading and writing
+them); :mod:`wmrbench.records` keeps the records and summary schema. It imports no part of the
+pipeline, so readers such as the reports may import it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,16 +47,10 @@ from torch import Tensor, nn
 from wmrbench.config import ATTACK_FIELDS, RESUMABLE, EvalConfig, eval_config_from_dict, fields_with, option_name, to_jsonable
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_torch_save, atomic_write_json, remove_stale_temporaries, safe_torch_load
-from wmrbench.records import (
-    MANIFEST_NAME,
-    PARTIAL_DIR,
-    SUMMARY_NAME,
-    ModelInfo,
-    has_partial,
-    partial_progress,
-    saved_batches,
-)
+from wmrbench.records import SUMMARY_NAME, ModelInfo
 
+PARTIAL_DIR, MANIFEST_NAME = ".partial", "manifest.json"
+BATCH_FILE = re.compile(r"batch-(\d+)\.pt")  # batch-000003.pt: the record columns of global batch 3
 FORMAT = "wmrbench-partial-evaluation"
 VERSION = 1
 RESUMABLE_SETTINGS = fields_with(EvalConfig, RESUMABLE)
@@ -68,6 +66,56 @@ def partial_dir(folder: Path) -> Path:
 
 def batch_path(folder: Path, number: int) -> Path:
     return partial_dir(folder) / f"batch-{number:06d}.pt"
+
+
+def saved_batches(folder: str | Path) -> list[int]:
+    """The numbers of the batches saved in ``folder``'s ``.partial/``, sorted."""
+    where = partial_dir(Path(folder))
+    if not where.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in where.iterdir() if (m := BATCH_FILE.fullmatch(p.name)))
+
+
+def has_partial(folder: str | Path) -> bool:
+    """``folder`` holds saved batches of an evaluation (a ``.partial/`` that is not empty)."""
+    where = partial_dir(Path(folder))
+    return where.is_dir() and any(where.iterdir())
+
+
+def partial_progress(folder: str | Path) -> str:
+    """``3 of 10 batches done`` (without the total when the manifest cannot be read)."""
+    done = len(saved_batches(folder))
+    total = _manifest_fields(folder).get("n_batches")
+    return f"{done} of {total} batches done" if isinstance(total, int) else f"{done} batches done"
+
+
+def _manifest_fields(folder: str | Path) -> dict[str, Any]:
+    """The manifest's JSON, or {} if it cannot be read: only what messages need is taken from it."""
+    try:
+        obj = json.loads((partial_dir(Path(folder)) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A results folder with saved batches and no summary.json: an evaluation that was stopped."""
+
+    folder: Path
+    progress: str  # "3 of 10 batches done"
+    command: str  # what finishes it
+
+
+def unfinished(folder: str | Path) -> Unfinished | None:
+    """``folder``'s unfinished evaluation, if it holds one and no complete result."""
+    folder = Path(folder)
+    if (folder / SUMMARY_NAME).exists() or not has_partial(folder):
+        return None
+    command = _manifest_fields(folder).get("resume_command")
+    if not isinstance(command, str) or not command:
+        command = f"wmrbench evaluate ... --run {folder.name} --resume"
+    return Unfinished(folder, partial_progress(folder), command)
 
 
 def tensors_sha256(named: Iterable[tuple[str, Tensor]]) -> str:

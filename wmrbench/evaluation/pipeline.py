@@ -120,9 +120,7 @@ def plan(
             run = f"{run}-{options.method.value}"
     # A wmrbench checkpoint knows where its data set lives: evaluate it there unless told otherwise.
     recorded_dir = opened.train_config.get("data_dir") if dataset.value == opened.recorded_dataset else None
-    cfg = options.apply(eval_config(dataset, run, options.protocol or Protocol.DEFAULT, norm, data_dir=recorded_dir))
-    distributed.resolve_device(cfg.device)
-    return opened, cfg
+    return opened, options.apply(eval_config(dataset, run, options.protocol or Protocol.DEFAULT, norm, data_dir=recorded_dir))
 
 
 def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) -> Prepared:
@@ -181,7 +179,7 @@ def _padded(index: Tensor, x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Ten
 
 def collect(
     model: nn.Module, data: ImageSet, cfg: EvalConfig, scorer: Scorer, show_progress: bool = True,
-    what: str = "attacking", saved: PartialStore | None = None,
+    what: str = "attacking", saved: PartialStore | None = None, device: torch.device | None = None,
 ) -> dict[str, Tensor]:
     """Run ``scorer`` over ``data`` in batches; its tensors, concatenated on the CPU.
 
@@ -195,8 +193,11 @@ def collect(
     and each batch attacked is saved as it finishes (by the rank that attacked it). A batch is
     the same whenever and wherever it is attacked, so the records do not depend on how many
     runs it took.
+
+    ``device``: where to run, as the command resolved it once at its start (``cfg.device``
+    resolved here when a caller has not).
     """
-    device = distributed.resolve_device(cfg.device)
+    device = distributed.resolve_device(cfg.device) if device is None else device
     distributed.check_enough(len(data), distributed.env_world_size(), "examples to evaluate")
     ctx = distributed.setup(device)
     if saved is not None:
@@ -328,19 +329,25 @@ def check_finite_records(records: pd.DataFrame, what: str) -> None:
         raise WmrbenchError(f"{what} gave non-finite margins in {where}; nothing was written")
 
 
-def write_result(
+@dataclass(frozen=True)
+class Summarized:
+    """A result before anything is written: its summary and the texts of its records files."""
+
+    summary: Summary
+    csv_text: str  # records.csv, whose SHA-256 the summary holds
+    seed_texts: dict[int, str]  # evaluate --seeds: records-seed<S>.csv of every other seed
+
+
+def summarize(
     records: pd.DataFrame, cfg: EvalConfig, info: ModelInfo, seconds: float,
     adversarial: AdversarialOrigin | None = None, seed_records: dict[int, pd.DataFrame] | None = None,
     model: nn.Module | None = None, data: ImageSet | None = None,
-) -> EvalResult:
-    """The result as one unit: the old summary.json goes, records.csv is written, then
-    summary.json with the records' SHA-256 (its presence, with a matching hash, means the
-    result is complete). Call it inside :func:`claim_result`.
+) -> Summarized:
+    """The summary of ``records``: metrics, intervals (the seeded bootstrap), hashes; writes
+    nothing. ``evaluate`` writes it (:func:`write_result`); ``wmrbench.evaluate`` returns it.
 
-    ``seed_records`` (``evaluate --seeds``): the records of every seed after ``cfg.seed``, written
-    beside records.csv (before the summary) and summarized in its ``seed_spread``.
-
-    Under torchrun every rank builds the summary; only rank 0 writes.
+    ``seed_records`` (``evaluate --seeds``): the records of every seed after ``cfg.seed``,
+    summarized in the summary's ``seed_spread``.
     """
     check_finite_records(records, info.name)
     csv_text = to_csv_text(records)
@@ -364,14 +371,30 @@ def write_result(
         model_sha256=partial.model_sha256(model) if model is not None else None,
         data_sha256=partial.tensors_sha256([("x", data.x), ("y", data.y)]) if data is not None else None,
     )
+    return Summarized(summary, csv_text, seed_texts)
+
+
+def write_result(
+    records: pd.DataFrame, cfg: EvalConfig, info: ModelInfo, seconds: float,
+    adversarial: AdversarialOrigin | None = None, seed_records: dict[int, pd.DataFrame] | None = None,
+    model: nn.Module | None = None, data: ImageSet | None = None,
+) -> EvalResult:
+    """The result (:func:`summarize`) as one unit: the old summary.json goes, records.csv is
+    written (and each other seed's records beside it), then summary.json with the records'
+    SHA-256 (its presence, with a matching hash, means the result is complete). Call it inside
+    :func:`claim_result`.
+
+    Under torchrun every rank builds the summary; only rank 0 writes.
+    """
+    done = summarize(records, cfg, info, seconds, adversarial, seed_records, model, data)
     out_dir = result_dir(cfg)
     if distributed.is_main_process():
         remove_file(out_dir / SUMMARY_NAME)  # the old result stops being complete first
-        atomic_write_text(out_dir / RECORDS_NAME, csv_text)
-        for seed, text in seed_texts.items():
+        atomic_write_text(out_dir / RECORDS_NAME, done.csv_text)
+        for seed, text in done.seed_texts.items():
             atomic_write_text(out_dir / seed_records_name(seed), text)
-        write_summary(out_dir / SUMMARY_NAME, summary)
-    return EvalResult(summary, records, out_dir)
+        write_summary(out_dir / SUMMARY_NAME, done.summary)
+    return EvalResult(done.summary, records, out_dir)
 
 
 class Timer:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 from torch import nn
 
 from wmrbench import distributed
@@ -54,13 +55,12 @@ from wmrbench.evaluation.pipeline import (
 from wmrbench.evaluation.scorers import AttackScorer, PointsScorer, ReplayScorer
 from wmrbench.models.source import MODEL_OPTIONS, ModelSource, OpenedSource, SourceKind, open_source
 from wmrbench.records import (
+    PYTHON_SOURCE,
     TR_MARGIN,
     AdversarialOrigin,
     ModelInfo,
     Summary,
     alpha_key,
-    has_partial,
-    partial_progress,
     read_summary,
     to_csv_text,
     tr_columns,
@@ -71,11 +71,30 @@ from wmrbench.runtime import provenance
 
 def evaluate_model(
     model: nn.Module, data: ImageSet, cfg: EvalConfig, show_progress: bool = True, saved: PartialStore | None = None,
+    device: torch.device | None = None,
 ) -> pd.DataFrame:
     """Per-example records of ``model`` attacked on ``data`` (already cut to n_examples); with
     ``saved``, batches saved earlier are read and the others saved as they finish."""
     scorer = AttackScorer(cfg)
-    return records_frame(collect(model, data, cfg, scorer, show_progress, scorer.what, saved))
+    return records_frame(collect(model, data, cfg, scorer, show_progress, scorer.what, saved, device))
+
+
+def attack_examples(
+    model: nn.Module, data: ImageSet, cfg: EvalConfig, device: torch.device, show_progress: bool = True,
+    saved: PartialStore | None = None,
+) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """What ``evaluate`` measures on ``data`` (already cut to n_examples): the records of the
+    attack with ``cfg.seed``, and those of every other seed of ``cfg.seeds`` (``--seeds``).
+
+    The one evaluation loop: the command (:func:`evaluate_source`) and the Python API
+    (:func:`wmrbench.evaluation.api.evaluate`) both call it, then :func:`summarize` the records.
+    """
+    records = evaluate_model(model, data, cfg, show_progress, saved, device)
+    # --seeds: the same attack with each other seed's keyed starts (not saved part-way:
+    # a resumed run reads the first seed's batches and attacks with the others again).
+    seed_records = {seed: evaluate_model(model, data, dataclasses.replace(cfg, seed=seed, seeds=()), show_progress,
+                                         device=device) for seed in cfg.seeds[1:]}
+    return records, seed_records
 
 
 def resume_command(source: ModelSource, cfg: EvalConfig) -> str:
@@ -85,8 +104,7 @@ def resume_command(source: ModelSource, cfg: EvalConfig) -> str:
                        "--run", cfg.run, "--results-dir", cfg.results_dir, "--resume"])
 
 
-def _manifest(prepared: Prepared, source: ModelSource) -> partial.Manifest:
-    device = distributed.resolve_device(prepared.cfg.device)
+def _manifest(prepared: Prepared, source: ModelSource, device: torch.device) -> partial.Manifest:
     return partial.new_manifest(prepared.cfg, prepared.info, prepared.model, prepared.data.x, prepared.data.y,
                                 device.type, provenance(), resume_command(source, prepared.cfg))
 
@@ -100,7 +118,6 @@ def _resumed_config(
     if dataset is not None:
         requested = dataclasses.replace(requested, dataset=parse_enum(DatasetName, dataset, "dataset"))
     cfg = partial.resume_config(started, requested, result_dir(fresh))
-    distributed.resolve_device(cfg.device)
     return cfg
 
 
@@ -121,20 +138,17 @@ def evaluate_source(
     started = partial.read_manifest(result_dir(cfg)) if resume else None
     if started is not None:
         cfg = _resumed_config(started.config, cfg, options, dataset)
+    device = distributed.resolve_device(cfg.device)  # once, before any work; passed down from here
     with claim_result(cfg, overwrite, resume):
         prepared = prepare(opened, cfg)
-        manifest = _manifest(prepared, source)
+        manifest = _manifest(prepared, source, device)
         if started is not None:
             partial.check_same(started, manifest, result_dir(cfg))
         saved = PartialStore(result_dir(cfg), started or manifest, resumed=started is not None)
         main = distributed.is_main_process()
         timer = Timer()
         try:
-            records = evaluate_model(prepared.model, prepared.data, prepared.cfg, show_progress, saved)
-            # --seeds: the same attack with each other seed's keyed starts (not saved part-way:
-            # a resumed run reads the first seed's batches and attacks with the others again).
-            seed_records = {seed: evaluate_model(prepared.model, prepared.data, dataclasses.replace(prepared.cfg, seed=seed, seeds=()),
-                                                 show_progress) for seed in prepared.cfg.seeds[1:]}
+            records, seed_records = attack_examples(prepared.model, prepared.data, prepared.cfg, device, show_progress, saved)
         except BaseException as exc:
             if main:  # a run that saved no batch leaves nothing to resume, and nothing behind
                 saved.discard_if_empty()
@@ -156,9 +170,9 @@ def evaluate_source(
 
 def _interrupted_line(folder: Path, command: str) -> str:
     """What a Ctrl-C kept of an evaluation, and the command that continues it."""
-    if not has_partial(folder):
+    if not partial.has_partial(folder):
         return f"no batch of {folder} had finished, so nothing was saved; run the same command again to start it"
-    return f"{folder} keeps {partial_progress(folder)}; continue with: {command}"
+    return f"{folder} keeps {partial.partial_progress(folder)}; continue with: {command}"
 
 
 @dataclass
@@ -197,6 +211,7 @@ def run_attack(
     An existing file there is refused unless ``overwrite``; where it goes is checked before any work.
     """
     opened, cfg = plan(source, options, dataset, run)
+    device = distributed.resolve_device(cfg.device)  # once, before any work
     if output:
         path = Path(output)
         claim = claim_file(path, overwrite, "adversarial file")
@@ -204,14 +219,15 @@ def run_attack(
         path = Path(cfg.results_dir) / cfg.run / ADVERSARIAL_NAME
         claim = claim_folder(path.parent, path, overwrite, "adversarial file")
     with claim:
-        return path, _attack(opened, cfg, source, split, path, show_progress)
+        return path, _attack(opened, cfg, source, split, path, show_progress, device)
 
 
 def _attack(
     opened: OpenedSource, cfg: EvalConfig, source: ModelSource, split: Split, path: Path, show_progress: bool,
+    device: torch.device,
 ) -> AdversarialSet:
     prepared = prepare(opened, cfg, train_split=split is Split.TRAIN)
-    cols = collect(prepared.model, prepared.data, cfg, PointsScorer(cfg), show_progress)
+    cols = collect(prepared.model, prepared.data, cfg, PointsScorer(cfg), show_progress, device=device)
     margins = {key: values for key, values in cols.items() if key.endswith("_margin") or key.startswith(TR_MARGIN)}
     check_finite_records(records_frame(margins), prepared.info.name)  # no NaN points or weights are saved
     found = {PGD: AttackPoints.of(0.0, cols["pgd_x_adv"], cols["pgd_margin"], cols["pgd_correct"], cols["pgd_restart"])}
@@ -263,6 +279,7 @@ def evaluate_adversarial(
         # Points crafted on another model make a transfer result: never overwrite the model's own.
         run = adv.run if source in (None, adv.source) else f"{source.default_run()}-from-{adv.run}"
     cfg = replay_config(adv, path, run, options)
+    device = distributed.resolve_device(cfg.device)  # once, before any work
     with claim_result(cfg, overwrite):
         try:
             model, info = load_model(open_source(source or adv.source), run, saved_dataset)
@@ -274,7 +291,8 @@ def evaluate_adversarial(
         check_model_fits(model, data, info.name)
         timer = Timer()
         scorer = ReplayScorer(adv, cfg)
-        records = records_frame(collect(model, data.subset(cfg.n_examples), cfg, scorer, show_progress, scorer.what))
+        records = records_frame(collect(model, data.subset(cfg.n_examples), cfg, scorer, show_progress, scorer.what,
+                                        device=device))
         origin = AdversarialOrigin(file=str(path), split=adv.split.value, attacked=adv.header()["source"])
         return write_result(records, cfg, info, timer.seconds, origin, model=model, data=data.subset(cfg.n_examples))
 
@@ -335,6 +353,9 @@ def rerun_result(summary_path: str | Path, run: str | None = None, show_progress
     """Evaluate again exactly as ``summary_path`` records (model, data, attack, seed, precision),
     into a new result, and say whether its metrics and records are the same."""
     original = read_summary(summary_path)
+    if original.model.source == PYTHON_SOURCE:
+        raise WmrbenchError(f"{summary_path} was measured from Python (wmrbench.evaluate) on a model object, "
+                            "which nothing can load again: call wmrbench.evaluate again to rerun it")
     cfg = original.config
     run = run or f"{original.run}-rerun"
     if run == original.run:

@@ -20,8 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError
+from wmrbench.evaluation.partial import PARTIAL_DIR, unfinished
 from wmrbench.io import TMP_SUFFIX, atomic_write_text, write_target
-from wmrbench.records import PARTIAL_DIR, Summary, read_summary, unfinished
+from wmrbench.records import Summary, read_summary
 from wmrbench.report.paper import compare_with_paper
 from wmrbench.report.render import CiStyle, TableFormat, render
 from wmrbench.report.robustbench import write_model_infos

@@ -1,0 +1,344 @@
+"""``wmrbench.evaluate``: the ``evaluate`` command's measurement, called from Python on a model
+object and the user's own examples.
+
+    result = wmrbench.evaluate(model, x, y, dataset="mnist")          # the paper's MNIST attack
+    result = wmrbench.evaluate(model, loader, eps=8 / 255, steps=20)  # any DataLoader of [0, 1] images
+    print(result)                       # A_nat, A_rob, A_sa / A_tr / A_wc per alpha, 95% intervals
+    result.records                      # one row per example, the columns of records.csv
+
+It runs the code the command runs, not a copy: :func:`wmrbench.evaluation.runs.attack_examples`
+(the pipeline with the same per-batch scorer, keyed random starts, batch padding and gather)
+and :func:`wmrbench.evaluation.pipeline.summarize` (the metrics and the seeded bootstrap
+intervals of the summary). On the same model, examples, settings and seed, the records and every
+number equal ``wmrbench evaluate``'s (tests/evaluation/test_api.py checks it on real MNIST).
+
+The call shape follows RobustBench's ``benchmark(model, n_examples=..., dataset=...,
+threat_model=..., eps=..., device=..., to_disk=...)`` (robustbench/eval.py): a model object in,
+numbers out, a data set's name standing for its attack settings, and a file only when asked
+(here ``results_dir``). Nothing is written otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
+
+from wmrbench import distributed
+from wmrbench.config import (
+    AttackConfig,
+    AttackMethod,
+    EvalConfig,
+    Norm,
+    Precision,
+    Protocol,
+    RestartRule,
+    Start,
+    check_int,
+    parse_enum,
+)
+from wmrbench.data import ImageSet
+from wmrbench.errors import WmrbenchError
+from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, summarize, write_result
+from wmrbench.evaluation.runs import attack_examples
+from wmrbench.presets import DEFAULT_ALPHA_TEST, DEFAULT_EVAL_BATCH_SIZE, DEFAULT_RESULTS_DIR, DEFAULT_SEED, eval_config
+from wmrbench.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty, alpha_key
+from wmrbench.uncertainty import few_examples_warnings
+
+# Without a data set's preset: PGD-20 (RobustBench's and the L2 presets' step count) with
+# Madry et al.'s step rule, 2.5 * eps / steps (Towards Deep Learning Models Resistant to
+# Adversarial Attacks, 2018, appendix), which lets a walk from the ball's edge reach across it.
+DEFAULT_STEPS = 20
+STEP_RULE = 2.5
+_LOADER_BATCH = 256  # how a Dataset handed over is read (it does not change any result)
+
+
+@dataclass(frozen=True, eq=False)
+class EvaluationResult:
+    """What :func:`evaluate` measured. Accuracies in percent, as the tables show them.
+
+    ``A_sa``, ``A_tr`` and ``A_wc`` map each alpha_test (a float) to its value. ``intervals``
+    holds every metric's 95% percentile-bootstrap interval and the effective sample size n_eff
+    of each weighted metric (:mod:`wmrbench.uncertainty`, the bootstrap the command's summary
+    holds); :meth:`interval` and :meth:`n_eff` read it. ``records``: one row per example, the
+    columns of records.csv. ``config``: every setting that ran. ``summary``: the typed summary
+    the command would write (``out_dir`` is where it was written, None when nothing was).
+    """
+
+    A_nat: float
+    A_rob: float
+    A_sa: dict[float, float]
+    A_tr: dict[float, float]
+    A_wc: dict[float, float]
+    intervals: Uncertainty
+    records: pd.DataFrame
+    config: EvalConfig
+    summary: Summary
+    out_dir: Path | None = None
+
+    @classmethod
+    def of(cls, summary: Summary, records: pd.DataFrame, out_dir: Path | None) -> EvaluationResult:
+        metrics: Metrics = summary.metrics
+        alphas = summary.config.alpha_test
+
+        def per_alpha(table: dict[str, float]) -> dict[float, float]:
+            return {alpha: table[alpha_key(alpha)] for alpha in alphas if alpha_key(alpha) in table}
+
+        assert summary.uncertainty is not None  # summarize() always computes it
+        return cls(metrics.A_nat, metrics.A_rob, per_alpha(metrics.A_sa), per_alpha(metrics.A_tr),
+                   per_alpha(metrics.A_wc), summary.uncertainty, records, summary.config, summary, out_dir)
+
+    @property
+    def n_examples(self) -> int:
+        return self.summary.metrics.n_examples
+
+    def interval(self, metric: str, alpha: float | None = None) -> tuple[float, float]:
+        """The 95% interval of ``metric`` (A_nat, A_rob; A_sa, A_tr, A_wc at ``alpha``), in percent."""
+        found = self.intervals.interval(metric, None if alpha is None else alpha_key(alpha))
+        if found is None:
+            at = "" if alpha is None else f" at alpha {alpha:g}"
+            raise KeyError(f"no interval of {metric}{at}")
+        return found
+
+    def n_eff(self, alpha: float, metric: str = "A_sa") -> float:
+        """The effective sample size ``(sum s)^2 / sum s^2`` of ``metric``'s weights at ``alpha``."""
+        return self.intervals.n_eff[metric][alpha_key(alpha)]
+
+    def summary_text(self) -> str:
+        """A small table: the settings, then every metric with its interval (and n_eff)."""
+        from wmrbench.report.tables import protocol_text  # the command's own title line
+
+        cfg = self.config
+        where = cfg.dataset.value if cfg.dataset is not None else "your examples"
+        lines = [f"{self.n_examples} examples ({where}), {protocol_text(cfg)}, seed {cfg.seed}"]
+
+        def cell(value: float, lo_hi: tuple[float, float] | None) -> str:
+            return f"{value:6.2f} [{lo_hi[0]:6.2f}, {lo_hi[1]:6.2f}]" if lo_hi else f"{value:6.2f}"
+
+        lines.append(f"  A_nat {cell(self.A_nat, self.intervals.interval('A_nat'))}")
+        lines.append(f"  A_rob {cell(self.A_rob, self.intervals.interval('A_rob'))}")
+        for alpha in cfg.alpha_test:
+            key = alpha_key(alpha)
+            parts = [f"{name} {cell(getattr(self, name)[alpha], self.intervals.interval(name, key))}"
+                     for name in ("A_sa", "A_tr", "A_wc") if alpha in getattr(self, name)]
+            n_eff = self.intervals.n_eff.get("A_sa", {}).get(key)
+            lines.append(f"  alpha {key:>4}: " + "  ".join(parts) + (f"  n_eff {n_eff:.0f}" if n_eff is not None else ""))
+        lines.append(f"  ({self.intervals.level:.0%} {self.intervals.method}; n_eff: of A_sa's weights)")
+        lines += [f"  Warning: {line}" for line in few_examples_warnings(self.intervals)]  # as the command warns
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary_text()
+
+    def __repr__(self) -> str:
+        tr = ", ".join(f"{a:g}: {v:.2f}" for a, v in self.A_tr.items())
+        return f"EvaluationResult(n_examples={self.n_examples}, A_nat={self.A_nat:.2f}, A_rob={self.A_rob:.2f}, A_tr={{{tr}}})"
+
+
+def evaluate(
+    model: nn.Module,
+    data: Tensor | DataLoader | Dataset | Iterable[Any],
+    y: Tensor | None = None,
+    *,
+    alpha_test: float | Sequence[float] = DEFAULT_ALPHA_TEST,
+    attack: AttackMethod | str = AttackMethod.PGD,
+    eps: float | None = None,
+    step_size: float | None = None,
+    steps: int | None = None,
+    restarts: int | None = None,
+    norm: Norm | str = Norm.LINF,
+    start: Start | str | None = None,
+    restart_rule: RestartRule | str | None = None,
+    n_examples: int | None = None,
+    batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
+    seed: int | None = None,
+    seeds: Sequence[int] | None = None,
+    device: str | torch.device = "auto",
+    precision: Precision | str = Precision.FP32,
+    dataset: str | None = None,
+    protocol: Protocol | str | None = None,
+    compile: bool = False,
+    results_dir: str | Path | None = None,
+    run: str | None = None,
+    overwrite: bool = False,
+    show_progress: bool = False,
+) -> EvaluationResult:
+    """Evaluate ``model`` under the uniform attack (A_rob; A_sa) and the weighted one (A_tr).
+
+    ``data``: images in [0, 1], ``(N, C, H, W)``, with their labels ``y``; or a DataLoader, a
+    Dataset or any iterable yielding ``(images, labels)`` (read in order: a shuffling loader
+    gives other examples to each call). The model maps such images to logits (any
+    normalization is a layer inside it); it is run in eval mode and left on ``device`` (its
+    train/eval mode is restored afterwards).
+
+    The attack: ``dataset="mnist"`` (``cifar10``, ...) takes that data set's preset (the paper's
+    eps, steps and step size; ``protocol="paper"`` for the authors' evaluation); any setting
+    given overrides it. Without ``dataset``, ``eps`` is required; ``steps`` defaults to 20 and
+    ``step_size`` to 2.5 * eps / steps. ``attack``: pgd (default), apgd-ce, apgd-dlr or
+    autoattack, as ``wmrbench evaluate --attack``. ``seed`` keys the random starts (default 0);
+    ``seeds=(0, 1, 2)`` repeats the attack with each (the first is the result's; the summary's
+    ``seed_spread`` holds the others'). Every name means what the command's option of the same
+    name means.
+
+    Nothing is written unless ``results_dir`` is given: then ``results_dir/run/`` gets the
+    command's records.csv and summary.json (``dataset`` must be named, so that the reports can
+    place the result), refused if a complete result is there unless ``overwrite``.
+
+    Bad input (no eps and no data set, images of the wrong shape or outside [0, 1], labels that
+    do not match) raises :class:`wmrbench.errors.WmrbenchError` with one line saying why.
+    """
+    if not isinstance(model, nn.Module):
+        raise WmrbenchError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if results_dir is not None and dataset is None:
+        raise WmrbenchError("results_dir: a written result names its data set; pass dataset= as well "
+                            "(its preset fills the attack settings not given)")
+    cfg = _config(model, alpha_test=alpha_test, attack=attack, eps=eps, step_size=step_size, steps=steps,
+                  restarts=restarts, norm=norm, start=start, restart_rule=restart_rule, n_examples=n_examples,
+                  batch_size=batch_size, seed=seed, seeds=seeds, device=device, precision=precision, dataset=dataset,
+                  protocol=protocol, compile=compile, results_dir=results_dir, run=run)
+    resolved = distributed.resolve_device(cfg.device)  # once, before any work; passed down from here
+    examples = examples_of(data, y, cfg.n_examples)
+    info = ModelInfo(name=cfg.run, source=PYTHON_SOURCE, arch=type(model).__name__)
+    training = model.training
+    claim = claim_result(cfg, overwrite) if results_dir is not None else contextlib.nullcontext()
+    with claim:
+        check_model_fits(model, examples, f"the model ({info.arch})")
+        timer = Timer()
+        try:
+            records, seed_records = attack_examples(model, examples, cfg, resolved, show_progress)
+        finally:
+            model.train(training)
+        if results_dir is not None:
+            written = write_result(records, cfg, info, timer.seconds, seed_records=seed_records, model=model, data=examples)
+            return EvaluationResult.of(written.summary, records, written.out_dir)
+        done = summarize(records, cfg, info, timer.seconds, seed_records=seed_records, model=model, data=examples)
+        return EvaluationResult.of(done.summary, records, None)
+
+
+def _config(model: nn.Module, **given: Any) -> EvalConfig:
+    """The EvalConfig of one call: the data set's preset with the settings given on top, or,
+    without a data set, the settings given (eps required)."""
+    alpha_test = given.pop("alpha_test")
+    if isinstance(alpha_test, (int, float)) and not isinstance(alpha_test, bool):
+        alpha_test = (alpha_test,)  # one alpha_test given as a number
+    elif isinstance(alpha_test, (list, tuple)):
+        alpha_test = tuple(alpha_test)
+    seeds = given.pop("seeds")
+    if given["seed"] is None:  # the first of seeds, else the command's default
+        given["seed"] = seeds[0] if seeds else DEFAULT_SEED
+    device = given.pop("device")
+    results_dir = given.pop("results_dir")
+    run = given.pop("run") or _default_run(model)
+    dataset, protocol, norm = given.pop("dataset"), given.pop("protocol"), given.pop("norm")
+    settings = dict(
+        method=given.pop("attack"), alpha_test=alpha_test, seeds=tuple(seeds) if seeds is not None else None,
+        device=str(device), results_dir=str(results_dir) if results_dir is not None else DEFAULT_RESULTS_DIR,
+        data_dir="", **given,  # data_dir "": the examples came from Python, not from a folder
+    )
+    if dataset is not None:
+        return eval_config(dataset, run, protocol or Protocol.DEFAULT, norm, **settings)
+    if protocol is not None and parse_enum(Protocol, protocol, "protocol") is not Protocol.DEFAULT:
+        raise WmrbenchError("protocol: a protocol is a data set's preset; pass dataset= as well")
+    if settings["eps"] is None:
+        raise WmrbenchError("eps is needed: give eps (and steps, step_size), or name a data set whose preset "
+                            "gives them, e.g. dataset='mnist' or dataset='cifar10'")
+    eps = settings.pop("eps")
+    steps = check_int(settings.pop("steps") if settings["steps"] is not None else DEFAULT_STEPS, "steps", 0)
+    step_size = settings.pop("step_size")
+    if step_size is None:
+        step_size = STEP_RULE * eps / max(steps, 1) if isinstance(eps, (int, float)) and math.isfinite(eps) else eps
+    restarts, start, rule = settings.pop("restarts"), settings.pop("start"), settings.pop("restart_rule")
+    attack = AttackConfig(
+        eps=eps, step_size=step_size, steps=steps, restarts=1 if restarts is None else restarts,
+        start=start or Start.UNIFORM, norm=norm, restart_rule=rule or RestartRule.WEIGHTED,
+    )
+    # n_examples None means every example; any other None means "not given"
+    values = {k: v for k, v in settings.items() if v is not None or k == "n_examples"}
+    return EvalConfig(dataset=None, attack=attack, run=run, **values)
+
+
+def _default_run(model: nn.Module) -> str:
+    """The model's class name (a result folder's name when one is written)."""
+    name = type(model).__name__
+    return name if name.isidentifier() else "model"
+
+
+def examples_of(data: Any, y: Tensor | None, n_examples: int | None = None) -> ImageSet:
+    """The first ``n_examples`` examples (all when None) of ``data`` (a tensor with labels ``y``,
+    or a DataLoader / Dataset / iterable of ``(images, labels)``), checked: images ``(N, C, H, W)``
+    of finite floats in [0, 1], one integer label >= 0 each. Anything else is one line."""
+    if isinstance(data, Tensor):
+        if y is None:
+            raise WmrbenchError("y is needed with a tensor of images: its labels, a tensor of N class indices")
+        x, labels = data, _labels(y)
+    else:
+        if y is not None:
+            raise WmrbenchError("y goes with a tensor of images; a DataLoader or Dataset yields its own labels")
+        x, labels = _read(data, n_examples)
+    if n_examples is not None:
+        x, labels = x[:n_examples], labels[:n_examples]
+    _check_images(x)
+    if labels.dim() != 1 or len(labels) != len(x):
+        raise WmrbenchError(f"y has shape {tuple(labels.shape)}; give one label per image ({len(x)})")
+    if len(labels) and int(labels.min()) < 0:
+        raise WmrbenchError(f"y holds the label {int(labels.min())}; labels are class indices >= 0")
+    return ImageSet(x.detach(), labels.detach())
+
+
+def _labels(y: Any) -> Tensor:
+    labels = torch.as_tensor(y)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise WmrbenchError(f"y holds {labels.dtype} values; labels are integer class indices")
+    return labels.long()
+
+
+def _read(data: Any, n_examples: int | None) -> tuple[Tensor, Tensor]:
+    """Every (images, labels) batch of a DataLoader or iterable, or every example of a Dataset,
+    in order, until ``n_examples`` are read."""
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        data = DataLoader(data, batch_size=_LOADER_BATCH, shuffle=False)
+    elif isinstance(data, DataLoader) and isinstance(data.sampler, RandomSampler):
+        warnings.warn("the DataLoader shuffles: each call evaluates other examples in another order, so the "
+                      "numbers are not reproducible; pass shuffle=False", stacklevel=3)
+    if not isinstance(data, Iterable):
+        raise WmrbenchError(f"data must be a tensor of images, a DataLoader or a Dataset; got {type(data).__name__}")
+    xs, ys, count = [], [], 0
+    for batch in data:
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2 or not isinstance(batch[0], Tensor):
+            raise WmrbenchError(f"data yields {type(batch).__name__}, not (images, labels) pairs")
+        xs.append(batch[0])
+        ys.append(_labels(batch[1]).reshape(-1))
+        count += len(ys[-1])
+        if n_examples is not None and count >= n_examples:
+            break
+    if not xs:
+        raise WmrbenchError("data yields no examples")
+    try:
+        return torch.cat(xs), torch.cat(ys)
+    except RuntimeError as exc:
+        raise WmrbenchError(f"data yields batches that do not stack: {str(exc).splitlines()[0]}") from None
+
+
+def _check_images(x: Tensor) -> None:
+    if x.dim() != 4:
+        hint = " (add the channel axis: x.unsqueeze(1))" if x.dim() == 3 else ""
+        raise WmrbenchError(f"the images have shape {tuple(x.shape)}; give them as (N, C, H, W){hint}")
+    if len(x) == 0:
+        raise WmrbenchError("no images to evaluate")
+    if not x.is_floating_point():
+        raise WmrbenchError(f"the images are {x.dtype}; give floats in [0, 1] (e.g. x.float() / 255)")
+    if not bool(torch.isfinite(x).all()):
+        raise WmrbenchError("the images hold non-finite values (NaN or inf); give floats in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise WmrbenchError(f"the images hold values in [{lo:g}, {hi:g}]; give them in [0, 1] "
+                            "(normalize inside the model, not the data)")
