@@ -11,6 +11,7 @@ import pandas as pd
 from torch import nn
 
 from wmrbench import distributed
+from wmrbench import resume as resume_rule
 from wmrbench.config import (
     ATTACK_FIELDS,
     FIXED_BY_ATTACK,
@@ -18,7 +19,6 @@ from wmrbench.config import (
     EvalConfig,
     EvalOptions,
     fields_with,
-    parse_enum,
     with_options,
 )
 from wmrbench.data import ImageSet
@@ -96,9 +96,7 @@ def _resumed_config(
 ) -> EvalConfig:
     """As training's --resume: the saved settings with the options given on top (only the
     resumable ones may differ), written to the folder that was read."""
-    requested = dataclasses.replace(options.apply(started), run=fresh.run, results_dir=fresh.results_dir)
-    if dataset is not None:
-        requested = dataclasses.replace(requested, dataset=parse_enum(DatasetName, dataset, "dataset"))
+    requested = resume_rule.requested(started, options, run=fresh.run, results_dir=fresh.results_dir, dataset=dataset)
     cfg = partial.resume_config(started, requested, result_dir(fresh))
     distributed.resolve_device(cfg.device)
     return cfg
