@@ -138,3 +138,33 @@ def test_the_example_script_runs_and_writes_its_checkpoints(tmp_path):
     saved = read_checkpoint(tmp_path / "checkpoints" / "tinynet" / "last.pt")
     assert saved["epoch"] == 2 and train_config_from_dict(saved["config"]).arch == "TinyNet"
     assert (tmp_path / "checkpoints" / "tinynet" / "best.pt").is_file()
+
+
+OWN_SCRIPT = """
+import sys, torch
+from torch import nn
+from sklearn.datasets import load_digits
+from wmrbench.training.api import fit
+bunch = load_digits()
+x = torch.tensor(bunch.images[:240], dtype=torch.float32).div(16.0).unsqueeze(1)
+y = torch.tensor(bunch.target[:240])
+torch.manual_seed(123)
+model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+fit(model, (x, y), eps=0.1, step_size=0.05, steps=2, epochs=2, batch_size=40, lr=0.05, device="cpu",
+    val_size=40, run="ddp", show_progress=False)
+"""
+
+
+@pytest.mark.slow  # torchrun starts two fresh interpreters
+def test_own_model_trains_with_ddp_under_torchrun(tmp_path):
+    script = tmp_path / "own.py"
+    script.write_text(OWN_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    saved = read_checkpoint(tmp_path / "checkpoints" / "ddp" / "last.pt")
+    assert saved["epoch"] == 2 and [h["processes"] for h in saved["history"]] == [2, 2]
+    assert all("selected" in h for h in saved["history"]) and (tmp_path / "checkpoints" / "ddp" / "best.pt").is_file()
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
