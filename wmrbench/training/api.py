@@ -37,7 +37,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wmrbench import distributed
 from wmrbench.config import (
     CUSTOM_DATASET,
     AttackConfig,
@@ -48,11 +47,11 @@ from wmrbench.config import (
     TrainConfig,
 )
 from wmrbench.data import ImageSet
-from wmrbench.defenses import check_spec, get_defense
 from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.selection import validation_alphas
 from wmrbench.training.checkpoint import run_dir
 from wmrbench.training.loop import fit_sweep
+from wmrbench.training.plan import check_before_work
 from wmrbench.training.task import Task
 
 DEFAULT_RUN = "custom"
@@ -126,9 +125,8 @@ def fit(
         precision=precision, log_every=log_every, eval_every=eval_every if val_size else 0, val_size=val_size,
         select_by=select_by, tensorboard=tensorboard, divergence_stop=divergence_stop,
     )
-    distributed.resolve_device(cfg.device)  # an unknown device: one line before any work
-    check_spec(get_defense(cfg.defense), cfg)
     task = own_task(model, data)
+    check_before_work(cfg, task)
     swept = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress,
                       task=task)
     if swept.failures:

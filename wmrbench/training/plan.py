@@ -14,7 +14,7 @@ from wmrbench.errors import WmrbenchError
 from wmrbench.models import model_spec
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, train_config
 from wmrbench.training.checkpoint import read_training_checkpoint, run_dir
-from wmrbench.training.task import check_arch_fits
+from wmrbench.training.task import Task, named_task
 
 
 def config_for_run(
@@ -37,12 +37,12 @@ def config_for_run(
     return resumed
 
 
-def check_before_work(cfg: TrainConfig) -> None:
-    """What can be known wrong before any work: the device, the architecture against the data,
-    and settings the defense cannot take."""
+def check_before_work(cfg: TrainConfig, task: Task | None = None) -> None:
+    """What can be known wrong before any work: the device, settings the defense cannot take,
+    and the model against the data (``task``; default: the config's names)."""
     distributed.resolve_device(cfg.device)
     check_spec(get_defense(cfg.defense), cfg)
-    check_arch_fits(cfg)
+    (task or named_task(cfg)).check(cfg)
 
 
 def merge_resume(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
