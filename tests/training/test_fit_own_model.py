@@ -168,3 +168,11 @@ def test_own_model_trains_with_ddp_under_torchrun(tmp_path):
     assert saved["epoch"] == 2 and [h["processes"] for h in saved["history"]] == [2, 2]
     assert all("selected" in h for h in saved["history"]) and (tmp_path / "checkpoints" / "ddp" / "best.pt").is_file()
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_a_defense_with_its_own_weighting_trains_without_alpha_train(tmp_path, digits):
+    result = fit(fresh(), digits, defense="mart", epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    cfg = train_config_from_dict(read_checkpoint(result.last)["config"])
+    assert cfg.defense.value == "mart" and cfg.alpha_train == 0.0
+    trades = fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, run="t", **SMALL)
+    assert train_config_from_dict(read_checkpoint(trades.last)["config"]).alpha_train == 2.0

@@ -42,11 +42,14 @@ from wmrbench.config import (
     AttackConfig,
     Defense,
     EvalConfig,
+    Norm,
     Precision,
     SelectBy,
     TrainConfig,
+    parse_enum,
 )
 from wmrbench.data import ImageSet
+from wmrbench.defenses import get_defense
 from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.selection import validation_alphas
 from wmrbench.training.checkpoint import run_dir
@@ -73,10 +76,11 @@ def fit(
     train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor],
     *,
     defense: Defense | str = Defense.TRADES,
-    alpha_train: float = 2.0,
+    alpha_train: float | None = None,
     eps: float = 0.031,
     step_size: float = 0.007,
     steps: int = 10,
+    norm: Norm | str = Norm.LINF,
     beta: float = 5.0,
     epochs: int = 10,
     batch_size: int = 128,
@@ -101,9 +105,14 @@ def fit(
     tensorboard: str | None = None,
     show_progress: bool = True,
 ) -> FitResult:
-    """Train ``model`` on ``train_data`` with ``defense`` (``"trades"``, ``"pgd"``; "+ours" when
-    ``alpha_train`` > 0; or ``"mart"``, ``"gairat"``, ``"mail-at"``, ``"mail-trades"`` with
-    ``alpha_train=0``) and write ``<checkpoint_dir>/<run>/last.pt`` every epoch.
+    """Train ``model`` on ``train_data`` with ``defense`` and write ``<checkpoint_dir>/<run>/last.pt``
+    every epoch.
+
+    ``defense``: ``"trades"`` or ``"pgd"``, weighted ("+ours") when ``alpha_train`` > 0 (default
+    2, the paper's TRADES+ours; 0 is the plain defense), or ``"mart"``, ``"gairat"``,
+    ``"mail-at"``, ``"mail-trades"``, which bring their own weighting (``alpha_train`` stays 0).
+    The training attack is PGD with ``steps`` steps of ``step_size`` in the ``norm`` ball of
+    radius ``eps`` (``"linf"`` or ``"l2"``), intersected with [0, 1].
 
     ``resume``: continue the run from its ``last.pt`` into ``model`` (only ``epochs``, ``device``
     and the other resumable settings may differ); without it an existing ``last.pt`` is refused.
@@ -116,10 +125,12 @@ def fit(
     if not isinstance(model, nn.Module):
         raise WmrbenchError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     data = as_image_set(train_data)
+    if alpha_train is None:  # the paper's "+ours" where the defense takes the weight, else none
+        alpha_train = 2.0 if get_defense(parse_enum(Defense, defense, "defense")).alpha_weighted else 0.0
     cfg = TrainConfig(
         run=run, dataset=CUSTOM_DATASET, arch=type(model).__name__, defense=defense,
         alpha_train=alpha_train, beta=beta, detach_weights=False, normalize_weights=False,
-        attack=AttackConfig(eps=eps, step_size=step_size, steps=steps), epochs=epochs, batch_size=batch_size,
+        attack=AttackConfig(eps=eps, step_size=step_size, steps=steps, norm=norm), epochs=epochs, batch_size=batch_size,
         lr=lr, momentum=momentum, weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma,
         augment=augment, seed=seed, data_dir="", checkpoint_dir=str(checkpoint_dir), device=device,
         precision=precision, log_every=log_every, eval_every=eval_every if val_size else 0, val_size=val_size,
