@@ -176,3 +176,25 @@ def test_a_defense_with_its_own_weighting_trains_without_alpha_train(tmp_path, d
     assert cfg.defense.value == "mart" and cfg.alpha_train == 0.0
     trades = fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, run="t", **SMALL)
     assert train_config_from_dict(read_checkpoint(trades.last)["config"]).alpha_train == 2.0
+
+
+def test_the_same_model_and_data_train_bit_for_bit_as_the_named_run(tmp_path):
+    """One loop: ``fit(model, data)`` with the registry's digitsnet and the digits training split
+    gives exactly the weights ``wmrbench train --dataset digits`` gives with the same settings."""
+    from wmrbench.data import load_split
+    from wmrbench.models import create_model
+    from wmrbench.presets import train_config
+    from wmrbench.training import fit as fit_named
+
+    cfg = train_config("digits", "trades", run="named", epochs=1, steps=2, device="cpu", checkpoint_dir=str(tmp_path))
+    named = fit_named(cfg, show_progress=False)
+    split = load_split("digits", "data", train=True)
+    torch.manual_seed(cfg.seed)  # the named run's initial weights come from its seed
+    model = create_model("digitsnet", 10, 1)
+    own = fit(model, (split.x, split.y), defense="trades", alpha_train=cfg.alpha_train, eps=cfg.attack.eps,
+              step_size=cfg.attack.step_size, steps=2, beta=cfg.beta, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr,
+              momentum=cfg.momentum, weight_decay=cfg.weight_decay, milestones=cfg.milestones, gamma=cfg.gamma,
+              augment=cfg.augment, seed=cfg.seed, run="own", checkpoint_dir=tmp_path, device="cpu", show_progress=False)
+    a, b = read_checkpoint(named.checkpoint), read_checkpoint(own.last)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["history"][0]["loss"] == b["history"][0]["loss"]

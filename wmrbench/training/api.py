@@ -19,7 +19,9 @@ one), so it must fit in memory. The number of classes is what the model outputs.
 The attack budget has no data set to come from: give ``eps``, ``step_size`` and ``steps``. The
 defaults are the paper's CIFAR-10 TRADES setting (L-infinity eps 0.031, 10 steps of 0.007,
 beta 5, alpha_train 2); the optimizer is SGD (lr 0.1, momentum 0.9, weight decay 2e-4) with a
-constant rate unless ``milestones`` are given.
+constant rate unless ``milestones`` are given. As in ``train``, the training attack starts at
+x + 0.001 * N(0, I) (Algorithm 1) and the precision defaults to the device's
+(:func:`wmrbench.presets.default_precision`).
 
 The checkpoint has ``train``'s format and is read with ``weights_only=True``; its config
 records ``dataset: "custom"`` (:data:`wmrbench.config.CUSTOM_DATASET`) and ``arch``: the
@@ -45,12 +47,14 @@ from wmrbench.config import (
     Norm,
     Precision,
     SelectBy,
+    Start,
     TrainConfig,
     parse_enum,
 )
 from wmrbench.data import ImageSet
 from wmrbench.defenses import get_defense
 from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.presets import default_precision
 from wmrbench.selection import validation_alphas
 from wmrbench.training.checkpoint import run_dir
 from wmrbench.training.loop import fit_sweep
@@ -99,7 +103,7 @@ def fit(
     select_by: str = "A_rob",
     divergence_stop: bool = True,
     device: str = "auto",
-    precision: Precision | str = Precision.FP32,
+    precision: Precision | str | None = None,
     seed: int = 0,
     log_every: int = 20,
     tensorboard: str | None = None,
@@ -130,11 +134,13 @@ def fit(
     cfg = TrainConfig(
         run=run, dataset=CUSTOM_DATASET, arch=type(model).__name__, defense=defense,
         alpha_train=alpha_train, beta=beta, detach_weights=False, normalize_weights=False,
-        attack=AttackConfig(eps=eps, step_size=step_size, steps=steps, norm=norm), epochs=epochs, batch_size=batch_size,
-        lr=lr, momentum=momentum, weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma,
-        augment=augment, seed=seed, data_dir="", checkpoint_dir=str(checkpoint_dir), device=device,
-        precision=precision, log_every=log_every, eval_every=eval_every if val_size else 0, val_size=val_size,
-        select_by=select_by, tensorboard=tensorboard, divergence_stop=divergence_stop,
+        # Algorithm 1 starts the training attack at x + 0.001 * N(0, I), as ``train`` does
+        attack=AttackConfig(eps=eps, step_size=step_size, steps=steps, norm=norm, start=Start.NORMAL),
+        epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        milestones=tuple(milestones), gamma=gamma, augment=augment, seed=seed, data_dir="",
+        checkpoint_dir=str(checkpoint_dir), device=device, precision=precision or default_precision(device),
+        log_every=log_every, eval_every=eval_every if val_size else 0, val_size=val_size, select_by=select_by,
+        tensorboard=tensorboard, divergence_stop=divergence_stop,
     )
     task = own_task(model, data)
     check_before_work(cfg, task)
