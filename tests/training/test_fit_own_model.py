@@ -198,3 +198,15 @@ def test_the_same_model_and_data_train_bit_for_bit_as_the_named_run(tmp_path):
     a, b = read_checkpoint(named.checkpoint), read_checkpoint(own.last)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["history"][0]["loss"] == b["history"][0]["loss"]
+
+
+def test_a_held_out_split_of_ones_own_chooses_best_pt(tmp_path, digits):
+    x, y = digits
+    result = fit(fresh(), (x[:200], y[:200]), val_data=(x[200:], y[200:]), epochs=2, checkpoint_dir=tmp_path, **SMALL)
+    saved = read_checkpoint(result.last)
+    assert train_config_from_dict(saved["config"]).val_size == 40 and result.best is not None
+    assert all(h["val"]["A_rob"] <= h["val"]["A_nat"] for h in saved["history"])
+    with pytest.raises(WmrbenchError, match="val_size .* or val_data, not both"):
+        fit(fresh(), (x, y), val_data=(x, y), val_size=10, checkpoint_dir=tmp_path / "b", **SMALL)
+    with pytest.raises(WmrbenchError, match=r"val_data: images must lie in \[0, 1\]"):
+        fit(fresh(), (x, y), val_data=(x * 16, y), checkpoint_dir=tmp_path / "b", **SMALL)

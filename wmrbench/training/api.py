@@ -99,6 +99,7 @@ def fit(
     resume: bool = False,
     stop_after_epochs: int | None = None,
     val_size: int = 0,
+    val_data: torch.utils.data.Dataset | tuple[Tensor, Tensor] | None = None,
     eval_every: int = 1,
     select_by: str = "A_rob",
     divergence_stop: bool = True,
@@ -120,15 +121,23 @@ def fit(
 
     ``resume``: continue the run from its ``last.pt`` into ``model`` (only ``epochs``, ``device``
     and the other resumable settings may differ); without it an existing ``last.pt`` is refused.
-    ``val_size`` > 0 holds that many training examples out (chosen with the seed) and evaluates
-    on them every ``eval_every`` epochs under the training attack's budget, keeping the best
-    epoch by ``select_by`` (``A_rob``, ``A_sa@2``, ``A_tr@2``) as ``best.pt``.
+    ``val_size`` > 0 holds that many training examples out (chosen with the seed), or
+    ``val_data`` (as ``train_data``; never your test set) is the held-out split; either is
+    evaluated every ``eval_every`` epochs under the training attack's budget, keeping the best
+    epoch by ``select_by`` (``A_rob``, ``A_sa@2``, ``A_tr@2``) as ``best.pt``. The checkpoint's
+    ``val_size`` is then the held-out split's size.
     ``stop_after_epochs`` ends this call early (resume later). A diverged run raises
     :class:`~wmrbench.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
     """
     if not isinstance(model, nn.Module):
         raise WmrbenchError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     data = as_image_set(train_data)
+    held_out = None
+    if val_data is not None:
+        if val_size:
+            raise WmrbenchError("give val_size (held out of train_data) or val_data, not both")
+        held_out = as_image_set(val_data, "val_data")
+        val_size = len(held_out)
     if alpha_train is None:  # the paper's "+ours" where the defense takes the weight, else none
         alpha_train = 2.0 if get_defense(parse_enum(Defense, defense, "defense")).alpha_weighted else 0.0
     cfg = TrainConfig(
@@ -142,7 +151,7 @@ def fit(
         log_every=log_every, eval_every=eval_every if val_size else 0, val_size=val_size, select_by=select_by,
         tensorboard=tensorboard, divergence_stop=divergence_stop,
     )
-    task = own_task(model, data)
+    task = own_task(model, data, held_out)
     check_before_work(cfg, task)
     swept = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress,
                       task=task)
@@ -154,9 +163,9 @@ def fit(
     return FitResult(result.checkpoint, best if best.is_file() else None, result.history, result.model)
 
 
-def as_image_set(train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor]) -> ImageSet:
-    """The training data as one float32 N x C x H x W tensor in [0, 1] and int64 labels, or one
-    line saying what is wrong with it."""
+def as_image_set(train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor], name: str = "train_data") -> ImageSet:
+    """The data (``name`` in the messages) as one float32 N x C x H x W tensor in [0, 1] and int64
+    labels, or one line saying what is wrong with it."""
     if isinstance(train_data, (tuple, list)) and len(train_data) == 2 and all(
         isinstance(t, Tensor) for t in train_data
     ):
@@ -165,43 +174,47 @@ def as_image_set(train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor]) -
         try:
             pairs = [train_data[i] for i in range(len(train_data))]  # type: ignore[arg-type]
         except TypeError:
-            raise WmrbenchError("train_data: a Dataset needs len() and integer indexing (a map-style Dataset)") from None
+            raise WmrbenchError(f"{name}: a Dataset needs len() and integer indexing (a map-style Dataset)") from None
         if not pairs:
-            raise WmrbenchError("train_data is empty")
+            raise WmrbenchError(f"{name} is empty")
         try:
             x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
             y = torch.as_tensor([int(p[1]) for p in pairs])
         except (TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise WmrbenchError(f"train_data: items must be (image tensor, integer label) pairs of one shape: "
+            raise WmrbenchError(f"{name}: items must be (image tensor, integer label) pairs of one shape: "
                                 f"{first_line(exc)}") from None
     else:
-        raise WmrbenchError(f"train_data must be a torch Dataset or an (x, y) pair of tensors; got {type(train_data).__name__}")
+        raise WmrbenchError(f"{name} must be a torch Dataset or an (x, y) pair of tensors; got {type(train_data).__name__}")
     if x.dim() == 3:  # N x H x W: one channel
         x = x.unsqueeze(1)
     if x.dim() != 4:
-        raise WmrbenchError(f"train_data: images must be N x C x H x W; got shape {tuple(x.shape)}")
+        raise WmrbenchError(f"{name}: images must be N x C x H x W; got shape {tuple(x.shape)}")
     if y.dim() != 1 or len(y) != len(x):
-        raise WmrbenchError(f"train_data: {len(x)} images need {len(x)} labels in one dimension; got shape {tuple(y.shape)}")
+        raise WmrbenchError(f"{name}: {len(x)} images need {len(x)} labels in one dimension; got shape {tuple(y.shape)}")
     if x.is_floating_point() is False or y.is_floating_point():
-        raise WmrbenchError("train_data: images must be floating point in [0, 1] and labels integers")
+        raise WmrbenchError(f"{name}: images must be floating point in [0, 1] and labels integers")
     x = x.detach().float().cpu().contiguous()
     if len(x) == 0:
-        raise WmrbenchError("train_data is empty")
+        raise WmrbenchError(f"{name} is empty")
     low, high = float(x.min()), float(x.max())
     if not (0.0 <= low and high <= 1.0):  # the attack clips to [0, 1]: other ranges would be attacked wrongly
-        raise WmrbenchError(f"train_data: images must lie in [0, 1] (the attack's box); got values in [{low:g}, {high:g}]")
+        raise WmrbenchError(f"{name}: images must lie in [0, 1] (the attack's box); got values in [{low:g}, {high:g}]")
     return ImageSet(x, y.detach().long().cpu().contiguous())
 
 
-def own_task(model: nn.Module, data: ImageSet) -> Task:
+def own_task(model: nn.Module, data: ImageSet, held_out: ImageSet | None = None) -> Task:
     """The loop's :class:`~wmrbench.training.task.Task` for a given model and data: the model is
     ``model`` itself (trained in place; ``resume`` loads last.pt into it), the split is ``data``,
     the number of classes is the model's output width, and held-out evaluation attacks within
     the training attack's budget (there is no data set's evaluation attack to take)."""
     classes = _output_width(model, data)
-    if int(data.y.min()) < 0 or int(data.y.max()) >= classes:
-        raise WmrbenchError(f"train_data: labels must be 0..{classes - 1} (the model has {classes} outputs); "
-                            f"got {int(data.y.min())}..{int(data.y.max())}")
+    for name, split in (("train_data", data), ("val_data", held_out)):
+        if split is not None and (int(split.y.min()) < 0 or int(split.y.max()) >= classes):
+            raise WmrbenchError(f"{name}: labels must be 0..{classes - 1} (the model has {classes} outputs); "
+                                f"got {int(split.y.min())}..{int(split.y.max())}")
+        if split is not None and split.x.shape[1:] != data.x.shape[1:]:
+            raise WmrbenchError(f"val_data: images of shape {tuple(split.x.shape[1:])}, train_data's are "
+                                f"{tuple(data.x.shape[1:])}")
 
     def validation(cfg: TrainConfig, select: SelectBy, n: int) -> EvalConfig:
         return EvalConfig(
@@ -210,7 +223,7 @@ def own_task(model: nn.Module, data: ImageSet) -> Task:
             results_dir="", run=f"{cfg.run}-val",
         )
 
-    return Task(classes, lambda cfg: model, lambda cfg: data, lambda cfg: None, validation)
+    return Task(classes, lambda cfg: model, lambda cfg: data, lambda cfg: None, validation, held_out)
 
 
 def _output_width(model: nn.Module, data: ImageSet) -> int:

@@ -141,7 +141,9 @@ def _fit_locked(
     # The runs share the data settings: one split, one held-out part, for all of them.
     train = _training_split(task, cfgs[0], device, world_size)
     val = None
-    if cfgs[0].val_size:  # carved from the training split with the seed: the test set stays unseen
+    if task.held_out is not None:  # the user's own held-out split
+        val = task.held_out.to(device)
+    elif cfgs[0].val_size:  # carved from the training split with the seed: the test set stays unseen
         train, val = carve_validation(train, cfgs[0].val_size, cfgs[0].seed)
     if cfgs[0].n_train:  # --n-train: a first try on the first N (of those not held out)
         train = train.subset(cfgs[0].n_train)

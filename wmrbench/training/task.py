@@ -34,6 +34,9 @@ class Task:
     # The held-out evaluation's config for n examples; None: the data set's evaluation attack
     # (selection.validate).
     validation: Callable[[TrainConfig, SelectBy, int], EvalConfig] | None = None
+    # A held-out split given apart from the training split (its val_size examples); None: carve
+    # val_size examples from the training split with the seed.
+    held_out: ImageSet | None = None
 
 
 def named_task(cfg: TrainConfig) -> Task:
