@@ -66,7 +66,7 @@ DEFAULT_RUN = "custom"
 
 @dataclass(frozen=True)
 class FitResult:
-    """What :func:`fit` trained: ``last.pt``, ``best.pt`` (None without ``val_size``), the history
+    """What :func:`fit` trained: ``last.pt``, ``best.pt`` (None without a held-out split), the history
     (one mapping per finished epoch, as in ``metrics.jsonl``) and the model with its trained weights."""
 
     last: Path
