@@ -1,7 +1,7 @@
 """Where the time of one training step goes: torch.profiler on the MNIST SmallCNN TRADES+ours step
 (the paper's setting: batch 128, 40-step KL attack of 0.01 at eps 0.3, beta 6, alpha_train 2).
 
-The profiled code is wmrbench's own epoch loop (``training._train_epoch``, the loop ``wmrbench
+The profiled code is wmrbench's own epoch loop (``training.step.train_epoch``, the loop ``wmrbench
 train`` runs, with its running sums and its read-back once per ``log_every`` steps) over a few
 batches of MNIST-shaped data, after one warm-up batch. Printed: the top operators by self time,
 the time per group (convolutions, pooling, ReLU, linear layers, the attack's update, softmax and
@@ -67,17 +67,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     torch.randint(0, 10, (batch * steps,), generator=generator)).to(device)
     ctx = distributed.Context()
     # A run exactly as fit() builds it (fresh weights from the seed; nothing is saved).
-    run = training._start_run(cfg, {}, device, ctx, None)
+    run = training.loop._start_run(cfg, training.task.named_task(cfg), {}, device, ctx, None)
     print(f"TRADES+ours step, smallcnn, batch {batch}, {cfg.attack.steps}-step attack, {cfg.precision.value}, "
           f"{steps} profiled steps on {environment(device)['device']}", flush=True)
     with progress_bar(enabled=False) as progress:
-        training._train_epoch([run], ImageSet(data.x[:batch], data.y[:batch]), epoch=0, device=device,
+        training.step.train_epoch([run], ImageSet(data.x[:batch], data.y[:batch]), epoch=0, device=device,
                               progress=progress, ctx=ctx)  # warm-up: allocator, oneDNN / cuDNN set-up
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         sync(device)
         started = time.perf_counter()
         with profile(activities=activities) as prof:
-            training._train_epoch([run], data, epoch=1, device=device, progress=progress, ctx=ctx)
+            training.step.train_epoch([run], data, epoch=1, device=device, progress=progress, ctx=ctx)
             sync(device)
         wall = time.perf_counter() - started
     averages = prof.key_averages()

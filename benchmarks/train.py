@@ -52,7 +52,8 @@ from wmrbench.models import create_model
 from wmrbench.presets import train_config
 from wmrbench.runtime import prepare_input, prepare_model
 from wmrbench.stacked import StackedNet, _Masks, stacked_step
-from wmrbench.training import _build, fit, fit_sweep, stream_seed, train_step
+from wmrbench.training import fit, fit_sweep, stream_seed, train_step
+from wmrbench.training.loop import build as _build
 
 BETA = 6.0
 SWEEP_ALPHAS = (0.0, 0.5, 2.0)
@@ -97,7 +98,7 @@ Epoch = Callable[[int | None], Tensor]  # (batches or None for all) -> mean loss
 
 
 def wmrbench_epoch(model: nn.Module, data: ImageSet, cfg: TrainConfig, s: Setting, device: torch.device) -> Epoch:
-    """The loop of training._train_epoch: train_step, backward, step; sums stay on the device."""
+    """The loop of training.step.train_epoch: train_step, backward, step; sums stay on the device."""
     model = prepare_model(model, device)
     optimizer = sgd(model, s)
     shuffle = torch.Generator().manual_seed(0)

@@ -251,7 +251,7 @@ def test_pgd_and_trades_through_the_registry_equal_the_objectives_called_directl
     attack and the same loss, bit for bit."""
     from wmrbench.attacks import predict
     from wmrbench.models import create_model
-    from wmrbench.objectives import pgd_at_objective, trades_objective
+    from wmrbench.defenses.objectives import pgd_at_objective, trades_objective
     from wmrbench.training import train_step
 
     torch.manual_seed(0)

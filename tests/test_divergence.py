@@ -1,4 +1,4 @@
-"""Issue 23, item 1: a run that explodes but stays finite is stopped (wmrbench.divergence's rule),
+"""Issue 23, item 1: a run that explodes but stays finite is stopped (wmrbench.training.divergence's rule),
 keeps its last good checkpoint, and --no-divergence-stop trains on with a warning."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import assert_one_line_error, invoke
-from wmrbench.divergence import DivergenceRule, diverged, likely_cause, loss_scale
+from wmrbench.training.divergence import DivergenceRule, diverged, likely_cause, loss_scale
 
 TRADES_DIGITS = DivergenceRule(10, loss_scale(2.0, 6.0))
 

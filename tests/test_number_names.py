@@ -19,7 +19,7 @@ from wmrbench.config import SelectBy, number_key
 from wmrbench.errors import WmrbenchError
 from wmrbench.presets import default_train_run
 from wmrbench.records import alpha_key, read_records, tr_columns
-from wmrbench.sweep import sweep_run_name
+from wmrbench.training.sweep import sweep_run_name
 
 ALIKE = [(0.1, 0.10000000001), (1e-7, 1.0000001e-7), (2.0, 2.0000000000000004)]
 

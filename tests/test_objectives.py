@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from wmrbench.attacks import margin
 from wmrbench.models import create_model
-from wmrbench.objectives import pgd_at_objective, trades_objective
+from wmrbench.defenses.objectives import pgd_at_objective, trades_objective
 
 
 @pytest.fixture

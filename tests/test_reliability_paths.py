@@ -101,9 +101,9 @@ def _pid_in(lock: Path) -> int | None:
 # for the file GO, epoch 2 starts and sleeps (until SIGKILL). STATE holds the epoch it is in.
 PACED_TRAIN = """
 import pathlib, sys, time
-import wmrbench.training as training
+import wmrbench.training.step as training
 state, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-real = training._train_epoch
+real = training.train_epoch
 def paced(*args, **kwargs):
     epoch = kwargs["epoch"]
     state.write_text(str(epoch))
@@ -112,7 +112,7 @@ def paced(*args, **kwargs):
     if epoch == 1:
         time.sleep(600)
     return real(*args, **kwargs)
-training._train_epoch = paced
+training.train_epoch = paced
 from wmrbench.cli.app import app
 app(args=sys.argv[3:], prog_name="wmrbench")
 """

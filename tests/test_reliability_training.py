@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import assert_one_line_error, files_under, invoke
-from wmrbench.objectives import trades_objective
+from wmrbench.defenses.objectives import trades_objective
 
 TRAIN = ("train", "--dataset", "digits", "--steps", "1", "--batch-size", "256", "--device", "cpu", "--quiet")
 # The preset's batch of 64; the loss is read back (and checked) after every step, so a run stops

@@ -145,7 +145,7 @@ def test_stack_on_through_the_cli_and_its_refusals(tmp_path):
 def _one_step_runs(cfgs: list[TrainConfig]) -> list[SimpleNamespace]:
     runs = []
     for cfg in cfgs:
-        model, optimizer, _ = training._build(cfg, torch.device("cpu"))
+        model, optimizer, _ = training.loop.build(cfg, torch.device("cpu"))
         runs.append(SimpleNamespace(cfg=cfg, model=model, optimizer=optimizer))
     return runs
 

@@ -30,7 +30,7 @@ def _runs(steps: int = 5) -> list[SimpleNamespace]:
     for defense, alpha in RUNS:
         cfg = train_config("mnist", defense, alpha_train=alpha, steps=steps, device="cuda", precision="fp32",
                            run=f"{defense}-a{alpha:g}")
-        model, optimizer, _ = training._build(cfg, torch.device("cuda"))
+        model, optimizer, _ = training.loop.build(cfg, torch.device("cuda"))
         runs.append(SimpleNamespace(cfg=cfg, model=model, optimizer=optimizer))
     return runs
 

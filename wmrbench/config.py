@@ -39,6 +39,20 @@ class DatasetName(str, Enum):
     TINYIMAGENET = "tinyimagenet"
 
 
+# The data set a run of ``wmrbench.training.api.fit`` records when it trained on the user's own
+# data (a Dataset or tensors): no name in DatasetName, nothing wmrbench can load by itself. Only
+# configs accept it (parse_dataset); every loader and preset still takes DatasetName alone, so
+# ``--dataset custom`` on the command line stays an unknown data set.
+CUSTOM_DATASET = "custom"
+
+
+def parse_dataset(value: DatasetName | str) -> DatasetName:
+    """A config's data set: a DatasetName, or :data:`CUSTOM_DATASET` kept as that string."""
+    if value == CUSTOM_DATASET:
+        return value  # type: ignore[return-value]
+    return parse_enum(DatasetName, value, "dataset")
+
+
 class InnerLoss(str, Enum):
     CE = "ce"  # cross-entropy at the adversarial point (PGD-AT and every evaluation attack)
     KL = "kl"  # KL(p(x) || p(x')) summed over classes (the TRADES training attack)
@@ -410,7 +424,7 @@ class TrainConfig:
     # most max_steps mini-batches per epoch (0: every batch)
     n_train: int = 0
     max_steps: int = 0
-    # stop a run that explodes but stays finite (wmrbench.divergence's rule); False only warns
+    # stop a run that explodes but stays finite (wmrbench.training.divergence's rule); False only warns
     divergence_stop: bool = field(default=True, metadata=RESUMABLE)
     # The reweighting family's own settings (wmrbench.defenses; pgd and trades ignore them).
     # burn_in: epochs of the unweighted base loss before GAIRAT / MAIL start reweighting.
@@ -420,7 +434,7 @@ class TrainConfig:
     mail_slope: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
+        object.__setattr__(self, "dataset", parse_dataset(self.dataset))
         object.__setattr__(self, "defense", parse_enum(Defense, self.defense, "defense"))
         object.__setattr__(self, "padding_mode", parse_enum(PaddingMode, self.padding_mode, "padding-mode"))
         object.__setattr__(self, "attack_mode", parse_enum(AttackMode, self.attack_mode, "attack-mode"))
@@ -480,8 +494,8 @@ class EvalConfig:
     seeds: tuple[int, ...] = field(default=(), metadata=FIXED_BY_ATTACK)
 
     def __post_init__(self) -> None:
-        if self.dataset is not None:
-            object.__setattr__(self, "dataset", parse_enum(DatasetName, self.dataset, "dataset"))
+        if self.dataset is not None:  # None: examples handed over from Python (wmrbench.evaluate)
+            object.__setattr__(self, "dataset", parse_dataset(self.dataset))
         object.__setattr__(self, "protocol", parse_enum(Protocol, self.protocol, "protocol"))
         object.__setattr__(self, "method", parse_enum(AttackMethod, self.method, "attack"))
         object.__setattr__(self, "aa_version", parse_enum(AAVersion, self.aa_version, "aa-version"))

@@ -10,7 +10,7 @@ setting: its table is never put beside the paper's MNIST numbers as if comparabl
 What makes it resumable, on this machine or another one with the folders copied over:
 
 * a run is finished when its ``last.pt`` holds every epoch; an unfinished one is resumed
-  from it (the four runs train side by side, as one sweep: :func:`wmrbench.sweep.fit_runs`, stacked or not);
+  from it (the four runs train side by side, as one sweep: :func:`wmrbench.stacked.fit_runs`, stacked or not);
 * an evaluation is done when its ``summary.json`` is complete (its records' hash matches) and
   was measured as planned (attack, alpha_test, examples, seed, precision) on the finished
   model (the checkpoint's epochs); anything else is evaluated again;
@@ -78,7 +78,7 @@ from wmrbench.report.reproduction import (
     to_markdown_report,
 )
 from wmrbench.stacked import Stack
-from wmrbench.sweep import DEFAULT_STACK, fit_runs
+from wmrbench.stacked import DEFAULT_STACK, fit_runs
 from wmrbench.training import SHARED_BY_SWEEP, run_dir
 from wmrbench.uncertainty import with_uncertainty
 

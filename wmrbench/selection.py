@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wmrbench.config import SelectBy, TrainConfig
+from wmrbench.config import EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation import evaluate_model
@@ -38,10 +38,12 @@ def validation_alphas(cfg: TrainConfig, select: SelectBy) -> tuple[float, ...]:
     return tuple(dict.fromkeys([*DEFAULT_ALPHA_TEST, *extra]))
 
 
-def validate(model: nn.Module, val: ImageSet, cfg: TrainConfig, select: SelectBy) -> Metrics:
-    """The model's metrics on the held-out split, under the data set's evaluation attack."""
-    eval_cfg = eval_config(cfg.dataset, f"{cfg.run}-val", alpha_test=validation_alphas(cfg, select),
-                           device=cfg.device, seed=cfg.seed, batch_size=min(256, len(val)))
+def validate(model: nn.Module, val: ImageSet, cfg: TrainConfig, select: SelectBy, eval_cfg: EvalConfig | None = None) -> Metrics:
+    """The model's metrics on the held-out split, under the data set's evaluation attack (or
+    ``eval_cfg``'s, for data known by no name)."""
+    if eval_cfg is None:
+        eval_cfg = eval_config(cfg.dataset, f"{cfg.run}-val", alpha_test=validation_alphas(cfg, select),
+                               device=cfg.device, seed=cfg.seed, batch_size=min(256, len(val)))
     was_training = model.training
     try:
         return compute_metrics(evaluate_model(model, val, eval_cfg, show_progress=False))

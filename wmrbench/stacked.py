@@ -14,7 +14,7 @@ A SmallCNN at batch 128 cannot fill a GPU: four runs taking turns (:func:`wmrben
    with its own alpha, from starts drawn from the run's own generator, exactly as it draws them
    alone;
 3. the training forward of every run at its adversarial points (and, for the TRADES runs, at x),
-   each run's own objective (:mod:`wmrbench.objectives`: its defense, alpha, beta, weighting),
+   each run's own objective (:mod:`wmrbench.defenses.objectives`: its defense, alpha, beta, weighting),
    ONE backward through the sum of the runs' losses (each run's gradient is its own loss's: the
    losses share no weights), then each run's own SGD (``foreach=True``) with its own lr schedule
    and weight decay.
@@ -32,7 +32,7 @@ dropout is the fused kernel, with other random numbers: the same distribution, n
 BatchNorm buffers are stacked with the weights and updated in place, run by run.
 
 No host synchronisation inside an epoch: the running sums stay on the device and each run's loss and
-weights are checked once, at the end of the epoch (today's check, :meth:`_Tally.running_loss` and
+weights are checked once, at the end of the epoch (today's check, :meth:`Tally.running_loss` and
 :func:`check_finite_weights`, each one call, so a new divergence rule swaps in at one place). A run
 whose loss turned non-finite mid-epoch takes the epoch's remaining steps on its own rows (the runs
 share no weights and every per-example operation is row-wise, so it cannot touch the others) and
@@ -67,11 +67,13 @@ from wmrbench.config import AttackMode, Defense, Norm, TrainConfig, parse_enum
 from wmrbench.data import ImageSet, batches
 from wmrbench.data.augment import random_crop_flip
 from wmrbench.errors import WmrbenchError
-from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
+from wmrbench.defenses.objectives import Objective, pgd_at_objective, trades_objective
 from wmrbench.runtime import autocast_dtype, prepare_input
-from wmrbench.training import (
-    DROPOUT, Diverged, SweepResult, _Run, _Tally, epoch_generators, fit_sweep, stream_seed,
-)
+from wmrbench.training.divergence import Diverged
+from wmrbench.training.loop import fit_sweep
+from wmrbench.training.step import Run, Tally
+from wmrbench.training.streams import DROPOUT, epoch_generators, stream_seed
+from wmrbench.training.sweep import SweepResult
 
 STACKABLE_DEFENSES = (Defense.PGD, Defense.TRADES)
 # Besides the data settings every sweep shares (training.SHARED_BY_SWEEP): one architecture to
@@ -85,6 +87,11 @@ class Stack(str, Enum):
 
     ON = "on"  # one stacked model; runs that cannot stack are refused with one line
     OFF = "off"  # fit_sweep's runs taking turns, each bit for bit its solo run (the default)
+
+
+# Off by default: on the CPU stacking was measured no faster (benchmarks/reference/cpu-quick/stack.json),
+# and its GPU speed is still to be measured (docs/reproduction.md).
+DEFAULT_STACK = Stack.OFF
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:
@@ -147,6 +154,17 @@ def fit_stacked(
     return fit_sweep(cfgs, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
                      show_progress=show_progress, train_epoch=functools.partial(train_epoch, impl=impl))
 
+
+def fit_runs(
+    cfgs: Sequence[TrainConfig], *, stack: Stack | str = DEFAULT_STACK, resume: bool = False, missing_ok: bool = False,
+    stop_after_epochs: int | None = None, show_progress: bool = True,
+) -> SweepResult:
+    """Train the runs of a sweep: stacked (:func:`wmrbench.stacked.fit_stacked`) or taking turns
+    (:func:`wmrbench.training.loop.fit_sweep`, ``--stack off``), as ``stack`` and the runs allow
+    (:func:`wmrbench.stacked.use_stack`). Both write the same folders and checkpoints."""
+    train = fit_stacked if use_stack(stack, cfgs) else fit_sweep
+    return train(cfgs, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
+                 show_progress=show_progress)
 
 class GivenMaskDropout(nn.Module):
     """``nn.Dropout`` whose scaled mask (0 or 1/(1-p)) is an input, the buffer ``mask``: the masks of
@@ -303,7 +321,7 @@ def _objective(cfg: TrainConfig, logits_nat: Tensor | None, logits_adv: Tensor, 
 
 
 def stacked_step(
-    net: StackedNet, runs: Sequence[_Run], x: Tensor, y: Tensor, attack_generators: Sequence[torch.Generator],
+    net: StackedNet, runs: Sequence[Run], x: Tensor, y: Tensor, attack_generators: Sequence[torch.Generator],
     masks: _Masks, cuda_graph: bool | None = None,
 ) -> list[tuple[Objective, Tensor]]:
     """One step of every run: one attack, one forward/backward, each run's optimizer step.
@@ -401,11 +419,11 @@ def _memory_format(x: Tensor) -> torch.memory_format:
 
 
 def train_epoch(
-    runs: list[_Run], train: ImageSet, *, epoch: int, device: torch.device, progress: Any,
+    runs: list[Run], train: ImageSet, *, epoch: int, device: torch.device, progress: Any,
     ctx: distributed.Context = distributed.Context(), impl: str = "loop",
 ) -> list[tuple[dict[str, Any], Tensor | None, Diverged | None]]:
     """One epoch of every run, stacked; per run (stats, weights, divergence or None), as
-    :func:`wmrbench.training._train_epoch` returns them. The batches are those each run draws
+    :func:`wmrbench.training.step.train_epoch` returns them. The batches are those each run draws
     alone (the runs share the data settings and the seed's shuffle)."""
     started = time.perf_counter()
     data = runs[0].cfg
@@ -419,7 +437,7 @@ def train_epoch(
     # Under bf16 autocast the layer before dropout gives bf16 activations: its masks are bf16 too.
     mask_dtype = autocast_dtype(data.precision) or torch.float32
     masks = _Masks(net, [run.cfg for run in runs], epoch, ctx.rank, device, mask_dtype)
-    tallies = [_Tally(device) for _ in runs]
+    tallies = [Tally(device) for _ in runs]
     for step, (_, x, y) in enumerate(batches(train, batch_size, order)):
         if data.augment:
             x = random_crop_flip(x, generators[0]["augment"], padding_mode=data.padding_mode.value)
@@ -440,8 +458,8 @@ def train_epoch(
     return results
 
 
-def epoch_divergence(tally: _Tally, n_batches: int, epoch: int, lr: float, ctx: distributed.Context) -> Diverged | None:
-    """Today's divergence rule (training._Tally.running_loss), read once at the end of the epoch:
+def epoch_divergence(tally: Tally, n_batches: int, epoch: int, lr: float, ctx: distributed.Context) -> Diverged | None:
+    """Today's divergence rule (training.step.Tally.running_loss), read once at the end of the epoch:
     the one place a new rule (a pure function of the per-epoch history) replaces it."""
     try:
         tally.running_loss(n_batches - 1, n_batches, epoch, lr, ctx)

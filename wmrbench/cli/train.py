@@ -71,7 +71,8 @@ def train(
     from wmrbench import distributed
     from wmrbench.config import TrainOptions, parse_alphas
     from wmrbench.presets import describe_train_config
-    from wmrbench.sweep import fit_runs, sweep_configs
+    from wmrbench.stacked import fit_runs
+    from wmrbench.training import sweep_configs
     from wmrbench.training import config_for_run, fit
 
     with user_errors(), distributed.session():

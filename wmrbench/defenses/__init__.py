@@ -7,7 +7,7 @@ module here, one registry line below, its name in :class:`wmrbench.config.Defens
 presets (:mod:`wmrbench.presets`).
 
 * ``pgd``, ``trades``: Madry et al. PGD-AT and TRADES, with the paper's exp(-alpha * margin)
-  weight when alpha_train > 0 ("+ours"; :mod:`wmrbench.objectives`);
+  weight when alpha_train > 0 ("+ours"; :mod:`wmrbench.defenses.objectives`);
 * ``mart``: Wang et al. (ICLR 2020), :mod:`.mart`;
 * ``gairat``: Zhang et al. (ICLR 2021), :mod:`.gairat`;
 * ``mail-at``, ``mail-trades``: Wang et al. (NeurIPS 2021), :mod:`.mail`.

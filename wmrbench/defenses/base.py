@@ -17,7 +17,7 @@ from torch import Tensor
 
 from wmrbench.config import InnerLoss, TrainConfig
 from wmrbench.errors import WmrbenchError
-from wmrbench.objectives import Objective
+from wmrbench.defenses.objectives import Objective
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """PGD-AT and TRADES, each unweighted (alpha_train 0) or with the paper's exp(-alpha * margin)
-weight ("+ours"): the formulas are :mod:`wmrbench.objectives`' (docs/definitions.md, section 5)."""
+weight ("+ours"): the formulas are :mod:`wmrbench.defenses.objectives`' (docs/definitions.md, section 5)."""
 
 from __future__ import annotations
 
 from wmrbench.config import Defense, InnerLoss, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
-from wmrbench.objectives import Objective, pgd_at_objective, trades_objective
+from wmrbench.defenses.objectives import Objective, pgd_at_objective, trades_objective
 
 
 def _weighting(cfg: TrainConfig) -> dict[str, object]:

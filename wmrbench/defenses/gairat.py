@@ -37,7 +37,7 @@ from wmrbench.attacks import upcast
 from wmrbench.config import Defense, InnerLoss, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
-from wmrbench.objectives import Objective
+from wmrbench.defenses.objectives import Objective
 
 
 def gair_weights(kappa: Tensor, steps: int, lam: float) -> Tensor:

@@ -31,7 +31,7 @@ from wmrbench.attacks import margin, upcast
 from wmrbench.config import Defense, InnerLoss, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
-from wmrbench.objectives import Objective
+from wmrbench.defenses.objectives import Objective
 
 WEIGHT_SCALE = 3.0  # the authors' fixed scale of the sigmoid weight
 

@@ -12,7 +12,7 @@ in the authors' code; it is what makes MART an instance-reweighting method: exam
 gets wrong (or nearly) count more in the KL term.
 
 Differences from the authors' code (docs/definitions.md, "MART"): the KL is computed from
-log-probabilities on both sides (as :func:`wmrbench.objectives.trades_objective`, for the same
+log-probabilities on both sides (as :func:`wmrbench.defenses.objectives.trades_objective`, for the same
 reason: no NaN gradient when a probability underflows) instead of ``log(p' + 1e-12)``, and the
 weight is ``1 - p_y`` instead of ``1.0000001 - p_y``; both change values below float32's
 resolution except for saturated probabilities. The "boosted" term keeps the authors' 1.0001,
@@ -29,7 +29,7 @@ from wmrbench.attacks import upcast
 from wmrbench.config import Defense, InnerLoss, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
-from wmrbench.objectives import Objective
+from wmrbench.defenses.objectives import Objective
 
 BOOST_FLOOR = 1.0001  # the authors' log(1.0001 - p): finite when the runner-up takes all the mass
 

@@ -44,7 +44,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wmrbench.config import ATTACK_FIELDS, RESUMABLE, EvalConfig, eval_config_from_dict, fields_with, option_name, to_jsonable
+from wmrbench import resume as resume_rule
+from wmrbench.config import ATTACK_FIELDS, EvalConfig, eval_config_from_dict, option_name, to_jsonable
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_torch_save, atomic_write_json, remove_stale_temporaries, safe_torch_load
 from wmrbench.records import SUMMARY_NAME, ModelInfo
@@ -53,7 +54,6 @@ PARTIAL_DIR, MANIFEST_NAME = ".partial", "manifest.json"
 BATCH_FILE = re.compile(r"batch-(\d+)\.pt")  # batch-000003.pt: the record columns of global batch 3
 FORMAT = "wmrbench-partial-evaluation"
 VERSION = 1
-RESUMABLE_SETTINGS = fields_with(EvalConfig, RESUMABLE)
 # What a resume must share with the start, besides the settings: the model as it is described
 # (its weights are compared by hash; where its file lies may change) and the software.
 _MODEL_FIELDS = ("source", "arch", "model_id", "threat_model", "factory", "mean", "std")
@@ -210,16 +210,17 @@ def _settings(cfg: EvalConfig) -> dict[str, Any]:
 
 def resume_config(saved: EvalConfig, requested: EvalConfig, folder: Path) -> EvalConfig:
     """The saved config with the requested resumable settings (where things are, which device);
-    any other setting that differs is refused by name: a result holds one evaluation."""
-    before, after = _settings(saved), _settings(requested)
-    changed = [name for name in before if name not in RESUMABLE_SETTINGS and before[name] != after[name]]
+    any other setting that differs is refused by name: a result holds one evaluation
+    (:mod:`wmrbench.resume`, the rule training's resume follows too)."""
+    changed = resume_rule.changed(saved, requested, _settings)
     if changed:
+        before, after = _settings(saved), _settings(requested)
         what = "; ".join(f"{option_name(n)} {_shown(before[n])} there, {_shown(after[n])} now" for n in changed)
         raise WmrbenchError(
             f"--resume: {folder} was started with other settings ({what}); drop those options to continue it, "
             "or pass --overwrite to start over"
         )
-    return dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUMABLE_SETTINGS})
+    return resume_rule.merged(saved, requested)
 
 
 def check_same(saved: Manifest, now: Manifest, folder: Path) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from wmrbench import distributed
+from wmrbench import resume as resume_rule
 from wmrbench.config import (
     ATTACK_FIELDS,
     FIXED_BY_ATTACK,
@@ -19,7 +20,6 @@ from wmrbench.config import (
     EvalConfig,
     EvalOptions,
     fields_with,
-    parse_enum,
     with_options,
 )
 from wmrbench.data import ImageSet
@@ -114,9 +114,7 @@ def _resumed_config(
 ) -> EvalConfig:
     """As training's --resume: the saved settings with the options given on top (only the
     resumable ones may differ), written to the folder that was read."""
-    requested = dataclasses.replace(options.apply(started), run=fresh.run, results_dir=fresh.results_dir)
-    if dataset is not None:
-        requested = dataclasses.replace(requested, dataset=parse_enum(DatasetName, dataset, "dataset"))
+    requested = resume_rule.requested(started, options, run=fresh.run, results_dir=fresh.results_dir, dataset=dataset)
     cfg = partial.resume_config(started, requested, result_dir(fresh))
     return cfg
 

@@ -1,7 +1,8 @@
 """When a training run has diverged although its loss stayed finite: one rule, a pure function of
 the per-epoch history.
 
-The finiteness guard in :mod:`wmrbench.training` catches NaN and inf. A run can also explode and
+The finiteness guard (:class:`Diverged`, raised by the epoch's step and by
+:func:`check_finite_weights`) catches NaN and inf. A run can also explode and
 stay finite: ``train --dataset digits --defense trades --alpha-train 2 --lr 10000 --epochs 3``
 printed losses 2.1e32, 18805 and 16278 with training attack accuracy at chance (about 10%), and
 was saved as if it had trained. The rule here stops such a run after the epoch where it shows.
@@ -36,7 +37,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
+
+from wmrbench.config import Defense, TrainConfig
+from wmrbench.errors import WmrbenchError
 
 LOSS_FACTOR = 10.0  # the loss ceiling is this many times the largest starting loss
 CHANCE_TOLERANCE = 1.5  # "at chance": training attack accuracy <= this many times 1/C
@@ -114,3 +122,50 @@ def likely_cause(lr: float, alpha_train: float) -> str:
     if alpha_train > 0:
         cause += f" (or alpha_train {alpha_train:g} too large)"
     return cause + "?"
+
+
+class Diverged(WmrbenchError):
+    """The loss or the weights stopped being finite (a too large lr, a too large alpha_train)."""
+
+    def __init__(self, what: str, epoch: int, finite: bool = False) -> None:
+        super().__init__(what)
+        self.what, self.epoch, self.finite = what, epoch, finite  # finite: the divergence rule, not NaN
+
+
+def check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """Once per epoch, before saving: every floating-point parameter and buffer is finite (one
+    host sync), so a checkpoint never holds NaN weights."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
+        raise Diverged(f"the weights are not finite at the end of epoch {epoch + 1}", epoch)
+
+
+def check_history(
+    cfg: TrainConfig, classes: int, history: Sequence[Mapping[str, Any]], stats: Mapping[str, Any], epoch: int,
+    console: Any,
+) -> None:
+    """The rule on the run's history with this epoch's statistics (read back once per epoch
+    already): Diverged, or with ``divergence_stop`` off a warning line on ``console``."""
+    rule = DivergenceRule(classes, loss_scale(cfg.alpha_train, cfg.beta if cfg.defense is Defense.TRADES else None))
+    found = diverged([*history, stats], rule)
+    if found is None:
+        return
+    if cfg.divergence_stop:
+        raise Diverged(found.what, epoch, finite=True)
+    console.print(f"Warning: run {cfg.run}: {found.what}; {likely_cause(cfg.lr, cfg.alpha_train)} "
+                  "(going on: --no-divergence-stop)", markup=False, soft_wrap=True)
+
+
+def diverged_line(cfg: TrainConfig, last: Path, exc: Diverged, sweep: bool) -> str:
+    """The one line that says a run stopped: why, what was kept, what to do."""
+    epoch = exc.epoch
+    kept = f"the last good checkpoint {last} (epoch {epoch}) is kept" if epoch else "no checkpoint was written"
+    lower = f"--lr (now {cfg.lr:g})"
+    if cfg.alpha_train > 0:
+        lower += f" or --alpha-train (now {cfg.alpha_train:g})"
+    advice = f"{likely_cause(cfg.lr, cfg.alpha_train)} train a new --run with a lower {lower}"
+    if exc.finite:  # the rule's judgement, not NaN: someone who knows better may go on
+        advice += ", or pass --no-divergence-stop to go on anyway"
+    if sweep:
+        return f"run {cfg.run!r} diverged: {exc.what}; it stopped, the other runs went on; {kept}; {advice}"
+    return f"training diverged: {exc.what}; stopped, {kept}; {advice}"

@@ -8,27 +8,61 @@ evaluated or rerun on its own; ``--resume`` resumes them all, and a run that had
 epoch starts from scratch.
 
 The runs share every setting but alpha_train, hence the same data order and augmentation:
-:func:`wmrbench.training.fit_sweep` draws and augments each batch once and lets every run take its
+:func:`wmrbench.training.loop.fit_sweep` draws and augments each batch once and lets every run take its
 step on it with its own random streams, so each run is bit for bit the run trained alone (CPU).
-``--stack on`` trains them as one stacked model instead (:mod:`wmrbench.stacked`): one attack and
-one forward/backward for all runs per step, the same folders and checkpoints.
+``--stack on`` trains them as one stacked model instead (:mod:`wmrbench.stacked`, whose
+:func:`~wmrbench.stacked.fit_runs` chooses between the two): one attack and one forward/backward
+for all runs per step, the same folders and checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, number_key, parse_enum
+from wmrbench import distributed
+from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, number_key, option_name, parse_enum
 from wmrbench.errors import WmrbenchError
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run
-from wmrbench.stacked import Stack, fit_stacked, use_stack
-from wmrbench.training import SweepResult, check_sweep, config_for_run, fit_sweep, run_dir
+from wmrbench.training.checkpoint import TrainResult, run_dir
+from wmrbench.training.plan import config_for_run
 
-# Off by default: on the CPU stacking was measured no faster (benchmarks/reference/cpu-quick/stack.json),
-# and its GPU speed is still to be measured (docs/reproduction.md).
-DEFAULT_STACK = Stack.OFF
+# Settings every run of a sweep must share: they decide the data each step sees (which examples,
+# in which order, augmented how), so that one batch, drawn and augmented once, serves them all.
+SHARED_BY_SWEEP = (
+    "dataset", "data_dir", "download", "verify_checksums", "batch_size", "seed", "augment", "padding_mode",
+    "val_size", "device",
+)
+
+
+@dataclass
+class SweepResult:
+    """What :func:`fit_sweep` did: one result per run in the order given, and the runs that
+    stopped early (divergence), each with its one-line reason."""
+
+    results: list[TrainResult]
+    failures: dict[str, str]
+
+
+def check_sweep(cfgs: Sequence[TrainConfig]) -> None:
+    """Several runs may train side by side only if they share the data settings (one line naming
+    the first that differs) and write different folders."""
+    folders = [run_dir(cfg).resolve() for cfg in cfgs]
+    for i, folder in enumerate(folders):
+        if folder in folders[:i]:
+            raise WmrbenchError(f"two runs of the sweep write the same folder {run_dir(cfgs[i])}: give each its own --run")
+    for cfg in cfgs[1:]:
+        differ = [name for name in SHARED_BY_SWEEP if getattr(cfg, name) != getattr(cfgs[0], name)]
+        if differ:
+            raise WmrbenchError(
+                f"runs {cfgs[0].run!r} and {cfg.run!r} cannot train side by side: they differ in "
+                f"{', '.join(option_name(n) for n in differ)}; the runs of a sweep share the data settings"
+            )
+    if len(cfgs) > 1 and distributed.env_world_size() > 1:
+        raise WmrbenchError("a sweep (several --alpha-train values) trains in one process: run it without torchrun, "
+                            "or train one alpha_train per torchrun job")
 
 
 def sweep_run_name(run: str | None, dataset: DatasetName, defense: Defense, alpha: float) -> str:
@@ -61,16 +95,3 @@ def sweep_configs(
         raise WmrbenchError(f"--resume: no checkpoint at {missing[0]} nor at any other run of the sweep")
     check_sweep(cfgs)
     return cfgs
-
-
-
-def fit_runs(
-    cfgs: Sequence[TrainConfig], *, stack: Stack | str = DEFAULT_STACK, resume: bool = False, missing_ok: bool = False,
-    stop_after_epochs: int | None = None, show_progress: bool = True,
-) -> SweepResult:
-    """Train the runs of a sweep: stacked (:func:`wmrbench.stacked.fit_stacked`) or taking turns
-    (:func:`wmrbench.training.fit_sweep`, ``--stack off``), as ``stack`` and the runs allow
-    (:func:`wmrbench.stacked.use_stack`). Both write the same folders and checkpoints."""
-    train = fit_stacked if use_stack(stack, cfgs) else fit_sweep
-    return train(cfgs, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
-                 show_progress=show_progress)

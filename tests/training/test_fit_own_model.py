@@ -1,0 +1,212 @@
+"""``wmrbench.training.api.fit``: a user's own nn.Module on the user's own data, through the loop
+``wmrbench train`` runs (issue 22, item 1): last.pt / best.pt, exact resume, the divergence stop,
+one line for bad input, and the example script that shows it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import REPO
+from wmrbench.config import CUSTOM_DATASET, train_config_from_dict
+from wmrbench.errors import WmrbenchError
+from wmrbench.models.checkpoint import read_checkpoint
+from wmrbench.training.api import fit
+
+N = 240  # real digits: enough for a held-out part and a few batches, a few seconds per run
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images[:N], dtype=torch.float32).div(16.0).unsqueeze(1)
+    return x, torch.tensor(bunch.target[:N])
+
+
+class OwnNet(nn.Module):
+    """Not in wmrbench's registry: a user's model, with dropout so that the global RNG matters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def fresh() -> OwnNet:
+    torch.manual_seed(123)  # the user's own initial weights
+    return OwnNet()
+
+
+SMALL = dict(eps=0.1, step_size=0.05, steps=2, batch_size=40, lr=0.05, device="cpu", show_progress=False)
+
+
+def test_own_model_trains_writes_last_and_best_and_returns_its_weights(tmp_path, digits):
+    model = fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit(model, digits, epochs=2, val_size=40, checkpoint_dir=tmp_path, run="own", **SMALL)
+    assert result.last == tmp_path / "own" / "last.pt" and result.best == tmp_path / "own" / "best.pt"
+    assert result.model is model  # trained in place
+    saved = read_checkpoint(result.last)  # weights_only=True
+    cfg = train_config_from_dict(saved["config"])
+    assert cfg.dataset == CUSTOM_DATASET and cfg.arch == "OwnNet" and saved["epoch"] == 2
+    for key, value in model.state_dict().items():
+        assert torch.equal(saved["model"][key], value)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert all("selected" in h and 0 <= h["val"]["A_rob"] <= h["val"]["A_nat"] <= 100 for h in result.history)
+    best = read_checkpoint(result.best)
+    values = [h["selected"]["value"] for h in result.history]
+    assert best["epoch"] == values.index(max(values)) + 1  # the best held-out epoch, ties to the earlier
+    assert (tmp_path / "own" / "metrics.jsonl").read_text().count("\n") == 2
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, digits):
+    whole = fit(fresh(), digits, epochs=2, checkpoint_dir=tmp_path / "a", **SMALL)
+    first = fit(fresh(), digits, epochs=2, stop_after_epochs=1, checkpoint_dir=tmp_path / "b", **SMALL)
+    assert [h["epoch"] for h in first.history] == [1]
+    resumed = fit(fresh(), digits, epochs=2, resume=True, checkpoint_dir=tmp_path / "b", **SMALL)
+    a, b = read_checkpoint(whole.last), read_checkpoint(resumed.last)
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    drop = ("seconds",)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in a["history"]] == \
+           [{k: v for k, v in h.items() if k not in drop} for h in b["history"]]
+
+
+def test_resume_refuses_other_settings_and_a_second_fresh_start(tmp_path, digits):
+    fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    with pytest.raises(WmrbenchError, match="already has a checkpoint"):
+        fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    with pytest.raises(WmrbenchError, match=r"trained with other settings \(lr\)"):
+        fit(fresh(), digits, epochs=2, resume=True, checkpoint_dir=tmp_path, **{**SMALL, "lr": 0.01})
+
+
+def test_a_dataset_of_pairs_trains_exactly_as_the_tensors(tmp_path, digits):
+    x, y = digits
+    pairs = torch.utils.data.TensorDataset(x, y)
+    a = fit(fresh(), (x, y), epochs=1, checkpoint_dir=tmp_path / "a", **SMALL)
+    b = fit(fresh(), pairs, epochs=1, checkpoint_dir=tmp_path / "b", **SMALL)
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+
+
+def test_divergence_stops_with_one_line_and_writes_nothing(tmp_path, digits):
+    with pytest.raises(WmrbenchError) as caught:
+        fit(fresh(), digits, epochs=2, checkpoint_dir=tmp_path, **{**SMALL, "lr": 1e4})
+    message = str(caught.value)
+    assert message.startswith("training diverged:") and "\n" not in message and "no checkpoint was written" in message
+    assert not (tmp_path / "custom" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("data, match", [
+    (lambda x, y: (x * 16, y), r"images must lie in \[0, 1\]"),
+    (lambda x, y: (x, y + 5), r"labels must be 0\.\.9 \(the model has 10 outputs\)"),
+    (lambda x, y: (x, y[:-1]), "labels in one dimension"),
+    (lambda x, y: (x[:, :, :4], y), "the model cannot take train_data's images of shape"),
+    (lambda x, y: [1, 2, 3], "must be a torch Dataset or an"),
+])
+def test_bad_data_is_one_line_before_any_work(tmp_path, digits, data, match):
+    with pytest.raises(WmrbenchError, match=match):
+        fit(fresh(), data(*digits), epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    assert not (tmp_path / "custom").exists()
+
+
+def test_the_named_loop_refuses_a_custom_checkpoint_with_one_line(tmp_path, digits):
+    from wmrbench.training import fit as fit_named
+
+    result = fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    cfg = train_config_from_dict(read_checkpoint(result.last)["config"])
+    with pytest.raises(WmrbenchError, match="trained on the user's own data"):
+        fit_named(cfg, resume=True, show_progress=False)
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and sklearn: 40 s on a loaded 2-core CPU
+def test_the_example_script_runs_and_writes_its_checkpoints(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "fit_own_model.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "last: checkpoints/tinynet/last.pt" in done.stdout and "best: checkpoints/tinynet/best.pt" in done.stdout
+    saved = read_checkpoint(tmp_path / "checkpoints" / "tinynet" / "last.pt")
+    assert saved["epoch"] == 2 and train_config_from_dict(saved["config"]).arch == "TinyNet"
+    assert (tmp_path / "checkpoints" / "tinynet" / "best.pt").is_file()
+
+
+OWN_SCRIPT = """
+import sys, torch
+from torch import nn
+from sklearn.datasets import load_digits
+from wmrbench.training.api import fit
+bunch = load_digits()
+x = torch.tensor(bunch.images[:240], dtype=torch.float32).div(16.0).unsqueeze(1)
+y = torch.tensor(bunch.target[:240])
+torch.manual_seed(123)
+model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+fit(model, (x, y), eps=0.1, step_size=0.05, steps=2, epochs=2, batch_size=40, lr=0.05, device="cpu",
+    val_size=40, run="ddp", show_progress=False)
+"""
+
+
+@pytest.mark.slow  # torchrun starts two fresh interpreters
+def test_own_model_trains_with_ddp_under_torchrun(tmp_path):
+    script = tmp_path / "own.py"
+    script.write_text(OWN_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    saved = read_checkpoint(tmp_path / "checkpoints" / "ddp" / "last.pt")
+    assert saved["epoch"] == 2 and [h["processes"] for h in saved["history"]] == [2, 2]
+    assert all("selected" in h for h in saved["history"]) and (tmp_path / "checkpoints" / "ddp" / "best.pt").is_file()
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_a_defense_with_its_own_weighting_trains_without_alpha_train(tmp_path, digits):
+    result = fit(fresh(), digits, defense="mart", epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    cfg = train_config_from_dict(read_checkpoint(result.last)["config"])
+    assert cfg.defense.value == "mart" and cfg.alpha_train == 0.0
+    trades = fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, run="t", **SMALL)
+    assert train_config_from_dict(read_checkpoint(trades.last)["config"]).alpha_train == 2.0
+
+
+def test_the_same_model_and_data_train_bit_for_bit_as_the_named_run(tmp_path):
+    """One loop: ``fit(model, data)`` with the registry's digitsnet and the digits training split
+    gives exactly the weights ``wmrbench train --dataset digits`` gives with the same settings."""
+    from wmrbench.data import load_split
+    from wmrbench.models import create_model
+    from wmrbench.presets import train_config
+    from wmrbench.training import fit as fit_named
+
+    cfg = train_config("digits", "trades", run="named", epochs=1, steps=2, device="cpu", checkpoint_dir=str(tmp_path))
+    named = fit_named(cfg, show_progress=False)
+    split = load_split("digits", "data", train=True)
+    torch.manual_seed(cfg.seed)  # the named run's initial weights come from its seed
+    model = create_model("digitsnet", 10, 1)
+    own = fit(model, (split.x, split.y), defense="trades", alpha_train=cfg.alpha_train, eps=cfg.attack.eps,
+              step_size=cfg.attack.step_size, steps=2, beta=cfg.beta, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr,
+              momentum=cfg.momentum, weight_decay=cfg.weight_decay, milestones=cfg.milestones, gamma=cfg.gamma,
+              augment=cfg.augment, seed=cfg.seed, run="own", checkpoint_dir=tmp_path, device="cpu", show_progress=False)
+    a, b = read_checkpoint(named.checkpoint), read_checkpoint(own.last)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["history"][0]["loss"] == b["history"][0]["loss"]
+
+
+def test_a_held_out_split_of_ones_own_chooses_best_pt(tmp_path, digits):
+    x, y = digits
+    result = fit(fresh(), (x[:200], y[:200]), val_data=(x[200:], y[200:]), epochs=2, checkpoint_dir=tmp_path, **SMALL)
+    saved = read_checkpoint(result.last)
+    assert train_config_from_dict(saved["config"]).val_size == 40 and result.best is not None
+    assert all(h["val"]["A_rob"] <= h["val"]["A_nat"] for h in saved["history"])
+    with pytest.raises(WmrbenchError, match="val_size .* or val_data, not both"):
+        fit(fresh(), (x, y), val_data=(x, y), val_size=10, checkpoint_dir=tmp_path / "b", **SMALL)
+    with pytest.raises(WmrbenchError, match=r"val_data: images must lie in \[0, 1\]"):
+        fit(fresh(), (x, y), val_data=(x * 16, y), checkpoint_dir=tmp_path / "b", **SMALL)

@@ -1,0 +1,247 @@
+"""``fit(model, train_data, ...)``: adversarial training of YOUR model on YOUR data, through the same
+loop as ``wmrbench train`` (:func:`wmrbench.training.loop.fit_sweep`).
+
+Everything ``train`` has comes with it: ``last.pt`` written atomically every epoch and exact
+``resume`` from it (into the model you pass), ``best.pt`` chosen on a held-out part of the
+training data (``val_size``, carved with the seed; never your test set), the divergence stop
+(NaN, inf, or a loss that explodes while finite), DDP under ``torchrun`` (each process passes the
+same model and data; ``batch_size`` stays the global batch), TensorBoard logs.
+
+    model = MyNet()
+    result = fit(model, (x_train, y_train), eps=0.1, step_size=0.025, steps=10, epochs=5, run="mine")
+    result.last, result.best, result.history, result.model   # result.model is ``model``, trained
+
+``train_data``: a ``torch.utils.data.Dataset`` of (image tensor in [0, 1], integer label) pairs, or
+an ``(x, y)`` pair of tensors (x: N x C x H x W in [0, 1]; y: N integer labels). Like ``train``,
+the whole training set is held as one tensor on the device (no loader; the GPU never waits for
+one), so it must fit in memory. The number of classes is what the model outputs.
+
+The attack budget has no data set to come from: give ``eps``, ``step_size`` and ``steps``. The
+defaults are the paper's CIFAR-10 TRADES setting (L-infinity eps 0.031, 10 steps of 0.007,
+beta 5, alpha_train 2); the optimizer is SGD (lr 0.1, momentum 0.9, weight decay 2e-4) with a
+constant rate unless ``milestones`` are given. As in ``train``, the training attack starts at
+x + 0.001 * N(0, I) (Algorithm 1) and the precision defaults to the device's
+(:func:`wmrbench.presets.default_precision`).
+
+The checkpoint has ``train``'s format and is read with ``weights_only=True``; its config
+records ``dataset: "custom"`` (:data:`wmrbench.config.CUSTOM_DATASET`) and ``arch``: the
+model's class name. wmrbench cannot load that data by name, so such a run is continued with this
+function (``resume=True``), not with ``wmrbench train --resume``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from wmrbench.config import (
+    CUSTOM_DATASET,
+    AttackConfig,
+    Defense,
+    EvalConfig,
+    Norm,
+    Precision,
+    SelectBy,
+    Start,
+    TrainConfig,
+    parse_enum,
+)
+from wmrbench.data import ImageSet
+from wmrbench.defenses import get_defense
+from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.presets import default_precision
+from wmrbench.selection import validation_alphas
+from wmrbench.training.checkpoint import run_dir
+from wmrbench.training.loop import fit_sweep
+from wmrbench.training.plan import check_before_work
+from wmrbench.training.task import Task
+
+DEFAULT_RUN = "custom"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` trained: ``last.pt``, ``best.pt`` (None without a held-out split), the history
+    (one mapping per finished epoch, as in ``metrics.jsonl``) and the model with its trained weights."""
+
+    last: Path
+    best: Path | None
+    history: list[dict[str, Any]]
+    model: nn.Module
+
+
+def fit(
+    model: nn.Module,
+    train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor],
+    *,
+    defense: Defense | str = Defense.TRADES,
+    alpha_train: float | None = None,
+    eps: float = 0.031,
+    step_size: float = 0.007,
+    steps: int = 10,
+    norm: Norm | str = Norm.LINF,
+    beta: float = 5.0,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 2e-4,
+    milestones: Sequence[int] = (),
+    gamma: float = 0.1,
+    augment: bool = False,
+    run: str = DEFAULT_RUN,
+    checkpoint_dir: str | Path = "checkpoints",
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+    val_size: int = 0,
+    val_data: torch.utils.data.Dataset | tuple[Tensor, Tensor] | None = None,
+    eval_every: int = 1,
+    select_by: str = "A_rob",
+    divergence_stop: bool = True,
+    device: str = "auto",
+    precision: Precision | str | None = None,
+    seed: int = 0,
+    log_every: int = 20,
+    tensorboard: str | None = None,
+    show_progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``train_data`` with ``defense`` and write ``<checkpoint_dir>/<run>/last.pt``
+    every epoch.
+
+    ``defense``: ``"trades"`` or ``"pgd"``, weighted ("+ours") when ``alpha_train`` > 0 (default
+    2, the paper's TRADES+ours; 0 is the plain defense), or ``"mart"``, ``"gairat"``,
+    ``"mail-at"``, ``"mail-trades"``, which bring their own weighting (``alpha_train`` stays 0).
+    The training attack is PGD with ``steps`` steps of ``step_size`` in the ``norm`` ball of
+    radius ``eps`` (``"linf"`` or ``"l2"``), intersected with [0, 1].
+
+    ``resume``: continue the run from its ``last.pt`` into ``model`` (only ``epochs``, ``device``
+    and the other resumable settings may differ); without it an existing ``last.pt`` is refused.
+    ``val_size`` > 0 holds that many training examples out (chosen with the seed), or
+    ``val_data`` (as ``train_data``; never your test set) is the held-out split; either is
+    evaluated every ``eval_every`` epochs under the training attack's budget, keeping the best
+    epoch by ``select_by`` (``A_rob``, ``A_sa@2``, ``A_tr@2``) as ``best.pt``. The checkpoint's
+    ``val_size`` is then the held-out split's size.
+    ``stop_after_epochs`` ends this call early (resume later). A diverged run raises
+    :class:`~wmrbench.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
+    """
+    if not isinstance(model, nn.Module):
+        raise WmrbenchError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    data = as_image_set(train_data)
+    held_out = None
+    if val_data is not None:
+        if val_size:
+            raise WmrbenchError("give val_size (held out of train_data) or val_data, not both")
+        held_out = as_image_set(val_data, "val_data")
+        val_size = len(held_out)
+    if alpha_train is None:  # the paper's "+ours" where the defense takes the weight, else none
+        alpha_train = 2.0 if get_defense(parse_enum(Defense, defense, "defense")).alpha_weighted else 0.0
+    cfg = TrainConfig(
+        run=run, dataset=CUSTOM_DATASET, arch=type(model).__name__, defense=defense,
+        alpha_train=alpha_train, beta=beta, detach_weights=False, normalize_weights=False,
+        # Algorithm 1 starts the training attack at x + 0.001 * N(0, I), as ``train`` does
+        attack=AttackConfig(eps=eps, step_size=step_size, steps=steps, norm=norm, start=Start.NORMAL),
+        epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        milestones=tuple(milestones), gamma=gamma, augment=augment, seed=seed, data_dir="",
+        checkpoint_dir=str(checkpoint_dir), device=device, precision=precision or default_precision(device),
+        log_every=log_every, eval_every=eval_every if val_size else 0, val_size=val_size, select_by=select_by,
+        tensorboard=tensorboard, divergence_stop=divergence_stop,
+    )
+    task = own_task(model, data, held_out)
+    check_before_work(cfg, task)
+    swept = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress,
+                      task=task)
+    if swept.failures:
+        raise WmrbenchError(swept.failures[cfg.run])
+    result = swept.results[0]
+    best = run_dir(cfg) / "best.pt"
+    assert result.model is not None
+    return FitResult(result.checkpoint, best if best.is_file() else None, result.history, result.model)
+
+
+def as_image_set(train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor], name: str = "train_data") -> ImageSet:
+    """The data (``name`` in the messages) as one float32 N x C x H x W tensor in [0, 1] and int64
+    labels, or one line saying what is wrong with it."""
+    if isinstance(train_data, (tuple, list)) and len(train_data) == 2 and all(
+        isinstance(t, Tensor) for t in train_data
+    ):
+        x, y = train_data
+    elif isinstance(train_data, torch.utils.data.Dataset):
+        try:
+            pairs = [train_data[i] for i in range(len(train_data))]  # type: ignore[arg-type]
+        except TypeError:
+            raise WmrbenchError(f"{name}: a Dataset needs len() and integer indexing (a map-style Dataset)") from None
+        if not pairs:
+            raise WmrbenchError(f"{name} is empty")
+        try:
+            x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
+            y = torch.as_tensor([int(p[1]) for p in pairs])
+        except (TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise WmrbenchError(f"{name}: items must be (image tensor, integer label) pairs of one shape: "
+                                f"{first_line(exc)}") from None
+    else:
+        raise WmrbenchError(f"{name} must be a torch Dataset or an (x, y) pair of tensors; got {type(train_data).__name__}")
+    if x.dim() == 3:  # N x H x W: one channel
+        x = x.unsqueeze(1)
+    if x.dim() != 4:
+        raise WmrbenchError(f"{name}: images must be N x C x H x W; got shape {tuple(x.shape)}")
+    if y.dim() != 1 or len(y) != len(x):
+        raise WmrbenchError(f"{name}: {len(x)} images need {len(x)} labels in one dimension; got shape {tuple(y.shape)}")
+    if x.is_floating_point() is False or y.is_floating_point():
+        raise WmrbenchError(f"{name}: images must be floating point in [0, 1] and labels integers")
+    x = x.detach().float().cpu().contiguous()
+    if len(x) == 0:
+        raise WmrbenchError(f"{name} is empty")
+    low, high = float(x.min()), float(x.max())
+    if not (0.0 <= low and high <= 1.0):  # the attack clips to [0, 1]: other ranges would be attacked wrongly
+        raise WmrbenchError(f"{name}: images must lie in [0, 1] (the attack's box); got values in [{low:g}, {high:g}]")
+    return ImageSet(x, y.detach().long().cpu().contiguous())
+
+
+def own_task(model: nn.Module, data: ImageSet, held_out: ImageSet | None = None) -> Task:
+    """The loop's :class:`~wmrbench.training.task.Task` for a given model and data: the model is
+    ``model`` itself (trained in place; ``resume`` loads last.pt into it), the split is ``data``,
+    the number of classes is the model's output width, and held-out evaluation attacks within
+    the training attack's budget (there is no data set's evaluation attack to take)."""
+    classes = _output_width(model, data)
+    for name, split in (("train_data", data), ("val_data", held_out)):
+        if split is not None and (int(split.y.min()) < 0 or int(split.y.max()) >= classes):
+            raise WmrbenchError(f"{name}: labels must be 0..{classes - 1} (the model has {classes} outputs); "
+                                f"got {int(split.y.min())}..{int(split.y.max())}")
+        if split is not None and split.x.shape[1:] != data.x.shape[1:]:
+            raise WmrbenchError(f"val_data: images of shape {tuple(split.x.shape[1:])}, train_data's are "
+                                f"{tuple(data.x.shape[1:])}")
+
+    def validation(cfg: TrainConfig, select: SelectBy, n: int) -> EvalConfig:
+        return EvalConfig(
+            dataset=CUSTOM_DATASET, attack=cfg.attack, alpha_test=validation_alphas(cfg, select), n_examples=None,
+            batch_size=min(256, n), seed=cfg.seed, data_dir="", device=cfg.device, precision=Precision.FP32,
+            results_dir="", run=f"{cfg.run}-val",
+        )
+
+    return Task(classes, lambda cfg: model, lambda cfg: data, lambda cfg: None, validation, held_out)
+
+
+def _output_width(model: nn.Module, data: ImageSet) -> int:
+    """The model's number of outputs, from one forward pass of one training image (one line if
+    the model cannot take the data)."""
+    parameter = next(iter(model.parameters()), None)
+    where = parameter.device if parameter is not None else torch.device("cpu")
+    was_training = model.training
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model.eval()
+        try:
+            logits = model(data.x[:1].to(where))
+        except RuntimeError as exc:
+            raise WmrbenchError(f"the model cannot take train_data's images of shape {tuple(data.x.shape[1:])}: "
+                                f"{first_line(exc)}") from None
+        finally:
+            model.train(was_training)
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] < 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise WmrbenchError(f"the model must return logits of shape N x classes (at least 2); got {shape}")
+    return int(logits.shape[1])

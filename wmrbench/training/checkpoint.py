@@ -1,0 +1,104 @@
+"""The training checkpoint: ``<checkpoint_dir>/<run>/last.pt`` (and ``best.pt``), and what it holds.
+
+A checkpoint is one torch file of plain values and tensors (read with ``weights_only=True``):
+``format``, ``config`` (the TrainConfig as JSON values), ``epoch`` (finished), ``model``,
+``optimizer`` and ``scheduler`` state, ``history`` (one mapping per epoch) and ``versions``. It
+is written atomically once per epoch, with ``metrics.jsonl`` rebuilt from its history, so a run
+killed at any moment resumes from its last finished epoch as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wmrbench.config import TrainConfig, to_jsonable, train_config_from_dict
+from wmrbench.errors import WmrbenchError
+from wmrbench.io import atomic_torch_save, atomic_write_text
+from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
+from wmrbench.runtime import provenance
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path  # last.pt
+    history: list[dict[str, Any]]
+    # the trained module itself (its weights are last.pt's; under DDP it is this rank's copy)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
+
+
+def run_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.checkpoint_dir) / cfg.run
+
+
+def read_training_checkpoint(last: Path) -> dict[str, Any]:
+    if not last.is_file():
+        raise WmrbenchError(f"--resume: no checkpoint at {last}")
+    saved = read_checkpoint(last)
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise WmrbenchError(f"--resume: {last} is not a wmrbench training checkpoint")
+    try:
+        train_config_from_dict(saved.get("config"))
+    except WmrbenchError as exc:
+        raise WmrbenchError(f"--resume: {last} records a config this version cannot use ({exc})") from None
+    return saved
+
+
+def restore(
+    saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.MultiStepLR,
+) -> tuple[list[dict[str, Any]], int]:
+    """Load a checkpoint's state; return its history and the number of finished epochs.
+
+    Every rank reads the same file (multi-node: a shared --checkpoint-dir); nothing in it
+    depends on the number of processes, so any world size can continue any run.
+    """
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return list(saved["history"]), int(saved["epoch"])
+
+
+def save(
+    path: Path, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.MultiStepLR, epoch: int, history: list[dict[str, Any]],
+    best: bool = False,
+) -> None:
+    """last.pt (and best.pt, the same checkpoint, when this epoch is the best held-out one)."""
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "config": to_jsonable(cfg),
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": history,
+        "versions": provenance(),
+    }
+    atomic_torch_save(path, checkpoint)
+    if best:
+        atomic_torch_save(path.parent / "best.pt", checkpoint)
+    # metrics.jsonl is rebuilt from the checkpoint's history: it can never disagree with it.
+    atomic_write_text(path.parent / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+
+def interrupted_line(cfg: TrainConfig) -> str:
+    """What a Ctrl-C kept of one run: its last finished epoch (last.pt is written once per epoch,
+    atomically, so only the epoch that was running is lost), and the command that continues it."""
+    last = run_dir(cfg) / "last.pt"
+    try:
+        saved = read_training_checkpoint(last) if last.is_file() else None
+    except WmrbenchError:
+        saved = None
+    if saved is None:
+        return f"run {cfg.run}: no epoch had finished, nothing was saved; run the same command again to start it"
+    command = shlex.join(["wmrbench", "train", "--run", cfg.run, "--checkpoint-dir", cfg.checkpoint_dir, "--resume"])
+    epochs = saved.get("config", {}).get("epochs", cfg.epochs)
+    return (f"run {cfg.run}: {last} holds epoch {int(saved['epoch'])} of {epochs} (the epoch that was running "
+            f"is lost); continue with: {command}")
