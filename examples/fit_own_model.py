@@ -5,7 +5,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from wmrbench.training.api import fit
+import wmrbench
 
 # Your data: 8x8 digits as an (x, y) pair of tensors, images in [0, 1] (a torch Dataset works too).
 digits = load_digits()
@@ -24,8 +24,8 @@ class TinyNet(nn.Module):  # your model
 
 torch.manual_seed(0)
 model = TinyNet()
-result = fit(model, (x, y), defense="trades", alpha_train=2.0, eps=0.1, step_size=0.025, steps=5,
-             epochs=2, batch_size=50, lr=0.05, val_size=100, run="tinynet", device="cpu", show_progress=False)
+result = wmrbench.fit(model, (x, y), defense="trades", alpha_train=2.0, eps=0.1, step_size=0.025, steps=5,
+                      epochs=2, batch_size=50, lr=0.05, val_size=100, run="tinynet", device="cpu", show_progress=False)
 print(f"last: {result.last}")
 print(f"best: {result.best}")
 for epoch in result.history:

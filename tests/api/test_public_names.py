@@ -24,14 +24,6 @@ FROZEN = [
 ]
 LOSSES = ["LossResult", "pgd_at", "trades", "mart", "gairat", "mail_at", "mail_trades"]
 
-# Written by other parts of issue 22 (wmrbench.evaluation.api, wmrbench.training.api).
-MERGED_BY_THE_LEAD = {"evaluate", "EvaluationResult", "fit", "FitResult"}
-
-
-def _param(name: str):
-    if name in MERGED_BY_THE_LEAD:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=False, reason="merged by the lead"))
-    return name
 
 
 def test_no_public_name_disappears():
@@ -46,7 +38,7 @@ def _check_documented(obj: object, name: str) -> None:
     assert doc.strip() and not doc.startswith(f"{name}("), f"{name} has no docstring"
 
 
-@pytest.mark.parametrize("name", [_param(n) for n in sorted(set(FROZEN) | set(wmrbench.__all__)) if n != "__version__"])
+@pytest.mark.parametrize("name", [n for n in sorted(set(FROZEN) | set(wmrbench.__all__)) if n != "__version__"])
 def test_every_public_name_resolves_and_has_a_docstring(name):
     obj = getattr(wmrbench, name)
     _check_documented(obj, name)
