@@ -17,7 +17,7 @@ from wmrbench.audit.stages import (
     STAGES_DIR, Fingerprint, Stage, adaptive_stages, base_stage, budget_stages, eps_stages, square_stage, run_stage,
 )
 from wmrbench.audit.transfer import transfer_records
-from wmrbench.config import DatasetName, EvalOptions
+from wmrbench.config import DatasetName, GivenSettings
 from wmrbench.evaluation.partial import model_sha256, tensors_sha256
 from wmrbench.evaluation.pipeline import check_model_fits, load_model, plan, prepare, result_dir
 from wmrbench.io import lock_folder, remove_file
@@ -42,14 +42,14 @@ class AuditResult:
     files: list[Path]
 
 
-def audit_options(options: EvalOptions) -> EvalOptions:
+def audit_options(options: GivenSettings) -> GivenSettings:
     """The audit's base evaluation: A_sa / A_tr at :data:`AUDIT_ALPHAS`, 500 examples unless told."""
     return dataclasses.replace(options, alpha_test=options.alpha_test or AUDIT_ALPHAS,
                                n_examples=options.n_examples or DEFAULT_N_EXAMPLES)
 
 
 def run_audit(
-    source: ModelSource, options: EvalOptions, *, quick: bool = False, dataset: DatasetName | str | None = None, run: str | None = None, reference: ModelSource | None = None,
+    source: ModelSource, options: GivenSettings, *, quick: bool = False, dataset: DatasetName | str | None = None, run: str | None = None, reference: ModelSource | None = None,
     show_progress: bool = True, overwrite: bool = False,
 ) -> AuditResult:
     """Audit the model ``source`` names, with ``evaluate``'s options and model loading (``quick``:

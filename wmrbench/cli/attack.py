@@ -57,12 +57,12 @@ def attack(
     The file (a .pt readable with torch.load(weights_only=True)) holds the clean inputs, labels and indices, and per attack the adversarial inputs, margins, correctness and normalized weights, with the full config as a JSON string.
     It is written once, at the end: a killed `attack` starts over (it has no --resume; `evaluate` has).
     """
-    from wmrbench.config import EvalOptions, parse_enum
+    from wmrbench.config import parse_enum
     from wmrbench.evaluation import Split, run_attack
-    from wmrbench.models.source import MODEL_OPTIONS, model_sources
+    from wmrbench.models import MODEL_OPTIONS, model_sources
 
     with user_errors():
-        options = o.options_from(EvalOptions, locals())
+        options = o.options_from(o.EvalOptions, locals())
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))

@@ -62,16 +62,15 @@ def evaluate(
     Under torchrun the examples are split over the processes; the result is the same.
     """
     from wmrbench import distributed
-    from wmrbench.config import EvalOptions
     from wmrbench.evaluation import evaluate_models
-    from wmrbench.models.source import model_sources
+    from wmrbench.models import model_sources
     from wmrbench.config import parse_enum
     from wmrbench.report import CiStyle, print_table, protocol_text, result_table, seed_spread_table
     from wmrbench.uncertainty import few_examples_warnings
 
     with user_errors(), distributed.session():
         style = parse_enum(CiStyle, ci, "ci")
-        options = o.options_from(EvalOptions, locals())
+        options = o.options_from(o.EvalOptions, locals())
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"), defense, alpha_train)

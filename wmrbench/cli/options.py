@@ -1,4 +1,11 @@
-"""Options shared by ``evaluate`` and ``attack``: one definition, one help text, one name each."""
+"""What a command's given options become: a typed options object the library applies on top of
+its base config, and how the CLI names a setting in a message.
+
+The options classes are derived from the config dataclasses (:func:`wmrbench.config.settings_class`):
+a command's parameters are named exactly like the config's fields (one name per setting
+everywhere), so a new config field becomes an option by adding its parameter, never by copying
+a field list by hand.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +15,73 @@ from typing import Any, TypeVar
 
 import typer
 
-
 from wmrbench.config import (
     AAVersion,
     AttackMethod,
     AttackMode,
-    EvalOptions,
+    EvalConfig,
+    GivenSettings,
     Norm,
-    Options,
     PaddingMode,
     Precision,
     Protocol,
     RestartFrom,
     RestartRule,
     Start,
+    TrainConfig,
+    check_seeds,
     parse_alphas,
     parse_enum,
     parse_ints,
+    settings_class,
 )
 from wmrbench.errors import WmrbenchError
 
-O = TypeVar("O", bound=Options)
+O = TypeVar("O", bound=GivenSettings)
 
-# Options given as text whose config field is an Enum: (Enum, the option's name in messages).
+# Settings whose command-line option has another name than the field (``--attack`` reads better
+# than ``--method``, and ``attack`` is the field of the attack's own settings).
+_OPTION_NAMES = {"method": "attack"}
+
+
+def option_name(name: str) -> str:
+    """How a setting is named on the command line: ``step_size`` -> ``--step-size``."""
+    return name if name.startswith("--") else "--" + _OPTION_NAMES.get(name, name).replace("_", "-")
+
+
+def flag_text(name: str, value: str | None) -> str:
+    """A marked setting (:func:`wmrbench.errors.setting`) as the CLI names it: ``--alpha-test``,
+    ``--alpha-test 2``; a boolean as its flag (``--no-verify-checksums``)."""
+    option = option_name(name)
+    if value in ("True", "False"):
+        return option if value == "True" else "--no-" + option[2:]
+    return option if value is None else f"{option} {value}"
+
+
+class _CommandOptions(GivenSettings):
+    """What the CLI adds to given settings: ``--seeds 3,4`` makes 3 the result's seed."""
+
+    def __post_init__(self) -> None:
+        seeds, seed = getattr(self, "seeds", None), getattr(self, "seed", None)
+        if seeds and seed is None:
+            object.__setattr__(self, "seed", seeds[0])
+            seed = seeds[0]
+        if seeds is not None and seed is not None:
+            check_seeds(seeds, seed)
+
+
+# ``evaluate``, ``attack`` and ``audit``: every EvalConfig setting but the data set and the run,
+# which the command resolves itself (a checkpoint records its data set; a run is named per model).
+EvalOptions = settings_class("EvalOptions", EvalConfig, exclude=("dataset", "run"), base=_CommandOptions)
+# ``train``: every TrainConfig setting but the data set and the defense, which pick the preset.
+TrainOptions = settings_class("TrainOptions", TrainConfig, exclude=("dataset", "defense"), base=_CommandOptions)
+
+
+# Options given as text whose config field is an Enum; messages name them as options (--aa-version).
 ENUM_OPTIONS = {
-    "start": (Start, "start"), "precision": (Precision, "precision"), "method": (AttackMethod, "attack"),
-    "aa_version": (AAVersion, "aa-version"), "protocol": (Protocol, "protocol"), "norm": (Norm, "norm"),
-    "attack_mode": (AttackMode, "attack-mode"), "padding_mode": (PaddingMode, "padding-mode"),
-    "restart_from": (RestartFrom, "restart-from"), "restart_rule": (RestartRule, "restart-rule"),
+    "start": Start, "precision": Precision, "method": AttackMethod, "aa_version": AAVersion, "protocol": Protocol,
+    "norm": Norm, "attack_mode": AttackMode, "padding_mode": PaddingMode, "restart_from": RestartFrom,
+    "restart_rule": RestartRule,
 }
 
 
@@ -44,14 +90,13 @@ def _parsed(name: str, value: Any) -> Any:
     if value is None:
         return None
     if name in ENUM_OPTIONS:
-        enum_type, option = ENUM_OPTIONS[name]
-        return parse_enum(enum_type, value, option)
+        return parse_enum(ENUM_OPTIONS[name], value, option_name(name)[2:])
     if name == "alpha_test":
         return parse_alphas(value)
     if name == "milestones":
-        return parse_ints(value, "--milestones")
+        return parse_ints(value, option_name(name))
     if name == "seeds":
-        return parse_ints(value, "--seeds")
+        return parse_ints(value, option_name(name))
     if name == "download":
         return value or None  # a flag: absent means "not given", not "no"
     return value
@@ -68,7 +113,7 @@ def options_from(cls: type[O], values: dict[str, Any]) -> O:
     return cls(**{name: _parsed(name, value) for name, value in values.items() if name in names})
 
 
-def note_precision(options: EvalOptions) -> None:
+def note_precision(options: GivenSettings) -> None:
     """Say, before any work, that a bf16 evaluation does not give fp32's (reported) numbers."""
     if options.precision is Precision.BF16:
         typer.echo(

@@ -19,14 +19,14 @@ from wmrbench.errors import WmrbenchError
 
 def _check_run(value: str | None) -> str | None:
     """Every command's --run is checked here, as it is parsed, before any other work: one line."""
-    from wmrbench.cli.common import fail
+    from wmrbench.cli.common import as_options, fail
 
     if value is None:
         return None
     try:
         return check_run_name(value)
     except WmrbenchError as exc:
-        fail(str(exc))
+        fail(as_options(exc))
 
 
 def run_option(help: str) -> Any:

@@ -66,7 +66,7 @@ def train(
     Under torchrun (torchrun --nproc-per-node N -m wmrbench -- train ...) it trains with DDP.
     """
     from wmrbench import distributed
-    from wmrbench.config import TrainOptions, parse_alphas
+    from wmrbench.config import parse_alphas
     from wmrbench.presets import describe_train_config
     from wmrbench.sweep import fit_runs, sweep_configs
     from wmrbench.training import config_for_run, fit
@@ -74,7 +74,7 @@ def train(
     with user_errors(), distributed.session():
         alphas = parse_alphas(alpha_train, "--alpha-train") if alpha_train is not None else None
         given = {**locals(), "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None}
-        options = o.options_from(TrainOptions, given)
+        options = o.options_from(o.TrainOptions, given)
         if alphas is None or len(alphas) == 1:
             cfg = config_for_run(dataset, defense, options, resume)
             if distributed.is_main_process():
