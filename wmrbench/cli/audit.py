@@ -53,14 +53,12 @@ def audit(
     6. The same comparisons on A_sa and A_tr at alpha 1 and 2; A_wc over every attack.
     Writes audit.json, audit.md and audit-eps.png into RESULTS_DIR/RUN/; the leaderboard shows the verdict.
     """
-    from wmrbench.audit import run_audit
-    from wmrbench.audit.report import lines
-    from wmrbench.config import EvalOptions
+    from wmrbench.audit import lines, run_audit
     from wmrbench.errors import WmrbenchError
-    from wmrbench.models.source import MODEL_OPTIONS, model_sources
+    from wmrbench.models import MODEL_OPTIONS, model_sources
 
     with user_errors():
-        options = o.options_from(EvalOptions, locals())
+        options = o.options_from(o.EvalOptions, locals())
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
