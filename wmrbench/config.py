@@ -1,7 +1,8 @@
 """Typed configuration: str Enums at the boundary, frozen dataclasses inside.
 
 Every setting has one name everywhere (``eps``, ``step_size``, ``steps``, ``restarts``, ``alpha``),
-from the CLI option (``--step-size``) to the dataclass field to the JSON written beside results.
+from the dataclass field to the JSON written beside results; the CLI spells it as an option
+(``--step-size``, wmrbench/cli/options.py), and messages name it with :func:`wmrbench.errors.setting`.
 The defaults themselves live in :mod:`wmrbench.presets` (the paper's settings per data set and
 defense); this module only says what a valid configuration is, and how one is changed:
 :func:`with_options` is the one place where given options are applied to a config (fresh from a
@@ -68,7 +69,7 @@ class RestartRule(str, Enum):
     # best for A_rob, A_sa and A_tr at every alpha at once (wmrbench's default).
     WEIGHTED = "weighted"
     # The highest cross-entropy at the end point, ties to the later restart: the authors'
-    # evaluation loop (their PGD_on_the_fly_attack_correct.py); --protocol paper's.
+    # evaluation loop (their PGD_on_the_fly_attack_correct.py); the paper protocol's.
     MAX_CE = "max-ce"
 
 
@@ -78,7 +79,7 @@ class PaddingMode(str, Enum):
 
 
 class AttackMethod(str, Enum):
-    """The uniform attack behind A_rob and A_sa (``--attack``); A_tr runs its weighted form."""
+    """The uniform attack behind A_rob and A_sa (``method``); A_tr runs its weighted form."""
 
     PGD = "pgd"  # the paper's
     APGD_CE = "apgd-ce"  # Croce and Hein 2020, weighted by wmrbench for A_tr
@@ -135,9 +136,9 @@ def check_apgd_alpha(alpha: float, attack: str = "apgd") -> None:
     any work; :func:`wmrbench.attacks.apgd` checks it again for library callers)."""
     if alpha > STABLE_ALPHA:
         raise WmrbenchError(
-            f"--alpha-test {alpha:g} with --attack {attack}: weighted APGD compares exp(-alpha * margin) * loss "
-            f"across its iterations, which overflows float32 above alpha {STABLE_ALPHA:g}; use --attack pgd "
-            f"(exact at any alpha) or alpha_test <= {STABLE_ALPHA:g}"
+            f"{setting('alpha_test', f'{alpha:g}')} with {setting('method', attack)}: weighted APGD compares "
+            f"exp(-alpha * margin) * loss across its iterations, which overflows float32 above alpha {STABLE_ALPHA:g}; "
+            f"use {setting('method', 'pgd')} (exact at any alpha) or alpha_test <= {STABLE_ALPHA:g}"
         )
 
 
@@ -208,15 +209,15 @@ def check_seed(seed: Any, name: str = "seed") -> int:
 
 
 def check_seeds(seeds: Any, seed: int) -> tuple[int, ...]:
-    """``--seeds``: distinct seeds, the first being ``seed``; one seed alone is ``()`` (no spread)."""
+    """``seeds``: distinct seeds, the first being ``seed``; one seed alone is ``()`` (no spread)."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
-        raise WmrbenchError(f"--seeds must be a list of seeds, e.g. 0,1,2; got {seeds!r}")
+        raise WmrbenchError(f"{setting('seeds')} must be a list of seeds, e.g. 0,1,2; got {seeds!r}")
     seeds = tuple(check_seed(s, "seeds") for s in seeds)
     if len(set(seeds)) != len(seeds):
-        raise WmrbenchError(f"--seeds {','.join(map(str, seeds))}: a seed is repeated; each seed is one run of the attack")
+        raise WmrbenchError(f"{setting('seeds', ','.join(map(str, seeds)))}: a seed is repeated; each seed is one run of the attack")
     if seeds and seeds[0] != seed:
-        raise WmrbenchError(f"--seed {seed} and --seeds {','.join(map(str, seeds))}: the first of --seeds is the "
-                            "result's seed; give one of them")
+        raise WmrbenchError(f"{setting('seed', seed)} and {setting('seeds', ','.join(map(str, seeds)))}: the first of "
+                            f"{setting('seeds')} is the result's seed; give one of them")
     return seeds if len(seeds) > 1 else ()
 
 
@@ -225,11 +226,11 @@ def check_seeds(seeds: Any, seed: int) -> tuple[int, ...]:
 MAX_RUN_BYTES = 200
 
 
-def check_run_name(run: Any, option: str = "--run") -> str:
+def check_run_name(run: Any, option: str = "run") -> str:
     """A run name is ONE safe path component: it names ``results/<run>/`` and ``checkpoints/<run>/``
     and must never reach outside them."""
     if not isinstance(run, str):
-        raise WmrbenchError(f"{option} must be a name; got {run!r}")
+        raise WmrbenchError(f"{setting(option)} must be a name; got {run!r}")
     why = None
     if not run.strip():
         why = "it is empty or blank"
@@ -245,7 +246,7 @@ def check_run_name(run: Any, option: str = "--run") -> str:
     if why is not None:
         shown = run if len(run) <= 60 else run[:40] + "..."
         raise WmrbenchError(
-            f"{option} {shown!r} is not a run name: {why}; a run name is one folder name "
+            f"{setting(option, repr(shown))} is not a run name: {why}; a run name is one folder name "
             f"(no '/', '\\', '.', '..' or control characters; at most {MAX_RUN_BYTES} bytes), e.g. cifar10-trades-a2"
         )
     return run
@@ -269,7 +270,7 @@ def number_key(value: float) -> str:
     return short if float(short) == value else repr(value)
 
 
-def parse_alphas(text: str, option: str = "--alpha-test") -> tuple[float, ...]:
+def parse_alphas(text: str, option: str = "alpha_test") -> tuple[float, ...]:
     """'1,1.5,2' -> (1.0, 1.5, 2.0); duplicates removed, order kept."""
     values: list[float] = []
     for part in str(text).split(","):
@@ -279,12 +280,12 @@ def parse_alphas(text: str, option: str = "--alpha-test") -> tuple[float, ...]:
         try:
             value = float(part)
         except ValueError:
-            raise WmrbenchError(f"{option}: {part!r} is not a number") from None
+            raise WmrbenchError(f"{setting(option)}: {part!r} is not a number") from None
         check_alpha(value, option)
         if value not in values:
             values.append(value)
     if not values:
-        raise WmrbenchError(f"{option} needs at least one value, e.g. 1,1.5,2")
+        raise WmrbenchError(f"{setting(option)} needs at least one value, e.g. 1,1.5,2")
     return tuple(values)
 
 
@@ -293,7 +294,7 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in str(text).split(",") if p.strip())
     except ValueError:
-        raise WmrbenchError(f"{option} takes comma-separated integers, e.g. 55,75,90; got {text!r}") from None
+        raise WmrbenchError(f"{setting(option)} takes comma-separated integers, e.g. 55,75,90; got {text!r}") from None
 
 
 SELECT_METRICS = ("A_rob", "A_sa", "A_tr")
@@ -315,13 +316,13 @@ def parse_select_by(text: str) -> SelectBy:
     metric, _, alpha = str(text).partition("@")
     choices = "A_rob, A_sa@ALPHA or A_tr@ALPHA (e.g. A_tr@2)"
     if metric not in SELECT_METRICS or (metric == "A_rob") != (alpha == ""):
-        raise WmrbenchError(f"--select-by {text!r}: choose {choices}")
+        raise WmrbenchError(f"{setting('select_by', repr(text))}: choose {choices}")
     try:
         value = None if metric == "A_rob" else float(alpha)
     except ValueError:
-        raise WmrbenchError(f"--select-by {text!r}: {alpha!r} is not a number; choose {choices}") from None
+        raise WmrbenchError(f"{setting('select_by', repr(text))}: {alpha!r} is not a number; choose {choices}") from None
     if value is not None and not (math.isfinite(value) and value >= 0):
-        raise WmrbenchError(f"--select-by {text!r}: alpha must be a finite number >= 0")
+        raise WmrbenchError(f"{setting('select_by', repr(text))}: alpha must be a finite number >= 0")
     return SelectBy(metric, value)
 
 
@@ -363,7 +364,7 @@ class AttackConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    run: str = field(metadata=RESUMABLE)  # the folder: --resume writes the one it was given
+    run: str = field(metadata=RESUMABLE)  # the folder: resuming writes the one it was given
     dataset: DatasetName
     arch: str
     defense: Defense
@@ -442,12 +443,13 @@ class TrainConfig:
         )
         parse_select_by(self.select_by)
         if self.eval_every and not self.val_size:
-            raise WmrbenchError("--eval-every evaluates on a held-out split: give --val-size too (never the test set)")
+            raise WmrbenchError(f"{setting('eval_every')} evaluates on a held-out split: give {setting('val_size')} too "
+                                "(never the test set)")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    # ``evaluate --resume`` may change only the RESUMABLE settings: where things are and which
+    # A resumed evaluation may change only the RESUMABLE settings: where things are and which
     # device of the same kind runs it. The data and the model are compared by content instead
     # (wmrbench.evaluation.partial), so a moved data folder is fine and other data is not.
     dataset: DatasetName = field(metadata=FIXED_BY_ATTACK)
@@ -469,10 +471,10 @@ class EvalConfig:
     compile: bool = False
     # the preset the attack started from; what was actually run is ``attack`` (options may differ)
     protocol: Protocol = field(default=Protocol.DEFAULT, metadata=FIXED_BY_ATTACK)
-    # the uniform attack (--attack) and, for AutoAttack, its version (--aa-version)
+    # the uniform attack and, for AutoAttack, its version
     method: AttackMethod = field(default=AttackMethod.PGD, metadata=FIXED_BY_ATTACK)
     aa_version: AAVersion = field(default=AAVersion.STANDARD, metadata=FIXED_BY_ATTACK)
-    # ``--seeds``: every seed the attack runs with, ``seed`` first (its records are the result's
+    # ``seeds``: every seed the attack runs with, ``seed`` first (its records are the result's
     # own; the others' go beside them and their spread into the summary). Empty: ``seed`` alone.
     seeds: tuple[int, ...] = field(default=(), metadata=FIXED_BY_ATTACK)
 
@@ -531,7 +533,7 @@ class GivenSettings(Mapping[str, Any]):
     """Settings given on top of a base config that is not known yet (None: not given).
 
     A command often cannot build its config before it knows the data set (a checkpoint records
-    it) or the saved config (``--resume``): it hands the library what was given, and the library
+    it) or the saved config (resuming): it hands the library what was given, and the library
     applies it with :func:`with_options` once the base is known. As a mapping it holds only the
     settings given; as an object every setting reads by name (``options.norm``). Its fields are
     the config's own (:func:`settings_class`), never a hand-kept copy.

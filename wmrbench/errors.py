@@ -44,7 +44,7 @@ def setting(name: str, value: Any = _NO_VALUE) -> str:
     return f"{OPEN}{name}{SEP}{value}{CLOSE}"
 
 
-def render(text: str, namer: Namer | None = None) -> str:
+def render_settings(text: str, namer: Namer | None = None) -> str:
     """``text`` with each marked setting named by ``namer`` (default: the one in force, Python's
     names unless the CLI set its own with :func:`rendering_settings`)."""
     if OPEN not in text:
@@ -68,7 +68,7 @@ class WmrbenchError(Exception):
     """Bad input: unknown name, value out of range, missing or corrupt file."""
 
     def __str__(self) -> str:
-        return render(super().__str__())
+        return render_settings(super().__str__())
 
 
 class Interrupted(KeyboardInterrupt):
@@ -76,7 +76,7 @@ class Interrupted(KeyboardInterrupt):
     continues it; the CLI prints it and exits with 130, as an interrupted program does."""
 
     def __str__(self) -> str:
-        return render(super().__str__())
+        return render_settings(super().__str__())
 
 
 def first_line(exc: BaseException, *, with_type: bool = False, limit: int | None = None) -> str:

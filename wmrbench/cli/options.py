@@ -41,7 +41,7 @@ O = TypeVar("O", bound=GivenSettings)
 
 # Settings whose command-line option has another name than the field (``--attack`` reads better
 # than ``--method``, and ``attack`` is the field of the attack's own settings).
-_OPTION_NAMES = {"method": "attack"}
+_OPTION_NAMES = {"method": "attack", "factory": "model"}
 
 
 def option_name(name: str) -> str:
@@ -94,9 +94,9 @@ def _parsed(name: str, value: Any) -> Any:
     if name == "alpha_test":
         return parse_alphas(value)
     if name == "milestones":
-        return parse_ints(value, option_name(name))
+        return parse_ints(value, name)
     if name == "seeds":
-        return parse_ints(value, option_name(name))
+        return parse_ints(value, name)
     if name == "download":
         return value or None  # a flag: absent means "not given", not "no"
     return value

@@ -72,7 +72,7 @@ def train(
     from wmrbench.training import config_for_run, fit
 
     with user_errors(), distributed.session():
-        alphas = parse_alphas(alpha_train, "--alpha-train") if alpha_train is not None else None
+        alphas = parse_alphas(alpha_train, "alpha_train") if alpha_train is not None else None
         given = {**locals(), "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None}
         options = o.options_from(o.TrainOptions, given)
         if alphas is None or len(alphas) == 1:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.config import AttackMethod, EvalConfig, Norm, RestartFrom
 from wmrbench.records import ModelInfo, Summary, alpha_key, metric_values
 
@@ -238,4 +238,4 @@ def resolve_sort_column(sort_by: str | None, kinds: Sequence[TableKind]) -> str 
     for column in columns:
         if column.lower() == sort_by.lower():
             return column
-    raise WmrbenchError(f"--sort-by {sort_by!r} is not a column; choose one of: {', '.join(columns)}")
+    raise WmrbenchError(f"{setting('sort_by', repr(sort_by))} is not a column; choose one of: {', '.join(columns)}")
