@@ -13,9 +13,18 @@ from typing import Any
 
 import torch
 
+from wmrbench.attacks.config import AttackConfig, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.checks import parse_enum
 from wmrbench.config import (
-    AttackConfig, DatasetName, Defense, EvalConfig, Norm, PaddingMode, Precision, Protocol, RestartFrom, RestartRule,
-    Start, TrainConfig, number_key, parse_enum, to_jsonable, with_options,
+    DatasetName,
+    Defense,
+    EvalConfig,
+    PaddingMode,
+    Protocol,
+    TrainConfig,
+    number_key,
+    to_jsonable,
+    with_options,
 )
 from wmrbench.errors import WmrbenchError, setting
 

@@ -57,7 +57,7 @@ def attack(
     The file (a .pt readable with torch.load(weights_only=True)) holds the clean inputs, labels and indices, and per attack the adversarial inputs, margins, correctness and normalized weights, with the full config as a JSON string.
     It is written once, at the end: a killed `attack` starts over (it has no --resume; `evaluate` has).
     """
-    from wmrbench.config import parse_enum
+    from wmrbench.checks import parse_enum
     from wmrbench.evaluation import Split, run_attack
     from wmrbench.models import MODEL_OPTIONS, model_sources
 

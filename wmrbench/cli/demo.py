@@ -9,7 +9,8 @@ import typer
 from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
-from wmrbench.config import Defense, parse_alphas, parse_enum
+from wmrbench.checks import parse_enum
+from wmrbench.config import Defense, parse_alphas
 from wmrbench.presets import (
     DEFAULT_ALPHA_TEST,
     DEFAULT_CHECKPOINT_DIR,

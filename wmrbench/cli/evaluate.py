@@ -64,7 +64,7 @@ def evaluate(
     from wmrbench import distributed
     from wmrbench.evaluation import evaluate_models
     from wmrbench.models import model_sources
-    from wmrbench.config import parse_enum
+    from wmrbench.checks import parse_enum
     from wmrbench.report import CiStyle, print_table, protocol_text, result_table, seed_spread_table
     from wmrbench.uncertainty import few_examples_warnings
 

@@ -22,7 +22,7 @@ def leaderboard(
     ci: p.Ci = "pm",
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them atomically."""
-    from wmrbench.config import parse_enum
+    from wmrbench.checks import parse_enum
     from wmrbench.io import write_stdout
     from wmrbench.report import TITLES, CiStyle, TableFormat, TableKind, print_table, terminal_view
     from wmrbench.report import leaderboard as build

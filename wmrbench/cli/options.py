@@ -15,23 +15,17 @@ from typing import Any, TypeVar
 
 import typer
 
+from wmrbench.attacks.config import AAVersion, AttackMethod, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.checks import parse_enum
 from wmrbench.config import (
-    AAVersion,
-    AttackMethod,
     AttackMode,
     EvalConfig,
     GivenSettings,
-    Norm,
     PaddingMode,
-    Precision,
     Protocol,
-    RestartFrom,
-    RestartRule,
-    Start,
     TrainConfig,
     check_seeds,
     parse_alphas,
-    parse_enum,
     parse_ints,
     settings_class,
 )

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from wmrbench.config import InnerLoss, TrainConfig
+from wmrbench.attacks.config import InnerLoss
+from wmrbench.config import TrainConfig
 from wmrbench.errors import WmrbenchError, setting
 from wmrbench.objectives import Objective
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from torch import nn
 
-from wmrbench.config import Defense, check_alpha, parse_enum
+from wmrbench.checks import check_alpha, parse_enum
+from wmrbench.config import Defense
 from wmrbench.errors import WmrbenchError, setting
 from wmrbench.models.checkpoint import extract_state_dict, load_state_into, model_from_checkpoint, read_checkpoint, train_config_of
 from wmrbench.models.normalize import Normalized, check_normalization

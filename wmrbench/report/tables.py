@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError, setting
-from wmrbench.config import AttackMethod, EvalConfig, Norm, RestartFrom
+from wmrbench.attacks.config import AttackMethod, Norm, RestartFrom
+from wmrbench.config import EvalConfig
 from wmrbench.records import ModelInfo, Summary, alpha_key, metric_values
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
