@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmrbench.attacks.config import Precision
+from wmrbench.attack_config import Precision
 from wmrbench.config import DatasetName, Defense, TrainConfig
 from wmrbench.data import ImageSet, batches
 from wmrbench.models import create_model

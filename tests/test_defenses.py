@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wmrbench.attacks import pgd
-from wmrbench.attacks.config import AttackConfig, InnerLoss, Start
+from wmrbench.attack_config import AttackConfig, InnerLoss, Start
 from wmrbench.config import Defense
 from wmrbench.defenses import LossInputs, get_defense, list_defenses
 from wmrbench.defenses.gairat import gair_weights, gairat_objective

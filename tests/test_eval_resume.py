@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from tests.conftest import PYTHON, REPO, assert_one_line_error, files_under, invoke
-from wmrbench.attacks.config import AttackConfig, AttackMethod
+from wmrbench.attack_config import AttackConfig, AttackMethod
 from wmrbench.config import DatasetName
 from wmrbench.evaluation import evaluate_model
 from wmrbench.models.checkpoint import load_model_from_checkpoint

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from wmrbench import attacks
-from wmrbench.attacks.config import AttackConfig, Precision
+from wmrbench.attack_config import AttackConfig, Precision
 from wmrbench.config import DatasetName
 from wmrbench.data import load_split
 from wmrbench.models.checkpoint import load_model_from_checkpoint

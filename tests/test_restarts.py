@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, require_mnist
 from wmrbench import attacks
 from wmrbench.attacks import AttackResult
-from wmrbench.attacks.config import AttackConfig, InnerLoss, RestartFrom, Start
+from wmrbench.attack_config import AttackConfig, InnerLoss, RestartFrom, Start
 from wmrbench.config import DatasetName
 from wmrbench.metrics import weighted_accuracy
 

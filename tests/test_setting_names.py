@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from wmrbench.cli.options import flag_text
-from wmrbench.attacks.config import AttackConfig
+from wmrbench.attack_config import AttackConfig
 from wmrbench.config import EvalConfig, check_seeds
 from wmrbench.errors import WmrbenchError, rendering_settings, setting
 from wmrbench.models import model_sources

@@ -106,7 +106,7 @@ def test_attack_mode_train_attacks_with_batch_statistics_and_is_recorded(tmp_pat
     import torch
 
     from wmrbench import attacks
-    from wmrbench.attacks.config import AttackConfig
+    from wmrbench.attack_config import AttackConfig
     from wmrbench.models import create_model
 
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 """The checks every configuration makes of a value a user gave: one line naming the setting
 and what it takes, before any work.
 
-Below both the attack engine (:mod:`wmrbench.attacks.config`) and the training and evaluation
+Below both the attack engine (:mod:`wmrbench.attack_config`) and the training and evaluation
 configs (:mod:`wmrbench.config`), so that each checks its settings the same way and the engine
 imports nothing shaped for training or the CLI. Messages name settings with
 :func:`wmrbench.errors.setting` (``step_size`` for a Python caller, ``--step-size`` on the CLI).

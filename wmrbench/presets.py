@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from wmrbench.attacks.config import AttackConfig, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.attack_config import AttackConfig, Norm, Precision, RestartFrom, RestartRule, Start
 from wmrbench.checks import parse_enum
 from wmrbench.config import (
     DatasetName,

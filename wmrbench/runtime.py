@@ -6,14 +6,12 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from wmrbench.attack_config import Precision
 from wmrbench.errors import WmrbenchError, render_settings, setting
-
-if TYPE_CHECKING:  # the attack engine imports this module: no import of it at run time
-    from wmrbench.attacks.config import Precision
 
 
 def parse_device(device: str) -> torch.device:
@@ -91,7 +89,7 @@ def autocast_dtype(precision: Precision) -> torch.dtype | None:
     """bf16 autocast when bf16 is asked for, on CUDA or on the CPU (CPU autocast supports bf16);
     None (plain fp32) otherwise. bf16 is only the default on CUDA (``presets.default_precision``):
     an explicit ``--precision bf16`` on the CPU is honoured, never silently dropped."""
-    return torch.bfloat16 if precision == "bf16" else None  # Precision is a str Enum: Precision.BF16 == "bf16"
+    return torch.bfloat16 if precision is Precision.BF16 else None
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

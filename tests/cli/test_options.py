@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from typer.main import get_command
 
-from wmrbench.attacks.config import AttackConfig, AttackMethod
+from wmrbench.attack_config import AttackConfig, AttackMethod
 from wmrbench.cli import options as o
 from wmrbench.cli.app import app
 from wmrbench.config import EvalConfig, TrainConfig, with_options

@@ -52,7 +52,7 @@ from wmrbench.attacks.objective import (
 from wmrbench.attacks.pgd import _restarts
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import Forward, model_forward
-from wmrbench.attacks.config import AttackConfig, Norm, Precision, check_apgd_alpha
+from wmrbench.attack_config import AttackConfig, Norm, Precision, check_apgd_alpha
 from wmrbench.checks import parse_enum
 
 MOMENTUM = 0.75  # weight of the new step; 1 - MOMENTUM on the previous displacement

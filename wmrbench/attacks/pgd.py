@@ -26,7 +26,7 @@ from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import (
     Forward, Stepper, StepFn, StepInputs, make_stepper, model_forward, use_cuda_graph,
 )
-from wmrbench.attacks.config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.attack_config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, RestartRule, Start
 from wmrbench.checks import parse_enum
 
 

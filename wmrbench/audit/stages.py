@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from wmrbench import attacks
 from wmrbench.audit.config import AuditConfig
-from wmrbench.attacks.config import AttackConfig, InnerLoss
+from wmrbench.attack_config import AttackConfig, InnerLoss
 from wmrbench.config import EvalConfig, to_jsonable
 from wmrbench.data import ImageSet
 from wmrbench.evaluation.pipeline import collect, records_frame

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from wmrbench.attacks.config import AAVersion, AttackMethod, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.attack_config import AAVersion, AttackMethod, Norm, Precision, RestartFrom, RestartRule, Start
 from wmrbench.checks import parse_enum
 from wmrbench.config import (
     AttackMode,

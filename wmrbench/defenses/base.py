@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from wmrbench.attacks.config import InnerLoss
+from wmrbench.attack_config import InnerLoss
 from wmrbench.config import TrainConfig
 from wmrbench.errors import WmrbenchError, setting
 from wmrbench.objectives import Objective

@@ -3,7 +3,7 @@ weight ("+ours"): the formulas are :mod:`wmrbench.objectives`' (docs/definitions
 
 from __future__ import annotations
 
-from wmrbench.attacks.config import InnerLoss
+from wmrbench.attack_config import InnerLoss
 from wmrbench.config import Defense, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wmrbench.attacks import upcast
-from wmrbench.attacks.config import InnerLoss
+from wmrbench.attack_config import InnerLoss
 from wmrbench.config import Defense, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense

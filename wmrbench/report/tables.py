@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError, setting
-from wmrbench.attacks.config import AttackMethod, Norm, RestartFrom
+from wmrbench.attack_config import AttackMethod, Norm, RestartFrom
 from wmrbench.config import EvalConfig
 from wmrbench.records import ModelInfo, Summary, alpha_key, metric_values
 
