@@ -71,7 +71,7 @@ EvalOptions = settings_class("EvalOptions", EvalConfig, exclude=("dataset", "run
 TrainOptions = settings_class("TrainOptions", TrainConfig, exclude=("dataset", "defense"), base=_CommandOptions)
 
 
-# Options given as text whose config field is an Enum; messages name them as options (--aa-version).
+# Options given as text whose config field is an Enum (messages name them as "aa-version", as before).
 ENUM_OPTIONS = {
     "start": Start, "precision": Precision, "method": AttackMethod, "aa_version": AAVersion, "protocol": Protocol,
     "norm": Norm, "attack_mode": AttackMode, "padding_mode": PaddingMode, "restart_from": RestartFrom,
