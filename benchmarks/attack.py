@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmrbench import attacks
-from wmrbench.config import AttackConfig, Precision, Start
+from wmrbench.attack_config import AttackConfig, Precision, Start
 from wmrbench.models import create_model
 from wmrbench.runtime import prepare_input, prepare_model
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from wmrbench import attacks
-from wmrbench.config import AttackConfig, Start
+from wmrbench.attack_config import AttackConfig, Start
 from wmrbench.runtime import prepare_input, prepare_model
 
 from attack import DATA, EPS, STEP, STEPS, Task, make_task

@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmrbench.config import DatasetName, Defense, Precision, TrainConfig
+from wmrbench.attack_config import Precision
+from wmrbench.config import DatasetName, Defense, TrainConfig
 from wmrbench.data import ImageSet, batches
 from wmrbench.models import create_model
 from wmrbench.presets import train_config

@@ -9,7 +9,7 @@ import torch
 
 from wmrbench import attacks
 from wmrbench.attacks.apgd import ApgdLoss, _setup, checkpoints, run_from
-from wmrbench.config import AttackConfig, Norm, Precision, Start
+from wmrbench.attack_config import AttackConfig, Norm, Precision, Start
 from wmrbench.errors import WmrbenchError
 from wmrbench.metrics import weighted_accuracy
 

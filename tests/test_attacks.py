@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from wmrbench import attacks
 from wmrbench.attacks import AttackResult, choose_among
-from wmrbench.config import AttackConfig, InnerLoss, Start
+from wmrbench.attack_config import AttackConfig, InnerLoss, Start
 from wmrbench.errors import WmrbenchError
 
 EPS, STEP, STEPS = 0.3, 0.01, 10

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from wmrbench import attacks
-from wmrbench.config import AttackConfig, Norm
+from wmrbench.attack_config import AttackConfig, Norm
 from wmrbench.errors import WmrbenchError
 
 pytest.importorskip("pyautoattack")

@@ -160,7 +160,7 @@ def test_cifar10_rows_are_channel_major_like_the_official_files(tmp_path: Path) 
 
 def test_cifar10_checksums_are_checked_by_default_and_skippable(tmp_path: Path) -> None:
     make_cifar10(tmp_path)
-    with pytest.raises(WmrbenchError, match="MD5 of the official CIFAR-10 file.*--no-verify-checksums"):
+    with pytest.raises(WmrbenchError, match="MD5 of the official CIFAR-10 file.*verify_checksums=False"):
         load_split(DatasetName.CIFAR10, str(tmp_path), train=False)
     assert len(load_split(DatasetName.CIFAR10, str(tmp_path), train=False, verify_checksums=False)) == 100
 

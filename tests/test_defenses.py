@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wmrbench.attacks import pgd
-from wmrbench.config import AttackConfig, Defense, InnerLoss, Start
+from wmrbench.attack_config import AttackConfig, InnerLoss, Start
+from wmrbench.config import Defense
 from wmrbench.defenses import LossInputs, get_defense, list_defenses
 from wmrbench.defenses.gairat import gair_weights, gairat_objective
 from wmrbench.defenses.mail import mail_at_objective, mail_trades_objective, mail_weights

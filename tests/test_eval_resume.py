@@ -23,7 +23,8 @@ import pytest
 import torch
 
 from tests.conftest import PYTHON, REPO, assert_one_line_error, files_under, invoke
-from wmrbench.config import AttackConfig, AttackMethod, DatasetName
+from wmrbench.attack_config import AttackConfig, AttackMethod
+from wmrbench.config import DatasetName
 from wmrbench.evaluation import evaluate_model
 from wmrbench.models.checkpoint import load_model_from_checkpoint
 from wmrbench.presets import eval_config

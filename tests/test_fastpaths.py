@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from wmrbench import attacks
-from wmrbench.config import AttackConfig, DatasetName, EvalConfig, InnerLoss, Norm, Precision, RestartFrom, Start
+from wmrbench.attack_config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, Start
+from wmrbench.config import DatasetName, EvalConfig
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CUDA graphs, GPU kernels)")
 

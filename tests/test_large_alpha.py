@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tests.conftest import assert_one_line_error, invoke
 from wmrbench import attacks
 from wmrbench.attacks import objective
-from wmrbench.config import STABLE_ALPHA, AttackConfig, Start
+from wmrbench.attack_config import STABLE_ALPHA, AttackConfig, Start
 from wmrbench.errors import WmrbenchError
 
 

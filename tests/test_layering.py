@@ -49,3 +49,18 @@ def test_lint_imports_passes_and_fails_on_a_forbidden_import(tmp_path: Path) -> 
     broken = _lint(copy)
     assert broken.returncode != 0
     assert "The attack engine knows nothing of training, evaluation, reports or the CLI BROKEN" in broken.stdout
+
+
+@pytest.mark.skipif(not Path(LINT_IMPORTS).exists(), reason="import-linter (dev dependency) is not installed")
+def test_the_cli_reaches_models_only_through_the_package(tmp_path: Path) -> None:
+    """``from wmrbench.models import model_sources`` is the CLI's door; reaching past it into
+    ``wmrbench.models.source`` breaks the contract (issue 22)."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copy(REPO / "pyproject.toml", copy)
+    shutil.copytree(REPO / "wmrbench", copy / "wmrbench", ignore=shutil.ignore_patterns("__pycache__"))
+    bad = copy / "wmrbench" / "cli" / "models.py"
+    bad.write_text(bad.read_text() + "\nfrom wmrbench.models.source import model_sources  # noqa: E402,F401\n")
+    broken = _lint(copy)
+    assert broken.returncode != 0
+    assert "The CLI reaches models and audits through their packages' public names only BROKEN" in broken.stdout

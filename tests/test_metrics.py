@@ -38,7 +38,8 @@ def test_alpha_zero_metrics_equal_a_rob_exactly():
 def test_real_evaluation_invariants(mnist_model, mnist_test):
     """On the real robust MNIST model: A_sa(0) = A_tr(0) = A_rob exactly, and the ordering the
     paper expects, A_tr <= A_sa <= A_rob, with A_sa falling as alpha_test grows."""
-    from wmrbench.config import AttackConfig, DatasetName, EvalConfig, Precision
+    from wmrbench.attack_config import AttackConfig, Precision
+    from wmrbench.config import DatasetName, EvalConfig
     from wmrbench.evaluation import evaluate_model
 
     cfg = EvalConfig(

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from wmrbench import attacks
-from wmrbench.config import AttackConfig, DatasetName, Precision
+from wmrbench.attack_config import AttackConfig, Precision
+from wmrbench.config import DatasetName
 from wmrbench.data import load_split
 from wmrbench.models.checkpoint import load_model_from_checkpoint
 

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, invoke, require_mnist
-from wmrbench.config import Norm, Precision, Protocol, RestartFrom, RestartRule, Start
+from wmrbench.attack_config import Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.config import Protocol
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import threat_norm
 from wmrbench.models.source import ModelSource, SourceKind

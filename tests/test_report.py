@@ -174,7 +174,7 @@ def test_rows_are_ordered_and_sort_by_puts_the_best_first(results: Path) -> None
     assert not (results / "leaderboard-uniform.csv").exists()
     leaderboard(results, TableFormat.CSV, TableKind.UNIFORM, sort_by="alpha_train")  # alphas increase, "-" last
     assert pd.read_csv(results / "leaderboard-uniform.csv")["alpha_train"].tolist()[:2] == [0.5, 2.0]
-    with pytest.raises(WmrbenchError, match="--sort-by 'speed' is not a column; choose one of: Dataset, Model"):
+    with pytest.raises(WmrbenchError, match="sort_by='speed' is not a column; choose one of: Dataset, Model"):
         leaderboard(results, sort_by="speed")
 
 

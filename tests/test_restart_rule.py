@@ -21,7 +21,8 @@ from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, assert_one_line_error, i
 from tests.test_restarts import chained_start, reference_run
 from wmrbench import attacks
 from wmrbench.attacks import AttackResult, choose_max_ce
-from wmrbench.config import AttackConfig, DatasetName, RestartFrom, RestartRule, eval_config_from_dict
+from wmrbench.attack_config import AttackConfig, RestartFrom, RestartRule
+from wmrbench.config import DatasetName, eval_config_from_dict
 from wmrbench.metrics import compute_metrics
 from wmrbench.presets import eval_config
 from wmrbench.records import WEIGHTED_RULE, read_summary, under_weighted_rule

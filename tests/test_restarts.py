@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, require_mnist
 from wmrbench import attacks
 from wmrbench.attacks import AttackResult
-from wmrbench.config import AttackConfig, DatasetName, InnerLoss, RestartFrom, Start
+from wmrbench.attack_config import AttackConfig, InnerLoss, RestartFrom, Start
+from wmrbench.config import DatasetName
 from wmrbench.metrics import weighted_accuracy
 
 ALPHAS = (0.5, 1.0, 2.0, 5.0)

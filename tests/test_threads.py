@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from tests.conftest import assert_one_line_error, invoke
+from wmrbench.cli.options import flag_text
+from wmrbench.errors import rendering_settings
 from wmrbench.runtime import default_threads, resolve_threads
 
 
@@ -32,7 +34,9 @@ def test_where_the_count_comes_from(monkeypatch):
     assert resolve_threads(None) == (3, "OMP_NUM_THREADS")
     monkeypatch.setenv("WMRBENCH_THREADS", "2")
     assert resolve_threads(None) == (2, "WMRBENCH_THREADS")
-    assert resolve_threads(5) == (5, "--threads")
+    assert resolve_threads(5) == (5, "threads")  # a Python caller's setting, by its name
+    with rendering_settings(flag_text):  # the CLI's: its option
+        assert resolve_threads(5) == (5, "--threads")
 
 
 def test_the_thread_count_is_applied_and_recorded_in_the_result(digits_runs, tmp_path, keep_threads):

@@ -106,7 +106,7 @@ def test_attack_mode_train_attacks_with_batch_statistics_and_is_recorded(tmp_pat
     import torch
 
     from wmrbench import attacks
-    from wmrbench.config import AttackConfig
+    from wmrbench.attack_config import AttackConfig
     from wmrbench.models import create_model
 
     torch.manual_seed(0)
@@ -154,7 +154,7 @@ def test_held_out_evaluation_keeps_best_pt_and_resume_keeps_the_best(tmp_path):
 
 
 def test_eval_every_needs_a_held_out_split_and_a_valid_selection(tmp_path):
-    with pytest.raises(WmrbenchError, match="give --val-size too"):
+    with pytest.raises(WmrbenchError, match="give val_size too"):
         tiny(tmp_path, eval_every=1)
-    with pytest.raises(WmrbenchError, match="--select-by 'A_tr': choose A_rob, A_sa@ALPHA or A_tr@ALPHA"):
+    with pytest.raises(WmrbenchError, match="select_by='A_tr': choose A_rob, A_sa@ALPHA or A_tr@ALPHA"):
         tiny(tmp_path, select_by="A_tr")

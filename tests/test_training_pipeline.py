@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from wmrbench.config import DatasetName, Defense, Precision
+from wmrbench.attack_config import Precision
+from wmrbench.config import DatasetName, Defense
 from wmrbench.presets import describe_train_config, train_config
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.runtime import autocast_dtype

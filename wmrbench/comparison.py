@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.io import atomic_write_text
 from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, read_records, read_summary, tr_alphas
 from wmrbench.uncertainty import BootstrapConfig, Difference, paired, same_examples
@@ -58,7 +58,7 @@ def compare_records(name_a: str, records_a: pd.DataFrame, name_b: str, records_b
     differs = same_examples(records_a, records_b)
     if differs is not None:
         raise WmrbenchError(f"{name_a} and {name_b} hold different test examples ({differs}): "
-                            "a paired comparison needs the same examples in both; evaluate both with the same --n-examples")
+                            f"a paired comparison needs the same examples in both; evaluate both with the same {setting('n_examples')}")
     if alphas is None:
         common = [a for a in tr_alphas(records_a) if a in set(tr_alphas(records_b))]
         alphas = common or list(DEFAULT_ALPHAS)  # A_sa needs only the unweighted attack's records

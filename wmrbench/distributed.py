@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from wmrbench import runtime
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import WmrbenchError, first_line, setting
 
 TIMEOUT_ENV = "WMRBENCH_DIST_TIMEOUT"
 # Long enough for the longest legitimate wait: rank 0 writing a checkpoint, or a rank with one
@@ -97,8 +97,8 @@ def resolve_device(device: str) -> torch.device:
         return resolved
     if device not in ("auto", "cuda"):
         raise WmrbenchError(
-            f"--device {device} names one GPU, but torchrun started {env_world_size()} processes: "
-            "use --device cuda (each process takes cuda:LOCAL_RANK)"
+            f"{setting('device', device)} names one GPU, but torchrun started {env_world_size()} processes: "
+            f"use {setting('device')} cuda (each process takes cuda:LOCAL_RANK)"
         )
     local_rank = _env_int("LOCAL_RANK", 0)
     visible = torch.cuda.device_count()
@@ -162,7 +162,7 @@ def check_divides(batch_size: int, world_size: int) -> int:
     if batch_size % world_size:
         raise WmrbenchError(
             f"batch size {batch_size} does not split evenly over {world_size} processes: "
-            f"use a --batch-size that is a multiple of {world_size} (the global batch) or another --nproc-per-node"
+            f"use a {setting('batch_size')} that is a multiple of {world_size} (the global batch) or another --nproc-per-node"
         )
     return batch_size // world_size
 

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wmrbench.config import (
-    AttackMethod, DatasetName, Defense, EvalConfig, EvalOptions, Precision, Protocol, TrainConfig, check_int, check_seed,
-    parse_enum, to_jsonable,
-)
+from wmrbench.attack_config import AttackMethod, Precision
+from wmrbench.checks import check_int, check_seed, parse_enum
+from wmrbench.config import DatasetName, Defense, EvalConfig, EvalOptions, Protocol, TrainConfig, to_jsonable
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation import evaluate_source
 from wmrbench.io import atomic_write_text, lock_folder

@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench.attacks.wrappers import check_batch, model_device
-from wmrbench.config import (
-    AttackConfig, AttackMode, DatasetName, Defense, Precision, Start, TrainConfig, parse_enum,
-)
+from wmrbench.attack_config import AttackConfig, Precision, Start
+from wmrbench.checks import parse_enum
+from wmrbench.config import AttackMode, DatasetName, Defense, TrainConfig
 from wmrbench.defenses import check_spec, get_defense
 from wmrbench.training import train_step
 

@@ -13,11 +13,20 @@ from typing import Any
 
 import torch
 
+from wmrbench.attack_config import AttackConfig, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.checks import parse_enum
 from wmrbench.config import (
-    AttackConfig, DatasetName, Defense, EvalConfig, Norm, PaddingMode, Precision, Protocol, RestartFrom, RestartRule,
-    Start, TrainConfig, number_key, parse_enum, to_jsonable, with_options,
+    DatasetName,
+    Defense,
+    EvalConfig,
+    PaddingMode,
+    Protocol,
+    TrainConfig,
+    number_key,
+    to_jsonable,
+    with_options,
 )
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 
 DEFAULT_DATASET = DatasetName.DIGITS  # the embedded offline default
 DEFAULT_DEFENSE = Defense.TRADES
@@ -292,14 +301,15 @@ L2_STEPS = 20
 def paper_protocol(dataset: DatasetName | str) -> PaperProtocol:
     dataset = parse_enum(DatasetName, dataset, "dataset")
     if dataset not in PAPER_PROTOCOLS:
-        raise WmrbenchError(f"--protocol paper: the paper does not evaluate {dataset.value}; use --protocol default")
+        raise WmrbenchError(f"{setting('protocol', 'paper')}: the paper does not evaluate {dataset.value}; "
+                            f"use {setting('protocol', 'default')}")
     return PAPER_PROTOCOLS[dataset]
 
 
 def eval_attack(dataset: DatasetName, protocol: Protocol, norm: Norm) -> AttackConfig:
     """The evaluation attack a data set, protocol and norm start from (uniform start).
 
-    ``--protocol paper`` also chooses among restarts as the authors' evaluation does (the highest
+    The paper protocol also chooses among restarts as the authors' evaluation does (the highest
     cross-entropy, ``restart_rule`` max-ce), so that a comparison with the paper measures like
     with like; elsewhere the stronger weighted rule is the default.
     """
@@ -310,7 +320,7 @@ def eval_attack(dataset: DatasetName, protocol: Protocol, norm: Norm) -> AttackC
 def _eval_attack(dataset: DatasetName, protocol: Protocol, norm: Norm) -> AttackConfig:
     if norm is Norm.L2:
         if dataset not in L2_EPS:
-            raise WmrbenchError(f"no L2 preset for {dataset.value}: give --eps and --step-size")
+            raise WmrbenchError(f"no L2 preset for {dataset.value}: give {setting('eps')} and {setting('step_size')}")
         eps = L2_EPS[dataset]
         # L2 attacks are not in the paper: PGD-20 with step eps/4, RobustBench's radius.
         return AttackConfig(eps=eps, step_size=eps / 4, steps=L2_STEPS, restarts=1, start=Start.UNIFORM, norm=Norm.L2)

@@ -28,20 +28,16 @@ from typing import Any
 
 import pandas as pd
 
+from wmrbench.attack_config import Precision, RestartFrom, RestartRule
+from wmrbench.checks import check_int, check_seed, parse_enum
 from wmrbench.config import (
     DatasetName,
     Defense,
     EvalConfig,
     EvalOptions,
-    Precision,
     Protocol,
-    RestartFrom,
-    RestartRule,
     TrainConfig,
-    check_int,
-    check_seed,
     number_key,
-    parse_enum,
     to_jsonable,
 )
 from wmrbench.errors import WmrbenchError

@@ -13,10 +13,10 @@ resumable, this applies that declaration (it needs nothing but the config classe
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from wmrbench.config import RESUMABLE, Options, fields_with
+from wmrbench.config import RESUMABLE, fields_with, with_options
 
 C = TypeVar("C")
 
@@ -26,11 +26,11 @@ def resumable_settings(cls: type) -> frozenset[str]:
     return fields_with(cls, RESUMABLE)
 
 
-def requested(saved: C, options: Options, **where: Any) -> C:
+def requested(saved: C, options: Mapping[str, Any], **where: Any) -> C:
     """What a resume asks for: the saved config with the given options on top, and ``where``
     (the folder that was read, which is the one written, so a copied folder continues as its
     own; a data set or defense named again). ``None`` in ``where`` is "not given"."""
-    return dataclasses.replace(options.apply(saved), **{k: v for k, v in where.items() if v is not None})  # type: ignore[type-var]
+    return dataclasses.replace(with_options(saved, options), **{k: v for k, v in where.items() if v is not None})  # type: ignore[type-var]
 
 
 def _fields(cfg: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from wmrbench.config import Precision
-from wmrbench.errors import WmrbenchError
+from wmrbench.attack_config import Precision
+from wmrbench.errors import WmrbenchError, render_settings, setting
 
 
 def parse_device(device: str) -> torch.device:
@@ -63,7 +63,7 @@ def resolve_threads(threads: int | None) -> tuple[int, str]:
     """(the thread count, where it came from): ``--threads``, else $WMRBENCH_THREADS, else
     $OMP_NUM_THREADS (torch's own variable, respected when a user or scheduler set it), else
     :func:`default_threads`. A value that is not an integer >= 1 is one line."""
-    for value, source in ((threads, "--threads"), (os.environ.get(THREADS_ENV), THREADS_ENV),
+    for value, source in ((threads, render_settings(setting("threads"))), (os.environ.get(THREADS_ENV), THREADS_ENV),
                           (os.environ.get("OMP_NUM_THREADS"), "OMP_NUM_THREADS")):
         if value is None or value == "":
             continue

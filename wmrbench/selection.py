@@ -16,7 +16,7 @@ from torch import nn
 
 from wmrbench.config import EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.evaluation import evaluate_model
 from wmrbench.metrics import compute_metrics
 from wmrbench.presets import DEFAULT_ALPHA_TEST, eval_config
@@ -25,7 +25,7 @@ from wmrbench.records import Metrics, alpha_key
 def carve_validation(train: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]:
     """(the rest of the training split, a held-out split of ``val_size``), chosen by the seed."""
     if not 0 < val_size < len(train):
-        raise WmrbenchError(f"--val-size must be between 1 and {len(train) - 1} (the training split has {len(train)})")
+        raise WmrbenchError(f"{setting('val_size')} must be between 1 and {len(train) - 1} (the training split has {len(train)})")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).to(train.y.device)
     held, rest = order[:val_size].sort().values, order[val_size:].sort().values
     return ImageSet(train.x[rest], train.y[rest]), ImageSet(train.x[held], train.y[held])

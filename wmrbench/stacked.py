@@ -63,7 +63,9 @@ from torch.func import functional_call, vmap
 from wmrbench import distributed
 from wmrbench.attacks import autocast, start_point, upcast
 from wmrbench.attacks.stacked import mixed_pgd
-from wmrbench.config import AttackMode, Defense, Norm, TrainConfig, parse_enum
+from wmrbench.attack_config import Norm
+from wmrbench.checks import parse_enum
+from wmrbench.config import AttackMode, Defense, TrainConfig
 from wmrbench.data import ImageSet, batches
 from wmrbench.data.augment import random_crop_flip
 from wmrbench.errors import WmrbenchError

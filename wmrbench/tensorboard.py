@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 
 
 class EpochLog:
@@ -29,7 +29,7 @@ class EpochLog:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise WmrbenchError(
-                "--tensorboard needs the tensorboard package: pip install 'wmrbench[tensorboard]'"
+                f"{setting('tensorboard')} needs the tensorboard package: pip install 'wmrbench[tensorboard]'"
             ) from None
         self.writer = SummaryWriter(log_dir=log_dir)
 

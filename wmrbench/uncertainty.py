@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wmrbench.config import check_int, check_seed
+from wmrbench.checks import check_int, check_seed
 from wmrbench.errors import WmrbenchError
 from wmrbench.metrics import worst_case_points
 from wmrbench.records import RECORDS_NAME, Summary, Uncertainty, alpha_key, read_records, tr_alphas, tr_columns

@@ -13,7 +13,7 @@ import torch
 from tests.conftest import require_mnist
 from wmrbench.attacks import apgd, pgd
 from wmrbench.attacks.wrappers import WeightedAPGD, WeightedPGD
-from wmrbench.config import AttackConfig
+from wmrbench.attack_config import AttackConfig
 from wmrbench.errors import WmrbenchError
 from wmrbench.models import create_model
 
@@ -93,7 +93,8 @@ def test_same_points_as_the_cli_evaluation_on_real_mnist(mnist_model, mnist_test
     """The CLI's evaluation (evaluate_model: ``wmrbench evaluate``) and the API, same examples
     and seed: A_rob's points are WeightedPGD(alpha=0)'s and A_tr(2)'s are WeightedPGD(alpha=2)'s."""
     require_mnist()
-    from wmrbench.config import DatasetName, EvalConfig, Precision
+    from wmrbench.attack_config import Precision
+    from wmrbench.config import DatasetName, EvalConfig
     from wmrbench.evaluation import evaluate_model
 
     n = 40

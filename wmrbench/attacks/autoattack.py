@@ -38,7 +38,8 @@ from torch import Tensor, nn
 
 from wmrbench.attacks.objective import Alpha, AttackResult, attack_mode, autocast, margin, predict, upcast
 from wmrbench.attacks.registry import register_attack
-from wmrbench.config import AttackConfig, Norm, Precision, parse_enum
+from wmrbench.attack_config import AttackConfig, Norm, Precision
+from wmrbench.checks import parse_enum
 from wmrbench.errors import WmrbenchError
 
 VERSIONS = ("standard", "plus", "rand")

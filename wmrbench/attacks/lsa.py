@@ -32,7 +32,7 @@ from wmrbench.attacks.objective import Alpha, AttackResult, choose_among, choose
 from wmrbench.attacks.pgd import ascend, run_steps
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import Forward, StepInputs
-from wmrbench.config import AttackConfig, Precision, RestartRule
+from wmrbench.attack_config import AttackConfig, Precision, RestartRule
 from wmrbench.errors import WmrbenchError
 
 # Log-spaced around 1: 0.1 sharpens, 10 softens, 1e4 undoes a softmax saturated by logits

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from wmrbench.attacks.norms import TINY, l2_norm, project_l2
-from wmrbench.config import Norm, Start, parse_enum
+from wmrbench.attack_config import Norm, Start
+from wmrbench.checks import parse_enum
 
 _MASK32 = 0xFFFFFFFF
 

@@ -26,7 +26,8 @@ from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import (
     Forward, Stepper, StepFn, StepInputs, make_stepper, model_forward, use_cuda_graph,
 )
-from wmrbench.config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, RestartRule, Start, parse_enum
+from wmrbench.attack_config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.checks import parse_enum
 
 
 def _step(forward: Forward, x_adv: Tensor, inputs: StepInputs) -> Tensor:

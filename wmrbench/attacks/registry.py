@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from wmrbench.attacks.objective import AttackResult
-from wmrbench.config import AttackConfig
+from wmrbench.attack_config import AttackConfig
 from wmrbench.registry import Registry
 
 

@@ -25,7 +25,8 @@ from wmrbench.attacks.objective import (
     AttackResult, attack_mode, inner_loss, margin, predict, step_weights, upcast,
 )
 from wmrbench.attacks.stepper import Forward, StepInputs, make_stepper, model_forward, use_cuda_graph
-from wmrbench.config import AttackConfig, InnerLoss, Norm, Precision, parse_enum
+from wmrbench.attack_config import AttackConfig, InnerLoss, Norm, Precision
+from wmrbench.checks import parse_enum
 
 
 @dataclass

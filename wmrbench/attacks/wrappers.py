@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from wmrbench.attacks.objective import AttackResult, importance_weights
 from wmrbench.attacks.registry import get_attack
-from wmrbench.config import AttackConfig, Precision, check_alpha, check_seed, parse_enum
+from wmrbench.attack_config import AttackConfig, Precision
+from wmrbench.checks import check_alpha, check_seed, parse_enum
 from wmrbench.errors import WmrbenchError
 
 

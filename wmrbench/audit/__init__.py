@@ -13,7 +13,8 @@ from a masked gradient.
 
 from wmrbench.audit.checks import FAIL, NOT_RUN, PASS, WARN, Check
 from wmrbench.audit.config import AUDIT_ALPHAS, DEFAULT_N_EXAMPLES, AuditConfig, Tolerances, quick
+from wmrbench.audit.report import lines
 from wmrbench.audit.run import AuditResult, run_audit
 
 __all__ = ["AUDIT_ALPHAS", "AuditConfig", "AuditResult", "Check", "DEFAULT_N_EXAMPLES", "FAIL", "NOT_RUN", "PASS",
-           "Tolerances", "WARN", "quick", "run_audit"]
+           "Tolerances", "WARN", "lines", "quick", "run_audit"]

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from wmrbench.attacks.lsa import TEMPERATURES
 from wmrbench.attacks.square import QUERIES
-from wmrbench.config import EvalConfig, check_int, check_range
+from wmrbench.checks import check_int, check_range
+from wmrbench.config import EvalConfig
 from wmrbench.errors import WmrbenchError
 
 DEFAULT_N_EXAMPLES = 500

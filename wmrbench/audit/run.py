@@ -18,7 +18,8 @@ from wmrbench.audit.stages import (
 )
 from wmrbench.audit.transfer import transfer_records
 from wmrbench import distributed
-from wmrbench.config import DatasetName, EvalOptions
+from wmrbench.config import DatasetName, GivenSettings
+from wmrbench.errors import render_settings, setting
 from wmrbench.evaluation.partial import model_sha256, tensors_sha256
 from wmrbench.evaluation.pipeline import check_model_fits, load_model, plan, prepare, result_dir
 from wmrbench.io import lock_folder, remove_file
@@ -43,14 +44,14 @@ class AuditResult:
     files: list[Path]
 
 
-def audit_options(options: EvalOptions) -> EvalOptions:
+def audit_options(options: GivenSettings) -> GivenSettings:
     """The audit's base evaluation: A_sa / A_tr at :data:`AUDIT_ALPHAS`, 500 examples unless told."""
     return dataclasses.replace(options, alpha_test=options.alpha_test or AUDIT_ALPHAS,
                                n_examples=options.n_examples or DEFAULT_N_EXAMPLES)
 
 
 def run_audit(
-    source: ModelSource, options: EvalOptions, *, quick: bool = False, dataset: DatasetName | str | None = None, run: str | None = None, reference: ModelSource | None = None,
+    source: ModelSource, options: GivenSettings, *, quick: bool = False, dataset: DatasetName | str | None = None, run: str | None = None, reference: ModelSource | None = None,
     show_progress: bool = True, overwrite: bool = False,
 ) -> AuditResult:
     """Audit the model ``source`` names, with ``evaluate``'s options and model loading (``quick``:
@@ -62,14 +63,14 @@ def run_audit(
     cfg = quick_config(cfg) if quick else cfg
     folder = result_dir(base)
     stages_dir = folder / STAGES_DIR
-    with lock_folder(stages_dir, "audit", "wait for it to finish, or choose another --run"):
+    with lock_folder(stages_dir, "audit", f"wait for it to finish, or choose another {setting('run')}"):
         if overwrite:
             for old in stages_dir.glob("*.json"):
                 remove_file(old)
         prepared = prepare(opened, base)
         model, data = prepared.model, prepared.data
         if reference is not None:  # a bad reference ends here, before any attack runs
-            check_model_fits(load_model(open_source(reference), base.run, base.dataset)[0], data, "the --reference model")
+            check_model_fits(load_model(open_source(reference), base.run, base.dataset)[0], data, f"the {setting('reference')} model")
         fingerprint = Fingerprint(model_sha256(model), tensors_sha256([("x", data.x), ("y", data.y)]), base.seed,
                                   base.precision.value)
 
@@ -120,7 +121,7 @@ def run_audit(
             pairs += more
         else:
             found.append(c.Check(5, "transferred points not stronger than its own", c.NOT_RUN,
-                                 "no --reference model given", SUGGEST[5]))
+                                 render_settings(f"no {setting('reference')} model given"), SUGGEST[5]))
         inside = [base_name, *grid.values(), *adaptive, square, *([transfer] if transfer else [])]
         found.append(c.weighted_check(frames, pairs, alphas, inside, tol))
         status = c.worst([ch.status for ch in found])

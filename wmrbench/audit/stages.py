@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from wmrbench import attacks
 from wmrbench.audit.config import AuditConfig
-from wmrbench.config import AttackConfig, EvalConfig, InnerLoss, to_jsonable
+from wmrbench.attack_config import AttackConfig, InnerLoss
+from wmrbench.config import EvalConfig, to_jsonable
 from wmrbench.data import ImageSet
 from wmrbench.evaluation.pipeline import collect, records_frame
 from wmrbench.evaluation.scorers import Stage as ShowStage, batch_columns, no_stage

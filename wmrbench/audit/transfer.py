@@ -13,7 +13,7 @@ from torch import nn
 from wmrbench.audit.stages import Fingerprint, load_saved, save
 from wmrbench.config import EvalConfig, to_jsonable
 from wmrbench.data import ImageSet
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.evaluation.partial import model_sha256
 from wmrbench.evaluation.pipeline import collect, load_model, records_frame
 from wmrbench.evaluation.runs import options_of, run_attack
@@ -43,7 +43,7 @@ def transfer_records(
     images = data.images(torch.arange(len(data))).float().cpu()
     if len(adv.label) != len(data) or not torch.equal(adv.x.cpu(), images) or not torch.equal(adv.label.cpu(), data.y.cpu()):
         raise WmrbenchError("the reference model was attacked on other examples than the audited one: give both "
-                            "the same --dataset, --data-dir and --n-examples")
+                            f"the same {setting('dataset')}, {setting('data_dir')} and {setting('n_examples')}")
     scorer = ReplayScorer(adv, base)
     frame = records_frame(collect(model, ImageSet(adv.x, adv.label), base, scorer, show_progress, "audit transfer"))
     save(folder, NAME, record, frame)

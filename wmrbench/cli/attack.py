@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from wmrbench.cli import options as o
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
 from wmrbench.errors import WmrbenchError
@@ -14,54 +15,54 @@ from wmrbench.errors import WmrbenchError
 
 def attack(
     config: ConfigFile = None,
-    checkpoint: o.Checkpoint = None,
-    arch: o.Arch = None,
-    model_id: Annotated[str | None, typer.Option(help="RobustBench zoo id, e.g. Carmon2019Unlabeled.", rich_help_panel=o.MODEL)] = None,
-    threat_model: o.ThreatModel = None,
-    model_dir: o.ModelDir = None,
-    model: o.Factory = None,
-    mean: o.Mean = None,
-    std: o.Std = None,
-    dataset: o.Dataset = None,
+    checkpoint: p.Checkpoint = None,
+    arch: p.Arch = None,
+    model_id: p.ModelId = None,
+    threat_model: p.ThreatModel = None,
+    model_dir: p.ModelDir = None,
+    model: p.Factory = None,
+    mean: p.Mean = None,
+    std: p.Std = None,
+    dataset: p.Dataset = None,
     split: Annotated[str, typer.Option(help="test | train: the split to attack.")] = "test",
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    verify_checksums: o.VerifyChecksums = None,
-    compile: o.Compile = None,
-    eps: o.Eps = None,
-    step_size: o.StepSize = None,
-    steps: o.Steps = None,
-    restarts: o.Restarts = None,
-    start: o.StartOpt = None,
-    method: o.Method = None,
-    aa_version: o.AAVersionOpt = None,
-    protocol: o.ProtocolOpt = None,
-    norm: o.NormOpt = None,
-    restart_from: o.RestartFromOpt = None,
-    restart_rule: o.RestartRuleOpt = None,
-    alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alphas: one weighted PGD each, beside the unweighted PGD that always runs (default 1,1.5,2).", rich_help_panel=o.ATTACK)] = None,
-    n_examples: o.NExamples = None,
-    batch_size: o.BatchSize = None,
-    seed: o.Seed = None,
-    device: o.Device = None,
-    precision: o.PrecisionOpt = None,
-    results_dir: o.ResultsDir = None,
-    run: Annotated[str | None, o.run_option(help="Name of the attack (default: the model's run, id or function name).")] = None,
+    data_dir: p.DataDir = None,
+    download: p.Download = False,
+    verify_checksums: p.VerifyChecksums = None,
+    compile: p.Compile = None,
+    eps: p.Eps = None,
+    step_size: p.StepSize = None,
+    steps: p.Steps = None,
+    restarts: p.Restarts = None,
+    start: p.StartOpt = None,
+    method: p.Method = None,
+    aa_version: p.AAVersionOpt = None,
+    protocol: p.ProtocolOpt = None,
+    norm: p.NormOpt = None,
+    restart_from: p.RestartFromOpt = None,
+    restart_rule: p.RestartRuleOpt = None,
+    alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alphas: one weighted PGD each, beside the unweighted PGD that always runs (default 1,1.5,2).", rich_help_panel=p.ATTACK)] = None,
+    n_examples: p.NExamples = None,
+    batch_size: p.BatchSize = None,
+    seed: p.Seed = None,
+    device: p.Device = None,
+    precision: p.PrecisionOpt = None,
+    results_dir: p.ResultsDir = None,
+    run: Annotated[str | None, p.run_option(help="Name of the attack (default: the model's run, id or function name).")] = None,
     output: Annotated[str | None, typer.Option(help="The file to write (default RESULTS_DIR/RUN/adversarial.pt). It must be a regular file (a device or FIFO is refused) and not - : the file is binary and is read back by path.")] = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
+    overwrite: p.Overwrite = False,
+    quiet: p.Quiet = False,
 ) -> None:
     """Attack a model with PGD and weighted PGD; save the points for `evaluate --adversarial`.
 
     The file (a .pt readable with torch.load(weights_only=True)) holds the clean inputs, labels and indices, and per attack the adversarial inputs, margins, correctness and normalized weights, with the full config as a JSON string.
     It is written once, at the end: a killed `attack` starts over (it has no --resume; `evaluate` has).
     """
-    from wmrbench.config import EvalOptions, parse_enum
+    from wmrbench.checks import parse_enum
     from wmrbench.evaluation import Split, run_attack
-    from wmrbench.models.source import MODEL_OPTIONS, model_sources
+    from wmrbench.models import MODEL_OPTIONS, model_sources
 
     with user_errors():
-        options = o.options_from(EvalOptions, locals())
+        options = o.options_from(o.EvalOptions, locals())
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))

@@ -7,40 +7,41 @@ from typing import Annotated
 import typer
 
 from wmrbench.cli import options as o
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 
 
 def audit(
-    checkpoint: o.Checkpoint = None,
-    arch: o.Arch = None,
-    model_id: Annotated[str | None, typer.Option(help="RobustBench zoo id, e.g. Carmon2019Unlabeled.", rich_help_panel=o.MODEL)] = None,
-    threat_model: o.ThreatModel = None,
-    model_dir: o.ModelDir = None,
-    model: o.Factory = None,
-    mean: o.Mean = None,
-    std: o.Std = None,
-    reference: Annotated[str | None, typer.Option(help="A second checkpoint (e.g. the unweighted baseline): its own PGD points, transferred, must not beat the audited model's own (check 5). A plain state_dict takes --reference-arch.", rich_help_panel=o.MODEL)] = None,
-    reference_arch: Annotated[str | None, typer.Option(help="Architecture of a plain-state_dict --reference (default: --arch).", rich_help_panel=o.MODEL)] = None,
-    dataset: o.Dataset = None,
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    verify_checksums: o.VerifyChecksums = None,
-    eps: o.Eps = None,
-    step_size: o.StepSize = None,
-    steps: o.Steps = None,
-    start: o.StartOpt = None,
-    protocol: o.ProtocolOpt = None,
-    norm: o.NormOpt = None,
+    checkpoint: p.Checkpoint = None,
+    arch: p.Arch = None,
+    model_id: p.ModelId = None,
+    threat_model: p.ThreatModel = None,
+    model_dir: p.ModelDir = None,
+    model: p.Factory = None,
+    mean: p.Mean = None,
+    std: p.Std = None,
+    reference: Annotated[str | None, typer.Option(help="A second checkpoint (e.g. the unweighted baseline): its own PGD points, transferred, must not beat the audited model's own (check 5). A plain state_dict takes --reference-arch.", rich_help_panel=p.MODEL)] = None,
+    reference_arch: Annotated[str | None, typer.Option(help="Architecture of a plain-state_dict --reference (default: --arch).", rich_help_panel=p.MODEL)] = None,
+    dataset: p.Dataset = None,
+    data_dir: p.DataDir = None,
+    download: p.Download = False,
+    verify_checksums: p.VerifyChecksums = None,
+    eps: p.Eps = None,
+    step_size: p.StepSize = None,
+    steps: p.Steps = None,
+    start: p.StartOpt = None,
+    protocol: p.ProtocolOpt = None,
+    norm: p.NormOpt = None,
     n_examples: Annotated[int | None, typer.Option(help="Audit the first N test examples (default 500).")] = None,
-    batch_size: o.BatchSize = None,
-    seed: o.Seed = None,
-    device: o.Device = None,
-    precision: o.PrecisionOpt = None,
-    results_dir: o.ResultsDir = None,
+    batch_size: p.BatchSize = None,
+    seed: p.Seed = None,
+    device: p.Device = None,
+    precision: p.PrecisionOpt = None,
+    results_dir: p.ResultsDir = None,
     run: Annotated[str | None, typer.Option(help="Write RESULTS_DIR/RUN/audit.json (default: the checkpoint's run, the model id, or the function's name).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets for a first look or a test: steps 10/20/40, restarts 1/2, Square 300 queries (default: steps 10/40/100, restarts 1/5 up to the base steps, Square 1000 queries).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every attack again. Without it, the attacks an earlier audit of the same model, examples and settings finished (RESULTS_DIR/RUN/audit/) are read back, so a killed audit continues where it stopped.")] = False,
-    quiet: o.Quiet = False,
+    quiet: p.Quiet = False,
 ) -> None:
     """Check a model for the known signs of gradient masking: one line per check, pass / warn / fail.
 
@@ -52,14 +53,12 @@ def audit(
     6. The same comparisons on A_sa and A_tr at alpha 1 and 2; A_wc over every attack.
     Writes audit.json, audit.md and audit-eps.png into RESULTS_DIR/RUN/; the leaderboard shows the verdict.
     """
-    from wmrbench.audit import run_audit
-    from wmrbench.audit.report import lines
-    from wmrbench.config import EvalOptions
+    from wmrbench.audit import lines, run_audit
     from wmrbench.errors import WmrbenchError
-    from wmrbench.models.source import MODEL_OPTIONS, model_sources
+    from wmrbench.models import MODEL_OPTIONS, model_sources
 
     with user_errors():
-        options = o.options_from(EvalOptions, locals())
+        options = o.options_from(o.EvalOptions, locals())
         o.note_precision(options)
         sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir,
                                 o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))

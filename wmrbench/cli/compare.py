@@ -26,7 +26,7 @@ def compare(
     the attacks' own randomness.
     """
     from wmrbench.comparison import CompareFormat, compare as run, display_rows, title
-    from wmrbench.config import parse_enum
+    from wmrbench.checks import parse_enum
     from wmrbench.report import print_table
     from wmrbench.uncertainty import BootstrapConfig
 

@@ -89,7 +89,9 @@ def _load(ctx: click.Context, param: click.Parameter, value: Path | None) -> Pat
         settings = read_config(value, ctx.command.name or "", known, anywhere)
         _check_types(ctx, value, settings)
     except WmrbenchError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        from wmrbench.cli.common import as_options
+
+        typer.echo(f"Error: {as_options(exc)}", err=True)
         raise typer.Exit(2) from None
     ctx.default_map = {**(ctx.default_map or {}), **settings}
     return value

@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
-from wmrbench.config import Defense, parse_alphas, parse_enum
+from wmrbench.checks import parse_enum
+from wmrbench.config import Defense, parse_alphas
 from wmrbench.presets import (
     DEFAULT_ALPHA_TEST,
     DEFAULT_CHECKPOINT_DIR,
@@ -26,9 +28,9 @@ def demo(
     alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values.")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
     checkpoint_dir: Annotated[str, typer.Option(help="Where the two runs' checkpoints go.")] = DEFAULT_CHECKPOINT_DIR,
     results_dir: Annotated[str, typer.Option(help="Where the two results go.")] = DEFAULT_RESULTS_DIR,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = DEFAULT_DEVICE,
+    device: p.Device = DEFAULT_DEVICE,
     seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = DEFAULT_SEED,
-    quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
+    quiet: p.QuietBars = False,
 ) -> None:
     """Train DEFENSE and DEFENSE+ours on digits, evaluate both, print the paper's table."""
     from wmrbench.demo import run_demo

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from wmrbench.cli import options as o
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
 
@@ -19,10 +19,10 @@ def leaderboard(
     sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (accuracies best first), within each data set and alpha_test.")] = None,
     compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.")] = False,
     output: Annotated[str | None, typer.Option(help="Write the table(s) to this one file (default: RESULTS_DIR/leaderboard-<table>.<ext>); - prints the file's text to standard output instead (nothing else goes there). A path that exists and is not a regular file (a device, a FIFO, a folder) is refused.")] = None,
-    ci: o.Ci = "pm",
+    ci: p.Ci = "pm",
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them atomically."""
-    from wmrbench.config import parse_enum
+    from wmrbench.checks import parse_enum
     from wmrbench.io import write_stdout
     from wmrbench.report import TITLES, CiStyle, TableFormat, TableKind, print_table, terminal_view
     from wmrbench.report import leaderboard as build

@@ -17,7 +17,7 @@ def models(
     model_dir: Annotated[str, typer.Option(help="RobustBench cache folder: ids whose checkpoint is there are marked.")] = "models",
 ) -> None:
     """List RobustBench's model ids (for `evaluate --model-id`); mark those already in the cache."""
-    from wmrbench.models.robustbench import cache_state, zoo_ids
+    from wmrbench.models import cache_state, zoo_ids
 
     with user_errors():
         ids = zoo_ids(dataset, threat_model)

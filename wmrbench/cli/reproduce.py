@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.presets import (
     DEFAULT_ALPHA_TEST,
@@ -31,7 +32,7 @@ def table1(
     restart_from: Annotated[str, typer.Option(help="start (each restart afresh from x; default) | previous (chained from the previous end point, as the authors' evaluation loop).")] = "start",
     alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values (default: the paper's 1,1.5,2).")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
     seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = DEFAULT_SEED,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = DEFAULT_DEVICE,
+    device: p.Device = DEFAULT_DEVICE,
     precision: Annotated[str, typer.Option(help="Training precision: fp32 (default, as the authors' code) | bf16 (faster on a GPU; not the paper's). Evaluation is always fp32.")] = "fp32",
     data_dir: Annotated[str | None, typer.Option(help="Folder holding MNIST (MNIST/raw/*-ubyte; default data). Not needed with --quick.")] = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch MNIST into --data-dir first if it is missing (needs the internet).")] = False,
@@ -39,7 +40,7 @@ def table1(
     results_dir: Annotated[str, typer.Option(help="Evaluations and table1.md / table1.csv go to RESULTS_DIR/table1-DATASET/.")] = DEFAULT_RESULTS_DIR,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training (a time-boxed job); rerun the same command to continue.")] = None,
     stack: Annotated[str, typer.Option(help="on = train the four runs as ONE stacked model (one attack and one forward/backward per step, the same checkpoints); off (default) = taking turns, each bit for bit its solo run (docs/reproduction.md: stacking measured and owed).")] = "off",
-    quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
+    quiet: p.QuietBars = False,
 ) -> None:
     """Table 1 (MNIST): PGD, PGD+ours (alpha_train 0.5), TRADES, TRADES+ours (alpha_train 2), trained with the
     paper's settings, evaluated with the paper's protocol (10 restarts chosen among by the highest cross-entropy, as the
@@ -84,14 +85,14 @@ def family(
     attacks: Annotated[str, typer.Option(help="Comma-separated evaluation attacks for A_rob, from pgd, apgd-ce, autoattack (pgd is required: A_sa, A_tr and A_wc come from it).")] = "pgd,apgd-ce,autoattack",
     alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values (default 1,1.5,2).")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
     seed: Annotated[int, typer.Option(help="Seed of training (weights, data order) and of the attacks' starts.")] = DEFAULT_SEED,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).")] = DEFAULT_DEVICE,
+    device: p.Device = DEFAULT_DEVICE,
     precision: Annotated[str, typer.Option(help="Training precision: fp32 (default) | bf16. Evaluation is always fp32.")] = "fp32",
     data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set (default data). Not needed with --quick.")] = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet).")] = False,
     checkpoint_dir: Annotated[str, typer.Option(help="The seven runs go to CHECKPOINT_DIR/family-DATASET-DEFENSE-aALPHA/.")] = DEFAULT_CHECKPOINT_DIR,
     results_dir: Annotated[str, typer.Option(help="Evaluations and family.md / family.csv go to RESULTS_DIR/family-DATASET/.")] = DEFAULT_RESULTS_DIR,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training; rerun the same command to continue.")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
+    quiet: p.QuietBars = False,
 ) -> None:
     """The reweighting family side by side: PGD-AT, TRADES, MART, GAIRAT, MAIL-TRADES, PGD+ours and TRADES+ours,
     trained on the same data order and attack budget, each evaluated with PGD, APGD-CE and AutoAttack (A_rob) and

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from wmrbench.cli import options as o
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
 
@@ -15,8 +15,8 @@ from wmrbench.cli.config_file import ConfigFile
 def rerun(
     config: ConfigFile = None,
     path: Annotated[Path, typer.Argument(help="A result's summary.json, or a training checkpoint (last.pt).")] = Path("summary.json"),
-    run: Annotated[str | None, o.run_option(help="Name of the new run (default: RUN-rerun, beside the original).")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")] = False,
+    run: Annotated[str | None, p.run_option(help="Name of the new run (default: RUN-rerun, beside the original).")] = None,
+    quiet: p.QuietBars = False,
 ) -> None:
     """Run again exactly what PATH records and say whether the numbers match (exit code 1 if not).
 

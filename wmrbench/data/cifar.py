@@ -21,7 +21,7 @@ import torch
 
 from wmrbench.config import DatasetName
 from wmrbench.data.base import DatasetInfo, ImageSet, register_dataset
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import WmrbenchError, first_line, setting
 
 CIFAR_IMAGE_BYTES = 3 * 32 * 32  # one row of b'data': 1024 red, then 1024 green, then 1024 blue
 
@@ -151,7 +151,7 @@ def verify_cifar(folder: Path, names: tuple[str, ...], fmt: CifarFormat) -> None
     if mismatched:
         raise WmrbenchError(
             f"{folder / mismatched[0]} does not match the MD5 of the official {fmt.title} file (corrupt or "
-            "not the official data); fetch it again with --download, or skip the check with --no-verify-checksums"
+            f"not the official data); fetch it again with {setting('download')}, or skip the check with {setting('verify_checksums', False)}"
         )
 
 
@@ -167,7 +167,7 @@ def load_cifar(data_dir: str, train: bool, fmt: CifarFormat, download: bool, ver
     if missing:
         raise WmrbenchError(
             f"{fmt.title} not found: expected {folder / missing[0]} (the python version, {fmt.archive}, "
-            "unpacked); pass --data-dir, or --download to fetch it"
+            f"unpacked); pass {setting('data_dir')}, or {setting('download')} to fetch it"
         )
     if verify_checksums:
         verify_cifar(folder, names, fmt)

@@ -10,7 +10,7 @@ import torch
 
 from wmrbench.config import DatasetName
 from wmrbench.data.base import DatasetInfo, ImageSet, register_dataset
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import WmrbenchError, first_line, setting
 
 
 # IDX: a magic number (0, 0, type 0x08 = uint8, number of dimensions), the dimensions as
@@ -28,7 +28,7 @@ def check_idx_file(path: Path, ndim: int, what: str) -> int:
             header = handle.read(4 + 4 * ndim)
     except OSError as exc:
         raise WmrbenchError(f"cannot read MNIST {what} file {path}: {exc.strerror or exc}") from None
-    fix = "delete it and pass --download, or copy it again"
+    fix = f"delete it and pass {setting('download')}, or copy it again"
     if len(header) < 4 + 4 * ndim or header[:2] != b"\0\0" or header[2] != IDX_UINT8 or header[3] != ndim:
         raise WmrbenchError(f"MNIST {what} file {path} is corrupt: not a {ndim}-D uint8 IDX file ({size} bytes); {fix}")
     dims = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
@@ -71,7 +71,7 @@ def check_idx_labels(path: Path, classes: int) -> None:
     if bad is not None:
         raise WmrbenchError(
             f"MNIST labels file {path} is corrupt: label {values[bad]} of item {bad} is outside 0..{classes - 1}; "
-            "delete it and pass --download, or copy it again"
+            f"delete it and pass {setting('download')}, or copy it again"
         )
 
 
@@ -92,7 +92,7 @@ def load_mnist(data_dir: str, train: bool, *, download: bool = False, verify_che
     if packed and not download:
         raise WmrbenchError(
             f"MNIST file {packed[0]} is missing, but {_gz(packed[0])} is there: unpack the .gz files "
-            f"(gunzip -k {Path(data_dir) / 'MNIST' / 'raw'}/*.gz), or pass --download"
+            f"(gunzip -k {Path(data_dir) / 'MNIST' / 'raw'}/*.gz), or pass {setting('download')}"
         )
     try:
         ds = MNIST(root=data_dir, train=train, download=download)
@@ -102,7 +102,7 @@ def load_mnist(data_dir: str, train: bool, *, download: bool = False, verify_che
         missing = [str(path) for path in (images, labels) if not path.is_file()]
         if missing:
             raise WmrbenchError(
-                f"MNIST not found: {' and '.join(missing)} missing; pass --data-dir, or --download to fetch it"
+                f"MNIST not found: {' and '.join(missing)} missing; pass {setting('data_dir')}, or {setting('download')} to fetch it"
             ) from None
         raise WmrbenchError(f"cannot read MNIST from {Path(data_dir) / 'MNIST' / 'raw'}: {first_line(exc)}") from None
     return ImageSet(ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64))

@@ -13,7 +13,7 @@ import torch
 
 from wmrbench.config import DatasetName
 from wmrbench.data.base import DatasetInfo, ImageSet, register_dataset
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import WmrbenchError, first_line, setting
 from wmrbench.io import atomic_torch_save, safe_torch_load
 
 TINY_FOLDER = "tiny-imagenet-200"
@@ -71,7 +71,7 @@ def tiny_imagenet_files(root: Path, train: bool) -> tuple[list[Path], list[int]]
     if not (root / "wnids.txt").is_file():
         raise WmrbenchError(
             f"Tiny ImageNet not found: expected {root / 'wnids.txt'} (tiny-imagenet-200.zip unpacked); "
-            "pass --data-dir, or --download to fetch it"
+            f"pass {setting('data_dir')}, or {setting('download')} to fetch it"
         )
     wnids = read_wnids(root)
     label_of = {wnid: k for k, wnid in enumerate(wnids)}

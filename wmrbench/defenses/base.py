@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from wmrbench.config import InnerLoss, TrainConfig
-from wmrbench.errors import WmrbenchError
+from wmrbench.attack_config import InnerLoss
+from wmrbench.config import TrainConfig
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.defenses.objectives import Objective
 
 
@@ -49,14 +50,14 @@ class DefenseSpec:
 def check_spec(spec: DefenseSpec, cfg: TrainConfig) -> None:
     """One line, before any work, for settings this defense does not use or cannot take."""
     if not spec.alpha_weighted:
-        given = [name for name, on in (("--alpha-train", cfg.alpha_train > 0), ("--detach-weights", cfg.detach_weights),
-                                       ("--normalize-weights", cfg.normalize_weights)) if on]
+        given = [name for name, on in ((setting("alpha_train"), cfg.alpha_train > 0), (setting("detach_weights"), cfg.detach_weights),
+                                       (setting("normalize_weights"), cfg.normalize_weights)) if on]
         if given:
             raise WmrbenchError(
-                f"{', '.join(given)}: the exp(-alpha * margin) weight ('+ours') applies to --defense pgd and trades "
-                f"only; --defense {spec.name} brings its own weighting (leave alpha_train at 0)"
+                f"{', '.join(given)}: the exp(-alpha * margin) weight ('+ours') applies to {setting('defense')} pgd and trades "
+                f"only; {setting('defense', spec.name)} brings its own weighting (leave alpha_train at 0)"
             )
     if cfg.attack.steps < spec.min_steps:
         raise WmrbenchError(
-            f"--defense {spec.name} needs at least {spec.min_steps} training attack steps (--steps); got {cfg.attack.steps}"
+            f"{setting('defense', spec.name)} needs at least {spec.min_steps} training attack steps ({setting('steps')}); got {cfg.attack.steps}"
         )

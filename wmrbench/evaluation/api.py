@@ -34,18 +34,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
 from wmrbench import distributed
-from wmrbench.config import (
-    AttackConfig,
-    AttackMethod,
-    EvalConfig,
-    Norm,
-    Precision,
-    Protocol,
-    RestartRule,
-    Start,
-    check_int,
-    parse_enum,
-)
+from wmrbench.attack_config import AttackConfig, AttackMethod, Norm, Precision, RestartRule, Start
+from wmrbench.checks import check_int, parse_enum
+from wmrbench.config import EvalConfig, Protocol
 from wmrbench.data import ImageSet
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, summarize, write_result

@@ -34,7 +34,9 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import attacks, distributed
-from wmrbench.config import AttackMethod, DatasetName, EvalConfig, EvalOptions, Norm, Protocol, parse_enum
+from wmrbench.attack_config import AttackMethod, Norm
+from wmrbench.checks import parse_enum
+from wmrbench.config import DatasetName, EvalConfig, EvalOptions, Protocol
 from wmrbench.data import ImageSet, dataset_spec, load_split
 from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.evaluation import partial

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import attacks
-from wmrbench.config import AttackMethod, EvalConfig, InnerLoss
+from wmrbench.attack_config import AttackMethod, InnerLoss
+from wmrbench.config import EvalConfig
 from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet
 from wmrbench.records import WEIGHTED_RULE, alpha_key, tr_columns, tr_restart_column
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.io import safe_torch_load
 from wmrbench.models.registry import create_model, model_spec
 
@@ -79,10 +79,10 @@ def model_from_checkpoint(
     if saved_arch is not None and not isinstance(saved_arch, str):
         raise WmrbenchError(f"checkpoint {path} records the architecture {saved_arch!r}, not a name")
     if arch is not None and saved_arch is not None and arch != saved_arch:
-        raise WmrbenchError(f"--arch {arch} contradicts the checkpoint, which was trained as {saved_arch}")
+        raise WmrbenchError(f"{setting('arch', arch)} contradicts the checkpoint, which was trained as {saved_arch}")
     arch = arch or saved_arch
     if arch is None:
-        raise WmrbenchError(f"{path} is a plain state_dict: say which architecture with --arch")
+        raise WmrbenchError(f"{path} is a plain state_dict: say which architecture with {setting('arch')}")
     model_spec(arch)  # unknown arch -> one-line error before anything else
     model = create_model(arch, num_classes=num_classes, in_channels=in_channels)
     load_state_into(model, extract_state_dict(obj), f"checkpoint {path}")

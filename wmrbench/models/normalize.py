@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 
 
 class Normalized(nn.Module):
@@ -31,11 +31,11 @@ class Normalized(nn.Module):
 def check_normalization(mean: tuple[float, ...] | None, std: tuple[float, ...] | None, in_channels: int) -> None:
     """Both or neither; one value per input channel (or one for all); std > 0."""
     if (mean is None) != (std is None):
-        raise WmrbenchError("--mean and --std go together: give both, one value per input channel")
+        raise WmrbenchError(f"{setting('mean')} and {setting('std')} go together: give both, one value per input channel")
     if mean is None or std is None:
         return
-    for name, values in (("--mean", mean), ("--std", std)):
+    for name, values in ((setting("mean"), mean), (setting("std"), std)):
         if len(values) not in (1, in_channels):
             raise WmrbenchError(f"{name} takes 1 or {in_channels} values (one per input channel); got {len(values)}")
     if not all(s > 0 for s in std):
-        raise WmrbenchError(f"--std values must be > 0; got {','.join(f'{s:g}' for s in std)}")
+        raise WmrbenchError(f"{setting('std')} values must be > 0; got {','.join(f'{s:g}' for s in std)}")

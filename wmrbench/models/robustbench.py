@@ -33,7 +33,7 @@ from typing import Any
 from torch import nn
 
 from wmrbench.compat import RobustBenchAPI, robustbench_api
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import WmrbenchError, first_line, setting
 from wmrbench.io import write_target
 from wmrbench.models.checkpoint import read_checkpoint
 
@@ -76,7 +76,7 @@ def _entry(api: RobustBenchAPI, model_id: str, ds: Any, tm: Any) -> dict[str, An
     if elsewhere:
         raise WmrbenchError(
             f"RobustBench model {model_id!r} is not in the {ds.value}/{tm.value} zoo; it exists for "
-            f"{', '.join(elsewhere)} (pass --dataset and --threat-model)"
+            f"{', '.join(elsewhere)} (pass {setting('dataset')} and {setting('threat_model')})"
         )
     close = difflib.get_close_matches(model_id, list(models), n=3, cutoff=0.5)
     hint = f"closest: {', '.join(close)}" if close else "list them with `wmrbench models`"

@@ -22,15 +22,16 @@ from typing import Any
 
 from torch import nn
 
-from wmrbench.config import Defense, check_alpha, parse_enum
-from wmrbench.errors import WmrbenchError
+from wmrbench.checks import check_alpha, parse_enum
+from wmrbench.config import Defense
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.models.checkpoint import extract_state_dict, load_state_into, model_from_checkpoint, read_checkpoint, train_config_of
 from wmrbench.models.normalize import Normalized, check_normalization
 from wmrbench.models.robustbench import DEFAULT_MODEL_DIR, DEFAULT_THREAT_MODEL, DEFAULT_ZOO_DATASET, load_zoo_model
 from wmrbench.models.user_code import build_from_factory, parse_factory
 from wmrbench.records import ModelInfo
 
-MODEL_OPTIONS = "--checkpoint PATH [--arch NAME], --model-id NAME, or --model MODULE:FUNCTION [--checkpoint PATH]"
+MODEL_OPTIONS = f"{setting('checkpoint')} PATH [{setting('arch')} NAME], {setting('model_id')} NAME, or {setting('factory')} MODULE:FUNCTION [{setting('checkpoint')} PATH]"
 
 
 class SourceKind(str, Enum):
@@ -114,12 +115,12 @@ def model_sources(
     """The sources the model options name (one, several model ids, or none); one line if they clash."""
     ids = [i.strip() for text in (model_ids or []) for i in text.split(",") if i.strip()]
     if ids and (mean is not None or std is not None):
-        raise WmrbenchError("--mean and --std wrap your own models; RobustBench models normalize their inputs themselves")
+        raise WmrbenchError(f"{setting('mean')} and {setting('std')} wrap your own models; RobustBench models normalize their inputs themselves")
     if alpha_train is not None and defense is None:
-        raise WmrbenchError("--alpha-train says how a model was trained with --defense: give --defense pgd or trades too")
+        raise WmrbenchError(f"{setting('alpha_train')} says how a model was trained with {setting('defense')}: give {setting('defense')} pgd or trades too")
     if defense is not None:
         defense = parse_enum(Defense, defense, "defense").value
-        alpha_train = check_alpha(alpha_train if alpha_train is not None else 0.0, "--alpha-train")
+        alpha_train = check_alpha(alpha_train if alpha_train is not None else 0.0, "alpha_train")
     sources = _sources(checkpoint, arch, ids, factory, threat_model, model_dir)
     return [dataclasses.replace(s, mean=mean, std=std, defense=defense, alpha_train=alpha_train) for s in sources]
 
@@ -129,13 +130,13 @@ def _sources(
     model_dir: str | None,
 ) -> list[ModelSource]:
     if ids and (checkpoint or arch or factory):
-        raise WmrbenchError("--model-id loads RobustBench's weights: drop --checkpoint, --arch and --model")
+        raise WmrbenchError(f"{setting('model_id')} loads RobustBench's weights: drop {setting('checkpoint')}, {setting('arch')} and {setting('factory')}")
     if (threat_model or model_dir) and not ids:
-        raise WmrbenchError("--threat-model and --model-dir apply only with --model-id")
+        raise WmrbenchError(f"{setting('threat_model')} and {setting('model_dir')} apply only with {setting('model_id')}")
     if factory and arch:
-        raise WmrbenchError("--arch names a registered architecture and --model builds your own: use one of them")
+        raise WmrbenchError(f"{setting('arch')} names a registered architecture and {setting('factory')} builds your own: use one of them")
     if arch and not checkpoint:
-        raise WmrbenchError("--arch describes the weights in --checkpoint: give --checkpoint too")
+        raise WmrbenchError(f"{setting('arch')} describes the weights in {setting('checkpoint')}: give {setting('checkpoint')} too")
     if ids:
         unique = list(dict.fromkeys(ids))
         return [ModelSource(SourceKind.ROBUSTBENCH, model_id=i, threat_model=threat_model or DEFAULT_THREAT_MODEL,
@@ -209,7 +210,7 @@ def build_model(opened: OpenedSource, run: str, dataset: str, num_classes: int, 
         if info.defense is not None and (str(info.defense), float(info.alpha_train or 0.0)) != said:
             raise WmrbenchError(
                 f"{source.checkpoint} records defense {info.defense}, alpha_train {float(info.alpha_train or 0.0):g}: "
-                "drop --defense and --alpha-train (they describe a model that does not record them)"
+                f"drop {setting('defense')} and {setting('alpha_train')} (they describe a model that does not record them)"
             )
         info = dataclasses.replace(info, defense=source.defense, alpha_train=source.alpha_train)
     if source.mean is None or source.std is None:

@@ -16,21 +16,21 @@ from types import ModuleType
 
 from torch import nn
 
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import WmrbenchError, first_line, setting
 
 
 def _import(module: str) -> ModuleType:
     if module.endswith(".py") or "/" in module or "\\" in module:
         path = Path(module)
         if not path.is_file():
-            raise WmrbenchError(f"--model: no such file {path}")
+            raise WmrbenchError(f"{setting('factory')}: no such file {path}")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec is not None and spec.loader is not None
         loaded = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(loaded)
         except Exception as exc:  # the user's code failed: say where, in one line
-            raise WmrbenchError(f"--model: importing {path} failed: {first_line(exc, with_type=True)}") from None
+            raise WmrbenchError(f"{setting('factory')}: importing {path} failed: {first_line(exc, with_type=True)}") from None
         return loaded
     # The `wmrbench` console script does not put the working directory on sys.path (python -m
     # does): add it, so that a module next to the user's data imports either way.
@@ -41,17 +41,17 @@ def _import(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name and module.startswith(exc.name):
-            raise WmrbenchError(f"--model: no module named {exc.name!r} (from the working directory or the environment)") from None
-        raise WmrbenchError(f"--model: importing {module} failed: {first_line(exc, with_type=True)}") from None
+            raise WmrbenchError(f"{setting('factory')}: no module named {exc.name!r} (from the working directory or the environment)") from None
+        raise WmrbenchError(f"{setting('factory')}: importing {module} failed: {first_line(exc, with_type=True)}") from None
     except Exception as exc:
-        raise WmrbenchError(f"--model: importing {module} failed: {first_line(exc, with_type=True)}") from None
+        raise WmrbenchError(f"{setting('factory')}: importing {module} failed: {first_line(exc, with_type=True)}") from None
 
 
 def parse_factory(spec: str) -> tuple[str, str]:
     """'pkg.mod:build' -> ('pkg.mod', 'build'), or one line saying what --model takes."""
     module, sep, name = spec.rpartition(":")
     if not sep or not module or not name.isidentifier():
-        raise WmrbenchError(f"--model takes MODULE:FUNCTION (e.g. mypkg.nets:build), got {spec!r}")
+        raise WmrbenchError(f"{setting('factory')} takes MODULE:FUNCTION (e.g. mypkg.nets:build), got {spec!r}")
     return module, name
 
 
@@ -60,13 +60,13 @@ def build_from_factory(spec: str) -> nn.Module:
     module, name = parse_factory(spec)
     factory = getattr(_import(module), name, None)
     if factory is None:
-        raise WmrbenchError(f"--model: {module} has no attribute {name!r}")
+        raise WmrbenchError(f"{setting('factory')}: {module} has no attribute {name!r}")
     if not callable(factory):
-        raise WmrbenchError(f"--model: {spec} is not callable")
+        raise WmrbenchError(f"{setting('factory')}: {spec} is not callable")
     try:
         model = factory()
     except Exception as exc:
-        raise WmrbenchError(f"--model: {spec}() failed: {first_line(exc, with_type=True)}") from None
+        raise WmrbenchError(f"{setting('factory')}: {spec}() failed: {first_line(exc, with_type=True)}") from None
     if not isinstance(model, nn.Module):
-        raise WmrbenchError(f"--model: {spec}() returned {type(model).__name__}, not a torch.nn.Module")
+        raise WmrbenchError(f"{setting('factory')}: {spec}() returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, render_settings, setting
 from wmrbench.evaluation.partial import PARTIAL_DIR, unfinished
 from wmrbench.io import TMP_SUFFIX, atomic_write_text, write_target
 from wmrbench.records import Summary, read_summary
@@ -100,7 +100,7 @@ def nothing_found(results_dir: str | Path, found: Gathered) -> WmrbenchError:
     if found.unfinished == 1:
         skipped.append(found.warnings[-1])
     elif found.unfinished:
-        skipped.append(f"skipped {found.unfinished} unfinished evaluations (finish each with wmrbench evaluate ... --resume)")
+        skipped.append(render_settings(f"skipped {found.unfinished} unfinished evaluations (finish each with wmrbench evaluate ... {setting('resume')})"))
     return WmrbenchError("; ".join([f"no summary.json under {results_dir}", *skipped]))
 
 
@@ -141,11 +141,11 @@ def leaderboard(
     sort_column = resolve_sort_column(sort_by, kinds)
     to_stdout = output is not None and str(output) == STDOUT
     if output is not None and fmt is TableFormat.CSV and len(kinds) > 1:
-        raise WmrbenchError("a CSV file holds one table: add --table non-uniform or --table uniform, or leave out --output")
+        raise WmrbenchError(f"a CSV file holds one table: add {setting('table')} non-uniform or {setting('table')} uniform, or leave out {setting('output')}")
     if to_stdout and fmt is TableFormat.ROBUSTBENCH:
-        raise WmrbenchError("--format robustbench writes one file per result: give --output a folder, not -")
+        raise WmrbenchError(f"{setting('format')} robustbench writes one file per result: give {setting('output')} a folder, not -")
     if output is not None and not to_stdout and fmt is not TableFormat.ROBUSTBENCH:
-        write_target(output, hint="to print the table, use --output -")  # refused before any work
+        write_target(output, hint=f"to print the table, use {setting('output')} -")  # refused before any work
     found = gather(results_dir)
     if not found.summaries:
         raise nothing_found(results_dir, found)

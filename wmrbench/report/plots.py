@@ -36,7 +36,7 @@ def attack_names(summaries: Sequence[Any]) -> tuple[str, str]:
     """The uniform attack and the weighted one the results ran (PGD, APGD-CE, APGD-DLR, AutoAttack,
     whose weighted form is APGD-CE), so that a title never says PGD for an APGD result; results that
     ran different attacks are "the uniform attack" and "the weighted attack"."""
-    from wmrbench.config import AttackMethod
+    from wmrbench.attack_config import AttackMethod
 
     methods = {s.config.method for s in summaries}
     if len(methods) != 1:

@@ -19,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.errors import WmrbenchError
-from wmrbench.config import AttackMethod, EvalConfig, Norm, RestartFrom
+from wmrbench.errors import WmrbenchError, setting
+from wmrbench.attack_config import AttackMethod, Norm, RestartFrom
+from wmrbench.config import EvalConfig
 from wmrbench.records import ModelInfo, Summary, alpha_key, metric_values
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
@@ -238,4 +239,4 @@ def resolve_sort_column(sort_by: str | None, kinds: Sequence[TableKind]) -> str 
     for column in columns:
         if column.lower() == sort_by.lower():
             return column
-    raise WmrbenchError(f"--sort-by {sort_by!r} is not a column; choose one of: {', '.join(columns)}")
+    raise WmrbenchError(f"{setting('sort_by', repr(sort_by))} is not a column; choose one of: {', '.join(columns)}")

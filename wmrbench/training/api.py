@@ -39,18 +39,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wmrbench.config import (
-    CUSTOM_DATASET,
-    AttackConfig,
-    Defense,
-    EvalConfig,
-    Norm,
-    Precision,
-    SelectBy,
-    Start,
-    TrainConfig,
-    parse_enum,
-)
+from wmrbench.attack_config import AttackConfig, Norm, Precision, Start
+from wmrbench.checks import parse_enum
+from wmrbench.config import CUSTOM_DATASET, Defense, EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet
 from wmrbench.defenses import get_defense
 from wmrbench.errors import WmrbenchError, first_line

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from wmrbench import distributed
 from wmrbench.attacks import autocast, pgd, predict
-from wmrbench.config import AttackMode, InnerLoss, Precision, TrainConfig
+from wmrbench.attack_config import InnerLoss, Precision
+from wmrbench.config import AttackMode, TrainConfig
 from wmrbench.data import ImageSet, batches
 from wmrbench.data.augment import random_crop_flip
 from wmrbench.defenses import LossInputs, get_defense

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wmrbench import distributed
-from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, number_key, option_name, parse_enum
+from wmrbench.checks import parse_enum
+from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, number_key, option_name
 from wmrbench.errors import WmrbenchError
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run
 from wmrbench.training.checkpoint import TrainResult, run_dir
