@@ -43,7 +43,7 @@ def model_200() -> torch.nn.Module:
 
 
 def _evaluate(dataset: str, data_dir: Path, results: Path, factory: str = "model_10", *extra: str):
-    return invoke("evaluate", "--model", f"tests.test_corrupt_data:{factory}", "--dataset", dataset,
+    return invoke("evaluate", "--model", f"{__name__}:{factory}", "--dataset", dataset,
                   "--data-dir", data_dir, "--n-examples", "4", "--steps", "1", "--alpha-test", "1",
                   "--results-dir", results, "--device", "cpu", "--quiet", "--no-verify-checksums", *extra)
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import REPO, invoke
+from tests.conftest import HANG_S, REPO, invoke
 from wmrbench.comparison import compare_records
 from wmrbench.records import RECORDS_NAME, read_records
 
@@ -94,7 +94,7 @@ def test_gairat_trains_under_torchrun_with_two_processes(tmp_path: Path) -> None
     env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "wmrbench",
            "--", "train", "--defense", "gairat", *TINY, "--checkpoint-dir", str(tmp_path / "ck"), "--run", "r"]
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     saved = torch.load(tmp_path / "ck" / "r" / "last.pt", weights_only=True)
     assert [h["processes"] for h in saved["history"]] == [2, 2]

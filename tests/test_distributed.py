@@ -5,8 +5,10 @@ Every multi-process run here is ``<python> -m torch.distributed.run --standalone
 ``--`` keeps torchrun's own parser away from our options (it would read ``--run`` and
 ``--start`` as abbreviations of its ``--run-path`` and ``--start-method``).
 
-Each subprocess has a generous wall-clock guard: a hang fails the test instead of blocking the
-suite. No assertion is about time.
+Each wait is for an event (a file, a process's exit); a subprocess still running after
+tests.conftest.HANG_S, far above any run's time on a loaded machine, is hung: the test fails
+saying so instead of blocking the suite (and takes torchrun's workers down). No assertion is
+about time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import HANG_S, REPO, hung
 from wmrbench import distributed
 from wmrbench.cli.app import app
 from wmrbench.config import DatasetName, Defense
@@ -32,8 +35,7 @@ from wmrbench.presets import train_config
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.training import fit, stream_seed
 
-ROOT = Path(__file__).resolve().parent.parent
-GUARD_S = 240  # a process still running after this is hung: fail, never wait forever
+ROOT = REPO
 TRAIN = [
     "train", "--dataset", "digits", "--defense", "trades", "--epochs", "2", "--steps", "3",
     "--batch-size", "64", "--device", "cpu", "--quiet",
@@ -54,7 +56,7 @@ def _torchrun(nproc: int, *args: str) -> list[str]:
 
 
 def _run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=GUARD_S)
+    return subprocess.run(cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=HANG_S)
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -104,26 +106,26 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_for(predicate, proc: subprocess.Popen[str], what: str) -> None:
-    deadline = time.monotonic() + GUARD_S
+    deadline = time.monotonic() + HANG_S  # a safety net against a hang, not a pace
     while not predicate():
         if proc.poll() is not None:
             out, err = proc.communicate()
             pytest.fail(f"torchrun ended (rc {proc.returncode}) before {what}:\n{out[-2000:]}\n{err[-2000:]}")
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(hung(f"torchrun, waiting for {what},"))
         time.sleep(0.02)
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     try:
-        out, err = proc.communicate(timeout=GUARD_S)
+        out, err = proc.communicate(timeout=HANG_S)
     except subprocess.TimeoutExpired:
         for pid in _children(proc.pid):
             os.kill(pid, signal.SIGKILL)
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        pytest.fail(f"torchrun hung:\n{err[-3000:]}")
+        pytest.fail(f"{hung('torchrun')}:\n{err[-3000:]}")
     return proc.returncode, out, err
 
 

@@ -16,13 +16,12 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import PYTHON, REPO, assert_one_line_error, files_under, invoke
+from tests.conftest import HANG_S, PYTHON, REPO, assert_one_line_error, files_under, invoke, wait_until
 from wmrbench.config import AttackConfig, AttackMethod, DatasetName
 from wmrbench.evaluation import evaluate_model
 from wmrbench.models.checkpoint import load_model_from_checkpoint
@@ -32,7 +31,6 @@ from wmrbench.presets import eval_config
 EVAL = ("--n-examples", "64", "--batch-size", "8", "--steps", "10", "--alpha-test", "0,1", "--device", "cpu",
         "--quiet", "--results-dir", "results")
 N_BATCHES = 8
-GUARD_S = 240  # a process still running after this is hung: fail, never wait forever
 
 
 def _env() -> dict[str, str]:
@@ -43,7 +41,7 @@ def _env() -> dict[str, str]:
 def wmrbench(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m wmrbench ARGS`` in a process of its own; it must succeed."""
     out = subprocess.run([PYTHON, "-m", "wmrbench", *map(str, args)], cwd=cwd, env=_env(), capture_output=True,
-                         text=True, timeout=GUARD_S)
+                         text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
@@ -52,15 +50,11 @@ def kill_after_first_batch(*args: object, cwd: Path, folder: Path) -> None:
     """Start ``python -m wmrbench ARGS``, SIGKILL it once it has saved a batch and before it ends."""
     proc = subprocess.Popen([PYTHON, "-m", "wmrbench", *map(str, args)], cwd=cwd, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + GUARD_S
     try:
-        while not list((folder / ".partial").glob("batch-*.pt")):
-            assert proc.poll() is None, f"it ended (rc {proc.returncode}) before saving a batch: {proc.stderr.read()}"
-            assert time.monotonic() < deadline, "no batch saved in time"
-            time.sleep(0.01)
+        wait_until(lambda: bool(list((folder / ".partial").glob("batch-*.pt"))), "saving a batch", proc)
         assert proc.poll() is None, "it finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=GUARD_S) == -signal.SIGKILL
+        assert proc.wait() == -signal.SIGKILL
     finally:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -191,7 +185,7 @@ def test_a_run_killed_with_one_process_resumes_with_two(work: Path, digits_runs)
     """Batches are keyed on their global number: any number of processes may go on."""
     cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "wmrbench", "--",
            "evaluate", "--checkpoint", str(digits_runs["trades-a0"]), "--run", "killed", "--resume", "--quiet"]
-    out = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=GUARD_S)
+    out = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     results = work / "results"
     assert (results / "killed" / "records.csv").read_bytes() == (results / "whole" / "records.csv").read_bytes()

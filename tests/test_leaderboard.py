@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import invoke
+from tests.conftest import REPO, invoke
 from wmrbench.config import DatasetName
 from wmrbench.records import read_summary, write_summary
 from wmrbench.report import paper_tables
 
 PROTOCOL = ["Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Restart rule", "Examples", "Precision"]
-SHARED_PAPER = Path(__file__).resolve().parents[1] / ".." / "shared" / "paper" / "paper_tables.csv"
+SHARED_PAPER = REPO.parent / "shared" / "paper" / "paper_tables.csv"
 
 
 @pytest.fixture()

@@ -6,17 +6,16 @@ instead of the paper's PGD-40 on 1,000; the full 1,000-example PGD-40 check belo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
+from tests.conftest import SHARED_DATA
 from wmrbench import attacks
 from wmrbench.config import AttackConfig, DatasetName, Precision
 from wmrbench.data import load_split
 from wmrbench.models.checkpoint import load_model_from_checkpoint
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 CHECKPOINT = SHARED / "models" / "trades_mnist_smallcnn.pt"
 MNIST = SHARED / "mnist"
 N_EXAMPLES = 400

@@ -113,7 +113,7 @@ def test_latex_leaderboard_escapes_every_special_character_of_a_run_name(tmp_pat
     doc = tmp_path / "doc.tex"
     doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + tex + "\\end{document}\n")
     compiled = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=HANG_S)
     assert compiled.returncode == 0, compiled.stdout[-2000:]
 
 
@@ -284,23 +284,18 @@ def _interrupt_once(args: list[object], cwd: Path, saved: Path) -> tuple[int, st
     import os
     import signal
     import subprocess
-    import time
 
-    from tests.conftest import PYTHON, REPO
+    from tests.conftest import HANG_S, PYTHON, REPO, wait_until
 
     env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")},
            "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([PYTHON, "-m", "wmrbench", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240  # a hung process fails the test, never waits forever
     try:
-        while not saved.exists():
-            assert proc.poll() is None, f"it ended (rc {proc.returncode}) first: {proc.stderr.read()}"
-            assert time.monotonic() < deadline, f"{saved} never appeared"
-            time.sleep(0.01)
+        wait_until(saved.exists, f"{saved} appeared", proc)
         assert proc.poll() is None, "it finished before it could be interrupted"
         os.kill(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=240)
+        _, err = proc.communicate(timeout=HANG_S)
         return proc.returncode, err
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -38,7 +38,7 @@ def mnist_dir(tmp_path: Path) -> Path:
 
 
 def _evaluate_mnist(data_dir: Path, tmp_path: Path):
-    return invoke("evaluate", "--model", "tests.test_reliability_files:tiny_mnist_model", "--dataset", "mnist",
+    return invoke("evaluate", "--model", f"{__name__}:tiny_mnist_model", "--dataset", "mnist",
                   "--data-dir", data_dir, "--n-examples", "5", "--steps", "1", "--results-dir", tmp_path / "results",
                   "--device", "cpu", "--quiet")
 

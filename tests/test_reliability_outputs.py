@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import PYTHON, REPO, assert_one_line_error, invoke
+from tests.conftest import HANG_S, PYTHON, REPO, assert_one_line_error, invoke
 from tests.test_reliability_results import no_attack  # noqa: F401  (fixture: fails if the attack starts)
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_torch_save, atomic_write_json, atomic_write_text
@@ -90,7 +90,7 @@ def test_leaderboard_to_a_full_stdout_is_one_line_and_not_reported_written(digit
     with open("/dev/full", "w") as full:
         proc = subprocess.run([PYTHON, "-m", "wmrbench", "leaderboard", str(digits_results), "--output", "-"],
                               stdout=full, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-                              timeout=120)
+                              timeout=HANG_S)
     # stderr: the small-n_eff warnings (stdout holds only the file) and the one error line
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "rests on about" not in line]
     assert proc.returncode == 2, proc.stderr

@@ -15,13 +15,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import PYTHON, REPO, assert_one_line_error, files_under, invoke, run_wmrbench
+from tests.conftest import PYTHON, REPO, assert_one_line_error, files_under, invoke, run_wmrbench, wait_until
 
 TRAIN = ("train", "--dataset", "digits", "--epochs", "1", "--steps", "1", "--batch-size", "256", "--device", "cpu",
          "--quiet")
@@ -82,14 +81,6 @@ def test_resume_of_a_copied_run_writes_the_copy_not_the_original(tmp_path, monke
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
-def _wait_for(predicate, timeout: float = 120.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def _pid_in(lock: Path) -> int | None:
     try:
         return int(lock.read_text().strip())
@@ -98,9 +89,9 @@ def _pid_in(lock: Path) -> int | None:
 
 
 # The real CLI in a process of its own, whose epochs wait on the test: epoch 1 starts and waits
-# for the file GO, epoch 2 starts and sleeps (until SIGKILL). STATE holds the epoch it is in.
+# for the file GO, epoch 2 starts and waits forever (until SIGKILL). STATE holds the epoch it is in.
 PACED_TRAIN = """
-import pathlib, sys, time
+import pathlib, signal, sys, time
 import wmrbench.training as training
 state, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 real = training._train_epoch
@@ -109,8 +100,8 @@ def paced(*args, **kwargs):
     state.write_text(str(epoch))
     while epoch == 0 and not go.exists():
         time.sleep(0.05)
-    if epoch == 1:
-        time.sleep(600)
+    while epoch == 1:
+        signal.pause()
     return real(*args, **kwargs)
 training._train_epoch = paced
 from wmrbench.cli.app import app
@@ -127,20 +118,20 @@ def test_a_second_training_of_the_same_run_is_refused_and_a_kill_releases_the_lo
     first = subprocess.Popen([PYTHON, "-c", PACED_TRAIN, state, go, *args], cwd=tmp_path, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: state.is_file() or first.poll() is not None, what="the first run's first epoch")
+        wait_until(lambda: state.is_file() or first.poll() is not None, "the first run's first epoch")
         assert first.poll() is None and _pid_in(run_dir / ".lock") == first.pid, first.stderr.read()
         second = run_wmrbench(*args, cwd=tmp_path)  # the same run, started while the first trains
         assert_one_line_error(second, f"{Path('checkpoints') / 'x'} is in use by process {first.pid}",
                               "wait for that run to finish")
 
         go.touch()  # the first finishes epoch 1 (a checkpoint) and stays in epoch 2
-        _wait_for(lambda: state.read_text() == "1" or first.poll() is not None, what="the second epoch")
+        wait_until(lambda: state.read_text() == "1" or first.poll() is not None, "the second epoch")
         resumed = run_wmrbench("train", "--run", "x", "--resume", "--device", "cpu", "--quiet", cwd=tmp_path)
         assert_one_line_error(resumed, f"in use by process {first.pid}")
         assert first.poll() is None  # the refused writers did not disturb the first
 
         first.send_signal(signal.SIGKILL)  # the kernel drops the flock with the process
-        first.wait(timeout=30)
+        first.wait()  # the kill is the event
     finally:
         if first.poll() is None:
             first.kill()
@@ -152,12 +143,13 @@ def test_a_second_training_of_the_same_run_is_refused_and_a_kill_releases_the_lo
 
 
 HOLD_LOCK = """
-import fcntl, os, sys, time
+import fcntl, os, signal, sys
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)
 fcntl.flock(fd, fcntl.LOCK_EX)
 os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())
 print("locked", flush=True)
-time.sleep(600)
+while True:  # until the test kills it
+    signal.pause()
 """
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import PYTHON, REPO, assert_one_line_error, files_under, invoke, run_wmrbench
+from tests.conftest import HANG_S, PYTHON, REPO, assert_one_line_error, files_under, invoke, run_wmrbench
 from wmrbench.records import read_summary, sha256_file
 
 EVAL = ("--n-examples", "30", "--steps", "1", "--alpha-test", "0,1", "--device", "cpu", "--quiet")
@@ -110,7 +110,7 @@ app(args=args, prog_name="wmrbench")
 def killed_at(where: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([PYTHON, "-c", KILLED_AT, where, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=HANG_S)
 
 
 def test_a_kill_between_records_and_summary_leaves_no_result_that_passes_for_complete(tmp_path, digits_runs, monkeypatch):
@@ -268,7 +268,7 @@ def _tmpfs_available() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
     probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt && umount /mnt"],
-                           capture_output=True, timeout=30)
+                           capture_output=True, timeout=HANG_S)
     return probe.returncode == 0
 
 
@@ -285,6 +285,6 @@ def test_a_real_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, digit
               f'ls -A "{disk}" >&2; exit $rc')
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *map(str, args)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 2, out.stderr
     assert out.stderr.splitlines() == [f"Error: No space left on device: {disk / 'adv.pt'}"]  # and `ls` printed nothing

@@ -20,6 +20,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from tests.conftest import REPO
 from wmrbench.cli.app import app
 from wmrbench.errors import WmrbenchError
 from wmrbench.metrics import compute_metrics
@@ -32,7 +33,6 @@ from wmrbench.report import (
 
 PROTOCOL = ["Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Restart rule", "Examples", "Precision"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _records(n: int, alphas: tuple[float, ...], seed: int) -> pd.DataFrame:
