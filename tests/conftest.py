@@ -174,7 +174,7 @@ def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-# --- helpers of the reliability tests (tests/test_reliability_*.py) ----------------------------------
+# --- helpers of the reliability tests (tests/cli/test_reliability_*.py) ----------------------------------
 
 PYTHON = sys.executable
 # The lines a command logs as it goes (an epoch; an evaluation's batch when stderr is not a terminal)

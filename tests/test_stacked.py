@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA, assert_one_line_error, invoke
-from tests.test_sweep import ARCH  # registers the conv + BatchNorm + dropout test architecture
+from tests.training.test_sweep import ARCH  # registers the conv + BatchNorm + dropout test architecture
 from wmrbench import training
 from wmrbench.config import TrainConfig
 from wmrbench.presets import train_config

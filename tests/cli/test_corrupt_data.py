@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import assert_one_line_error, invoke
-from tests.test_data_formats import make_tiny_imagenet
+from tests.data.test_data_formats import make_tiny_imagenet
 
 NOT_THE_MODEL = ("gives outputs of shape", "does not fit", "Traceback")
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.conftest import HANG_S, PYTHON, REPO, assert_one_line_error, invoke
-from tests.test_reliability_results import no_attack  # noqa: F401  (fixture: fails if the attack starts)
+from tests.cli.test_reliability_results import no_attack  # noqa: F401  (fixture: fails if the attack starts)
 from wmrbench.errors import WmrbenchError
 from wmrbench.io import atomic_torch_save, atomic_write_json, atomic_write_text
 

@@ -1,6 +1,6 @@
 """Intervals wherever numbers are shown: terminal / Markdown / LaTeX cells (--ci), CSV columns,
 the RobustBench JSON, the plot's bands, and table1's verdicts on "+ours" gains (no attack run:
-real records files with random margins, as tests/test_report.py writes them)."""
+real records files with random margins, as tests/report/test_report.py writes them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_report import invoke, write_result
+from tests.report.test_report import invoke, write_result
 from wmrbench.report import CiStyle, TableFormat, TableKind, leaderboard, render
 from wmrbench.report.leaderboard import gather
 from wmrbench.report.plots import _bands

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, assert_one_line_error, invoke, require_mnist
-from tests.test_restarts import chained_start, reference_run
+from tests.attacks.test_restarts import chained_start, reference_run
 from wmrbench import attacks
 from wmrbench.attacks import AttackResult, choose_max_ce
 from wmrbench.config import AttackConfig, DatasetName, RestartFrom, RestartRule, eval_config_from_dict
@@ -91,7 +91,7 @@ def test_max_ce_keeps_each_examples_highest_cross_entropy_restart(mnist, restart
     attack = AttackConfig(WEAK.eps, WEAK.step_size, WEAK.steps, restarts=WEAK.restarts, restart_from=restart_from,
                           restart_rule="max-ce")
     got = attacks.pgd(model, x, y, attack, index=index)
-    # Every restart's end point, written out independently of the engine (tests/test_restarts.py).
+    # Every restart's end point, written out independently of the engine (tests/attacks/test_restarts.py).
     runs, end = [], x
     for r in range(attack.restarts):
         if restart_from is RestartFrom.PREVIOUS:
