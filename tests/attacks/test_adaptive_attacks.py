@@ -42,6 +42,7 @@ RUNS = {
 }
 
 
+@pytest.mark.slow  # 6 s measured on a loaded 2-core CPU (tests/README.md)
 @pytest.mark.parametrize("name", sorted(RUNS))
 @pytest.mark.parametrize("start", [Start.UNIFORM, Start.NORMAL])
 def test_alpha_zero_is_bit_identical_to_unweighted(mnist_model, mnist_test, name, start):
@@ -108,6 +109,7 @@ def test_cw_follows_the_logit_margin(mnist_model, mnist_test):
     assert (attacks.cw_loss(logits, t) >= 1 - 1e-6).all()
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_cw_is_blind_to_logit_scale_and_lsa_undoes_it(mnist_model, mnist_test):
     """The masking the audit looks for: logits x 1e4 saturate the softmax, PGD-CE's gradient is
     zero at confident points and it barely moves; the CW margin and LSA at T 1e4 see through it."""
@@ -133,6 +135,7 @@ def test_cw_is_blind_to_logit_scale_and_lsa_undoes_it(mnist_model, mnist_test):
     assert acc(cw) < acc(ce) and acc(lsa) < acc(ce)
 
 
+@pytest.mark.slow  # 4 s measured on a loaded 2-core CPU (tests/README.md)
 @pytest.mark.parametrize("name", ["pgd-lsa", "pgd-cw"])
 def test_evaluate_runs_them_by_name(digits_runs, tmp_path, name):
     """`evaluate --attack pgd-lsa|pgd-cw`: A_rob / A_sa from the attack, A_tr from its weighted form."""

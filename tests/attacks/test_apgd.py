@@ -52,6 +52,7 @@ def ours(model, x, y, x_start, norm, loss, n_iter, alpha=None):
     (Norm.L2, "ce", 16, 30),
     (Norm.L2, "dlr", 16, 30),
 ])
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_alpha_zero_agrees_with_pyautoattack_from_the_same_start(mnist_model, mnist_test, norm, loss, n, n_iter):
     """From the same start (wmrbench's keyed uniform start, fed to pyautoattack as ``x_init``), fp32,
     CPU: identical robust flags and the same best points and losses, bit for bit.
@@ -83,6 +84,7 @@ def test_alpha_zero_agrees_with_pyautoattack_from_the_same_start(mnist_model, mn
     assert torch.allclose(mine.f_max - shift, loss_best, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # 2 s measured on a loaded 2-core CPU (tests/README.md)
 def test_public_apgd_agrees_with_pyautoattack_from_the_zero_start(mnist_model, mnist_test):
     """Through ``attacks.apgd`` (start "zero" = x, pyautoattack's ``x_init=x``): the same robust
     flags; each robust example's returned point is their best point; each broken one is misclassified."""
@@ -194,6 +196,7 @@ def test_restarts_follow_the_choice_rule(mnist_model, mnist_test):
     assert set(three.restart.tolist()) <= {0, 1, 2} and torch.any(three.restart > 0)
 
 
+@pytest.mark.slow  # 8 s measured on a loaded 2-core CPU (tests/README.md)
 def test_weighted_apgd_lowers_the_weighted_accuracy(mnist_model, mnist_test):
     """Weighted APGD at alpha 2 against plain APGD's points counted with the same weights (A_tr
     against A_sa, under APGD), on 128 real MNIST images, eps 0.3, 40 iterations.

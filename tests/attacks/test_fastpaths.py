@@ -107,6 +107,7 @@ def test_bf16_alpha_zero_is_still_bit_identical_to_plain(mnist_model, mnist_test
 # --- CPU: torch.compile -------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 16 s measured on a loaded 2-core CPU (tests/README.md)
 def test_compiled_attack_matches_eager(digits_model, digits_test):
     index = torch.arange(64)
     x, y = digits_test.images(index), digits_test.y[index]
@@ -207,6 +208,7 @@ def emulated_cuda_graphs(monkeypatch):
     EmulatedGraph.fail_for = None
 
 
+@pytest.mark.slow  # 2 s measured on a loaded 2-core CPU (tests/README.md)
 @pytest.mark.parametrize("norm", list(Norm))
 def test_graph_stepper_replays_what_the_eager_loop_computes(emulated_cuda_graphs, mnist_model, mnist_test, norm):
     """Capture after warm-up, replay with new inputs loaded, too few steps, no steps: each equals

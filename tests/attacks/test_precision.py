@@ -20,6 +20,8 @@ CHECKPOINT = SHARED / "models" / "trades_mnist_smallcnn.pt"
 MNIST = SHARED / "mnist"
 N_EXAMPLES = 400
 
+pytestmark = pytest.mark.slow  # 400 images, PGD-10, twice: 5 s measured on a loaded 2-core CPU (tests/README.md)
+
 
 @pytest.mark.skipif(
     not (CHECKPOINT.is_file() and (MNIST / "MNIST" / "raw").is_dir()),

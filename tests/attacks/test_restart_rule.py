@@ -85,6 +85,7 @@ def mnist():
     return model, index, data.images(index), data.y[index]
 
 
+@pytest.mark.slow  # 5 s measured on a loaded 2-core CPU (tests/README.md)
 @pytest.mark.parametrize("restart_from", [RestartFrom.START, RestartFrom.PREVIOUS])
 def test_max_ce_keeps_each_examples_highest_cross_entropy_restart(mnist, restart_from):
     model, index, x, y = mnist
@@ -119,6 +120,7 @@ def test_max_ce_keeps_each_examples_highest_cross_entropy_restart(mnist, restart
     assert torch.equal(got.logits.argmax(1) == y, weighted.logits.argmax(1) == y)
 
 
+@pytest.mark.slow  # 6 s measured on a loaded 2-core CPU (tests/README.md)
 def test_alpha_zero_under_max_ce_is_plain_pgd_and_every_alpha_carries_its_weighted_pick(mnist):
     model, index, x, y = mnist
     attack = AttackConfig(WEAK.eps, WEAK.step_size, WEAK.steps, restarts=3, restart_rule="max-ce")

@@ -126,6 +126,7 @@ def candidates(model, data):
     return index, x, y, runs
 
 
+@pytest.mark.slow  # 11 s measured on a loaded 2-core CPU (tests/README.md)
 def test_the_recorded_restart_is_the_chosen_one(model, candidates):
     index, x, y, runs = candidates
     got = attacks.pgd(model, x, y, AttackConfig(WEAK.eps, WEAK.step_size, WEAK.steps, restarts=R_RULE), index=index)
@@ -196,6 +197,7 @@ def test_more_restarts_never_raise_a_rob_a_sa_or_a_tr(model, data):
 # --- chained restarts ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 2 s measured on a loaded 2-core CPU (tests/README.md)
 def test_chained_restarts_start_from_the_previous_end_point(model, data):
     index, x, y = batch(data, 64, offset=400)
     attack = AttackConfig(eps=0.3, step_size=0.03, steps=4, restarts=3, restart_from=RestartFrom.PREVIOUS)

@@ -26,6 +26,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["model"]
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 @pytest.mark.parametrize("defense", FAMILY)
 def test_each_defense_trains_and_evaluates_through_the_cli(tmp_path: Path, defense: str) -> None:
     ck = tmp_path / "ck"

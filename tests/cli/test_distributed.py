@@ -209,6 +209,7 @@ def test_one_process_resume_is_exact(tmp_path: Path) -> None:
 # --- training with two processes ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # 21 s measured on a loaded 2-core CPU (tests/README.md)
 def test_two_process_training_writes_one_checkpoint_with_global_statistics(uninterrupted: Path) -> None:
     saved = _checkpoint(uninterrupted)
     assert saved["epoch"] == 2
@@ -231,6 +232,7 @@ def after_one_epoch(work: Path) -> Path:
     return last
 
 
+@pytest.mark.slow  # 37 s measured on a loaded 2-core CPU (tests/README.md)
 def test_stop_after_one_epoch_then_resume_matches_uninterrupted(
     work: Path, uninterrupted: Path, after_one_epoch: Path
 ) -> None:
@@ -250,6 +252,7 @@ def test_a_two_process_run_resumes_with_one_process(work: Path, after_one_epoch:
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
 
 
+@pytest.mark.slow  # 34 s measured on a loaded 2-core CPU (tests/README.md)
 def test_sigkill_during_epoch_two_then_resume_matches_uninterrupted(work: Path, uninterrupted: Path) -> None:
     last = work / "checkpoints" / "killed" / "last.pt"
     proc = _start(_torchrun(2, *TRAIN, "--run", "killed"), work)
@@ -268,6 +271,7 @@ def test_sigkill_during_epoch_two_then_resume_matches_uninterrupted(work: Path, 
 # --- sharded evaluation --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 17 s measured on a loaded 2-core CPU (tests/README.md)
 def test_evaluation_does_not_depend_on_processes_or_batch_size(work: Path, uninterrupted: Path) -> None:
     common = ["evaluate", "--checkpoint", str(uninterrupted), "--n-examples", "101", "--steps", "3",
               "--alpha-test", "0,1.5", "--device", "cpu", "--quiet", "--results-dir", str(work / "eval")]
@@ -340,6 +344,7 @@ def test_more_processes_than_examples_is_one_line(
     assert not (work / "eval" / "tiny").exists()
 
 
+@pytest.mark.slow  # 9 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_rank_that_raises_ends_the_job(work: Path) -> None:
     """Rank 0 cannot create its checkpoint folder; rank 1, already waiting for it, must not hang."""
     (work / "checkpoints").mkdir(exist_ok=True)
@@ -352,6 +357,7 @@ def test_a_rank_that_raises_ends_the_job(work: Path) -> None:
     ], result.stderr[-3000:]
 
 
+@pytest.mark.slow  # 23 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_rank_that_stops_answering_times_out_with_one_line(work: Path) -> None:
     """Rank 1 freezes (SIGSTOP) during epoch 2: rank 0's collective times out and the job ends."""
     last = work / "checkpoints" / "frozen" / "last.pt"

@@ -117,6 +117,7 @@ def test_latex_leaderboard_escapes_every_special_character_of_a_run_name(tmp_pat
     assert compiled.returncode == 0, compiled.stdout[-2000:]
 
 
+@pytest.mark.slow  # 2 s measured on a loaded 2-core CPU (tests/README.md)
 def test_plot_survives_degenerate_results_and_names_a_bad_one(tmp_path):
     results = tmp_path / "results"
     model = _digits_model(tmp_path)

@@ -104,6 +104,7 @@ BAD_SUMMARIES = {
 }
 
 
+@pytest.mark.slow  # 2 s measured on a loaded 2-core CPU (tests/README.md)
 @pytest.mark.parametrize("case", sorted(BAD_SUMMARIES))
 def test_a_bad_summary_is_skipped_with_a_warning_by_leaderboard_and_plot(case, tmp_path, digits_results):
     edit, words = BAD_SUMMARIES[case]
@@ -130,6 +131,7 @@ def test_a_bad_summary_is_skipped_with_a_warning_by_leaderboard_and_plot(case, t
     assert not (results / "plots" / "weights-trades-a2.png").exists()
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_bad_records_cost_only_their_own_weights_plot(tmp_path, digits_results):
     results = _copy_results(digits_results, tmp_path)
     records = results / "trades-a2" / "records.csv"

@@ -83,6 +83,7 @@ def test_leaderboard_output_dash_prints_the_file_and_writes_nothing(digits_resul
     assert path.read_text() == out.stdout
 
 
+@pytest.mark.slow  # 4 s measured on a loaded 2-core CPU (tests/README.md)
 def test_leaderboard_to_a_full_stdout_is_one_line_and_not_reported_written(digits_results):
     """``--output - > /dev/full``: the failed write is an error, never ``wrote``."""
     if not Path("/dev/full").exists():

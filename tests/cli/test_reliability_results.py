@@ -113,6 +113,7 @@ def killed_at(where: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=HANG_S)
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_kill_between_records_and_summary_leaves_no_result_that_passes_for_complete(tmp_path, digits_runs, monkeypatch):
     checkpoint = digits_runs["trades-a0"]
     results = tmp_path / "results"
@@ -147,6 +148,7 @@ def test_a_kill_between_records_and_summary_leaves_no_result_that_passes_for_com
     assert not (folder / ".partial").exists()
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_records_that_are_not_the_summary_s_own_are_skipped_with_a_warning(tmp_path, digits_runs):
     # An older summary beside newer records (a kill under an older wmrbench, a copy, an edit).
     results = tmp_path / "results"
@@ -164,6 +166,7 @@ def test_records_that_are_not_the_summary_s_own_are_skipped_with_a_warning(tmp_p
     assert plots.exit_code == 0 and "records.csv beside it is not the one" in plots.stderr
 
 
+@pytest.mark.slow  # 6 s measured on a loaded 2-core CPU (tests/README.md)
 def test_temporary_files_of_a_killed_write_are_removed_when_the_run_starts_again(tmp_path, digits_runs):
     checkpoint = digits_runs["trades-a0"]
     results = tmp_path / "results"
@@ -272,6 +275,7 @@ def _tmpfs_available() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.slow  # 5 s measured on a loaded 2-core CPU (tests/README.md)
 @pytest.mark.skipif(not _tmpfs_available(), reason="mounting a small tmpfs needs root and mount namespaces")
 def test_a_real_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, digits_runs):
     # A 64 KiB tmpfs in a private mount namespace (the machine's mounts are untouched): the

@@ -38,6 +38,7 @@ def _history(folder: Path) -> list[dict]:
     return torch.load(folder / "last.pt", weights_only=True)["history"]
 
 
+@pytest.mark.slow  # 18 s measured on a loaded 2-core CPU (tests/README.md)
 def test_reproduce_writes_the_table_and_a_rerun_skips_what_is_done(tmp_path):
     ck, res = tmp_path / "ck", tmp_path / "res"
     args = (*TINY, "--epochs", "1", "--checkpoint-dir", ck, "--results-dir", res)
@@ -93,6 +94,7 @@ def test_reproduce_writes_the_table_and_a_rerun_skips_what_is_done(tmp_path):
     assert third.stdout.count("evaluating") == 1 and f"{RUNS[1]}: evaluating (its result is not usable" in third.stdout
 
 
+@pytest.mark.slow  # 27 s measured on a loaded 2-core CPU (tests/README.md)
 def test_an_interrupted_reproduction_resumes_from_folders_copied_elsewhere(tmp_path, monkeypatch):
     first, second = tmp_path / "machine1", tmp_path / "machine2"
     first.mkdir()
@@ -176,6 +178,7 @@ def test_the_paper_is_beside_each_number_with_the_difference_and_the_claim_is_ch
     assert "A_rob (paper)" in md and "A_rob diff" in md and "A_sa gain (paper)" in md and "at every alpha_test" in md
 
 
+@pytest.mark.slow  # 35 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_reproduction_stopped_inside_an_evaluation_resumes_its_saved_batches(tmp_path, monkeypatch):
     from wmrbench.evaluation.partial import PartialStore
 

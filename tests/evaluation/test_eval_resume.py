@@ -88,6 +88,7 @@ def partial_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((folder / ".partial").iterdir())}
 
 
+@pytest.mark.slow  # 5 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_killed_run_leaves_saved_batches_and_no_result(work: Path) -> None:
     killed = work / "results" / "killed"
     assert not (killed / "summary.json").exists() and not (killed / "records.csv").exists()
@@ -101,6 +102,7 @@ def test_a_killed_run_leaves_saved_batches_and_no_result(work: Path) -> None:
     assert not (work / "results" / "whole" / ".partial").exists()  # gone once the result is written
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_resume_with_the_command_leaderboard_prints_gives_the_uninterrupted_result(work: Path, monkeypatch) -> None:
     monkeypatch.chdir(work)
     results = work / "results"
@@ -201,6 +203,7 @@ AUTOATTACK = ("--n-examples", "8", "--batch-size", "4", "--attack", "autoattack"
               "--alpha-test", "1", "--device", "cpu", "--quiet", "--results-dir", "results")
 
 
+@pytest.mark.slow  # 7 s measured on a loaded 2-core CPU (tests/README.md)
 def test_an_autoattack_batch_does_not_depend_on_the_calls_before_it(digits_runs, digits_test) -> None:
     """pyautoattack reseeds the global RNG at each of its attacks, and the adapter restores it: a
     batch attacked first, after another batch, or after the global RNG moved, gives the same points."""
@@ -217,6 +220,7 @@ def test_an_autoattack_batch_does_not_depend_on_the_calls_before_it(digits_runs,
     assert not torch.equal(alone.x_adv, digits_test.images(second))  # it did attack
 
 
+@pytest.mark.slow  # 8 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_killed_autoattack_evaluation_resumes_to_the_same_result(tmp_path: Path, digits_runs) -> None:
     checkpoint = digits_runs["trades-a0"]
     wmrbench("evaluate", "--checkpoint", checkpoint, *AUTOATTACK, "--run", "whole", cwd=tmp_path)
@@ -270,6 +274,7 @@ def recorder(monkeypatch) -> Recorder:
     return bar
 
 
+@pytest.mark.slow  # 8 s measured on a loaded 2-core CPU (tests/README.md)
 def test_the_bar_names_each_stage_and_the_running_robust_accuracy(recorder, digits_runs, digits_test) -> None:
     model = load_model_from_checkpoint(digits_runs["trades-a0"], "digitsnet", 10, 1).eval()
     cfg = eval_config(DatasetName.DIGITS, "r", steps=3, alpha_test=(0.0, 1.0), batch_size=4, n_examples=8,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, invoke, require_mnist
@@ -30,6 +31,7 @@ def _unfold(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return unfolded
 
 
+@pytest.mark.slow  # 2 s measured on a loaded 2-core CPU (tests/README.md)
 def test_normalized_model_equals_the_folded_network(tmp_path: Path) -> None:
     require_mnist()
     factory = tmp_path / "nets.py"

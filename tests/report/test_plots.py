@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import invoke
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # 2 s measured on a loaded 2-core CPU (tests/README.md)
 def test_plot_writes_png_and_svg(digits_results: Path, tmp_path: Path) -> None:
     results = Path(shutil.copytree(digits_results, tmp_path / "results"))
     out = invoke("plot", results)

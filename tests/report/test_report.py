@@ -305,6 +305,7 @@ def test_the_package_ships_the_papers_tables() -> None:
     assert len(ours) == 65 and set(ours["table"]) == {1, 2, 3, 4, 5}
 
 
+@pytest.mark.slow  # 8 s measured on a loaded 2-core CPU (tests/README.md)
 def test_plots_are_written_as_png_and_svg(results: Path, tmp_path: Path) -> None:
     write_result(results, "mnist-run", dataset="mnist", with_records=False)
     plots = make_plots(results)
@@ -323,6 +324,7 @@ def test_plots_are_written_as_png_and_svg(results: Path, tmp_path: Path) -> None
     assert {p.name: p.read_bytes() for p in (results / "plots").glob("*.svg")} == first  # no dates, fixed ids
 
 
+@pytest.mark.slow  # 4 s measured on a loaded 2-core CPU (tests/README.md)
 def test_plot_one_run_into_a_folder(results: Path, tmp_path: Path) -> None:
     out = invoke("plot", results, "--run", "trades-a2", "--output-dir", tmp_path / "figs")
     assert out.exit_code == 0, out.output
@@ -333,6 +335,7 @@ def test_plot_one_run_into_a_folder(results: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "other").exists()
 
 
+@pytest.mark.slow  # 4 s measured on a loaded 2-core CPU (tests/README.md)
 def test_report_imports_neither_the_engine_nor_the_cli() -> None:
     """The layering rule (README "Layout", pyproject.toml contracts): reports read results, they never run attacks."""
     code = ("import sys, wmrbench.report, wmrbench.report.plots; "

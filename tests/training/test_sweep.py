@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -66,6 +67,7 @@ def _differences(a: Path, b: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # 14 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_sweep_trains_each_run_exactly_as_alone_and_resumes(tmp_path):
     solo = _solo(tmp_path / "solo")
 
@@ -85,6 +87,7 @@ def test_a_sweep_trains_each_run_exactly_as_alone_and_resumes(tmp_path):
         assert _differences(tmp_path / "parts" / f"s-a{alpha}", alone) == [], alpha
 
 
+@pytest.mark.slow  # 5 s measured on a loaded 2-core CPU (tests/README.md)
 def test_without_its_own_random_state_a_run_of_a_sweep_would_differ(tmp_path, monkeypatch):
     # The control that shows the test above can fail: with every run drawing dropout masks from
     # one shared global generator (no swap), each run draws after the other from the second step

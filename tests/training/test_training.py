@@ -24,6 +24,7 @@ def weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
+@pytest.mark.slow  # 7 s measured on a loaded 2-core CPU (tests/README.md)
 @pytest.mark.parametrize("defense", list(Defense))
 def test_resumed_run_equals_uninterrupted_run(tmp_path, defense):
     full = fit(tiny(tmp_path / "a", defense), show_progress=False)
@@ -126,6 +127,7 @@ def test_attack_mode_train_attacks_with_batch_statistics_and_is_recorded(tmp_pat
     assert torch.load(result.checkpoint, weights_only=True)["config"]["attack_mode"] == "train"
 
 
+@pytest.mark.slow  # 9 s measured on a loaded 2-core CPU (tests/README.md)
 def test_held_out_evaluation_keeps_best_pt_and_resume_keeps_the_best(tmp_path):
     """--eval-every / --val-size / --select-by on digits: the held-out split comes from the
     training set, best.pt is the best evaluated epoch, and a resumed run agrees."""

@@ -27,6 +27,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)["model"]
 
 
+@pytest.mark.slow  # 8 s measured on a loaded 2-core CPU (tests/README.md)
 def test_augmentation_is_applied_and_resume_is_exact(tmp_path: Path) -> None:
     straight = fit(_cfg(tmp_path, "straight"), show_progress=False)
     first = fit(_cfg(tmp_path, "pieces"), stop_after_epochs=1, show_progress=False)
