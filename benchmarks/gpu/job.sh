@@ -19,7 +19,7 @@
 # (set by the device machine; default JOB_WORK/out), PYTHON (default python3), TABLE1_CALLS (at most
 # this many one-epoch table1 invocations; default 0: as many as the time allows), BUDGET_S_DRY
 # (--dry-run's budget, default 840: a loaded 2-core CPU is slow, and the dry run tests the path,
-# not the speed), STEP_SCALE (default 1: each step's time box times this; tests/test_gpu_job.py
+# not the speed), STEP_SCALE (default 1: each step's time box times this; tests/cli/test_gpu_job.py
 # sets it and the dry budget far above any run's time, so that its result never depends on speed).
 # Every step is time-boxed, so the copy-back always happens; a step that fails is logged and the
 # job goes on to the next, so one broken part cannot waste the window.
