@@ -116,6 +116,7 @@ def test_a_stacked_sweep_stopped_and_resumed_equals_one_uninterrupted(solo, tmp_
         assert _same(tmp_path / cfg.run, solo / cfg.run) == [], cfg.run
 
 
+@pytest.mark.slow  # 3 s, and its fixture 5 s, measured on a loaded 2-core CPU (tests/README.md)
 def test_a_run_that_diverges_stops_alone_and_the_others_go_on(solo, tmp_path):
     cfgs = _cfgs(tmp_path)
     # The second run's lr is multiplied by 1e7 at its milestone: epoch 2 diverges.
@@ -167,8 +168,8 @@ def mnist_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return test.images(index).float(), test.y[index]
 
 
-@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
-@pytest.mark.parametrize("impl", ["loop", "vmap"])
+# "loop" is the fast tier's test of wmrbench/stacked.py (3 s measured on a loaded 2-core CPU)
+@pytest.mark.parametrize("impl", ["loop", pytest.param("vmap", marks=pytest.mark.slow)])
 def test_one_stacked_step_of_the_mnist_smallcnn_equals_its_solo_steps(impl, mnist_batch):
     """SmallCNN (dropout) on MNIST: one stacked step of four runs against each run's own train_step."""
     x, y = mnist_batch

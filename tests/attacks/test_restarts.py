@@ -139,6 +139,7 @@ def test_the_recorded_restart_is_the_chosen_one(model, candidates):
     assert torch.equal(got.margin, margins) and torch.equal(got.logits, logits)
 
 
+@pytest.mark.slow  # its fixture: 5 s measured on a loaded 2-core CPU (tests/README.md)
 def test_the_new_rule_never_gives_a_higher_weighted_accuracy_than_the_old(candidates):
     _, _, y, runs = candidates
     new_margin, new_logits = pick(runs, new_rule(runs, y))

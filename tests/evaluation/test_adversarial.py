@@ -25,7 +25,6 @@ def attacked(digits_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     return results / "trades-a2" / "adversarial.pt", results
 
 
-@pytest.mark.slow  # 5 s measured on a loaded 2-core CPU (tests/README.md)
 def test_file_holds_points_labels_indices_margins_weights_and_config(attacked) -> None:
     path, _ = attacked
     obj = torch.load(path, weights_only=True)

@@ -122,6 +122,7 @@ def test_resume_with_the_command_leaderboard_prints_gives_the_uninterrupted_resu
     assert board.stderr.strip() == "" and "killed" in board.stdout
 
 
+@pytest.mark.slow  # its fixture: two evaluations in processes of their own, one killed: 23 s measured on a loaded 2-core CPU (tests/README.md)
 def test_an_unfinished_run_is_refused_without_resume_and_overwrite_starts_over(work: Path, digits_runs, monkeypatch):
     monkeypatch.chdir(work)
     killed = work / "results" / "killed"
@@ -141,6 +142,7 @@ def test_an_unfinished_run_is_refused_without_resume_and_overwrite_starts_over(w
     assert [int(line.split(",")[0]) for line in records[1:]] == list(range(64))
 
 
+@pytest.mark.slow  # its fixture: two evaluations in processes of their own, one killed: 23 s measured on a loaded 2-core CPU (tests/README.md)
 def test_resume_with_other_settings_weights_or_flags_is_refused_by_name(work: Path, digits_runs, monkeypatch):
     monkeypatch.chdir(work)
     killed = work / "results" / "killed"
@@ -167,6 +169,7 @@ def test_resume_with_other_settings_weights_or_flags_is_refused_by_name(work: Pa
     assert partial_files(killed) == before
 
 
+@pytest.mark.slow  # its fixture: two evaluations in processes of their own, one killed: 23 s measured on a loaded 2-core CPU (tests/README.md)
 def test_leaderboard_and_plot_skip_an_unfinished_run_and_name_the_command(work: Path) -> None:
     for command in ("leaderboard", "plot"):
         out = invoke(command, work / "results")
