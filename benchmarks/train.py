@@ -15,7 +15,7 @@ one after another.
   against ``training.fit`` three times, one run after another, in one process, for whole
   epochs of a real data set (digits by default: embedded; ``--sweep-dataset mnist --data-dir``),
   so data loading and per-step data handling are in the time. The sweep's runs are bit for bit
-  the separate runs (checked here, and by tests/test_sweep.py).
+  the separate runs (checked here, and by tests/training/test_sweep.py).
 
 * ``stack``: the four runs of Table 1 (MNIST SmallCNN: PGD-AT alpha 0 and 0.5, TRADES alpha 0 and
   2; the paper's 40-step attack, batch 128) trained as ONE stacked model

@@ -8,6 +8,8 @@ import pickle
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +174,7 @@ def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-# --- helpers of the reliability tests (tests/test_reliability_*.py) ----------------------------------
+# --- helpers of the reliability tests (tests/cli/test_reliability_*.py) ----------------------------------
 
 PYTHON = sys.executable
 # The lines a command logs as it goes (an epoch; an evaluation's batch when stderr is not a terminal)
@@ -197,7 +199,29 @@ def assert_one_line_error(out, *fragments: str, code: int = 2) -> str:
     return lines[0]
 
 
-def run_wmrbench(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+# No test waits on the clock: each waits for an event (a file appears, a line is printed, a process
+# exits), however slow the machine. HANG_S is only a safety net against a process that hangs
+# forever, far above any run's time on a loaded machine; it fails with a message that says so.
+# pytest-timeout's global net (pyproject.toml) is above it, for a hang in the test itself.
+HANG_S = 1800
+
+
+def hung(what: str) -> str:
+    """The failure message of a safety net (HANG_S) that fired: a hang, not a slow machine."""
+    return f"{what} still running after {HANG_S} s: it hangs (the tests wait for events, never for speed)"
+
+
+def wait_until(predicate: Callable[[], bool], what: str, proc: subprocess.Popen | None = None) -> None:
+    """Return once ``predicate()`` holds; fail at once, with the process's stderr, if ``proc`` exits
+    before it does. No deadline: the event comes or the process ends (a hang meets pytest-timeout)."""
+    while not predicate():
+        if proc is not None and proc.poll() is not None and not predicate():
+            err = proc.stderr.read() if proc.stderr is not None else ""
+            pytest.fail(f"the process ended (rc {proc.returncode}) before {what}: {err[-3000:]}", pytrace=False)
+        time.sleep(0.01)  # a poll interval, not a deadline
+
+
+def run_wmrbench(*args: str, cwd: Path, timeout: float = HANG_S, **kwargs) -> subprocess.CompletedProcess:
     """``python -m wmrbench ARGS`` as a user starts it: a real process of its own."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([PYTHON, "-m", "wmrbench", *map(str, args)], cwd=cwd, env=env, capture_output=True,

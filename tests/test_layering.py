@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import HANG_S, REPO
+
 LINT_IMPORTS = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
 
 
@@ -31,7 +32,7 @@ def test_the_cli_contracts_name_every_other_top_level_module() -> None:
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=300,
+    return subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=HANG_S,
                           env={"PYTHONPATH": str(root), "PATH": str(Path(sys.executable).parent)})
 
 

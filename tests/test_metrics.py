@@ -35,6 +35,7 @@ def test_alpha_zero_metrics_equal_a_rob_exactly():
     assert m.alphas == [0.0] and m.n_examples == 1001
 
 
+@pytest.mark.slow  # 10 s measured on a loaded 2-core CPU (tests/README.md)
 def test_real_evaluation_invariants(mnist_model, mnist_test):
     """On the real robust MNIST model: A_sa(0) = A_tr(0) = A_rob exactly, and the ordering the
     paper expects, A_tr <= A_sa <= A_rob, with A_sa falling as alpha_test grows."""
@@ -62,6 +63,7 @@ def test_real_evaluation_invariants(mnist_model, mnist_test):
         assert compute_metrics(read_records(path)) == m
 
 
+@pytest.mark.slow  # 9 s measured on a loaded 2-core CPU (tests/README.md)
 def test_worst_case_accuracy_is_at_most_every_attacks_weighted_accuracy(mnist_model, mnist_test) -> None:
     """A_wc (wmrbench's extension) takes per example the attacker's best point among all the
     run computed: at every alpha it is at most A_sa and A_tr, and at alpha 0 at most A_rob."""

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA, assert_one_line_error, invoke
-from tests.test_sweep import ARCH  # registers the conv + BatchNorm + dropout test architecture
+from tests.training.test_sweep import ARCH  # registers the conv + BatchNorm + dropout test architecture
 from wmrbench import training
 from wmrbench.config import TrainConfig
 from wmrbench.presets import train_config
@@ -75,6 +75,7 @@ def solo(tmp_path_factory) -> Path:
     return ck
 
 
+@pytest.mark.slow  # 10 s measured on a loaded 2-core CPU (tests/README.md)
 def test_stacked_run_by_run_equals_each_run_trained_alone_bit_for_bit(solo, tmp_path):
     cfgs = _cfgs(tmp_path)
     result = fit_stacked(cfgs, impl="loop", show_progress=False)
@@ -86,6 +87,7 @@ def test_stacked_run_by_run_equals_each_run_trained_alone_bit_for_bit(solo, tmp_
     assert _same(solo / "pgd-a0", solo / "pgd-a0.5") and _same(solo / "trades-a0", solo / "trades-a2")
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_stacked_through_vmap_stays_within_the_stated_tolerance(solo, tmp_path):
     cfgs = [dataclasses.replace(c, epochs=1) for c in _cfgs(tmp_path)]
     fit_stacked(cfgs, impl="vmap", show_progress=False)
@@ -98,6 +100,7 @@ def test_stacked_through_vmap_stays_within_the_stated_tolerance(solo, tmp_path):
         assert difference <= VMAP_WEIGHT_TOLERANCE, (cfg.run, difference)
 
 
+@pytest.mark.slow  # 4 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_stacked_sweep_stopped_and_resumed_equals_one_uninterrupted(solo, tmp_path):
     cfgs = _cfgs(tmp_path)
     # One epoch for every run, then one run loses its checkpoint (killed before it saved).
@@ -113,6 +116,7 @@ def test_a_stacked_sweep_stopped_and_resumed_equals_one_uninterrupted(solo, tmp_
         assert _same(tmp_path / cfg.run, solo / cfg.run) == [], cfg.run
 
 
+@pytest.mark.slow  # 3 s, and its fixture 5 s, measured on a loaded 2-core CPU (tests/README.md)
 def test_a_run_that_diverges_stops_alone_and_the_others_go_on(solo, tmp_path):
     cfgs = _cfgs(tmp_path)
     # The second run's lr is multiplied by 1e7 at its milestone: epoch 2 diverges.
@@ -126,6 +130,7 @@ def test_a_run_that_diverges_stops_alone_and_the_others_go_on(solo, tmp_path):
         assert _same(tmp_path / cfg.run, solo / cfg.run) == [], cfg.run
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_stack_on_through_the_cli_and_its_refusals(tmp_path):
     common = ("train", "--dataset", "digits", "--defense", "trades", "--arch", "digitsnet", "--steps", "1", "--epochs", "1",
               "--device", "cpu", "--quiet", "--checkpoint-dir", str(tmp_path), "--run", "s")
@@ -163,7 +168,8 @@ def mnist_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return test.images(index).float(), test.y[index]
 
 
-@pytest.mark.parametrize("impl", ["loop", "vmap"])
+# "loop" is the fast tier's test of wmrbench/stacked.py (3 s measured on a loaded 2-core CPU)
+@pytest.mark.parametrize("impl", ["loop", pytest.param("vmap", marks=pytest.mark.slow)])
 def test_one_stacked_step_of_the_mnist_smallcnn_equals_its_solo_steps(impl, mnist_batch):
     """SmallCNN (dropout) on MNIST: one stacked step of four runs against each run's own train_step."""
     x, y = mnist_batch

@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import invoke
 
 
+@pytest.mark.slow  # 4 s measured on a loaded 2-core CPU (tests/README.md)
 def test_tensorboard_logs_scalars_and_the_weight_histogram(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

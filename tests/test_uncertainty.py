@@ -48,6 +48,7 @@ def records(correct: np.ndarray, margin: np.ndarray, index: np.ndarray | None = 
     })
 
 
+@pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)
 def test_a_sa_interval_covers_the_population_value_in_92_to_98_percent_of_samples() -> None:
     """400 samples of 500 from the fixed population; each sample's 95% interval of A_sa(2) and
     of the paired difference A_sa(2) - B_sa(2) either covers the population value or not."""

@@ -19,7 +19,8 @@
 # (set by the device machine; default JOB_WORK/out), PYTHON (default python3), TABLE1_CALLS (at most
 # this many one-epoch table1 invocations; default 0: as many as the time allows), BUDGET_S_DRY
 # (--dry-run's budget, default 840: a loaded 2-core CPU is slow, and the dry run tests the path,
-# not the speed).
+# not the speed), STEP_SCALE (default 1: each step's time box times this; tests/cli/test_gpu_job.py
+# sets it and the dry budget far above any run's time, so that its result never depends on speed).
 # Every step is time-boxed, so the copy-back always happens; a step that fails is logged and the
 # job goes on to the next, so one broken part cannot waste the window.
 set -u -o pipefail
@@ -42,7 +43,7 @@ say() { echo "[job $(elapsed)s] $*" | tee -a "$LOG"; }
 # step NAME SECONDS CMD...: run CMD for at most SECONDS (and never past the copy-back's reserve).
 RESERVE=30
 step() {
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(( $2 * ${STEP_SCALE:-1} )); shift 2
   local room=$(( $(left) - RESERVE ))
   [ "$limit" -gt "$room" ] && limit=$room
   if [ "$limit" -le 5 ]; then say "$name: skipped, no time left"; return 1; fi
@@ -76,7 +77,7 @@ fi
 
 # 3. The CUDA tests (on the CPU they skip, each with its printed reason).
 CUDA_TESTS=(tests/test_stacked_cuda.py)
-[ "$DRY" = 0 ] && CUDA_TESTS+=(tests/test_fastpaths.py)
+[ "$DRY" = 0 ] && CUDA_TESTS+=(tests/attacks/test_fastpaths.py)
 step cuda-tests 150 "$PYTHON" -m pytest -q -rs -s -p no:cacheprovider "${CUDA_TESTS[@]}" || true
 
 # 4. s/epoch of MNIST TRADES+ours: one run alone (attack through a CUDA graph, and eager), and
