@@ -10,7 +10,8 @@ import shutil
 import pytest
 
 from tests.conftest import assert_one_line_error, invoke
-from wmrbench.config import AttackMethod, DatasetName, Defense
+from wmrbench.attack_config import AttackMethod
+from wmrbench.config import DatasetName, Defense
 from wmrbench.errors import WmrbenchError
 from wmrbench.family import FamilyConfig
 from wmrbench.family import planned_runs as family_runs
