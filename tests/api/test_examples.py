@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require_mnist
+from tests.conftest import HANG_S, REPO, require_mnist
 
 EXAMPLES = REPO / "examples"
 
@@ -19,7 +19,7 @@ EXAMPLES = REPO / "examples"
 def _run(script: str, cwd: Path, *args: str) -> dict[str, float]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=900)
+                         text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stderr[-2000:]
     assert not list(cwd.iterdir()), "an example wrote into the working folder"
     # "NAME VALUE" pairs, several per line

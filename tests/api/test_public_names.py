@@ -9,6 +9,8 @@ import types
 
 import pytest
 
+from tests.conftest import HANG_S
+
 import wmrbench
 
 # The public names as released. Removing one breaks users: this list only grows (deprecate
@@ -61,5 +63,5 @@ def test_version_and_unknown_names():
 def test_import_wmrbench_loads_no_torch():
     """The CLI imports the package first: the public names load on first use, not at import."""
     code = "import sys, wmrbench; assert 'torch' not in sys.modules, 'torch imported'; print(len(wmrbench.__all__))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stderr

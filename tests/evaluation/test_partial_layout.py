@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import HANG_S, REPO
 from wmrbench import records
 from wmrbench.evaluation import partial
 
@@ -32,5 +32,5 @@ def test_records_keeps_the_schema_and_partial_owns_the_layout(tmp_path) -> None:
 def test_the_reports_load_no_attack_engine() -> None:
     code = ("import sys, wmrbench.report.leaderboard; "
             "print(sorted(m for m in sys.modules if m.startswith(('wmrbench.attacks', 'wmrbench.evaluation.'))))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=HANG_S, check=True)
     assert out.stdout.strip() == "['wmrbench.evaluation.partial']", out.stdout

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import REPO
+from tests.conftest import HANG_S, REPO
 from wmrbench.config import CUSTOM_DATASET, train_config_from_dict
 from wmrbench.errors import WmrbenchError
 from wmrbench.models.checkpoint import read_checkpoint
@@ -132,7 +132,7 @@ def test_the_named_loop_refuses_a_custom_checkpoint_with_one_line(tmp_path, digi
 def test_the_example_script_runs_and_writes_its_checkpoints(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(REPO / "examples" / "fit_own_model.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     assert "last: checkpoints/tinynet/last.pt" in done.stdout and "best: checkpoints/tinynet/best.pt" in done.stdout
     saved = read_checkpoint(tmp_path / "checkpoints" / "tinynet" / "last.pt")
@@ -162,7 +162,7 @@ def test_own_model_trains_with_ddp_under_torchrun(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                           str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     saved = read_checkpoint(tmp_path / "checkpoints" / "ddp" / "last.pt")
     assert saved["epoch"] == 2 and [h["processes"] for h in saved["history"]] == [2, 2]
