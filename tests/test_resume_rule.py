@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from wmrbench import resume
-from wmrbench.config import EvalConfig, EvalOptions, TrainConfig, TrainOptions
+from wmrbench.config import EvalConfig, TrainConfig
+from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation import partial
 from wmrbench.presets import eval_config, train_config
 from wmrbench.training import merge_resume
@@ -21,7 +24,7 @@ def test_the_resumable_settings_are_those_the_configs_mark() -> None:
 
 def test_only_resumable_settings_may_differ_and_the_rest_stay_saved() -> None:
     saved = train_config("digits", "trades", run="a", epochs=2)
-    asked = resume.requested(saved, TrainOptions(epochs=5, device="cpu", lr=0.5), run="b")
+    asked = resume.requested(saved, {"epochs": 5, "device": "cpu", "lr": 0.5}, run="b")
     assert resume.changed(saved, asked) == ["lr"]
     same_lr = dataclasses.replace(asked, lr=saved.lr)
     merged = resume.merged(saved, same_lr)
@@ -31,8 +34,18 @@ def test_only_resumable_settings_may_differ_and_the_rest_stay_saved() -> None:
 
 def test_evaluation_names_attack_settings_flat_by_the_same_rule() -> None:
     saved = eval_config("digits", "r", steps=10)
-    asked = resume.requested(saved, EvalOptions(steps=5, device="cpu"), results_dir="elsewhere")
-    assert resume.changed(saved, asked, partial._settings) == ["steps"]
-    fine = resume.requested(saved, EvalOptions(device="cpu"), results_dir="elsewhere")
+    asked = resume.requested(saved, {"steps": 5, "device": "cpu"}, results_dir="elsewhere")
+    assert resume.changed(saved, asked) == ["steps"]  # by its flat name, not "attack"
+    fine = resume.requested(saved, {"device": "cpu"}, results_dir="elsewhere")
     got = partial.resume_config(saved, fine, folder=Path("x"))
     assert (got.device, got.results_dir, got.attack) == ("cpu", "elsewhere", saved.attack)
+
+
+def test_training_names_attack_settings_flat_and_by_their_python_names() -> None:
+    saved = train_config("digits", "trades", run="a", epochs=2)
+    asked = resume.requested(saved, {"steps": saved.attack.steps + 1})
+    assert resume.changed(saved, asked) == ["steps"]  # not "attack", which names no setting one can give
+    with pytest.raises(WmrbenchError) as raised:
+        merge_resume(saved, asked)
+    assert str(raised.value) == ("resume=True: run 'a' was trained with other settings (steps); "
+                                 "drop those options or start a new run")

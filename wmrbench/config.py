@@ -72,13 +72,6 @@ class Protocol(str, Enum):
     PAPER = "paper"  # the authors' evaluation: the paper's attack, 10 restarts (presets.PAPER_PROTOCOLS)
 
 
-# kept until the lead's post-merge rewrite: evaluation/partial.py and training.py still call it;
-# new messages call ``setting(name)`` directly. How the CLI spells an option: wmrbench/cli/options.py.
-def option_name(name: str) -> str:
-    """A setting, marked for the message it goes into (:func:`wmrbench.errors.setting`)."""
-    return name if name.startswith("--") else setting(name)
-
-
 def check_seeds(seeds: Any, seed: int) -> tuple[int, ...]:
     """``seeds``: distinct seeds, the first being ``seed``; one seed alone is ``()`` (no spread)."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
@@ -367,6 +360,11 @@ def with_options(cfg: Config, given: Mapping[str, Any] | None = None, /, **more:
     return dataclasses.replace(cfg, **given)
 
 
+def given_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings of ``options`` that were given (``None`` means "not given")."""
+    return {k: v for k, v in (options or {}).items() if v is not None}
+
+
 @dataclass(frozen=True)
 class GivenSettings(Mapping[str, Any]):
     """Settings given on top of a base config that is not known yet (None: not given).
@@ -401,13 +399,6 @@ def settings_class(name: str, config: type, exclude: tuple[str, ...] = (), base:
     cls = dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True)
     cls.__module__ = base.__module__
     return cls
-
-
-# kept until the lead's post-merge rewrite: evaluation/, training, sweep, family, reproduce and
-# demo still construct these; they then take a Mapping of given settings (the CLI's own typed
-# options are wmrbench/cli/options.py's).
-EvalOptions = settings_class("EvalOptions", EvalConfig, exclude=("dataset", "run"))
-TrainOptions = settings_class("TrainOptions", TrainConfig, exclude=("dataset", "defense"))
 
 
 def fields_with(cls: type, flag: dict[str, bool]) -> frozenset[str]:

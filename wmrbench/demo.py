@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wmrbench.config import DatasetName, Defense, EvalOptions, number_key
+from wmrbench.config import DatasetName, Defense, number_key
 from wmrbench.evaluation import evaluate_source
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.models.source import ModelSource, SourceKind
@@ -37,7 +37,7 @@ def run_demo(
         done = last.is_file() and int(read_checkpoint(last).get("epoch", 0)) >= cfg.epochs
         if not done:
             fit(cfg, resume=last.is_file(), show_progress=show_progress)
-        options = EvalOptions(alpha_test=alpha_test, results_dir=results_dir, device=device, seed=seed)
+        options = dict(alpha_test=alpha_test, results_dir=results_dir, device=device, seed=seed)
         source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(last))
         # The demo's own results: a rerun replaces them (with the same numbers).
         summaries.append(evaluate_source(source, options, run=cfg.run, show_progress=show_progress, overwrite=True).summary)

@@ -26,8 +26,8 @@ from typing import Any
 
 from wmrbench.attack_config import AttackMethod, Precision
 from wmrbench.checks import check_int, check_seed, parse_enum
-from wmrbench.config import DatasetName, Defense, EvalConfig, EvalOptions, Protocol, TrainConfig, to_jsonable
-from wmrbench.errors import WmrbenchError
+from wmrbench.config import DatasetName, Defense, EvalConfig, Protocol, TrainConfig, to_jsonable, with_options
+from wmrbench.errors import WmrbenchError, render_settings, setting
 from wmrbench.evaluation import evaluate_source
 from wmrbench.io import atomic_write_text, lock_folder
 from wmrbench.models.source import ModelSource, SourceKind
@@ -84,10 +84,10 @@ class FamilyConfig:
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
         attacks = tuple(dict.fromkeys(parse_enum(AttackMethod, a, "attack") for a in self.attacks))
         if AttackMethod.PGD not in attacks:
-            raise WmrbenchError("--attacks must include pgd: A_sa, A_tr and A_wc come from the PGD evaluation")
+            raise WmrbenchError(f"{setting('attacks')} must include pgd: A_sa, A_tr and A_wc come from the PGD evaluation")
         unknown = [a.value for a in attacks if a.value not in ROB_COLUMNS]
         if unknown:
-            raise WmrbenchError(f"--attacks: {', '.join(unknown)} is not one of the family's: pgd, apgd-ce, autoattack")
+            raise WmrbenchError(f"{setting('attacks')}: {', '.join(unknown)} is not one of the family's: pgd, apgd-ce, autoattack")
         object.__setattr__(self, "attacks", attacks)
         for name in ("epochs", "n_examples", "autoattack_n_examples", "stop_after_epochs"):
             if getattr(self, name) is not None:
@@ -138,10 +138,11 @@ def result_name(run: TrainConfig, attack: AttackMethod) -> str:
     return f"{run.run}-{attack.value}"
 
 
-def eval_options(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> EvalOptions:
-    return EvalOptions(protocol=protocol(cfg), method=attack, alpha_test=cfg.alpha_test, n_examples=cfg.examples(attack), seed=cfg.seed,
-                       device=cfg.device, precision=Precision.FP32, results_dir=str(cfg.table_dir),
-                       data_dir=run.data_dir, download=cfg.download or None)
+def eval_options(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> dict[str, Any]:
+    """The settings of ``run``'s evaluation with ``attack`` (given on top of the data set's preset)."""
+    return dict(protocol=protocol(cfg), method=attack, alpha_test=cfg.alpha_test, n_examples=cfg.examples(attack), seed=cfg.seed,
+                device=cfg.device, precision=Precision.FP32, results_dir=str(cfg.table_dir),
+                data_dir=run.data_dir, download=cfg.download or None)
 
 
 def protocol(cfg: FamilyConfig) -> Protocol:
@@ -151,7 +152,7 @@ def protocol(cfg: FamilyConfig) -> Protocol:
 
 
 def planned_eval(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> EvalConfig:
-    return eval_options(cfg, run, attack).apply(eval_config(cfg.data, result_name(run, attack), protocol(cfg)))
+    return with_options(eval_config(cfg.data, result_name(run, attack), protocol(cfg)), eval_options(cfg, run, attack))
 
 
 def current_result(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> tuple[Summary | None, str]:
@@ -260,8 +261,9 @@ def _notes(cfg: FamilyConfig, runs: list[TrainConfig], results: list[dict[str, S
     pgd = results[0]["pgd"].config.attack
     notes = []
     if cfg.quick:
-        notes.append("NOT the paper's setting: digits (8x8, embedded), a few epochs, a CPU-sized demonstration of the "
-                     "command; the MNIST version (reproduce family without --quick) is a GPU job")
+        notes.append(render_settings("NOT the paper's setting: digits (8x8, embedded), a few epochs, a CPU-sized "
+                                     "demonstration of the command; the MNIST version (reproduce family without "
+                                     f"{setting('quick')}) is a GPU job"))
     notes.append(
         f"training: {first.dataset.value}, {first.arch}, {first.epochs} epochs, batch {first.batch_size}, seed {first.seed}, "
         f"one data order for all (one sweep); attack {first.attack.steps} steps of {first.attack.step_size:g} at eps "
@@ -284,7 +286,7 @@ def _notes(cfg: FamilyConfig, runs: list[TrainConfig], results: list[dict[str, S
 
 
 def _write(cfg: FamilyConfig, outcome: FamilyOutcome) -> list[Path]:
-    title = f"The instance-reweighting family on {cfg.data.value}" + (" (--quick)" if cfg.quick else "")
+    title = f"The instance-reweighting family on {cfg.data.value}" + (render_settings(f" ({setting('quick')})") if cfg.quick else "")
     text = "\n".join([f"# {title}", "", *[f"- {n}" for n in outcome.notes], "", "## Numbers", "",
                       to_markdown(outcome.table), "## Differences from the unweighted base (points, 95% paired interval)", "",
                       to_markdown(outcome.gains, CiStyle.INTERVAL)])

@@ -40,7 +40,7 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.config import EvalConfig, eval_config_from_dict, number_key, to_jsonable
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.io import atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 2  # 2: the optional ``uncertainty`` object (intervals and n_eff)
@@ -488,12 +488,12 @@ def read_summary(path: str | Path, check_records: bool = True) -> Summary:
         if actual != summary.records_sha256:
             raise WmrbenchError(
                 f"{path}: {records.name} beside it is not the one it was computed from (SHA-256 differs): "
-                "an interrupted or concurrent write, or an edited file; evaluate again with --overwrite"
+                f"an interrupted or concurrent write, or an edited file; evaluate again with {setting('overwrite', True)}"
             )
     spread = summary.seed_spread
     for seed, digest in (spread.records_sha256.items() if check_records and spread is not None else ()):
         other = path.parent / seed_records_name(int(seed))
         if other.is_file() and sha256_file(other) != digest:
             raise WmrbenchError(f"{path}: {other.name} beside it is not the one its seed spread was computed from "
-                                "(SHA-256 differs); evaluate again with --overwrite")
+                                f"(SHA-256 differs); evaluate again with {setting('overwrite', True)}")
     return summary

@@ -34,13 +34,13 @@ from wmrbench.config import (
     DatasetName,
     Defense,
     EvalConfig,
-    EvalOptions,
     Protocol,
     TrainConfig,
     number_key,
     to_jsonable,
+    with_options,
 )
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.evaluation import evaluate_source
 from wmrbench.io import atomic_write_text, lock_folder
 from wmrbench.models.checkpoint import read_checkpoint
@@ -143,12 +143,12 @@ def planned_runs(cfg: ReproduceConfig) -> list[TrainConfig]:
     return runs
 
 
-def eval_options(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Protocol, EvalOptions]:
+def eval_options(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Protocol, dict[str, Any]]:
     """The paper's protocol on MNIST; on digits (not in the paper) its preset attack with the
     paper's 10 restarts; fp32 either way."""
     protocol = Protocol.DEFAULT if cfg.quick else Protocol.PAPER
     restarts = cfg.restarts if cfg.restarts is not None else PAPER_RESTARTS
-    return protocol, EvalOptions(
+    return protocol, dict(
         # The paper's choice among restarts, so that the numbers beside the paper's are measured
         # like them; the same attack run also records wmrbench's weighted rule (reported too).
         protocol=protocol, restarts=restarts, restart_from=cfg.restart_from, restart_rule=RestartRule.MAX_CE,
@@ -161,7 +161,7 @@ def eval_options(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Protocol, Eval
 def planned_eval(cfg: ReproduceConfig, run: TrainConfig) -> EvalConfig:
     """The evaluation config :func:`wmrbench.evaluation.evaluate_source` will build for ``run``."""
     protocol, options = eval_options(cfg, run)
-    return options.apply(eval_config(cfg.dataset, run.run, protocol))
+    return with_options(eval_config(cfg.dataset, run.run, protocol), options)
 
 
 # What an evaluation must have been measured with to count as done.
@@ -179,7 +179,7 @@ def finished_epochs(run: TrainConfig) -> int:
     if done > run.epochs:
         raise WmrbenchError(
             f"{last} holds {done} epochs, more than the {run.epochs} planned: it is another run; "
-            "give the --epochs it was trained with, or another --checkpoint-dir"
+            f"give the {setting('epochs')} it was trained with, or another {setting('checkpoint_dir')}"
         )
     return done
 

@@ -33,11 +33,18 @@ def requested(saved: C, options: Mapping[str, Any], **where: Any) -> C:
     return dataclasses.replace(with_options(saved, options), **{k: v for k, v in where.items() if v is not None})  # type: ignore[type-var]
 
 
-def _fields(cfg: Any) -> dict[str, Any]:
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+def settings_of(cfg: Any) -> dict[str, Any]:
+    """Every setting of ``cfg`` by its flat name, as messages and :func:`with_options` name them:
+    its own fields, with the nested ``attack``'s (``eps``, ``steps``, ...) in its place, so that a
+    refusal names the setting that differs, not "attack"."""
+    flat = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "attack"}
+    attack = getattr(cfg, "attack", None)
+    if dataclasses.is_dataclass(attack):
+        flat.update({f.name: getattr(attack, f.name) for f in dataclasses.fields(attack)})
+    return flat
 
 
-def changed(saved: C, requested: C, settings: Callable[[C], dict[str, Any]] = _fields) -> list[str]:
+def changed(saved: C, requested: C, settings: Callable[[C], dict[str, Any]] = settings_of) -> list[str]:
     """The settings (by the names ``settings`` gives them) that differ and may not."""
     resumable = resumable_settings(type(saved))
     before, after = settings(saved), settings(requested)

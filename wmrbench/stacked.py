@@ -68,7 +68,7 @@ from wmrbench.checks import parse_enum
 from wmrbench.config import AttackMode, Defense, TrainConfig
 from wmrbench.data import ImageSet, batches
 from wmrbench.data.augment import random_crop_flip
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.defenses.objectives import Objective, pgd_at_objective, trades_objective
 from wmrbench.runtime import autocast_dtype, prepare_input
 from wmrbench.training.divergence import Diverged
@@ -82,6 +82,9 @@ STACKABLE_DEFENSES = (Defense.PGD, Defense.TRADES)
 # stack, one attack (its steps are shared), one precision (one autocast).
 SHARED_BY_STACK = ("arch", "attack", "attack_mode", "precision")
 IMPLS = ("auto", "vmap", "loop")
+
+# The way out of every refusal: train the runs one by one.
+OFF = f"use {setting('stack', 'off')}"
 
 
 class Stack(str, Enum):
@@ -110,7 +113,7 @@ def use_stack(stack: Stack | str, cfgs: Sequence[TrainConfig]) -> bool:
         return False
     reason = stack_refusal(cfgs)
     if reason is not None:
-        raise WmrbenchError(f"--stack on: {reason}")
+        raise WmrbenchError(f"{setting('stack', 'on')}: {reason}")
     return True
 
 
@@ -118,23 +121,24 @@ def stack_refusal(cfgs: Sequence[TrainConfig]) -> str | None:
     """Why these runs cannot train stacked (one line), or None."""
     for cfg in cfgs:
         if cfg.defense not in STACKABLE_DEFENSES:
-            return (f"run {cfg.run!r} trains --defense {cfg.defense.value}; only "
-                    f"{' and '.join(d.value for d in STACKABLE_DEFENSES)} train stacked: use --stack off")
+            return (f"run {cfg.run!r} trains {setting('defense', cfg.defense.value)}; only "
+                    f"{' and '.join(d.value for d in STACKABLE_DEFENSES)} train stacked: {OFF}")
         if cfg.attack_mode is not AttackMode.EVAL:
-            return f"run {cfg.run!r} attacks in train mode (--attack-mode train); stacked runs attack in eval mode: use --stack off"
+            return (f"run {cfg.run!r} attacks in train mode ({setting('attack_mode', 'train')}); stacked runs attack in eval "
+                    f"mode: {OFF}")
         if cfg.attack.norm is not Norm.LINF or cfg.attack.restarts != 1:
-            return f"run {cfg.run!r} trains with an L2 or multi-restart attack; stacked runs take one L-infinity restart: use --stack off"
+            return f"run {cfg.run!r} trains with an L2 or multi-restart attack; stacked runs take one L-infinity restart: {OFF}"
         if cfg.compile:
-            return f"run {cfg.run!r} asks for --compile; the stacked step does not compile the model: use --stack off"
+            return f"run {cfg.run!r} asks for {setting('compile', True)}; the stacked step does not compile the model: {OFF}"
         if cfg.max_steps:  # the stacked epoch takes every batch: a cap would be silently ignored
-            return f"run {cfg.run!r} asks for --max-steps {cfg.max_steps}; stacked runs take every batch: use --stack off"
+            return f"run {cfg.run!r} asks for {setting('max_steps', cfg.max_steps)}; stacked runs take every batch: {OFF}"
     for cfg in cfgs[1:]:
         differ = [name for name in SHARED_BY_STACK if getattr(cfg, name) != getattr(cfgs[0], name)]
         if differ:
             return (f"runs {cfgs[0].run!r} and {cfg.run!r} differ in {', '.join(differ)}; stacked runs share "
-                    "the architecture, the training attack and the precision: use --stack off")
+                    f"the architecture, the training attack and the precision: {OFF}")
     if distributed.env_world_size() > 1:
-        return "stacked runs train in one process: run without torchrun, or use --stack off"
+        return f"stacked runs train in one process: run without torchrun, or {OFF}"
     return None
 
 
@@ -192,7 +196,7 @@ def _template(model: nn.Module) -> tuple[nn.Module, list[str]]:
                 setattr(module, child_name, GivenMaskDropout(child.p))
                 names.append(f"{name}.{child_name}" if name else child_name)
             elif isinstance(child, nn.modules.dropout._DropoutNd):
-                raise WmrbenchError(f"--stack on: {type(child).__name__} layers are not stacked yet: use --stack off")
+                raise WmrbenchError(f"{setting('stack', 'on')}: {type(child).__name__} layers are not stacked yet: {OFF}")
     return base, names
 
 
@@ -299,7 +303,7 @@ class _Masks:
             return {}
         shapes = self._shapes(x)
         if len(shapes) != len(self.net.dropouts):
-            raise WmrbenchError("--stack on: a dropout layer is called more or less than once per forward: use --stack off")
+            raise WmrbenchError(f"{setting('stack', 'on')}: a dropout layer is called more or less than once per forward: {OFF}")
         per_layer: list[list[Tensor]] = [[] for _ in shapes]
         for r in runs:
             for layer, (name, shape) in enumerate(zip(self.net.dropouts, shapes)):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import invoke
-from wmrbench.config import EvalOptions
+
 from wmrbench.evaluation import evaluate_source
 from wmrbench.models.checkpoint import extract_state_dict, read_checkpoint
 
@@ -75,7 +75,7 @@ def test_the_library_evaluates_a_checkpoint_source_with_typed_options(digits_run
     from wmrbench.models.source import ModelSource, SourceKind
 
     source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(digits_runs["trades-a0"]))
-    options = EvalOptions(n_examples=10, steps=1, results_dir=str(tmp_path))
+    options = {"n_examples": 10, "steps": 1, "results_dir": str(tmp_path)}
     result = evaluate_source(source, options, show_progress=False)
     assert result.summary.run == "trades-a0"
     assert result.summary.model.defense == "trades"

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -18,7 +20,7 @@ from wmrbench.audit.stages import (
 )
 from wmrbench.audit.transfer import transfer_records
 from wmrbench import distributed
-from wmrbench.config import DatasetName, GivenSettings
+from wmrbench.config import DatasetName
 from wmrbench.errors import render_settings, setting
 from wmrbench.evaluation.partial import model_sha256, tensors_sha256
 from wmrbench.evaluation.pipeline import check_model_fits, load_model, plan, prepare, result_dir
@@ -44,14 +46,14 @@ class AuditResult:
     files: list[Path]
 
 
-def audit_options(options: GivenSettings) -> GivenSettings:
+def audit_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The audit's base evaluation: A_sa / A_tr at :data:`AUDIT_ALPHAS`, 500 examples unless told."""
-    return dataclasses.replace(options, alpha_test=options.alpha_test or AUDIT_ALPHAS,
-                               n_examples=options.n_examples or DEFAULT_N_EXAMPLES)
+    return {**options, "alpha_test": options.get("alpha_test") or AUDIT_ALPHAS,
+            "n_examples": options.get("n_examples") or DEFAULT_N_EXAMPLES}
 
 
 def run_audit(
-    source: ModelSource, options: GivenSettings, *, quick: bool = False, dataset: DatasetName | str | None = None, run: str | None = None, reference: ModelSource | None = None,
+    source: ModelSource, options: Mapping[str, Any], *, quick: bool = False, dataset: DatasetName | str | None = None, run: str | None = None, reference: ModelSource | None = None,
     show_progress: bool = True, overwrite: bool = False,
 ) -> AuditResult:
     """Audit the model ``source`` names, with ``evaluate``'s options and model loading (``quick``:

@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 import shutil
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -45,8 +46,8 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import resume as resume_rule
-from wmrbench.config import ATTACK_FIELDS, EvalConfig, eval_config_from_dict, option_name, to_jsonable
-from wmrbench.errors import WmrbenchError
+from wmrbench.config import EvalConfig, eval_config_from_dict, to_jsonable
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.io import atomic_torch_save, atomic_write_json, remove_stale_temporaries, safe_torch_load
 from wmrbench.records import SUMMARY_NAME, ModelInfo
 
@@ -114,7 +115,7 @@ def unfinished(folder: str | Path) -> Unfinished | None:
         return None
     command = _manifest_fields(folder).get("resume_command")
     if not isinstance(command, str) or not command:
-        command = f"wmrbench evaluate ... --run {folder.name} --resume"
+        command = shlex.join(["wmrbench", "evaluate", "...", "--run", folder.name, "--resume"])
     return Unfinished(folder, partial_progress(folder), command)
 
 
@@ -182,13 +183,14 @@ def read_manifest(folder: Path) -> Manifest:
     """The manifest of ``folder``'s unfinished evaluation, or one line saying why there is none."""
     if not has_partial(folder):
         complete = " (its result is complete: summary.json)" if (Path(folder) / SUMMARY_NAME).is_file() else ""
-        raise WmrbenchError(f"--resume: {folder} holds no unfinished evaluation to continue{complete}; run without --resume")
+        raise WmrbenchError(f"{setting('resume', True)}: {folder} holds no unfinished evaluation to continue{complete}; "
+                             f"run without {setting('resume')}")
     path = partial_dir(folder) / MANIFEST_NAME
     try:
         return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, WmrbenchError) as exc:  # missing, cut, foreign
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc).splitlines() or [""])[0]
-        raise WmrbenchError(f"--resume: cannot read {path} ({why}); pass --overwrite to start over") from None
+        raise WmrbenchError(f"{setting('resume', True)}: cannot read {path} ({why}); pass {setting('overwrite', True)} to start over") from None
 
 
 def _shown(value: Any) -> str:
@@ -201,24 +203,17 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _settings(cfg: EvalConfig) -> dict[str, Any]:
-    """Every setting of ``cfg`` by its flat (command-line) name."""
-    flat = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "attack"}
-    flat.update({name: getattr(cfg.attack, name) for name in sorted(ATTACK_FIELDS)})
-    return flat
-
-
 def resume_config(saved: EvalConfig, requested: EvalConfig, folder: Path) -> EvalConfig:
     """The saved config with the requested resumable settings (where things are, which device);
     any other setting that differs is refused by name: a result holds one evaluation
     (:mod:`wmrbench.resume`, the rule training's resume follows too)."""
-    changed = resume_rule.changed(saved, requested, _settings)
+    changed = resume_rule.changed(saved, requested)
     if changed:
-        before, after = _settings(saved), _settings(requested)
-        what = "; ".join(f"{option_name(n)} {_shown(before[n])} there, {_shown(after[n])} now" for n in changed)
+        before, after = resume_rule.settings_of(saved), resume_rule.settings_of(requested)
+        what = "; ".join(f"{setting(n)} {_shown(before[n])} there, {_shown(after[n])} now" for n in changed)
         raise WmrbenchError(
-            f"--resume: {folder} was started with other settings ({what}); drop those options to continue it, "
-            "or pass --overwrite to start over"
+            f"{setting('resume', True)}: {folder} was started with other settings ({what}); drop those options to continue it, "
+            f"or pass {setting('overwrite', True)} to start over"
         )
     return resume_rule.merged(saved, requested)
 
@@ -227,8 +222,8 @@ def check_same(saved: Manifest, now: Manifest, folder: Path) -> None:
     """Before any attack: the model, the examples, the software and the kind of device are the
     saved evaluation's, or one line saying which is not."""
     def refuse(what: str) -> None:
-        raise WmrbenchError(f"--resume: {folder} was started {what}; continue it as it was started, "
-                            "or pass --overwrite to start over")
+        raise WmrbenchError(f"{setting('resume', True)}: {folder} was started {what}; continue it as it was started, "
+                            f"or pass {setting('overwrite', True)} to start over")
 
     described = [f for f in _MODEL_FIELDS if getattr(saved.model, f) != getattr(now.model, f)]
     if described:
@@ -236,7 +231,7 @@ def check_same(saved: Manifest, now: Manifest, folder: Path) -> None:
     if saved.model_sha256 != now.model_sha256:
         refuse("on other weights (their SHA-256 differs)")
     if saved.data_sha256 != now.data_sha256:
-        refuse(f"on other examples (their SHA-256 differs; check --data-dir, {saved.config.data_dir} there)")
+        refuse(f"on other examples (their SHA-256 differs; check {setting('data_dir')}, {saved.config.data_dir} there)")
     if saved.device_type != now.device_type:
         refuse(f"on {saved.device_type}, and this process runs on {now.device_type} (its numbers would round otherwise)")
     software = [k for k in _SOFTWARE if saved.software.get(k) and now.software.get(k)
@@ -253,7 +248,7 @@ def check_claim(folder: Path, overwrite: bool, resume: bool) -> None:
     elif has_partial(folder) and not overwrite:
         raise WmrbenchError(
             f"{folder} holds an unfinished evaluation ({partial_progress(folder)}); "
-            "pass --resume to continue it, or --overwrite to start over"
+            f"pass {setting('resume', True)} to continue it, or {setting('overwrite', True)} to start over"
         )
 
 

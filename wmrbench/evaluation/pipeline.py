@@ -24,9 +24,10 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,9 +37,9 @@ from torch import Tensor, nn
 from wmrbench import attacks, distributed
 from wmrbench.attack_config import AttackMethod, Norm
 from wmrbench.checks import parse_enum
-from wmrbench.config import DatasetName, EvalConfig, EvalOptions, Protocol
+from wmrbench.config import DatasetName, EvalConfig, Protocol, with_options
 from wmrbench.data import ImageSet, dataset_spec, load_split
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import WmrbenchError, first_line, render_settings, setting
 from wmrbench.evaluation import partial
 from wmrbench.evaluation.partial import PartialStore
 from wmrbench.metrics import compute_metrics
@@ -80,8 +81,8 @@ def resolve_dataset(opened: OpenedSource, dataset: DatasetName | str | None) -> 
     if dataset is not None:
         return parse_enum(DatasetName, dataset, "dataset")
     if opened.recorded_dataset is None:
-        what = f"--model {opened.source.factory}" if opened.source.factory else f"{opened.source.checkpoint} is a plain state_dict"
-        raise WmrbenchError(f"{what}: say which data set with --dataset")
+        what = setting("factory", opened.source.factory) if opened.source.factory else f"{opened.source.checkpoint} is a plain state_dict"
+        raise WmrbenchError(f"{what}: say which data set with {setting('dataset')}")
     return parse_enum(DatasetName, opened.recorded_dataset, "dataset")
 
 
@@ -108,21 +109,23 @@ def load_model(opened: OpenedSource, run: str, dataset: DatasetName) -> tuple[nn
 
 
 def plan(
-    source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, run: str | None = None,
+    source: ModelSource, options: Mapping[str, Any], dataset: DatasetName | str | None = None, run: str | None = None,
 ) -> tuple[OpenedSource, EvalConfig]:
     """Open the source and build the config (the data set's preset with the options on top)."""
     opened = open_source(source)
     dataset = resolve_dataset(opened, dataset)
-    norm = options.norm or threat_norm(source)
+    norm = options.get("norm") or threat_norm(source)
     if run is None:
         run = source.default_run()
         # Another attack on the same model is another result: a default name that ignored the
         # attack would collide with (and be refused by) the PGD result already there.
-        if options.method is not None and options.method is not AttackMethod.PGD:
-            run = f"{run}-{options.method.value}"
+        method = options.get("method")
+        if method is not None and method is not AttackMethod.PGD:
+            run = f"{run}-{AttackMethod(method).value}"
     # A wmrbench checkpoint knows where its data set lives: evaluate it there unless told otherwise.
     recorded_dir = opened.train_config.get("data_dir") if dataset.value == opened.recorded_dataset else None
-    return opened, options.apply(eval_config(dataset, run, options.protocol or Protocol.DEFAULT, norm, data_dir=recorded_dir))
+    base = eval_config(dataset, run, options.get("protocol") or Protocol.DEFAULT, norm, data_dir=recorded_dir)
+    return opened, with_options(base, options)
 
 
 def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) -> Prepared:
@@ -133,8 +136,8 @@ def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) ->
     split = load_split(dataset, cfg.data_dir, train=train_split, download=cfg.download, verify_checksums=cfg.verify_checksums)
     if cfg.n_examples is not None and cfg.n_examples > len(split) and distributed.is_main_process():
         # Said, not silently done: the result holds fewer examples than were asked for.
-        print(f"Note: --n-examples {cfg.n_examples} is more than the {len(split)} examples of the "
-              f"{dataset.value} {'train' if train_split else 'test'} split: all {len(split)} are used",
+        print(render_settings(f"Note: {setting('n_examples', cfg.n_examples)} is more than the {len(split)} examples of the "
+                                f"{dataset.value} {'train' if train_split else 'test'} split: all {len(split)} are used"),
               file=sys.stderr)
     data = split.subset(cfg.n_examples)
     check_model_fits(model, data, info.name)
@@ -142,8 +145,9 @@ def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) ->
     if factory is not None and opened.source.checkpoint is None and distributed.is_main_process():
         # Said once every input is known good, before the attack: nothing says these weights were trained.
         function = factory.rpartition(":")[2]
-        print(f"Warning: --model {factory} without --checkpoint: the weights are those {function}() builds "
-              "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict",
+        print(render_settings(f"Warning: {setting('factory', factory)} without {setting('checkpoint')}: the weights are those "
+                              f"{function}() builds (random, unless it loads trained ones itself); give "
+                              f"{setting('checkpoint', 'FILE')} to load a state_dict"),
               file=sys.stderr)
     return Prepared(model, info, cfg, data)
 
@@ -253,10 +257,11 @@ def result_dir(cfg: EvalConfig) -> Path:
 def refuse_existing(path: Path, overwrite: bool, what: str) -> None:
     """One line when ``path`` (a complete result) exists and ``overwrite`` was not given."""
     if path.is_dir():
-        raise WmrbenchError(f"{path} is a folder, not a {what} file; choose another --run or --output")
+        raise WmrbenchError(f"{path} is a folder, not a {what} file; choose another {setting('run')} or {setting('output')}")
     if path.exists() and not overwrite:
         raise WmrbenchError(
-            f"{path} already exists (a complete {what}); pass --overwrite to replace it, or choose another --run"
+            f"{path} already exists (a complete {what}); pass {setting('overwrite', True)} to replace it, "
+            f"or choose another {setting('run')}"
         )
 
 
@@ -271,7 +276,7 @@ def claim_folder(folder: Path, done: Path, overwrite: bool, what: str) -> Iterat
     if not distributed.is_main_process():
         yield folder
         return
-    with lock_folder(folder, "results folder", "wait for it to finish, or choose another --run"):
+    with lock_folder(folder, "results folder", f"wait for it to finish, or choose another {setting('run')}"):
         refuse_existing(done, overwrite, what)  # again, now that no one else can write it
         yield folder
 
@@ -297,7 +302,7 @@ def claim_result(cfg: EvalConfig, overwrite: bool, resume: bool = False) -> Iter
     if not distributed.is_main_process():
         yield folder
         return
-    with lock_folder(folder, "results folder", "wait for it to finish, or choose another --run"):
+    with lock_folder(folder, "results folder", f"wait for it to finish, or choose another {setting('run')}"):
         check()  # again, now that no one else can write it
         if overwrite:
             partial.clear(folder)
@@ -312,7 +317,7 @@ def claim_file(path: Path, overwrite: bool, what: str) -> Iterator[Path]:
     ``-`` (standard output) is refused: the file is binary and is read back by path; a path that
     is not a regular file (a device, a FIFO) is refused, even with ``overwrite``."""
     if str(path) == "-":
-        raise WmrbenchError(f"the {what} is a binary torch file that is read back by its path: give --output a file name, not -")
+        raise WmrbenchError(f"the {what} is a binary torch file that is read back by its path: give {setting('output')} a file name, not -")
     if not path.is_dir():  # a folder gets refuse_existing's own line
         write_target(path)
     refuse_existing(path, overwrite, what)

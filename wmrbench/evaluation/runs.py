@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -18,12 +20,12 @@ from wmrbench.config import (
     FIXED_BY_ATTACK,
     DatasetName,
     EvalConfig,
-    EvalOptions,
     fields_with,
+    given_settings,
     with_options,
 )
 from wmrbench.data import ImageSet
-from wmrbench.errors import Interrupted, WmrbenchError, first_line
+from wmrbench.errors import Interrupted, WmrbenchError, first_line, setting
 from wmrbench.evaluation import partial
 from wmrbench.evaluation.adversarial_file import (
     ADVERSARIAL_NAME,
@@ -110,7 +112,7 @@ def _manifest(prepared: Prepared, source: ModelSource, device: torch.device) -> 
 
 
 def _resumed_config(
-    started: EvalConfig, fresh: EvalConfig, options: EvalOptions, dataset: DatasetName | str | None,
+    started: EvalConfig, fresh: EvalConfig, options: Mapping[str, Any], dataset: DatasetName | str | None,
 ) -> EvalConfig:
     """As training's --resume: the saved settings with the options given on top (only the
     resumable ones may differ), written to the folder that was read."""
@@ -120,7 +122,7 @@ def _resumed_config(
 
 
 def evaluate_source(
-    source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, run: str | None = None,
+    source: ModelSource, options: Mapping[str, Any], dataset: DatasetName | str | None = None, run: str | None = None,
     show_progress: bool = True, overwrite: bool = False, resume: bool = False,
 ) -> EvalResult:
     """Evaluate the model a source names on its data set; write ``<results_dir>/<run>/``.
@@ -180,7 +182,7 @@ class Failure:
 
 
 def evaluate_sources(
-    sources: list[ModelSource], options: EvalOptions, dataset: DatasetName | str | None = None,
+    sources: list[ModelSource], options: Mapping[str, Any], dataset: DatasetName | str | None = None,
     show_progress: bool = True, overwrite: bool = False, resume: bool = False,
 ) -> tuple[list[EvalResult], list[Failure]]:
     """Evaluate several models in turn, each into its own result; a failure in one loses no other.
@@ -201,7 +203,7 @@ def evaluate_sources(
 
 
 def run_attack(
-    source: ModelSource, options: EvalOptions, dataset: DatasetName | str | None = None, split: Split = Split.TEST,
+    source: ModelSource, options: Mapping[str, Any], dataset: DatasetName | str | None = None, split: Split = Split.TEST,
     run: str | None = None, output: str | None = None, show_progress: bool = True, overwrite: bool = False,
 ) -> tuple[Path, AdversarialSet]:
     """Attack a model on a split; write the points to ``output`` (default RESULTS_DIR/RUN/adversarial.pt).
@@ -245,12 +247,12 @@ def _attack(
 FIXED_OPTIONS = (fields_with(EvalConfig, FIXED_BY_ATTACK) - {"attack"}) | ATTACK_FIELDS
 
 
-def replay_config(adv: AdversarialSet, path: str | Path, run: str, options: EvalOptions) -> EvalConfig:
+def replay_config(adv: AdversarialSet, path: str | Path, run: str, options: Mapping[str, Any]) -> EvalConfig:
     """The file's EvalConfig with the options that may change when scoring applied."""
-    given = options.given()
+    given = given_settings(options)
     fixed = sorted(k for k in given if k in FIXED_OPTIONS)
     if fixed:
-        names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+        names = ", ".join(setting(k) for k in fixed)
         raise WmrbenchError(f"{names}: the attack is already in {path}; these settings apply when attacking")
     saved = adv.config.alpha_test
     missing = [a for a in given.get("alpha_test", ()) if a not in saved]
@@ -263,7 +265,7 @@ def replay_config(adv: AdversarialSet, path: str | Path, run: str, options: Eval
 
 
 def evaluate_adversarial(
-    path: str | Path, source: ModelSource | None, options: EvalOptions, dataset: DatasetName | str | None = None,
+    path: str | Path, source: ModelSource | None, options: Mapping[str, Any], dataset: DatasetName | str | None = None,
     run: str | None = None, show_progress: bool = True, overwrite: bool = False,
 ) -> EvalResult:
     """Score a saved attack on the model it attacked (``source=None``) or on another one.
@@ -296,7 +298,7 @@ def evaluate_adversarial(
 
 
 def evaluate_models(
-    sources: list[ModelSource], options: EvalOptions, dataset: DatasetName | str | None = None,
+    sources: list[ModelSource], options: Mapping[str, Any], dataset: DatasetName | str | None = None,
     run: str | None = None, adversarial: str | None = None, show_progress: bool = True, overwrite: bool = False,
     resume: bool = False,
 ) -> tuple[list[EvalResult], list[Failure]]:
@@ -304,30 +306,30 @@ def evaluate_models(
     (``adversarial``), evaluate one model (its error is the command's), or several in turn
     (``resume``: continue their unfinished evaluations)."""
     if resume and overwrite:
-        raise WmrbenchError("--resume continues an unfinished evaluation and --overwrite starts over: give one of them")
+        raise WmrbenchError(f"{setting('resume', True)} continues an unfinished evaluation and {setting('overwrite', True)} "
+                            "starts over: give one of them")
     if resume and adversarial is not None:
         # Scoring saved points runs no attack: it is quick to redo, so it saves no batches.
-        raise WmrbenchError("--resume continues an interrupted attack; --adversarial attacks nothing: drop --resume")
+        raise WmrbenchError(f"{setting('resume', True)} continues an interrupted attack; {setting('adversarial')} attacks "
+                            f"nothing: drop {setting('resume')}")
     if adversarial is not None:
         if len(sources) > 1:
-            raise WmrbenchError("--adversarial scores its points on one model: give one --model-id")
+            raise WmrbenchError(f"{setting('adversarial')} scores its points on one model: give one {setting('model_id')}")
         source = sources[0] if sources else None
         return [evaluate_adversarial(adversarial, source, options, dataset, run, show_progress, overwrite)], []
     if not sources:
-        raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or --adversarial FILE")
+        raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or {setting('adversarial', 'FILE')}")
     if len(sources) == 1:
         return [evaluate_source(sources[0], options, dataset, run, show_progress, overwrite, resume)], []
     if run is not None:
-        raise WmrbenchError("--run names one result; with several --model-id each result is named by its id")
+        raise WmrbenchError(f"{setting('run')} names one result; with several {setting('model_id')} each result is named by its id")
     return evaluate_sources(sources, options, dataset, show_progress, overwrite, resume)
 
 
-def options_of(cfg: EvalConfig) -> EvalOptions:
-    """Every setting of ``cfg`` as options: applied to any base config they give ``cfg`` back."""
-    names = {f.name for f in dataclasses.fields(EvalOptions)}
-    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig) if f.name in names}
-    values.update({f.name: getattr(cfg.attack, f.name) for f in dataclasses.fields(cfg.attack) if f.name in names})
-    return EvalOptions(**values)
+def options_of(cfg: EvalConfig) -> dict[str, Any]:
+    """Every setting of ``cfg`` but its data set and run (which the calls take on their own), as
+    given settings: applied to any base config they give ``cfg`` back."""
+    return {k: v for k, v in resume_rule.settings_of(cfg).items() if k not in ("dataset", "run")}
 
 
 def source_of(model: ModelInfo) -> ModelSource:
@@ -357,13 +359,12 @@ def rerun_result(summary_path: str | Path, run: str | None = None, show_progress
     cfg = original.config
     run = run or f"{original.run}-rerun"
     if run == original.run:
-        raise WmrbenchError(f"--run {run} is the result being rerun: give the rerun another name")
-    options = dataclasses.replace(options_of(cfg), results_dir=cfg.results_dir)
+        raise WmrbenchError(f"{setting('run', run)} is the result being rerun: give the rerun another name")
+    options = {**options_of(cfg), "results_dir": cfg.results_dir}
     source = source_of(original.model)
     if original.adversarial is not None:
         # Scoring saved points: the settings the attack fixed come from the file, not from options.
-        fixed = {f.name: None for f in dataclasses.fields(EvalOptions) if f.name in FIXED_OPTIONS}
-        replay = dataclasses.replace(options, **fixed)
+        replay = {k: v for k, v in options.items() if k not in FIXED_OPTIONS}
         result = evaluate_adversarial(original.adversarial.file, source, replay, cfg.dataset, run, show_progress)
     else:
         result = evaluate_source(source, options, cfg.dataset, run, show_progress)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from wmrbench.config import TrainConfig, to_jsonable, train_config_from_dict
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.io import atomic_torch_save, atomic_write_text
 from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
 from wmrbench.runtime import provenance
@@ -39,14 +39,14 @@ def run_dir(cfg: TrainConfig) -> Path:
 
 def read_training_checkpoint(last: Path) -> dict[str, Any]:
     if not last.is_file():
-        raise WmrbenchError(f"--resume: no checkpoint at {last}")
+        raise WmrbenchError(f"{setting('resume', True)}: no checkpoint at {last}")
     saved = read_checkpoint(last)
     if saved.get("format") != CHECKPOINT_FORMAT:
-        raise WmrbenchError(f"--resume: {last} is not a wmrbench training checkpoint")
+        raise WmrbenchError(f"{setting('resume', True)}: {last} is not a wmrbench training checkpoint")
     try:
         train_config_from_dict(saved.get("config"))
     except WmrbenchError as exc:
-        raise WmrbenchError(f"--resume: {last} records a config this version cannot use ({exc})") from None
+        raise WmrbenchError(f"{setting('resume', True)}: {last} records a config this version cannot use ({exc})") from None
     return saved
 
 

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from wmrbench.config import Defense, TrainConfig
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, render_settings, setting
 
 LOSS_FACTOR = 10.0  # the loss ceiling is this many times the largest starting loss
 CHANCE_TOLERANCE = 1.5  # "at chance": training attack accuracy <= this many times 1/C
@@ -152,20 +152,21 @@ def check_history(
         return
     if cfg.divergence_stop:
         raise Diverged(found.what, epoch, finite=True)
-    console.print(f"Warning: run {cfg.run}: {found.what}; {likely_cause(cfg.lr, cfg.alpha_train)} "
-                  "(going on: --no-divergence-stop)", markup=False, soft_wrap=True)
+    console.print(render_settings(f"Warning: run {cfg.run}: {found.what}; {likely_cause(cfg.lr, cfg.alpha_train)} "
+                                  f"(going on: {setting('divergence_stop', False)})"), markup=False, soft_wrap=True)
 
 
 def diverged_line(cfg: TrainConfig, last: Path, exc: Diverged, sweep: bool) -> str:
     """The one line that says a run stopped: why, what was kept, what to do."""
     epoch = exc.epoch
     kept = f"the last good checkpoint {last} (epoch {epoch}) is kept" if epoch else "no checkpoint was written"
-    lower = f"--lr (now {cfg.lr:g})"
+    lower = f"{setting('lr')} (now {cfg.lr:g})"
     if cfg.alpha_train > 0:
-        lower += f" or --alpha-train (now {cfg.alpha_train:g})"
-    advice = f"{likely_cause(cfg.lr, cfg.alpha_train)} train a new --run with a lower {lower}"
+        lower += f" or {setting('alpha_train')} (now {cfg.alpha_train:g})"
+    advice = f"{likely_cause(cfg.lr, cfg.alpha_train)} train a new {setting('run')} with a lower {lower}"
     if exc.finite:  # the rule's judgement, not NaN: someone who knows better may go on
-        advice += ", or pass --no-divergence-stop to go on anyway"
+        advice += f", or pass {setting('divergence_stop', False)} to go on anyway"
+    # Rendered now: the line is kept in SweepResult.failures, read (and printed) after the command's block.
     if sweep:
-        return f"run {cfg.run!r} diverged: {exc.what}; it stopped, the other runs went on; {kept}; {advice}"
-    return f"training diverged: {exc.what}; stopped, {kept}; {advice}"
+        return render_settings(f"run {cfg.run!r} diverged: {exc.what}; it stopped, the other runs went on; {kept}; {advice}")
+    return render_settings(f"training diverged: {exc.what}; stopped, {kept}; {advice}")

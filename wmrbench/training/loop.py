@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from wmrbench import distributed
 from wmrbench.config import TrainConfig, parse_select_by, train_config_from_dict
 from wmrbench.data import ImageSet
-from wmrbench.errors import Interrupted, WmrbenchError
+from wmrbench.errors import Interrupted, WmrbenchError, setting
 from wmrbench.io import lock_folder, write_target
 from wmrbench.progress import progress_bar
 from wmrbench.runtime import prepare_model
@@ -103,16 +103,16 @@ def fit_sweep(
         last = run_dir(cfg) / "last.pt"
         # Checked again under the lock; these are the early answers, before any folder is locked.
         if not resume and last.exists():
-            raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
+            raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use {setting('resume', True)} or another {setting('run')}")
         if resume and not missing_ok and not last.is_file():
-            raise WmrbenchError(f"--resume: no checkpoint at {last}")
+            raise WmrbenchError(f"{setting('resume', True)}: no checkpoint at {last}")
         for name in ("last.pt", "best.pt", "metrics.jsonl"):  # never a device or FIFO, and before any work
             write_target(run_dir(cfg) / name)
     with contextlib.ExitStack() as folders:
         if distributed.is_main_process():
             for cfg in cfgs:
                 folders.enter_context(
-                    lock_folder(run_dir(cfg), "checkpoint folder", "wait for that run to finish, or train another --run")
+                    lock_folder(run_dir(cfg), "checkpoint folder", f"wait for that run to finish, or train another {setting('run')}")
                 )
         try:
             # step.train_epoch looked up now, not at import: a test may pace it (test_reliability_paths)
@@ -136,7 +136,7 @@ def _fit_locked(
         if saved[i]:
             cfgs[i] = merge_resume(train_config_from_dict(saved[i]["config"]), cfg)
         elif last.exists():
-            raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use --resume or another --run")
+            raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use {setting('resume', True)} or another {setting('run')}")
 
     # The runs share the data settings: one split, one held-out part, for all of them.
     train = _training_split(task, cfgs[0], device, world_size)

@@ -6,11 +6,14 @@ defense's settings).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from wmrbench import distributed
 from wmrbench import resume as resume_rule
-from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, train_config_from_dict
+from wmrbench.config import DatasetName, Defense, TrainConfig, given_settings, train_config_from_dict
 from wmrbench.defenses import check_spec, get_defense
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.models import model_spec
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, train_config
 from wmrbench.training.checkpoint import read_training_checkpoint, run_dir
@@ -18,13 +21,13 @@ from wmrbench.training.task import Task, named_task
 
 
 def config_for_run(
-    dataset: DatasetName | str | None, defense: Defense | str | None, options: TrainOptions, resume: bool,
+    dataset: DatasetName | str | None, defense: Defense | str | None, options: Mapping[str, Any], resume: bool,
 ) -> TrainConfig:
     """The run's config: the preset with the options on top, or (``resume``) the saved config
     with the options on top, where only resumable settings may differ (:func:`merge_resume`)."""
-    if options.arch is not None:
-        model_spec(options.arch)  # unknown arch -> one line, before any work
-    fresh = train_config(dataset or DEFAULT_DATASET, defense or DEFAULT_DEFENSE, **options.given())
+    if options.get("arch") is not None:
+        model_spec(options["arch"])  # unknown arch -> one line, before any work
+    fresh = train_config(dataset or DEFAULT_DATASET, defense or DEFAULT_DEFENSE, **given_settings(options))
     if not resume:
         distributed.check_divides(fresh.batch_size, distributed.env_world_size())
         check_before_work(fresh)
@@ -51,7 +54,7 @@ def merge_resume(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
     changed = resume_rule.changed(saved, requested)
     if changed:
         raise WmrbenchError(
-            f"--resume: run {saved.run!r} was trained with other settings ({', '.join(changed)}); "
-            "drop those options or start a new --run"
+            f"{setting('resume', True)}: run {saved.run!r} was trained with other settings "
+            f"({', '.join(setting(n) for n in changed)}); drop those options or start a new {setting('run')}"
         )
     return resume_rule.merged(saved, requested)

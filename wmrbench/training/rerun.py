@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from wmrbench.config import train_config_from_dict
-from wmrbench.errors import WmrbenchError
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.training.checkpoint import TrainResult, read_training_checkpoint
 from wmrbench.training.loop import fit
@@ -30,7 +30,7 @@ def rerun_training(checkpoint: str | Path, run: str | None = None, show_progress
     cfg = train_config_from_dict(saved["config"])
     run = run or f"{cfg.run}-rerun"
     if run == cfg.run:
-        raise WmrbenchError(f"--run {run} is the run being rerun: give the rerun another name")
+        raise WmrbenchError(f"{setting('run', run)} is the run being rerun: give the rerun another name")
     again = dataclasses.replace(cfg, run=run, checkpoint_dir=str(checkpoint.parent.parent))
     result = fit(again, stop_after_epochs=int(saved["epoch"]), show_progress=show_progress)
     redone = read_checkpoint(result.checkpoint)

@@ -17,15 +17,15 @@ for all runs per step, the same folders and checkpoints.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wmrbench import distributed
 from wmrbench.checks import parse_enum
-from wmrbench.config import DatasetName, Defense, TrainConfig, TrainOptions, number_key, option_name
-from wmrbench.errors import WmrbenchError
+from wmrbench.config import DatasetName, Defense, TrainConfig, number_key
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run
 from wmrbench.training.checkpoint import TrainResult, run_dir
 from wmrbench.training.plan import config_for_run
@@ -53,16 +53,16 @@ def check_sweep(cfgs: Sequence[TrainConfig]) -> None:
     folders = [run_dir(cfg).resolve() for cfg in cfgs]
     for i, folder in enumerate(folders):
         if folder in folders[:i]:
-            raise WmrbenchError(f"two runs of the sweep write the same folder {run_dir(cfgs[i])}: give each its own --run")
+            raise WmrbenchError(f"two runs of the sweep write the same folder {run_dir(cfgs[i])}: give each its own {setting('run')}")
     for cfg in cfgs[1:]:
         differ = [name for name in SHARED_BY_SWEEP if getattr(cfg, name) != getattr(cfgs[0], name)]
         if differ:
             raise WmrbenchError(
                 f"runs {cfgs[0].run!r} and {cfg.run!r} cannot train side by side: they differ in "
-                f"{', '.join(option_name(n) for n in differ)}; the runs of a sweep share the data settings"
+                f"{', '.join(setting(n) for n in differ)}; the runs of a sweep share the data settings"
             )
     if len(cfgs) > 1 and distributed.env_world_size() > 1:
-        raise WmrbenchError("a sweep (several --alpha-train values) trains in one process: run it without torchrun, "
+        raise WmrbenchError(f"a sweep (several {setting('alpha_train')} values) trains in one process: run it without torchrun, "
                             "or train one alpha_train per torchrun job")
 
 
@@ -74,7 +74,7 @@ def sweep_run_name(run: str | None, dataset: DatasetName, defense: Defense, alph
 
 
 def sweep_configs(
-    dataset: DatasetName | str | None, defense: Defense | str | None, options: TrainOptions,
+    dataset: DatasetName | str | None, defense: Defense | str | None, options: Mapping[str, Any],
     alphas: Sequence[float], resume: bool,
 ) -> list[TrainConfig]:
     """One config per alpha_train, each built as ``train`` builds a single run's (the preset, or
@@ -84,15 +84,15 @@ def sweep_configs(
     chosen = parse_enum(Defense, defense or DEFAULT_DEFENSE, "defense")
     cfgs, missing = [], []
     for alpha in alphas:
-        name = sweep_run_name(options.run, data, chosen, alpha)
-        board = str(Path(options.tensorboard) / name) if options.tensorboard is not None else None
-        own = dataclasses.replace(options, alpha_train=alpha, run=name, tensorboard=board)
+        name = sweep_run_name(options.get("run"), data, chosen, alpha)
+        board = str(Path(options["tensorboard"]) / name) if options.get("tensorboard") is not None else None
+        own = {**options, "alpha_train": alpha, "run": name, "tensorboard": board}
         probe = config_for_run(dataset, defense, own, resume=False)
         has_checkpoint = (run_dir(probe) / "last.pt").is_file()
         if resume and not has_checkpoint:
             missing.append(run_dir(probe) / "last.pt")
         cfgs.append(config_for_run(dataset, defense, own, resume=True) if resume and has_checkpoint else probe)
     if resume and len(missing) == len(cfgs):
-        raise WmrbenchError(f"--resume: no checkpoint at {missing[0]} nor at any other run of the sweep")
+        raise WmrbenchError(f"{setting('resume', True)}: no checkpoint at {missing[0]} nor at any other run of the sweep")
     check_sweep(cfgs)
     return cfgs

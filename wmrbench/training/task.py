@@ -17,7 +17,7 @@ from torch import nn
 
 from wmrbench.config import CUSTOM_DATASET, EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet, dataset_spec, load_split
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.errors import WmrbenchError, first_line, setting
 from wmrbench.models import create_model
 
 
@@ -69,10 +69,10 @@ def check_arch_fits(cfg: TrainConfig) -> None:
                 logits = model(torch.zeros(1, *shape))
         except RuntimeError as exc:
             raise WmrbenchError(
-                f"--arch {cfg.arch} cannot take {cfg.dataset.value} inputs of shape {shape}: {first_line(exc)}"
+                f"{setting('arch', cfg.arch)} cannot take {cfg.dataset.value} inputs of shape {shape}: {first_line(exc)}"
             ) from None
     if tuple(logits.shape) != (1, info.num_classes):
         raise WmrbenchError(
-            f"--arch {cfg.arch} gives outputs of shape {tuple(logits.shape[1:])} on {cfg.dataset.value}, "
+            f"{setting('arch', cfg.arch)} gives outputs of shape {tuple(logits.shape[1:])} on {cfg.dataset.value}, "
             f"which has {info.num_classes} classes"
         )
