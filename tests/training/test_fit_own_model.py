@@ -210,3 +210,26 @@ def test_a_held_out_split_of_ones_own_chooses_best_pt(tmp_path, digits):
         fit(fresh(), (x, y), val_data=(x, y), val_size=10, checkpoint_dir=tmp_path / "b", **SMALL)
     with pytest.raises(WmrbenchError, match=r"val_data: images must lie in \[0, 1\]"):
         fit(fresh(), (x, y), val_data=(x * 16, y), checkpoint_dir=tmp_path / "b", **SMALL)
+
+
+def test_wmrbench_evaluate_asks_for_the_data_set_and_architecture_of_a_fit_checkpoint(tmp_path):
+    """A checkpoint of ``fit`` records dataset 'custom' and the user's class name: the CLI cannot
+    load either by name, so it asks for them in one line each, and evaluates once they are given."""
+    from tests.conftest import assert_one_line_error, invoke
+    from wmrbench.data import load_split
+    from wmrbench.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("digitsnet", 10, 1)
+    split = load_split("digits", "data", train=True)
+    result = fit(model, (split.x[:120], split.y[:120]), epochs=1, checkpoint_dir=tmp_path / "ck", run="own", **SMALL)
+    common = ("evaluate", "--checkpoint", result.last, "--n-examples", "20", "--steps", "2", "--results-dir",
+              tmp_path / "res", "--quiet")
+    out = invoke(*common)
+    assert "trained by wmrbench.fit" in assert_one_line_error(out, "--dataset", "--arch")
+    out = invoke(*common, "--dataset", "digits")
+    assert "wmrbench.fit on a model of the user's own" in assert_one_line_error(out, "--arch")
+    assert not (tmp_path / "res").exists()
+    out = invoke(*common, "--dataset", "digits", "--arch", "digitsnet")
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "res" / "own" / "summary.json").is_file()

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from wmrbench import attacks, distributed
 from wmrbench.attack_config import AttackMethod, Norm
 from wmrbench.checks import parse_enum
-from wmrbench.config import DatasetName, EvalConfig, Protocol, with_options
+from wmrbench.config import CUSTOM_DATASET, DatasetName, EvalConfig, Protocol, with_options
 from wmrbench.data import ImageSet, dataset_spec, load_split
 from wmrbench.errors import WmrbenchError, first_line, render_settings, setting
 from wmrbench.evaluation import partial
@@ -83,6 +83,10 @@ def resolve_dataset(opened: OpenedSource, dataset: DatasetName | str | None) -> 
     if opened.recorded_dataset is None:
         what = setting("factory", opened.source.factory) if opened.source.factory else f"{opened.source.checkpoint} is a plain state_dict"
         raise WmrbenchError(f"{what}: say which data set with {setting('dataset')}")
+    if opened.recorded_dataset == CUSTOM_DATASET:  # wmrbench.fit on the user's own data: no name to load
+        raise WmrbenchError(f"{opened.source.checkpoint} was trained by wmrbench.fit on the user's own data: say which "
+                            f"data set to evaluate it on with {setting('dataset')} (and its architecture with "
+                            f"{setting('arch')} or {setting('factory')}), or evaluate it from Python with wmrbench.evaluate")
     return parse_enum(DatasetName, opened.recorded_dataset, "dataset")
 
 

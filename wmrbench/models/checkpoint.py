@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wmrbench.config import CUSTOM_DATASET
 from wmrbench.errors import WmrbenchError, setting
 from wmrbench.io import safe_torch_load
 from wmrbench.models.registry import create_model, model_spec
@@ -75,14 +76,18 @@ def model_from_checkpoint(
 ) -> nn.Module:
     """Build the architecture a checkpoint records (or ``arch`` for a plain state_dict) and load
     the weights of ``obj`` (the file at ``path``, already read) into it, strictly."""
-    saved_arch = train_config_of(obj).get("arch")
+    config = train_config_of(obj)
+    saved_arch = config.get("arch")
+    if config.get("dataset") == CUSTOM_DATASET:  # wmrbench.fit: ``arch`` records the user's class name, not a registry name
+        saved_arch = None
     if saved_arch is not None and not isinstance(saved_arch, str):
         raise WmrbenchError(f"checkpoint {path} records the architecture {saved_arch!r}, not a name")
     if arch is not None and saved_arch is not None and arch != saved_arch:
         raise WmrbenchError(f"{setting('arch', arch)} contradicts the checkpoint, which was trained as {saved_arch}")
     arch = arch or saved_arch
     if arch is None:
-        raise WmrbenchError(f"{path} is a plain state_dict: say which architecture with {setting('arch')}")
+        what = "was trained by wmrbench.fit on a model of the user's own" if config else "is a plain state_dict"
+        raise WmrbenchError(f"{path} {what}: say which architecture with {setting('arch')}")
     model_spec(arch)  # unknown arch -> one-line error before anything else
     model = create_model(arch, num_classes=num_classes, in_channels=in_channels)
     load_state_into(model, extract_state_dict(obj), f"checkpoint {path}")
