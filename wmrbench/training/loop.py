@@ -216,8 +216,9 @@ def _epoch_line(stats: dict[str, Any], epochs: int, history: list[dict[str, Any]
             f"lr {stats['lr']:.4g}  {stats['seconds']:.1f}s")
     if "selected" in stats:
         best = "  (best so far: best.pt)" if _is_best(history) else ""
-        line += (f"  held-out A_nat {stats['val']['A_nat']:.2f} A_rob {stats['val']['A_rob']:.2f} "
-                 f"{stats['selected']['by']} {stats['selected']['value']:.2f}{best}")
+        by = stats["selected"]["by"]  # A_rob is printed once, as itself, when it is what best.pt selects by
+        chosen = "" if by == "A_rob" else f" {by} {stats['selected']['value']:.2f}"
+        line += f"  held-out A_nat {stats['val']['A_nat']:.2f} A_rob {stats['val']['A_rob']:.2f}{chosen}{best}"
     return line
 
 
