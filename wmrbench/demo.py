@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from wmrbench.config import DatasetName, Defense, number_key
+from wmrbench.defenses import get_defense
+from wmrbench.errors import WmrbenchError, setting
 from wmrbench.evaluation import evaluate_source
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.models.source import ModelSource, SourceKind
@@ -26,6 +28,10 @@ def run_demo(
     results_dir: str = DEFAULT_RESULTS_DIR, device: str = DEFAULT_DEVICE, seed: int = DEFAULT_SEED,
     show_progress: bool = True,
 ) -> list[Summary]:
+    if not get_defense(defense).alpha_weighted:  # the demo is a defense with and without the paper's weight
+        raise WmrbenchError(f"the demo trains {setting('defense')} pgd or trades with and without the exp(-alpha * margin) "
+                            f"weight ('+ours'); {setting('defense', defense.value)} brings its own weighting: train it with "
+                            f"`wmrbench train`, or compare the whole family with `wmrbench reproduce family`")
     alpha_ours = preset_for(DatasetName.DIGITS, defense).alpha_train if alpha_train is None else alpha_train
     summaries = []
     for alpha in (0.0, alpha_ours):

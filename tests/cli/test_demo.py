@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import assert_one_line_error, files_under, invoke
 
 
-@pytest.mark.parametrize("args", [("--defense", "nope"), ("--alpha-test", "1,x")])
+@pytest.mark.parametrize("args", [("--defense", "nope"), ("--alpha-test", "1,x"), ("--defense", "mart")])
 def test_a_bad_demo_option_is_one_line_and_trains_nothing(args, tmp_path):
     out = invoke("demo", *args, "--checkpoint-dir", tmp_path / "ck", "--results-dir", tmp_path / "res", "--quiet")
     assert_one_line_error(out)

@@ -23,7 +23,7 @@ from wmrbench.presets import (
 
 def demo(
     config: ConfigFile = None,
-    defense: Annotated[str, typer.Option(help="pgd | trades: the defense trained with and without the weighted risk.")] = DEFAULT_DEFENSE.value,
+    defense: Annotated[str, typer.Option(help="pgd | trades: the defense trained with and without the weighted risk (the family's others weight on their own: `wmrbench reproduce family`).")] = DEFAULT_DEFENSE.value,
     alpha_train: Annotated[float | None, typer.Option(help="alpha_train of '+ours' (default: the preset's).")] = None,
     alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values.")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
     checkpoint_dir: Annotated[str, typer.Option(help="Where the two runs' checkpoints go.")] = DEFAULT_CHECKPOINT_DIR,
