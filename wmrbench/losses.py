@@ -7,7 +7,7 @@
 
 Each function is one call of the training step itself (:func:`wmrbench.training.train_step`),
 with the defense taken from :mod:`wmrbench.defenses` and its formula from
-:mod:`wmrbench.objectives` or the defense's module: nothing here computes a loss of its own.
+:mod:`wmrbench.defenses.objectives` or the defense's module: nothing here computes a loss of its own.
 
 Model mode, as the training step handles it: the training attack runs the model in eval mode
 (frozen BatchNorm statistics, no dropout, gradients for the input only; ``attack_mode="train"``
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from wmrbench.attacks.wrappers import check_batch, model_device
 from wmrbench.attack_config import AttackConfig, Precision, Start
 from wmrbench.checks import parse_enum
-from wmrbench.config import AttackMode, DatasetName, Defense, TrainConfig
+from wmrbench.config import CUSTOM_DATASET, AttackMode, Defense, TrainConfig
 from wmrbench.defenses import check_spec, get_defense
 from wmrbench.training import train_step
 
@@ -58,7 +58,7 @@ def _run(
     # train_step reads the defense, its settings and the attack from the config; the run, data,
     # model and optimizer fields below are never read by a step (they describe a CLI run).
     cfg = TrainConfig(
-        run="losses", dataset=DatasetName.DIGITS, arch="user-model", defense=defense,
+        run="losses", dataset=CUSTOM_DATASET, arch=type(model).__name__, defense=defense,
         alpha_train=float(loss_settings.pop("alpha", 0.0)),  # type: ignore[arg-type]
         beta=float(loss_settings.pop("beta", 6.0)),  # type: ignore[arg-type]
         detach_weights=bool(loss_settings.pop("detach_weights", False)),

@@ -15,7 +15,7 @@ gradient push the margin *up*; the shift by 1 makes it nonnegative and changes n
 no comparison beyond float rounding).
 
 The schedule is pyautoattack's (``APGDAttack.attack_single_run``), constant for constant, so that
-at alpha 0 and from the same start the two find the same points (tests/test_apgd.py):
+at alpha 0 and from the same start the two find the same points (tests/attacks/test_apgd.py):
 
 * checkpoints after ``k_0 = max(int(0.22 n), 1)`` iterations, then windows shrinking by
   ``max(int(0.03 n), 1)`` down to ``max(int(0.06 n), 1)`` (n = ``attack.steps``);

@@ -36,7 +36,7 @@ from wmrbench.attack_config import AttackConfig, Precision, RestartRule
 from wmrbench.errors import WmrbenchError
 
 # Log-spaced around 1: 0.1 sharpens, 10 softens, 1e4 undoes a softmax saturated by logits
-# scaled up by ~1e4 (the masked fixture of tests/test_audit.py); T = 1 is plain PGD-CE.
+# scaled up by ~1e4 (the masked fixture of tests/audit/test_audit.py); T = 1 is plain PGD-CE.
 TEMPERATURES = (0.1, 10.0, 10000.0)
 
 

@@ -79,7 +79,7 @@ def fit_sweep(
     The runs share the data settings (:func:`check_sweep`): every batch is drawn and augmented
     once, then each run takes its step on it with its own model, optimizer and random streams
     (attack starts, dropout), so each run's weights and metrics are bit for bit those of the
-    same run trained alone (on the CPU; tests/test_sweep.py). Each run keeps its own folder,
+    same run trained alone (on the CPU; tests/training/test_sweep.py). Each run keeps its own folder,
     lock, ``last.pt`` and ``metrics.jsonl``, so each can be resumed, evaluated or rerun alone.
 
     ``resume``: continue each run from its ``last.pt``; with ``missing_ok`` a run that has none
