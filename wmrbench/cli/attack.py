@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,44 +13,24 @@ from wmrbench.cli.config_file import ConfigFile
 from wmrbench.errors import WmrbenchError
 
 
+@p.command
 def attack(
     config: ConfigFile = None,
-    checkpoint: p.Checkpoint = None,
-    arch: p.Arch = None,
     model_id: p.ModelId = None,
-    threat_model: p.ThreatModel = None,
-    model_dir: p.ModelDir = None,
-    model: p.Factory = None,
-    mean: p.Mean = None,
-    std: p.Std = None,
-    dataset: p.Dataset = None,
+    model_source: Any = p.MODEL_SOURCE,
+    data: Any = p.DATA,
     split: Annotated[str, typer.Option(help="test | train: the split to attack.")] = "test",
-    data_dir: p.DataDir = None,
-    download: p.Download = False,
-    verify_checksums: p.VerifyChecksums = None,
     compile: p.Compile = None,
-    eps: p.Eps = None,
-    step_size: p.StepSize = None,
-    steps: p.Steps = None,
-    restarts: p.Restarts = None,
-    start: p.StartOpt = None,
-    method: p.Method = None,
-    aa_version: p.AAVersionOpt = None,
-    protocol: p.ProtocolOpt = None,
-    norm: p.NormOpt = None,
-    restart_from: p.RestartFromOpt = None,
-    restart_rule: p.RestartRuleOpt = None,
+    budget: Any = p.BUDGET,
+    attack_choice: Any = p.ATTACK_CHOICE,
     alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alphas: one weighted PGD each, beside the unweighted PGD that always runs (default 1,1.5,2).", rich_help_panel=p.ATTACK)] = None,
     n_examples: p.NExamples = None,
-    batch_size: p.BatchSize = None,
-    seed: p.Seed = None,
-    device: p.Device = None,
-    precision: p.PrecisionOpt = None,
-    results_dir: p.ResultsDir = None,
+    runtime: Any = p.RUNTIME,
     run: Annotated[str | None, p.run_option(help="Name of the attack (default: the model's run, id or function name).")] = None,
     output: Annotated[str | None, typer.Option(help="The file to write (default RESULTS_DIR/RUN/adversarial.pt). It must be a regular file (a device or FIFO is refused) and not - : the file is binary and is read back by path.")] = None,
     overwrite: p.Overwrite = False,
     quiet: p.Quiet = False,
+    **given: Any,
 ) -> None:
     """Attack a model with PGD and weighted PGD; save the points for `evaluate --adversarial`.
 
@@ -59,18 +39,17 @@ def attack(
     """
     from wmrbench.checks import parse_enum
     from wmrbench.evaluation import Split, run_attack
-    from wmrbench.models import MODEL_OPTIONS, model_sources
+    from wmrbench.models import MODEL_OPTIONS
 
     with user_errors():
-        options = o.options_from(o.EvalOptions, locals())
+        options = o.options_from(o.EvalOptions, {**locals(), **given})
         o.note_precision(options)
-        sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir,
-                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
+        sources = o.sources_of(given, [model_id] if model_id else None)
         if len(sources) > 1:
             raise WmrbenchError("attack takes one model: give one --model-id")
         if not sources:
             raise WmrbenchError(f"say which model to attack: {MODEL_OPTIONS}")
-        path, adv = run_attack(sources[0], options, dataset, parse_enum(Split, split, "split"), run, output,
+        path, adv = run_attack(sources[0], options, given["dataset"], parse_enum(Split, split, "split"), run, output,
                                show_progress=not quiet, overwrite=overwrite)
     n = len(adv.label)
     for key, points in adv.attacks.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,37 +11,24 @@ from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 
 
+@p.command
 def audit(
-    checkpoint: p.Checkpoint = None,
-    arch: p.Arch = None,
     model_id: p.ModelId = None,
-    threat_model: p.ThreatModel = None,
-    model_dir: p.ModelDir = None,
-    model: p.Factory = None,
-    mean: p.Mean = None,
-    std: p.Std = None,
+    model_source: Any = p.MODEL_SOURCE,
     reference: Annotated[str | None, typer.Option(help="A second checkpoint (e.g. the unweighted baseline): its own PGD points, transferred, must not beat the audited model's own (check 5). A plain state_dict takes --reference-arch.", rich_help_panel=p.MODEL)] = None,
     reference_arch: Annotated[str | None, typer.Option(help="Architecture of a plain-state_dict --reference (default: --arch).", rich_help_panel=p.MODEL)] = None,
-    dataset: p.Dataset = None,
-    data_dir: p.DataDir = None,
-    download: p.Download = False,
-    verify_checksums: p.VerifyChecksums = None,
-    eps: p.Eps = None,
-    step_size: p.StepSize = None,
-    steps: p.Steps = None,
+    data: Any = p.DATA,
+    budget: Any = p.BUDGET,
     start: p.StartOpt = None,
     protocol: p.ProtocolOpt = None,
     norm: p.NormOpt = None,
     n_examples: Annotated[int | None, typer.Option(help="Audit the first N test examples (default 500).")] = None,
-    batch_size: p.BatchSize = None,
-    seed: p.Seed = None,
-    device: p.Device = None,
-    precision: p.PrecisionOpt = None,
-    results_dir: p.ResultsDir = None,
+    runtime: Any = p.RUNTIME,
     run: Annotated[str | None, typer.Option(help="Write RESULTS_DIR/RUN/audit.json (default: the checkpoint's run, the model id, or the function's name).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets for a first look or a test: steps 10/20/40, restarts 1/2, Square 300 queries (default: steps 10/40/100, restarts 1/5 up to the base steps, Square 1000 queries).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every attack again. Without it, the attacks an earlier audit of the same model, examples and settings finished (RESULTS_DIR/RUN/audit/) are read back, so a killed audit continues where it stopped.")] = False,
     quiet: p.Quiet = False,
+    **given: Any,
 ) -> None:
     """Check a model for the known signs of gradient masking: one line per check, pass / warn / fail.
 
@@ -58,16 +45,15 @@ def audit(
     from wmrbench.models import MODEL_OPTIONS, model_sources
 
     with user_errors():
-        options = o.options_from(o.EvalOptions, locals())
+        options = o.options_from(o.EvalOptions, {**locals(), **given})
         o.note_precision(options)
-        sources = model_sources(checkpoint, arch, [model_id] if model_id else None, model, threat_model, model_dir,
-                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"))
+        sources = o.sources_of(given, [model_id] if model_id else None)
         ref = None
         if reference is not None:
-            ref = model_sources(reference, reference_arch or arch, None, None, None, None, None, None)[0]
+            ref = model_sources(reference, reference_arch or given["arch"], None, None, None, None, None, None)[0]
         if not sources:
             raise WmrbenchError(f"say which model to audit: {MODEL_OPTIONS}")
-        result = run_audit(sources[0], options, quick=quick, dataset=dataset, run=run, reference=ref,
+        result = run_audit(sources[0], options, quick=quick, dataset=given["dataset"], run=run, reference=ref,
                            show_progress=not quiet, overwrite=overwrite)
     for line in lines(result.checks, result.status):
         typer.echo(line)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,48 +12,28 @@ from wmrbench.cli.common import EXIT_USAGE, user_errors
 from wmrbench.cli.config_file import ConfigFile
 
 
+@p.command
 def evaluate(
     config: ConfigFile = None,
-    checkpoint: p.Checkpoint = None,
-    arch: p.Arch = None,
     model_id: Annotated[list[str] | None, typer.Option(help="RobustBench zoo id, e.g. Carmon2019Unlabeled; repeat (or comma-separate) to evaluate several in turn.", rich_help_panel=p.MODEL)] = None,
-    threat_model: p.ThreatModel = None,
-    model_dir: p.ModelDir = None,
-    model: p.Factory = None,
-    mean: p.Mean = None,
-    std: p.Std = None,
+    model_source: Any = p.MODEL_SOURCE,
     defense: Annotated[str | None, typer.Option(help="pgd | trades: how a plain state_dict, zoo model or your own model was trained (a wmrbench checkpoint records it); labels its rows (PGD, TRADES+ours) and lets leaderboard --compare-paper match them with the paper's.", rich_help_panel=p.MODEL)] = None,
     alpha_train: Annotated[float | None, typer.Option(help="The alpha_train that model was trained with (with --defense; default 0, the unweighted baseline).", rich_help_panel=p.MODEL)] = None,
     adversarial: Annotated[str | None, typer.Option(help="Score the points saved by `wmrbench attack` without attacking again: on the attacked model, or on the model the options name (a transfer).", rich_help_panel=p.MODEL)] = None,
-    dataset: p.Dataset = None,
-    data_dir: p.DataDir = None,
-    download: p.Download = False,
-    verify_checksums: p.VerifyChecksums = None,
+    data: Any = p.DATA,
     compile: p.Compile = None,
-    eps: p.Eps = None,
-    step_size: p.StepSize = None,
-    steps: p.Steps = None,
-    restarts: p.Restarts = None,
-    start: p.StartOpt = None,
-    method: p.Method = None,
-    aa_version: p.AAVersionOpt = None,
-    protocol: p.ProtocolOpt = None,
-    norm: p.NormOpt = None,
-    restart_from: p.RestartFromOpt = None,
-    restart_rule: p.RestartRuleOpt = None,
+    budget: Any = p.BUDGET,
+    attack_choice: Any = p.ATTACK_CHOICE,
     alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alpha_test values for A_sa and A_tr (default 1,1.5,2; with --adversarial: the file's).", rich_help_panel=p.ATTACK)] = None,
     n_examples: p.NExamples = None,
-    batch_size: p.BatchSize = None,
-    seed: p.Seed = None,
+    runtime: Any = p.RUNTIME,
     seeds: p.Seeds = None,
-    device: p.Device = None,
-    precision: p.PrecisionOpt = None,
-    results_dir: p.ResultsDir = None,
     run: Annotated[str | None, p.run_option(help="Result name (default: the checkpoint's run, the model id, or the function's name; followed by -ATTACK for an --attack other than pgd, e.g. -apgd-ce).")] = None,
     overwrite: p.Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue this run's unfinished evaluation (killed or interrupted) from the batches saved in RESULTS_DIR/RUN/.partial/: the result equals an uninterrupted run's, byte for byte. Settings not given are the saved ones; another setting (but the data folder, the results folder or the device of the same kind), other weights, other examples or another wmrbench/torch version are refused. Not with --adversarial: scoring saved points attacks nothing and simply runs again.")] = False,
     quiet: p.Quiet = False,
     ci: p.Ci = "pm",
+    **given: Any,
 ) -> None:
     """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
 
@@ -63,18 +43,16 @@ def evaluate(
     """
     from wmrbench import distributed
     from wmrbench.evaluation import evaluate_models
-    from wmrbench.models import model_sources
     from wmrbench.checks import parse_enum
     from wmrbench.report import CiStyle, print_table, protocol_text, result_table, seed_spread_table
     from wmrbench.uncertainty import few_examples_warnings
 
     with user_errors(), distributed.session():
         style = parse_enum(CiStyle, ci, "ci")
-        options = o.options_from(o.EvalOptions, locals())
+        options = o.options_from(o.EvalOptions, {**locals(), **given})
         o.note_precision(options)
-        sources = model_sources(checkpoint, arch, model_id, model, threat_model, model_dir,
-                                o.parse_floats(mean, "--mean"), o.parse_floats(std, "--std"), defense, alpha_train)
-        results, failures = evaluate_models(sources, options, dataset, run, adversarial, show_progress=not quiet,
+        sources = o.sources_of(given, model_id, defense, alpha_train)
+        results, failures = evaluate_models(sources, options, given["dataset"], run, adversarial, show_progress=not quiet,
                                              overwrite=overwrite, resume=resume)
     if not distributed.is_main_process():
         return

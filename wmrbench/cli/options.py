@@ -118,6 +118,16 @@ def note_precision(options: GivenSettings) -> None:
         )
 
 
+def sources_of(given: dict[str, Any], model_ids: list[str] | None, defense: str | None = None,
+               alpha_train: float | None = None) -> list[Any]:
+    """The models that a command's model options (:data:`wmrbench.cli.params.MODEL_SOURCE`) name."""
+    from wmrbench.models import model_sources
+
+    return model_sources(given["checkpoint"], given["arch"], model_ids, given["model"], given["threat_model"],
+                         given["model_dir"], parse_floats(given["mean"], "--mean"), parse_floats(given["std"], "--std"),
+                         defense, alpha_train)
+
+
 def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
     """'0.5,0.25' -> (0.5, 0.25); None stays None."""
     if text is None:

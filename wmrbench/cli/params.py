@@ -9,7 +9,11 @@ This module only declares; what a given option becomes is :mod:`wmrbench.cli.opt
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
@@ -77,6 +81,70 @@ Quiet = Annotated[bool, typer.Option(help="No progress bars, and no per-batch li
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing complete result (or adversarial file) of this run; for evaluate, also start an unfinished evaluation of it over (its saved batches are deleted). Without it, either is refused.")]
 
 
+
+
+@dataclass(frozen=True)
+class Group:
+    """Options several commands take together, in help order: ``{name: (annotated type, default)}``.
+
+    A command names a group once, as a parameter whose default is the group
+    (``model_source: Any = p.MODEL_SOURCE``); :func:`command` expands it for Typer, so the
+    commands that share these options do not list them one by one.
+    """
+
+    params: dict[str, tuple[Any, Any]]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(func: F) -> F:
+    """A Typer command whose group parameters (:class:`Group` defaults) stand for their options.
+
+    Typer reads a command's options from its signature (``inspect.signature``, then the type
+    hints): the signature shown to it has each group spelled out in place, and the command is
+    called with every option by name, the group's ones landing in its ``**given``.
+    """
+    hints = get_type_hints(func, include_extras=True)
+    shown: list[inspect.Parameter] = []
+    annotations: dict[str, Any] = {}
+    for param in inspect.signature(func).parameters.values():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        members = param.default.params if isinstance(param.default, Group) else {
+            param.name: (hints.get(param.name, param.annotation), param.default)}
+        for name, (annotation, default) in members.items():
+            shown.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default))
+            annotations[name] = annotation
+
+    @functools.wraps(func)
+    def run(**values: Any) -> Any:
+        return func(**values)
+
+    run.__signature__ = inspect.Signature(shown)  # type: ignore[attr-defined]
+    run.__annotations__ = annotations
+    return run  # type: ignore[return-value]
+
+
+# The groups attack, evaluate and audit share (model_id differs: evaluate takes several).
+MODEL_SOURCE = Group({
+    "checkpoint": (Checkpoint, None), "arch": (Arch, None), "threat_model": (ThreatModel, None),
+    "model_dir": (ModelDir, None), "model": (Factory, None), "mean": (Mean, None), "std": (Std, None),
+})
+DATA = Group({
+    "dataset": (Dataset, None), "data_dir": (DataDir, None), "download": (Download, False),
+    "verify_checksums": (VerifyChecksums, None),
+})
+BUDGET = Group({"eps": (Eps, None), "step_size": (StepSize, None), "steps": (Steps, None)})
+ATTACK_CHOICE = Group({
+    "restarts": (Restarts, None), "start": (StartOpt, None), "method": (Method, None), "aa_version": (AAVersionOpt, None),
+    "protocol": (ProtocolOpt, None), "norm": (NormOpt, None), "restart_from": (RestartFromOpt, None),
+    "restart_rule": (RestartRuleOpt, None),
+})
+RUNTIME = Group({
+    "batch_size": (BatchSize, None), "seed": (Seed, None), "device": (Device, None),
+    "precision": (PrecisionOpt, None), "results_dir": (ResultsDir, None),
+})
 
 Ci = Annotated[str, typer.Option("--ci", help="How each number's 95% interval (a bootstrap over the test examples, for this attack) is shown: pm (53.30 ± 2.4, half the interval's width; default) | interval (53.30 [50.90, 55.70]) | none. CSV keeps it as METRIC_lo / METRIC_hi columns unless none.")]
 
