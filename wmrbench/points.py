@@ -11,7 +11,8 @@ margins. A_sa at that alpha is a weighted mean in which these few carry most of 
     {"format": "wmrbench-examples-v1", "run": str, "alpha": float, "n_examples": int (N, all evaluated),
      "index": int64 [k], "label": int64 [k], "pred": int64 [k] (-1: not known),
      "x": float32 [k, C, H, W], "x_adv": float32 [k, C, H, W], "margin": float32 [k],
-     "share": float64 [k] (each one's normalized weight among all N)}
+     "share": float64 [k] (each one's normalized weight among all N),
+     "records_sha256": str (of the records.csv they were chosen from)}
 
 It sits below the evaluation (which writes it) and the reports (which read it): neither imports
 the other.
@@ -55,6 +56,7 @@ class DecidingExamples:
     margin: Tensor
     share: Tensor
     source: str = EXAMPLES_NAME  # which file they were read from
+    records_sha256: str = ""  # of the records.csv they were chosen from ("" when not known)
 
     @property
     def total_share(self) -> float:
@@ -75,6 +77,7 @@ def save_examples(path: str | Path, ex: DecidingExamples) -> Path:
         "format": EXAMPLES_FORMAT, "run": ex.run, "alpha": float(ex.alpha), "n_examples": int(ex.n_examples),
         "index": ex.index.long(), "label": ex.label.long(), "pred": ex.pred.long(), "x": ex.x.float().contiguous(),
         "x_adv": ex.x_adv.float().contiguous(), "margin": ex.margin.float(), "share": ex.share.double(),
+        "records_sha256": ex.records_sha256,
     })
 
 
@@ -94,7 +97,8 @@ def load_examples(path: str | Path) -> DecidingExamples:
         raise WmrbenchError(f"{bad} (format {obj.get('format') if isinstance(obj, dict) else None!r}, expected {EXAMPLES_FORMAT!r})")
     try:
         ex = DecidingExamples(str(obj["run"]), float(obj["alpha"]), int(obj["n_examples"]), obj["index"], obj["label"],
-                              obj["pred"], obj["x"], obj["x_adv"], obj["margin"], obj["share"], Path(path).name)
+                              obj["pred"], obj["x"], obj["x_adv"], obj["margin"], obj["share"], Path(path).name,
+                              str(obj.get("records_sha256", "")))
     except (KeyError, TypeError, ValueError) as exc:
         raise WmrbenchError(f"{bad} (incomplete: {type(exc).__name__} {exc})") from None
     k = len(ex.index) if isinstance(ex.index, Tensor) else -1
