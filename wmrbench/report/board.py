@@ -192,7 +192,8 @@ def build_board(named: Sequence[tuple[str, Summary, str]], groups: Sequence[Row]
     columns = [Column("A_nat", "A_nat"), Column("A_rob", "A_rob")]
     for alpha in alphas:
         columns += [Column(f"{m}@{alpha}", m, alpha) for m in WEIGHTED if any(f"{m}@{alpha}" in r.cells for r in rows)]
-    rows = mark_ties(rows, columns)
+    # Best first within each data set and threat model (the page's script re-sorts on any column).
+    rows = sorted(mark_ties(rows, columns), key=lambda r: (r.dataset, r.threat, -(r.cells["A_rob"].value if "A_rob" in r.cells else -1.0)))
     return Board(tuple(columns), tuple(rows), tuple(alphas), *(tuple(sorted({getattr(r, f) for r in rows}))
                                                                for f in ("dataset", "defense", "attack")))
 

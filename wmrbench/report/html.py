@@ -39,7 +39,7 @@ from wmrbench.points import DEFAULT_KEEP
 from wmrbench.progress import progress_bar
 from wmrbench.protocol import protocol_text
 from wmrbench.records import RECORDS_NAME, Summary, alpha_key, read_records
-from wmrbench.report.board import Board, Row, build_board
+from wmrbench.report.board import Board, Row, RowKind, build_board
 from wmrbench.report.gallery import Gallery, gallery
 from wmrbench.report.leaderboard import AUDIT_NAME, Found, audit_status, gather, nothing_found, remove_stale_tmp_beside
 from wmrbench.report.svg import Series, colour, line_chart
@@ -194,7 +194,9 @@ def _curves(board: Board) -> dict[str, Markup]:
 
 
 def _pages(board: Board, found: Sequence[Found], keep: int, show_progress: bool) -> list[Page]:
-    by_id = {r.id: (r, f) for r, f in zip(board.rows, found)}
+    # Result rows are r0, r1, ... in the order of ``found`` (build_board); group rows have no page yet.
+    found_by_id = {f"r{i}": f for i, f in enumerate(found)}
+    by_id = {r.id: (r, found_by_id[r.id]) for r in board.rows if r.kind is RowKind.RESULT}
     leaders: dict[tuple[str, str], Found] = {}
     for r, f in by_id.values():
         if r.cells.get("A_rob") is not None and r.cells["A_rob"].leader:
