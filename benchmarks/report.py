@@ -77,6 +77,8 @@ def make_results(root: Path, n_results: int, n_examples: int, keep: int, images:
         folder.mkdir(parents=True)
         (folder / "records.csv").write_text(done.csv_text)
         write_summary(folder / "summary.json", done.summary)
+        if keep == 0:  # results evaluated without --keep-examples: their pages list the examples, no images
+            continue
         order, share = deciding_order(frame["pgd_margin"].to_numpy(), max(ALPHAS), keep)
         g = torch.Generator().manual_seed(i)
         if images is None:
@@ -123,7 +125,7 @@ def main() -> None:
     p = parser("report", __doc__.splitlines()[0])
     p.add_argument("--results", type=int, default=None, help="results in the folder (default 200; --quick 20)")
     p.add_argument("--examples", type=int, default=1000, help="test examples per result (default 1,000)")
-    p.add_argument("--keep", type=int, default=16, help="deciding examples per result's gallery (default 16)")
+    p.add_argument("--keep", type=int, default=16, help="images kept per result's gallery (default 16; 0: no examples.pt, the pages list 16 examples without images)")
     p.add_argument("--mnist-dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"),
                    help="real MNIST files for the gallery's images (default ../shared/data/mnist; random images if absent)")
     args = p.parse_args()
@@ -137,16 +139,16 @@ def main() -> None:
         builds = []
         for _ in range(repeats):
             started = time.perf_counter()
-            built = build_report(ReportConfig((str(root),), str(out), args.keep, show_progress=False))
+            built = build_report(ReportConfig((str(root),), str(out), args.keep or 16, show_progress=False))
             builds.append(time.perf_counter() - started)
         opens, errors = open_in_chromium(out, repeats)
         html = out.read_text(encoding="utf-8")
-        image_bytes = sum(len(m) for m in re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", html))
+        image_bytes = sum(len(m) for m in re.findall(r"data:image/(?:png|webp);base64,[A-Za-z0-9+/=]+", html))
     payload = {
         "command": command_line(), "environment": environment(torch.device("cpu")), "results": n_results,
         "alphas": len(ALPHAS), "examples": args.examples, "keep": args.keep, "images_from": "MNIST" if images is not None else "random", "bytes": built.bytes,
         "build_s": builds, "build_s_median": median(builds), "open_s": opens, "open_s_median": median(opens),
-        "console_errors": errors, "images": html.count("data:image/png"), "image_bytes": image_bytes, "targets": TARGETS,
+        "console_errors": errors, "images": html.count("data:image/"), "image_bytes": image_bytes, "targets": TARGETS,
     }
     print_table([{"results": n_results, "alphas": len(ALPHAS), "examples": args.examples,
                   "size (MB)": built.bytes / 1e6, "of which images (MB)": image_bytes / 1e6, "build (s)": median(builds), "open in Chromium (s)": median(opens),

@@ -3,7 +3,9 @@ its leaderboard data (ties, ranks, group rows), the gallery's files, and bad inp
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import json
 import re
 import shutil
@@ -12,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import assert_one_line_error, invoke
 from wmrbench.metrics import normalized_weights
 from wmrbench.points import EXAMPLES_NAME, DecidingExamples, load_examples, save_examples
 from wmrbench.records import RECORDS_NAME, read_records, read_summary, write_summary
 from wmrbench.report.board import Cell, Column, Row, RowKind, group_row, mark_ties
-from wmrbench.report.gallery import gallery
+from wmrbench.report.gallery import gallery, png_data_url
 from wmrbench.report.html import ReportConfig, build_report, eps_sweep
 
 EVIL = "<script>window.__pwned = 1</script>"
@@ -143,7 +146,8 @@ def test_the_gallery_reads_examples_and_rejects_another_evaluations(results: Pat
     shown = gallery(folder, summary, 16)
     assert [f.index for f in shown.figures] == [5, 7, 9] and shown.source == EXAMPLES_NAME
     assert shown.figures[0].pred == "4" and shown.figures[2].pred == "not 3"
-    assert all(f.clean.startswith("data:image/png;base64,") for f in shown.figures)
+    assert all(f.clean.startswith(("data:image/webp;base64,", "data:image/png;base64,")) for f in shown.figures)
+
     save_examples(folder / EXAMPLES_NAME, _examples(folder, "b" * 64))
     stale = gallery(folder, summary, 16)
     assert stale.source == "" and "another evaluation" in stale.note
@@ -152,6 +156,18 @@ def test_the_gallery_reads_examples_and_rejects_another_evaluations(results: Pat
     share = normalized_weights(records["pgd_margin"].to_numpy(), 2.0)
     assert [f.index for f in stale.figures] == records["index"].to_numpy()[np.argsort(-share, kind="stable")[:16]].tolist()
 
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_images_are_exact(fmt: str) -> None:
+    """Lossless: the page's pixels are the file's (to 8 bits), grey or colour."""
+    g = torch.Generator().manual_seed(1)
+    for shape in ((1, 8, 8), (3, 5, 7)):
+        image = torch.rand(*shape, generator=g)
+        url = png_data_url(image, fmt)
+        assert url.startswith(f"data:image/{fmt.lower()};base64,")
+        decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB" if shape[0] == 3 else "L"))
+        expected = (image.numpy() * 255 + 0.5).astype(np.uint8)
+        assert np.array_equal(decoded, expected[0] if shape[0] == 1 else expected.transpose(1, 2, 0))
 
 def test_evaluate_keeps_the_examples_that_decide_a_sa(digits_runs: dict[str, Path], tmp_path: Path) -> None:
     out = invoke("evaluate", "--checkpoint", digits_runs["trades-a2"], "--n-examples", "60", "--steps", "3",

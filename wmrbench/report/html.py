@@ -222,7 +222,7 @@ def _page(r: Row, f: Found, leaders: dict[tuple[str, str], Found], cache: dict[P
     hashes = {k: v for k, v in (("model", s.model_sha256), ("data", s.data_sha256), ("records", s.records_sha256)) if v}
     return Page(
         row=r, folder=str(f.folder), protocol=protocol_text(s.config),
-        config_json=json.dumps({k: v for k, v in s.to_json().items() if k not in ("metrics", "uncertainty")}, indent=2),
+        config_json=json.dumps({k: v for k, v in s.to_json().items() if k not in ("metrics", "uncertainty")}, indent=1),
         versions=dict(s.versions), hashes=hashes, rerun=shlex.join(["wmrbench", "rerun", str(f.folder / "summary.json")]),
         audit=lines, audit_status=audit_status(f.folder), eps_sweep=eps_sweep(r.id, doc), comparisons=comparisons,
         comparison_note=note, gallery=shown, n_eff_alpha=n_eff,

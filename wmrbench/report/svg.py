@@ -91,12 +91,15 @@ def line_chart(title: str, x_label: str, y_label: str, series: Sequence[Series],
             upper = " ".join(f"{_fmt(px(x))},{_fmt(py(hi))}" for x, _, hi in band)
             lower = " ".join(f"{_fmt(px(x))},{_fmt(py(lo))}" for x, lo, _ in reversed(band))
             parts.append(f'<polygon points="{upper} {lower}" fill="{s.colour}" fill-opacity="0.15" stroke="none"/>')
-        for x, lo, hi in band:  # a whisker per point: a band of one point would not show
+        if len(band) == 1:  # a band of one point would not show: a whisker instead
+            x, lo, hi = band[0]
             parts.append(f'<line x1="{_fmt(px(x))}" x2="{_fmt(px(x))}" y1="{_fmt(py(lo))}" y2="{_fmt(py(hi))}" '
                          f'stroke="{s.colour}" stroke-opacity="0.5"/>')
         points = " ".join(f"{_fmt(px(x))},{_fmt(py(y))}" for x, y in zip(s.xs, s.ys))
         parts.append(f'<polyline points="{points}" fill="none" stroke="{s.colour}" stroke-width="2"/>')
-        parts += [f'<circle cx="{_fmt(px(x))}" cy="{_fmt(py(y))}" r="3" fill="{s.colour}"/>' for x, y in zip(s.xs, s.ys)]
+        # The points as round line caps of zero-length segments: one element for all of them.
+        dots = "".join(f"M{_fmt(px(x))} {_fmt(py(y))}h0" for x, y in zip(s.xs, s.ys))
+        parts.append(f'<path d="{dots}" stroke="{s.colour}" stroke-width="6" stroke-linecap="round"/>')
         out.append("".join(parts) + "</g>")
     out.append("</svg>")
     return Markup("".join(out))
