@@ -45,7 +45,8 @@ def records(n: int, seed: int) -> pd.DataFrame:
     """Records shaped like a robust MNIST model's (random margins, a per-result robustness)."""
     rng = np.random.default_rng(seed)
     margin = np.clip(rng.normal(0.4 + 0.4 * rng.random(), 0.35, n), -1, 1)
-    columns = {"index": np.arange(n), "label": rng.integers(0, 10, n), "clean_correct": rng.random(n) < 0.99,
+    # The same test examples for every result (labels from one fixed seed): the pages' paired comparisons run.
+    columns = {"index": np.arange(n), "label": np.random.default_rng(12345).integers(0, 10, n), "clean_correct": rng.random(n) < 0.99,
                "clean_margin": rng.uniform(0, 1, n), "pgd_correct": margin > 0, "pgd_margin": margin}
     for alpha in ALPHAS:
         weighted = np.clip(margin - rng.uniform(0, 0.1, n), -1, 1)

@@ -172,7 +172,7 @@ def _comparisons(found: Found, leader: Found | None, cache: dict[Path, Any], con
     try:
         c = compare_records(found.name, a, leader.name, b, config)
     except WmrbenchError as exc:
-        return (), f"no paired comparison with {leader.name}: {first_line(exc)}"
+        return (), f"no paired comparison with {leader.name}: {first_line(exc).rstrip('.')}"
     lines = tuple(ComparisonLine(leader.name, d.metric if d.alpha is None else f"{d.metric}({d.alpha})", d.difference,
                                  d.lo, d.hi, verdict(d).replace("A higher", "this result higher").replace("B higher", f"{leader.name} higher"))
                   for d in c.differences)
