@@ -20,9 +20,9 @@ from tests.conftest import assert_one_line_error, invoke
 from wmrbench.metrics import normalized_weights
 from wmrbench.points import EXAMPLES_NAME, DecidingExamples, load_examples, save_examples
 from wmrbench.records import RECORDS_NAME, read_records, read_summary, write_summary
-from wmrbench.report.board import Cell, Column, Row, RowKind, group_row, mark_ties
+from wmrbench.report.board import Cell, Column, Row, RowKind, build_board, group_row, mark_ties
 from wmrbench.report.gallery import gallery, png_data_url
-from wmrbench.report.html import ReportConfig, build_report, eps_sweep
+from wmrbench.report.html import ReportConfig, build_report, eps_sweep, render_page
 
 EVIL = "<script>window.__pwned = 1</script>"
 
@@ -59,6 +59,10 @@ def test_a_group_row_holds_its_runs_and_its_own_interval() -> None:
     assert group.cells["A_rob"].lo == 50.0 and group.dataset == "mnist"
     with pytest.raises(ValueError):
         group_row("g1", "empty", [], {})
+    # On the page a group is one row naming its runs, beside the results' rows.
+    board = build_board([], groups=[group])
+    html = render_page(board, [], "t", ["results"], [])
+    assert 'data-kind="group"' in html and "group of 2: run0, run1" in html and "59.00" in html and "[50.00, 68.00]" in html
 
 
 def test_the_page_holds_every_result_and_fetches_nothing(results: Path, tmp_path: Path) -> None:

@@ -276,7 +276,11 @@ def gather_all(results_dirs: Sequence[str]) -> tuple[list[Found], list[str]]:
 
 
 def build_report(cfg: ReportConfig) -> Built:
-    """Gather, build the page, write it atomically to ``cfg.output``."""
+    """Gather, build the page, write it atomically to ``cfg.output``.
+
+    Training-seed groups enter as rows: :func:`wmrbench.report.board.group_row` makes one from
+    its member rows and its cells (the group's mean and two-level interval per column), passed
+    to ``build_board(..., groups=...)`` here; the template shows a group's runs in its row."""
     if cfg.keep < 1:
         raise WmrbenchError(f"keep is {cfg.keep}: show at least 1 example per result")
     target = write_target(cfg.output)  # refused before any work
