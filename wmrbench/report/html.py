@@ -173,10 +173,12 @@ def _comparisons(found: Found, leader: Found | None, cache: dict[Path, Any], con
         c = compare_records(found.name, a, leader.name, b, config)
     except WmrbenchError as exc:
         return (), f"no paired comparison with {leader.name}: {first_line(exc).rstrip('.')}"
+    # The sign says which is higher; the verdict only whether the interval excludes 0 (one word a
+    # row: a 200-result page holds 199 of these tables).
     lines = tuple(ComparisonLine(leader.name, d.metric if d.alpha is None else f"{d.metric}({d.alpha})", d.difference,
-                                 d.lo, d.hi, verdict(d).replace("A higher", "this result higher").replace("B higher", f"{leader.name} higher"))
+                                 d.lo, d.hi, verdict(d).split("(", 1)[-1].split(" at ")[0].rstrip(")"))
                   for d in c.differences)
-    return lines, f"paired bootstrap over the same {c.n_examples} examples ({config.resamples} resamples), {found.name} minus {leader.name}"
+    return lines, f"paired bootstrap over the same {c.n_examples} examples ({config.resamples} resamples), {found.name} minus {leader.name}; significant: the 95% interval excludes 0"
 
 
 def _curves(board: Board) -> dict[str, Markup]:
