@@ -178,7 +178,10 @@ def _comparisons(found: Found, leader: Found | None, cache: dict[Path, Any], con
     lines = tuple(ComparisonLine(leader.name, d.metric if d.alpha is None else f"{d.metric}({d.alpha})", d.difference,
                                  d.lo, d.hi, verdict(d).split("(", 1)[-1].split(" at ")[0].rstrip(")"))
                   for d in c.differences)
-    return lines, f"paired bootstrap over the same {c.n_examples} examples ({config.resamples} resamples), {found.name} minus {leader.name}; significant: the 95% interval excludes 0"
+    note = (f"paired bootstrap over the same {c.n_examples} examples ({config.resamples} resamples), {found.name} minus "
+            f"{leader.name}; significant: the 95% interval excludes 0. One result a side: the interval covers the test "
+            "examples, not the training runs' seed-to-seed spread")
+    return lines, note
 
 
 def _curves(board: Board) -> dict[str, Markup]:
