@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import REPO, invoke
 from wmrbench.records import RECORDS_NAME, read_summary, write_summary
 
-pytestmark = pytest.mark.slow  # starting chromium and building the page: ~15 s measured on the loaded 2-core machine
+pytestmark = pytest.mark.slow  # 34 s measured for the module on the loaded 2-core machine: its fixture trains the digits runs, attacks and builds the page; each test then takes under 1 s in Chromium
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
