@@ -89,7 +89,10 @@ def page(digits_results: Path, digits_runs: dict[str, Path], tmp_path_factory: p
 
 
 def _open(browser, page: Path, fragment: str = ""):
-    browser.get_log("browser"), browser.get_log("performance")  # start each test with empty logs
+    # Leave the start page (chromium's new-tab page loads chrome:// resources of its own), then
+    # start each test with empty logs: what is logged next is this page's.
+    browser.get("about:blank")
+    browser.get_log("browser"), browser.get_log("performance")
     browser.get(page.as_uri() + fragment)
     return browser
 
