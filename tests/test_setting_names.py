@@ -26,6 +26,7 @@ EXTERNAL = {"--nproc-per-node", "--begin_epoch", "--net"}
 # ModelSource.command_options(), is a command, not a message: :func:`flag_strings` skips it.)
 ALLOWED = {
     "report/reproduction.py": 1,  # reproduction.md's note on `wmrbench reproduce`'s restart rule
+    "report/gallery.py": 1,  # the HTML report tells its reader which evaluate option keeps the images
 }
 # An argument of a command line: one option alone, as an element of a list or tuple.
 ARGUMENT = re.compile(r"--[a-z][a-z0-9-]*")

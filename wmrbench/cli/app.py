@@ -16,6 +16,7 @@ from wmrbench.cli.evaluate import evaluate
 from wmrbench.cli.leaderboard import leaderboard
 from wmrbench.cli.models import models
 from wmrbench.cli.plot import plot
+from wmrbench.cli.report import report
 from wmrbench.cli.reproduce import reproduce_app
 from wmrbench.cli.rerun import rerun
 from wmrbench.cli.train import train
@@ -78,6 +79,7 @@ app.command()(plot)
 app.command()(models)
 app.command()(rerun)
 app.command()(compare)
+app.command()(report)
 app.add_typer(reproduce_app, name="reproduce")
 
 

@@ -28,6 +28,7 @@ def evaluate(
     n_examples: p.NExamples = None,
     runtime: Any = p.RUNTIME,
     seeds: p.Seeds = None,
+    keep_examples: p.KeepExamples = None,
     run: Annotated[str | None, p.run_option(help="Result name (default: the checkpoint's run, the model id, or the function's name; followed by -ATTACK for an --attack other than pgd, e.g. -apgd-ce).")] = None,
     overwrite: p.Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue this run's unfinished evaluation (killed or interrupted) from the batches saved in RESULTS_DIR/RUN/.partial/: the result equals an uninterrupted run's, byte for byte. Settings not given are the saved ones; another setting (but the data folder, the results folder or the device of the same kind), other weights, other examples or another wmrbench/torch version are refused. Not with --adversarial: scoring saved points attacks nothing and simply runs again.")] = False,
@@ -53,7 +54,7 @@ def evaluate(
         o.note_precision(options)
         sources = o.sources_of(given, model_id, defense, alpha_train)
         results, failures = evaluate_models(sources, options, given["dataset"], run, adversarial, show_progress=not quiet,
-                                             overwrite=overwrite, resume=resume)
+                                             overwrite=overwrite, resume=resume, keep_examples=keep_examples)
     if not distributed.is_main_process():
         return
     for result in results:

@@ -38,9 +38,8 @@ from wmrbench.metrics import normalized_weights
 from wmrbench.models.source import ModelSource
 from wmrbench.records import ModelInfo
 
-ADVERSARIAL_FORMAT = "wmrbench-adversarial-v1"
-ADVERSARIAL_NAME = "adversarial.pt"  # RESULTS_DIR/RUN/adversarial.pt unless --output says otherwise
-PGD = "pgd"  # the unweighted attack's key
+# The format's names have one home below the evaluation and the reports (which read the file too).
+from wmrbench.points import ADVERSARIAL_FORMAT, ADVERSARIAL_NAME, PGD  # noqa: E402,F401
 EPS_SLACK = 1e-6  # float32 rounding of x +- eps
 
 

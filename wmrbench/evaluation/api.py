@@ -106,7 +106,7 @@ class EvaluationResult:
 
     def summary_text(self) -> str:
         """A small table: the settings, then every metric with its interval (and n_eff)."""
-        from wmrbench.report.tables import protocol_text  # the command's own title line
+        from wmrbench.protocol import protocol_text  # the command's own title line
 
         cfg = self.config
         where = cfg.dataset.value if cfg.dataset is not None else "your examples"

@@ -36,6 +36,9 @@ from wmrbench.evaluation.adversarial_file import (
     load_adversarial,
     save_adversarial,
 )
+from wmrbench.evaluation.examples import write_examples
+from wmrbench.io import remove_file
+from wmrbench.points import EXAMPLES_NAME
 from wmrbench.evaluation.partial import PartialStore
 from wmrbench.evaluation.pipeline import (
     EvalResult,
@@ -123,9 +126,10 @@ def _resumed_config(
 
 def evaluate_source(
     source: ModelSource, options: Mapping[str, Any], dataset: DatasetName | str | None = None, run: str | None = None,
-    show_progress: bool = True, overwrite: bool = False, resume: bool = False,
+    show_progress: bool = True, overwrite: bool = False, resume: bool = False, keep_examples: int | None = None,
 ) -> EvalResult:
-    """Evaluate the model a source names on its data set; write ``<results_dir>/<run>/``.
+    """Evaluate the model a source names on its data set; write ``<results_dir>/<run>/``
+    (with ``keep_examples`` K, also the K examples that decide A_sa: ``examples.pt``).
 
     An existing complete result there is refused unless ``overwrite``; where the result goes
     is checked before any work. Each finished batch is saved in ``<run>/.partial/`` until the
@@ -165,6 +169,10 @@ def evaluate_source(
                               model=prepared.model, data=prepared.data)
         if main:  # the summary marks the result complete: the saved batches have served
             saved.finish()
+            if keep_examples:
+                write_examples(result.out_dir, prepared.model, prepared.data, prepared.cfg, records, keep_examples, device)
+            else:  # an earlier evaluation's examples would not be this result's
+                remove_file(result.out_dir / EXAMPLES_NAME)
         return result
 
 
@@ -183,7 +191,7 @@ class Failure:
 
 def evaluate_sources(
     sources: list[ModelSource], options: Mapping[str, Any], dataset: DatasetName | str | None = None,
-    show_progress: bool = True, overwrite: bool = False, resume: bool = False,
+    show_progress: bool = True, overwrite: bool = False, resume: bool = False, keep_examples: int | None = None,
 ) -> tuple[list[EvalResult], list[Failure]]:
     """Evaluate several models in turn, each into its own result; a failure in one loses no other.
 
@@ -194,7 +202,7 @@ def evaluate_sources(
     failures: list[Failure] = []
     for source in sources:
         try:
-            results.append(evaluate_source(source, options, dataset, None, show_progress, overwrite, resume))
+            results.append(evaluate_source(source, options, dataset, None, show_progress, overwrite, resume, keep_examples))
         except WmrbenchError as exc:
             failures.append(Failure(source.default_run(), str(exc)))
         except Exception as exc:  # noqa: BLE001  reported at the end, never swallowed
@@ -300,11 +308,17 @@ def evaluate_adversarial(
 def evaluate_models(
     sources: list[ModelSource], options: Mapping[str, Any], dataset: DatasetName | str | None = None,
     run: str | None = None, adversarial: str | None = None, show_progress: bool = True, overwrite: bool = False,
-    resume: bool = False,
+    resume: bool = False, keep_examples: int | None = None,
 ) -> tuple[list[EvalResult], list[Failure]]:
     """What ``evaluate`` does with the models its options name: score saved points
     (``adversarial``), evaluate one model (its error is the command's), or several in turn
-    (``resume``: continue their unfinished evaluations)."""
+    (``resume``: continue their unfinished evaluations). ``keep_examples`` K: each result also
+    keeps the K examples that decide A_sa (:mod:`wmrbench.evaluation.examples`)."""
+    if keep_examples is not None and keep_examples < 1:
+        raise WmrbenchError(f"{setting('keep_examples', keep_examples)}: keep at least 1 example (16 is typical)")
+    if keep_examples and adversarial is not None:
+        raise WmrbenchError(f"{setting('adversarial')} scores saved points: the report shows that file's own points; "
+                            f"drop {setting('keep_examples')}")
     if resume and overwrite:
         raise WmrbenchError(f"{setting('resume', True)} continues an unfinished evaluation and {setting('overwrite', True)} "
                             "starts over: give one of them")
@@ -320,10 +334,10 @@ def evaluate_models(
     if not sources:
         raise WmrbenchError(f"say which model: {MODEL_OPTIONS}; or {setting('adversarial', 'FILE')}")
     if len(sources) == 1:
-        return [evaluate_source(sources[0], options, dataset, run, show_progress, overwrite, resume)], []
+        return [evaluate_source(sources[0], options, dataset, run, show_progress, overwrite, resume, keep_examples)], []
     if run is not None:
         raise WmrbenchError(f"{setting('run')} names one result; with several {setting('model_id')} each result is named by its id")
-    return evaluate_sources(sources, options, dataset, show_progress, overwrite, resume)
+    return evaluate_sources(sources, options, dataset, show_progress, overwrite, resume, keep_examples)
 
 
 def options_of(cfg: EvalConfig) -> dict[str, Any]:

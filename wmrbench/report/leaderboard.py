@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError, render_settings, setting
-from wmrbench.evaluation.partial import PARTIAL_DIR, unfinished
+from wmrbench.partial_layout import PARTIAL_DIR, unfinished
 from wmrbench.io import TMP_SUFFIX, atomic_write_text, write_target
 from wmrbench.records import Summary, read_summary
 from wmrbench.report.paper import compare_with_paper

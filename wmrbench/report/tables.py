@@ -20,13 +20,12 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.errors import WmrbenchError, setting
-from wmrbench.attack_config import AttackMethod, Norm, RestartFrom
-from wmrbench.config import EvalConfig
 from wmrbench.records import ModelInfo, Summary, alpha_key, metric_values
+# The protocol's wording lives below the reports, so that evaluate's own title line shares it
+# without importing the reports (wmrbench.protocol); these names stay importable from here.
+from wmrbench.protocol import USES_STEP_SIZE, eps_text, protocol_columns, protocol_text  # noqa: F401
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
-# Attacks that take --step-size (APGD sets its own, AutoAttack its attacks'): only their rows show it.
-USES_STEP_SIZE = frozenset({AttackMethod.PGD, AttackMethod.PGD_LSA, AttackMethod.PGD_CW})
 METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr", "A_wc")
 NUMBER_COLUMNS = ("alpha_train", "alpha_test", "1/lambda", "eps", "Steps", "Step size", "Restarts", "Examples")
 # What a number was measured under: rows with different protocols are never ranked together
@@ -70,45 +69,6 @@ def defense_label(model: ModelInfo) -> str:
     if not model.defense:
         return "-"
     return f"{str(model.defense).upper()}{'+ours' if (model.alpha_train or 0.0) > 0 else ''}"
-
-
-def eps_text(eps: float) -> str:
-    """8/255 where eps is a whole number of 255ths (RobustBench's way), else the number (0.031)."""
-    k = round(eps * 255)
-    return f"{k}/255" if k > 0 and abs(eps * 255 - k) < 1e-6 else f"{eps:g}"
-
-
-def protocol_columns(cfg: EvalConfig, n_examples: int) -> dict[str, Any]:
-    attack = cfg.attack
-    chained = " (chained)" if attack.restart_from is RestartFrom.PREVIOUS and attack.restarts > 1 else ""
-    return {
-        "Attack": _attack_name(cfg) + chained, "Norm": "L2" if attack.norm is Norm.L2 else "Linf", "eps": eps_text(attack.eps),
-        # APGD sets its own step size (2*eps, halved on schedule) and AutoAttack its attacks':
-        # the PGD step size they ignore is not shown as if it had been used.
-        "Steps": attack.steps, "Step size": attack.step_size if cfg.method in USES_STEP_SIZE else None,
-        "Restarts": attack.restarts,
-        # How one point per example is chosen among the restarts (results before the field: weighted).
-        "Restart rule": attack.restart_rule.value, "Examples": n_examples,
-        "Precision": cfg.precision.value,
-    }
-
-
-def _attack_name(cfg: EvalConfig) -> str:
-    if cfg.method is AttackMethod.AUTOATTACK:
-        return f"AutoAttack ({cfg.aa_version.value})"
-    return cfg.method.value.upper()  # PGD, APGD-CE, APGD-DLR
-
-
-def protocol_text(cfg: EvalConfig) -> str:
-    """One line for a title: 'PGD-40, Linf eps 0.3, step 0.01, 10 restarts, fp32'."""
-    p = protocol_columns(cfg, 0)
-    if cfg.method is AttackMethod.AUTOATTACK:
-        return f"{p['Attack']}, {p['Norm']} eps {p['eps']}, {p['Precision']} (A_tr: weighted APGD-CE-{p['Steps']})"
-    restarts = f"{p['Restarts']} restart{'s' if p['Restarts'] != 1 else ''}"
-    if p["Restarts"] > 1:  # with one restart there is nothing to choose
-        restarts += f" ({p['Restart rule']} rule)"
-    step = "" if cfg.method not in USES_STEP_SIZE else f", step {p['Step size']:g}"
-    return f"{p['Attack']}-{p['Steps']}, {p['Norm']} eps {p['eps']}{step}, {restarts}, {p['Precision']}"
 
 
 def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str, Any]]:

@@ -1,0 +1,298 @@
+"""``wmrbench report``: every result under one or more folders, as ONE self-contained HTML page.
+
+The page holds the leaderboard (sortable, filterable, searchable; ties with the leader marked),
+the A_sa / A_tr curves against alpha_test with interval bands for the selected rows, a page
+per result (configuration, versions, hashes, the command that reruns it, its audit and eps
+sweep, its paired comparison with the leader) and the examples that decide A_sa.
+
+Why these tools: Jinja2 (already installed with torch) renders the page with autoescaping on,
+so every name, path and setting read from a result is escaped; the charts are SVG drawn in
+Python (:mod:`.svg`) and the images PNG (Pillow, installed with torchvision), both inline; the
+sorting, filtering and selection are a small handwritten script in the page. Nothing is
+fetched: no CDN, no font, no server, no build step. The page's Content-Security-Policy allows
+no network at all and only the page's own script (by its SHA-256), so a ``<script>`` in a run
+name would neither show as markup nor run.
+
+It reads result files only (summary.json, records.csv, audit.json, examples.pt /
+adversarial.pt): it never imports the evaluation or the attack engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, StrictUndefined
+from markupsafe import Markup
+
+from wmrbench.comparison import compare_records, verdict
+from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.io import atomic_write_text, write_target
+from wmrbench.points import DEFAULT_KEEP
+from wmrbench.progress import progress_bar
+from wmrbench.protocol import protocol_text
+from wmrbench.records import RECORDS_NAME, Summary, alpha_key, read_records
+from wmrbench.report.board import Board, Row, RowKind, build_board
+from wmrbench.report.gallery import Gallery, gallery
+from wmrbench.report.leaderboard import AUDIT_NAME, Found, audit_status, gather, nothing_found, remove_stale_tmp_beside
+from wmrbench.report.svg import Series, colour, line_chart
+from wmrbench.uncertainty import BootstrapConfig
+
+TEMPLATE = "report.html.j2"
+SHOWN_CURVES = 5  # rows whose curves show when the page opens (the first of the leaderboard)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    results_dirs: tuple[str, ...]
+    output: str
+    keep: int = DEFAULT_KEEP  # the examples shown per result
+    title: str = "wmrbench report"
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    number: int
+    name: str
+    status: str
+    detail: str
+    suggests: str
+
+
+@dataclass(frozen=True)
+class ComparisonLine:
+    other: str  # the other result's name
+    metric: str  # "A_sa(2)"
+    difference: float  # this result minus the other, in points
+    lo: float
+    hi: float
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Page:
+    row: Row
+    folder: str
+    protocol: str
+    config_json: str
+    versions: dict[str, Any]
+    hashes: dict[str, str]
+    rerun: str
+    audit: tuple[AuditLine, ...]
+    audit_status: str
+    eps_sweep: Markup | None
+    comparisons: tuple[ComparisonLine, ...]
+    comparison_note: str
+    gallery: Gallery
+    n_eff_alpha: float | None  # A_sa's n_eff at the gallery's alpha
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    results: int
+    bytes: int
+    warnings: list[str]
+
+
+def _audit(folder: Path) -> tuple[tuple[AuditLine, ...], dict[str, Any] | None]:
+    try:
+        doc = json.loads((folder / AUDIT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (), None
+    if not isinstance(doc, dict):
+        return (), None
+    lines = []
+    for c in doc.get("checks") or []:
+        if isinstance(c, dict):
+            lines.append(AuditLine(int(c.get("number", 0) or 0), str(c.get("name", "")), str(c.get("status", "")),
+                                   str(c.get("detail", "")), str(c.get("suggests", ""))))
+    return tuple(lines), doc
+
+
+def eps_sweep(row_id: str, doc: dict[str, Any] | None) -> Markup | None:
+    """The audit's eps sweep (A_rob, and A_sa at the largest alpha, against eps) as SVG."""
+    if doc is None or not isinstance(doc.get("stages"), dict):
+        return None
+    try:
+        base = doc["config"]["base"]["attack"]
+        base_eps, steps, restarts = float(base["eps"]), int(base["steps"]), int(base["restarts"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    points: dict[float, dict[str, float]] = {}
+    for name, metrics in doc["stages"].items():
+        if not isinstance(metrics, dict):
+            continue
+        if name.startswith("pgd-eps"):
+            try:
+                points[float(name[len("pgd-eps"):])] = metrics
+            except ValueError:
+                continue
+        elif name == f"pgd-s{steps}-r{restarts}":
+            points[base_eps] = metrics
+    if len(points) < 2:
+        return None
+    xs = sorted(points)
+    sa_keys = sorted((k for k in points[base_eps] if k.startswith("A_sa@")), key=lambda k: float(k[5:])) if base_eps in points else []
+    series = [Series(f"{row_id}-rob", "A_rob", tuple(xs), tuple(float(points[x].get("A_rob", 0.0)) for x in xs),
+                     (None,) * len(xs), (None,) * len(xs), colour(0))]
+    if sa_keys and all(sa_keys[-1] in points[x] for x in xs):
+        series.append(Series(f"{row_id}-sa", sa_keys[-1].replace("@", "(") + ")", tuple(xs),
+                             tuple(float(points[x][sa_keys[-1]]) for x in xs), (None,) * len(xs), (None,) * len(xs), colour(1)))
+    return line_chart("The audit's eps sweep", "eps", "accuracy (%)", series, [s.row for s in series], "chart small")
+
+
+def _comparisons(found: Found, leader: Found | None, cache: dict[Path, Any], config: BootstrapConfig) -> tuple[tuple[ComparisonLine, ...], str]:
+    """This result against the leader of its threat model, paired on the same examples."""
+    if leader is None:
+        return (), "no other result on the same data set and threat model"
+    if leader.folder == found.folder:
+        return (), "this result leads its data set and threat model on A_rob: the other results' pages compare with it"
+
+    def records(f: Found) -> Any:
+        if f.folder not in cache:
+            try:
+                cache[f.folder] = read_records(f.folder / RECORDS_NAME)
+            except WmrbenchError as exc:
+                cache[f.folder] = exc
+        return cache[f.folder]
+
+    a, b = records(found), records(leader)
+    for f, r in ((found, a), (leader, b)):
+        if isinstance(r, WmrbenchError):
+            return (), f"no paired comparison: {f.name} has no readable {RECORDS_NAME}"
+    try:
+        c = compare_records(found.name, a, leader.name, b, config)
+    except WmrbenchError as exc:
+        return (), f"no paired comparison with {leader.name}: {first_line(exc).rstrip('.')}"
+    # The sign says which is higher; the verdict only whether the interval excludes 0 (one word a
+    # row: a 200-result page holds 199 of these tables).
+    lines = tuple(ComparisonLine(leader.name, d.metric if d.alpha is None else f"{d.metric}({d.alpha})", d.difference,
+                                 d.lo, d.hi, verdict(d).split("(", 1)[-1].split(" at ")[0].rstrip(")"))
+                  for d in c.differences)
+    note = (f"paired bootstrap over the same {c.n_examples} examples ({config.resamples} resamples), {found.name} minus "
+            f"{leader.name}; significant: the 95% interval excludes 0. One result a side: the interval covers the test "
+            "examples, not the training runs' seed-to-seed spread")
+    return lines, note
+
+
+def _curves(board: Board) -> dict[str, Markup]:
+    shown = [r.id for r in board.rows[:SHOWN_CURVES]]
+    charts = {}
+    for metric in ("A_sa", "A_tr"):
+        series = []
+        for i, r in enumerate(board.rows):
+            keys = [(float(a), r.cells[f"{metric}@{a}"]) for a in board.alphas if f"{metric}@{a}" in r.cells]
+            if keys:
+                series.append(Series(r.id, r.name, tuple(x for x, _ in keys), tuple(c.value for _, c in keys),
+                                     tuple(c.lo for _, c in keys), tuple(c.hi for _, c in keys), colour(i)))
+        charts[metric] = line_chart(f"{metric} against alpha_test (95% intervals)", "alpha_test", f"{metric} (%)", series, shown)
+    return charts
+
+
+def _pages(board: Board, found: Sequence[Found], keep: int, show_progress: bool) -> list[Page]:
+    # Result rows are r0, r1, ... in the order of ``found`` (build_board); group rows have no page yet.
+    found_by_id = {f"r{i}": f for i, f in enumerate(found)}
+    by_id = {r.id: (r, found_by_id[r.id]) for r in board.rows if r.kind is RowKind.RESULT}
+    leaders: dict[tuple[str, str], Found] = {}
+    for r, f in by_id.values():
+        if r.cells.get("A_rob") is not None and r.cells["A_rob"].leader:
+            leaders.setdefault((r.dataset, r.threat), f)
+    cache: dict[Path, Any] = {}
+    config = BootstrapConfig()
+    pages = []
+    with progress_bar(enabled=show_progress) as progress:
+        task = progress.add_task("report pages", total=len(by_id), info="")
+        for r, f in by_id.values():
+            pages.append(_page(r, f, leaders, cache, config, keep))
+            progress.advance(task, 1)
+    return pages
+
+
+def _page(r: Row, f: Found, leaders: dict[tuple[str, str], Found], cache: dict[Path, Any], config: BootstrapConfig,
+          keep: int) -> Page:
+    s: Summary = f.summary
+    lines, doc = _audit(f.folder)
+    comparisons, note = _comparisons(f, leaders.get((r.dataset, r.threat)), cache, config)
+    shown = gallery(f.folder, s, keep)
+    n_eff = s.uncertainty.n_eff.get("A_sa", {}).get(alpha_key(shown.alpha)) if s.uncertainty is not None else None
+    hashes = {k: v for k, v in (("model", s.model_sha256), ("data", s.data_sha256), ("records", s.records_sha256)) if v}
+    return Page(
+        row=r, folder=str(f.folder), protocol=protocol_text(s.config),
+        config_json=json.dumps({k: v for k, v in s.to_json().items() if k not in ("metrics", "uncertainty")}, indent=1),
+        versions=dict(s.versions), hashes=hashes, rerun=shlex.join(["wmrbench", "rerun", str(f.folder / "summary.json")]),
+        audit=lines, audit_status=audit_status(f.folder), eps_sweep=eps_sweep(r.id, doc), comparisons=comparisons,
+        comparison_note=note, gallery=shown, n_eff_alpha=n_eff,
+    )
+
+
+def _environment() -> Environment:
+    env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"
+    return env
+
+
+def _template_text() -> str:
+    return resources.files("wmrbench.report").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
+
+
+SCRIPT_NAME = "report.js"
+
+
+def _script() -> str:
+    return resources.files("wmrbench.report").joinpath("templates", SCRIPT_NAME).read_text(encoding="utf-8")
+
+
+def render_page(board: Board, pages: Sequence[Page], title: str, sources: Sequence[str], warnings: Sequence[str]) -> str:
+    script = _script()
+    # The page's Content-Security-Policy names its one script by hash: any other script (one a
+    # run name smuggled in past the escaping, say) is refused by the browser.
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    template = _environment().from_string(_template_text())
+    return template.render(board=board, pages=pages, title=title, sources=sources, warnings=warnings,
+                           curves=_curves(board), script=Markup(script), script_hash=f"sha256-{digest}",
+                           colours={r.id: colour(i) for i, r in enumerate(board.rows)},
+                           shown={r.id for r in board.rows[:SHOWN_CURVES]})
+
+
+def gather_all(results_dirs: Sequence[str]) -> tuple[list[Found], list[str]]:
+    """Every result under each folder; with several folders each name starts with its folder's."""
+    found, warnings = [], []
+    for root in results_dirs:
+        got = gather(root)
+        if not got.summaries:
+            if len(results_dirs) == 1:
+                raise nothing_found(root, got)
+            warnings.append(f"no summary.json under {root}")
+        warnings += got.warnings
+        prefix = f"{Path(root).name or root}/" if len(results_dirs) > 1 else ""
+        found += [Found(prefix + f.name, f.folder, f.summary) for f in got.summaries]
+    if not found:
+        raise WmrbenchError(f"no summary.json under {', '.join(results_dirs)}")
+    return found, warnings
+
+
+def build_report(cfg: ReportConfig) -> Built:
+    """Gather, build the page, write it atomically to ``cfg.output``.
+
+    Training-seed groups enter as rows: :func:`wmrbench.report.board.group_row` makes one from
+    its member rows and its cells (the group's mean and two-level interval per column), passed
+    to ``build_board(..., groups=...)`` here; the template shows a group's runs in its row."""
+    if cfg.keep < 1:
+        raise WmrbenchError(f"keep is {cfg.keep}: show at least 1 example per result")
+    target = write_target(cfg.output)  # refused before any work
+    found, warnings = gather_all(cfg.results_dirs or ("results",))
+    board = build_board([(f.name, f.summary, audit_status(f.folder)) for f in found])
+    pages = _pages(board, found, cfg.keep, cfg.show_progress)
+    text = render_page(board, pages, cfg.title, list(cfg.results_dirs), warnings)
+    remove_stale_tmp_beside(target)
+    path = atomic_write_text(cfg.output, text)
+    return Built(path, len(found), len(text.encode("utf-8")), warnings)
