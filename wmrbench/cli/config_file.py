@@ -27,6 +27,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+LAUNCHER_TABLE = "launcher"
+LAUNCHER_KEYS = frozenset({"launcher", "launcher_dir", "partition", "time_min", "gpus_per_job", "cpus_per_job",
+                           "array_parallelism", "account", "sbatch", "max_timeouts"})
+LIST_OPTIONS = frozenset({"sbatch"})  # options given several times: a TOML list stays a list
 COMMANDS = ("train", "evaluate", "attack", "demo", "leaderboard", "plot", "models", "rerun")
 
 
@@ -45,6 +49,15 @@ def read_config(path: Path, command: str, known: set[str], anywhere: set[str]) -
         raise WmrbenchError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise WmrbenchError(f"--config: {path} is not valid TOML: {exc}") from None
+    # [launcher]: the launcher's settings, for every command that launches (train, evaluate, reproduce).
+    table = data.pop(LAUNCHER_TABLE, None) if isinstance(data.get(LAUNCHER_TABLE), dict) else None
+    if table is not None:
+        odd = [k for k in table if k.replace("-", "_") not in LAUNCHER_KEYS]
+        if odd:
+            raise WmrbenchError(f"--config: {path}: [launcher] has no setting {odd[0]!r}; its settings: "
+                                + ", ".join(sorted(k.replace("_", "-") for k in LAUNCHER_KEYS)))
+        if LAUNCHER_KEYS & known:
+            data = {**table, **data}  # the top level and the command's table win
     shared = {k: v for k, v in data.items() if not (isinstance(v, dict) and k in COMMANDS)}
     unknown = [k for k in shared if k.replace("-", "_") not in anywhere]
     if unknown:
@@ -57,7 +70,7 @@ def read_config(path: Path, command: str, known: set[str], anywhere: set[str]) -
         if name not in known or name == "config":
             choices = ", ".join(sorted(n.replace("_", "-") for n in known - {"config"}))
             raise WmrbenchError(f"--config: {path}: {command} has no option {key!r}; its options: {choices}")
-        out[name] = _value(value)
+        out[name] = list(value) if name in LIST_OPTIONS and isinstance(value, list) else _value(value)
     return out
 
 

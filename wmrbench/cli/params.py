@@ -196,3 +196,26 @@ TrainResume = Annotated[bool, typer.Option(help="Continue RUN exactly from its l
 StopAfterEpochs = Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")]
 StackOpt = Annotated[str, typer.Option(help="How the runs of a sweep (several --alpha-train values) train: on = as ONE stacked model, one attack and one forward/backward for all runs per step (pgd and trades only; the same checkpoints); off (default) = taking turns, each bit for bit its solo run. Stacked runs equal their solo runs bit for bit on the CPU, within float32 rounding on CUDA (docs/reproduction.md).")]
 QuietBars = Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")]
+
+
+# ---- the launcher: train, evaluate, reproduce (several independent runs as jobs) -----------
+
+LAUNCH = "Launcher"  # help panel
+
+LauncherOpt = Annotated[str | None, typer.Option("--launcher", help="inline (default: in this process) | local (one process per run, via submitit) | slurm (one job array; prints the job ids and returns). docs/cluster.md.", rich_help_panel=LAUNCH)]
+LauncherDir = Annotated[str | None, typer.Option(help="Folder for the jobs' pickles, logs and the sweeps' ledger; on a cluster, a shared file system (default jobs).", rich_help_panel=LAUNCH)]
+Partition = Annotated[str | None, typer.Option(help="SLURM partition of each job (default: the cluster's).", rich_help_panel=LAUNCH)]
+TimeMin = Annotated[int | None, typer.Option(help="Time limit of each job in minutes (default 240); a run that needs longer is requeued and resumes.", rich_help_panel=LAUNCH)]
+GpusPerJob = Annotated[int | None, typer.Option(help="GPUs per job (default 1).", rich_help_panel=LAUNCH)]
+CpusPerJob = Annotated[int | None, typer.Option(help="CPUs per job (default: the cluster's).", rich_help_panel=LAUNCH)]
+ArrayParallelism = Annotated[int | None, typer.Option(help="Jobs of the array running at once (default 64).", rich_help_panel=LAUNCH)]
+Account = Annotated[str | None, typer.Option(help="SLURM account to charge (default: yours).", rich_help_panel=LAUNCH)]
+Sbatch = Annotated[list[str] | None, typer.Option(help="An extra #SBATCH option as KEY=VALUE, e.g. mem=64G or qos=high; repeat for several.", rich_help_panel=LAUNCH)]
+MaxTimeouts = Annotated[int | None, typer.Option(help="Requeues of a job after it reaches its time limit (default 3); preemptions requeue without limit.", rich_help_panel=LAUNCH)]
+
+LAUNCHER = Group({
+    "launcher": (LauncherOpt, None), "launcher_dir": (LauncherDir, None), "partition": (Partition, None),
+    "time_min": (TimeMin, None), "gpus_per_job": (GpusPerJob, None), "cpus_per_job": (CpusPerJob, None),
+    "array_parallelism": (ArrayParallelism, None), "account": (Account, None), "sbatch": (Sbatch, None),
+    "max_timeouts": (MaxTimeouts, None),
+})
