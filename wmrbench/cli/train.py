@@ -125,7 +125,6 @@ def _train_as_jobs(launch: LaunchSettings, given: dict) -> None:
     from wmrbench.errors import WmrbenchError, setting
     from wmrbench.launch import launch as run_jobs
     from wmrbench.launch import train_specs
-    from wmrbench.training import config_for_run, sweep_configs
 
     with user_errors():
         if distributed.env_world_size() > 1:
@@ -137,10 +136,8 @@ def _train_as_jobs(launch: LaunchSettings, given: dict) -> None:
         resume = given["resume"]
         alphas = parse_alphas(given["alpha_train"], "alpha_train") if given["alpha_train"] is not None else None
         options = o.options_from(o.TrainOptions, {**given, "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None})
-        if alphas is None or len(alphas) == 1:
-            cfgs = [config_for_run(given["dataset"], given["defense"], options, resume)]
-        else:  # the seeds of a later version plug in here: one config per (alpha_train, seed)
-            cfgs = sweep_configs(given["dataset"], given["defense"], options, alphas, resume)
-        launched = run_jobs(train_specs(cfgs, resume), launch, resume=resume, show_progress=False)
+        several = alphas if alphas is not None and len(alphas) > 1 else None
+        specs = train_specs(given["dataset"], given["defense"], options, several, resume)
+        launched = run_jobs(specs, launch, resume=resume, show_progress=False)
     if report(launched, "wmrbench train ... --resume", "checkpoint:"):
         raise typer.Exit(EXIT_USAGE)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from wmrbench.config import EvalConfig, TrainConfig
+from wmrbench.checks import parse_enum
+from wmrbench.config import DatasetName, Defense, EvalConfig, TrainConfig
 from wmrbench.errors import WmrbenchError, setting
 from wmrbench.evaluation.partial import has_partial
 from wmrbench.evaluation.pipeline import plan, result_dir
@@ -27,7 +28,8 @@ from wmrbench.evaluation.runs import evaluate_source, options_of
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.models.source import ModelSource
 from wmrbench.records import SUMMARY_NAME
-from wmrbench.training import fit_sweep, run_dir
+from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE
+from wmrbench.training import config_for_run, fit_sweep, run_dir, sweep_run_name
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,35 @@ class EvalSpec:
 Spec = Union[TrainSpec, EvalSpec]
 
 
-def train_specs(cfgs: Sequence[TrainConfig], resume: bool) -> list[TrainSpec]:
-    """One job per training run (``train --alpha-train 0,2``: one per alpha_train; with seeds, one
-    per (alpha_train, seed): the caller's configs, in order)."""
-    return [TrainSpec(cfg, resume) for cfg in cfgs]
+def train_specs(
+    dataset: str | None, defense: str | None, options: Mapping[str, Any], alphas: Sequence[float] | None, resume: bool,
+) -> list[TrainSpec]:
+    """One job per training run, as ``train`` names and configures it: one per ``--alpha-train``
+    value (``RUN-aALPHA``), or the one run. ``train --seeds`` plugs in here as a second loop, one
+    job per (alpha_train, seed) with the run names it gives them.
+
+    ``resume``: a run with a ``last.pt`` continues it with its saved settings, one without starts
+    afresh (a job may have been stopped before its first epoch was saved).
+    """
+    named = [dict(options)] if not alphas else [
+        {**options, "alpha_train": a, "run": sweep_run_name(options.get("run"), _data(dataset), _defense(defense), a),
+         "tensorboard": str(Path(options["tensorboard"]) / sweep_run_name(options.get("run"), _data(dataset), _defense(defense), a))
+         if options.get("tensorboard") is not None else None}
+        for a in alphas]
+    specs = []
+    for own in named:
+        fresh = config_for_run(dataset, defense, own, resume=False)
+        saved = resume and (run_dir(fresh) / "last.pt").is_file()
+        specs.append(TrainSpec(config_for_run(dataset, defense, own, resume=True) if saved else fresh, resume))
+    return specs
+
+
+def _data(dataset: str | None) -> DatasetName:
+    return parse_enum(DatasetName, dataset or DEFAULT_DATASET, "dataset")
+
+
+def _defense(defense: str | None) -> Defense:
+    return parse_enum(Defense, defense or DEFAULT_DEFENSE, "defense")
 
 
 def eval_specs(

@@ -87,11 +87,11 @@ def submit(specs: Sequence[Spec], settings: LaunchSettings, resume: bool = False
         return launched
     key = ledger.sweep_key([s.folder for s in specs])
     folder = launcher_dir / key
-    ex = executor(settings, folder)
     try:
+        ex = executor(settings, folder)
         with ex.batch():  # slurm: one job array
             jobs = [ex.submit(RunJob(spec)) for spec in launched.submitted]
-    except (OSError, submitit.core.utils.FailedJobError) as exc:
+    except (OSError, RuntimeError, submitit.core.utils.FailedJobError) as exc:  # no sbatch/srun here, sbatch refused
         raise WmrbenchError(f"the {settings.launcher.value} launcher could not submit the jobs: {first_line(exc)}") from None
     launched.jobs = jobs
     ledger.write_sweep(launcher_dir, key, ledger.SweepEntry(settings.launcher.value, str(folder), tuple(
