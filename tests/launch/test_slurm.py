@@ -147,3 +147,24 @@ def test_a_job_checkpoints_as_the_same_run_resumed():
     spec = TrainSpec(train_config(DatasetName.DIGITS, Defense.TRADES, run="r", epochs=1))
     delayed = RunJob(spec).checkpoint()
     assert delayed.function.spec == TrainSpec(spec.cfg, resume=True)
+
+
+def test_evaluate_of_several_zoo_models_is_one_task_per_model(standins: Path):
+    out = invoke("evaluate", "--model-id", "Carmon2019Unlabeled", "--model-id", "Sehwag2021Proxy_R18", "--n-examples", "100",
+                 "--launcher", "slurm", "--gpus-per-job", "1")
+    assert out.exit_code == 0, out.output
+    assert _sbatch_options((standins / "sbatch-1.sh").read_text())["array"] == "0-1%2"
+    folder = next(Path("jobs").glob("*/4201_0_submitted.pkl")).parent
+    specs = [pickle.load(open(folder / f"4201_{i}_submitted.pkl", "rb")).function.spec for i in (0, 1)]
+    assert sorted((s.source.model_id, s.cfg.run, s.cfg.n_examples) for s in specs) == [
+        ("Carmon2019Unlabeled", "Carmon2019Unlabeled", 100), ("Sehwag2021Proxy_R18", "Sehwag2021Proxy_R18", 100)]
+
+
+@pytest.mark.parametrize("which, runs", [("table1", 4), ("family", 7)])
+def test_a_reproduction_submits_its_trainings_first_one_task_per_run(standins: Path, which: str, runs: int):
+    out = invoke("reproduce", which, "--quick", "--launcher", "slurm", "--partition", "gpu")
+    assert out.exit_code == 0, out.output
+    assert _sbatch_options((standins / "sbatch-1.sh").read_text())["array"] == f"0-{runs - 1}%{runs}"
+    assert f"train: {runs} run(s) as jobs" in out.stdout and "run the same command again" in out.stdout
+    # While they are queued, the same reproduction is refused by job id.
+    assert_one_line_error(invoke("reproduce", which, "--quick", "--launcher", "slurm"), "already queued or running", "4201_0")

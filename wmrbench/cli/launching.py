@@ -3,15 +3,18 @@ and the lines that say what was launched."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import typer
+
+from wmrbench.cli.common import EXIT_USAGE
 
 from wmrbench.cli.options import flag_text
 from wmrbench.errors import render_settings, rendering_settings
 from wmrbench.launch import Launched, Launcher, LaunchSettings
 from wmrbench.launch.settings import launch_settings
+from wmrbench.launch.tables import Stage
 
 LAUNCHER_OPTIONS = ("launcher", "launcher_dir", "partition", "time_min", "gpus_per_job", "cpus_per_job",
                     "array_parallelism", "account", "sbatch", "max_timeouts")
@@ -47,3 +50,23 @@ def report(launched: Launched, command: str, result_label: str) -> int:
             with rendering_settings(flag_text):
                 typer.echo(f"Error: {outcome.name}: {render_settings(outcome.error)}", err=True)
     return failed
+
+
+def run_stages(next_stage: Callable[[], Stage], settings: LaunchSettings, command: str) -> bool:
+    """A reproduction through the launcher: launch what its next stage lacks (trainings, then
+    evaluations); local goes on to the next stage, slurm returns after submitting. True once
+    only the table is left (the caller writes it), False when jobs were submitted or failed."""
+    from wmrbench.launch import launch
+
+    while True:
+        stage = next_stage()
+        if not stage.specs:
+            return True
+        typer.echo(f"{stage.name}: {len(stage.specs)} run(s) as jobs: " + ", ".join(s.name for s in stage.specs))
+        launched = launch(list(stage.specs), settings, resume=True, show_progress=False)
+        label = "checkpoint:" if stage.name == "train" else "results:"
+        if report(launched, command, label):
+            raise typer.Exit(EXIT_USAGE)
+        if settings.launcher is Launcher.SLURM:
+            typer.echo("run the same command again once they have ended: it goes on with the next stage")
+            return False
