@@ -8,6 +8,7 @@ submits only the others.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,21 @@ def executor(settings: LaunchSettings, folder: Path) -> Any:
     return ex
 
 
+def local_gpus(index: int, per_job: int) -> dict[str, Any]:
+    """The GPUs of the ``index``-th local job: ``per_job`` of this machine's, taken in turn, so that
+    runs started together spread over the GPUs (submitit would give every job the first ones). On
+    a machine without a GPU: none (the jobs run on the CPU)."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    # submitit writes these numbers into CUDA_VISIBLE_DEVICES: map through the launcher's own list.
+    ids = [int(x) for x in visible.split(",") if x.strip().isdigit()] if visible else list(range(torch.cuda.device_count()))
+    if not ids or per_job == 0:
+        return {"gpus_per_node": 0, "visible_gpus": ()}
+    per_job = min(per_job, len(ids))
+    return {"gpus_per_node": per_job, "visible_gpus": tuple(ids[(index * per_job + k) % len(ids)] for k in range(per_job))}
+
+
 def submit(specs: Sequence[Spec], settings: LaunchSettings, resume: bool = False) -> Launched:
     """Submit one job per run that is not finished (all of them unless ``resume``) and return
     without waiting. Refused, before anything is submitted, when two runs write one folder or an
@@ -89,8 +105,14 @@ def submit(specs: Sequence[Spec], settings: LaunchSettings, resume: bool = False
     folder = launcher_dir / key
     try:
         ex = executor(settings, folder)
-        with ex.batch():  # slurm: one job array
-            jobs = [ex.submit(RunJob(spec)) for spec in launched.submitted]
+        if settings.launcher is Launcher.LOCAL:
+            jobs = []
+            for i, spec in enumerate(launched.submitted):
+                ex.update_parameters(**local_gpus(i, settings.slurm.gpus_per_job))
+                jobs.append(ex.submit(RunJob(spec)))
+        else:
+            with ex.batch():  # one job array
+                jobs = [ex.submit(RunJob(spec)) for spec in launched.submitted]
     except (OSError, RuntimeError, submitit.core.utils.FailedJobError) as exc:  # no sbatch/srun here, sbatch refused
         raise WmrbenchError(f"the {settings.launcher.value} launcher could not submit the jobs: {first_line(exc)}") from None
     launched.jobs = jobs
