@@ -5,7 +5,9 @@ where each applies to the commands that have that option (one file can serve ``t
 ``evaluate``), and optionally one table per command (``[train]``, ``[evaluate]`` ...) whose values
 are that command's own and win over the top level. A list becomes the comma-separated text the option takes
 (``alpha-test = [1, 1.5, 2]`` is ``--alpha-test 1,1.5,2``). An unknown name is an error, never
-ignored: a typo in a config file must not silently run another experiment.
+ignored: a typo in a config file must not silently run another experiment. A ``[launcher]`` table
+holds the launcher's settings (``partition``, ``time-min`` ...; docs/cluster.md) for every command
+that launches jobs; the top level and the command's own table win over it.
 
 It works through click's ``default_map``: the file's values become the defaults of this one
 invocation, so anything given on the command line still overrides them.

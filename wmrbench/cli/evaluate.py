@@ -90,8 +90,10 @@ def _evaluate_as_jobs(launch: LaunchSettings, given: dict[str, Any]) -> None:
     or a SLURM job, into RESULTS_DIR/RUN/ as inline."""
     from wmrbench import distributed
     from wmrbench.errors import WmrbenchError, setting
+    from wmrbench.checks import parse_enum
     from wmrbench.launch import eval_specs
     from wmrbench.launch import launch as run_jobs
+    from wmrbench.report import CiStyle
 
     with user_errors():
         if distributed.env_world_size() > 1:
@@ -99,11 +101,22 @@ def _evaluate_as_jobs(launch: LaunchSettings, given: dict[str, Any]) -> None:
         if given["adversarial"] is not None or given["seeds"] is not None:
             which = "adversarial" if given["adversarial"] is not None else "seeds"
             raise WmrbenchError(f"{setting(which)} is not for {setting('launcher', launch.launcher.value)}: run it inline")
+        style = parse_enum(CiStyle, given["ci"], "ci")
         options = o.options_from(o.EvalOptions, given)
         o.note_precision(options)
         # Several checkpoints (a later version) plug in here as more sources: one job each.
         sources = o.sources_of(given, given["model_id"], given["defense"], given["alpha_train"])
         specs = eval_specs(sources, options, given["dataset"], given["run"], given["overwrite"], given["resume"])
         launched = run_jobs(specs, launch, resume=given["resume"], show_progress=False)
+    from pathlib import Path
+
+    from wmrbench.records import SUMMARY_NAME, read_summary
+    from wmrbench.report import print_table, protocol_text, result_table
+
+    for outcome in launched.outcomes:  # local: each model's table, as inline prints it
+        if outcome.error is None and outcome.path is not None:
+            summary = read_summary(Path(outcome.path) / SUMMARY_NAME)
+            print_table(result_table([summary]), f"{summary.run}: {summary.metrics.n_examples} examples, "
+                        f"{protocol_text(summary.config)}", ci=style)
     if report(launched, "wmrbench evaluate ... --resume", "results:"):
         raise typer.Exit(EXIT_USAGE)
