@@ -7,7 +7,8 @@ would do alone, resumable from what it saved:
   expansions of the multi-run commands into such runs;
 * :mod:`~wmrbench.launch.job`: the callable a job runs, with submitit's checkpoint protocol;
 * :mod:`~wmrbench.launch.ledger`: which jobs of which sweep are queued or running;
-* :mod:`~wmrbench.launch.submit`: submit the runs that are not finished, and wait or return.
+* :mod:`~wmrbench.launch.submit`: submit the runs that are not finished, and wait or return;
+* :mod:`~wmrbench.launch.tables`: ``reproduce table1`` / ``family`` in stages (train, evaluate, table).
 """
 
 from wmrbench.launch.settings import Launcher, LaunchSettings, SlurmSettings

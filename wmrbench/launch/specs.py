@@ -116,17 +116,20 @@ def train_specs(
     ``resume``: a run with a ``last.pt`` continues it with its saved settings, one without starts
     afresh (a job may have been stopped before its first epoch was saved).
     """
-    named = [dict(options)] if not alphas else [
-        {**options, "alpha_train": a, "run": sweep_run_name(options.get("run"), _data(dataset), _defense(defense), a),
-         "tensorboard": str(Path(options["tensorboard"]) / sweep_run_name(options.get("run"), _data(dataset), _defense(defense), a))
-         if options.get("tensorboard") is not None else None}
-        for a in alphas]
+    named = [dict(options)] if not alphas else [_alpha_options(options, dataset, defense, a) for a in alphas]
     specs = []
     for own in named:
         fresh = config_for_run(dataset, defense, own, resume=False)
         saved = resume and (run_dir(fresh) / "last.pt").is_file()
         specs.append(TrainSpec(config_for_run(dataset, defense, own, resume=True) if saved else fresh, resume))
     return specs
+
+
+def _alpha_options(options: Mapping[str, Any], dataset: str | None, defense: str | None, alpha: float) -> dict[str, Any]:
+    """One alpha_train's run of a sweep, named and logged as ``train`` names it inline (sweep.py)."""
+    name = sweep_run_name(options.get("run"), _data(dataset), _defense(defense), alpha)
+    board = str(Path(options["tensorboard"]) / name) if options.get("tensorboard") is not None else None
+    return {**options, "alpha_train": alpha, "run": name, "tensorboard": board}
 
 
 def _data(dataset: str | None) -> DatasetName:
