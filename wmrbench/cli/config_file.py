@@ -5,7 +5,9 @@ where each applies to the commands that have that option (one file can serve ``t
 ``evaluate``), and optionally one table per command (``[train]``, ``[evaluate]`` ...) whose values
 are that command's own and win over the top level. A list becomes the comma-separated text the option takes
 (``alpha-test = [1, 1.5, 2]`` is ``--alpha-test 1,1.5,2``). An unknown name is an error, never
-ignored: a typo in a config file must not silently run another experiment.
+ignored: a typo in a config file must not silently run another experiment. A ``[launcher]`` table
+holds the launcher's settings (``partition``, ``time-min`` ...; docs/cluster.md) for every command
+that launches jobs; the top level and the command's own table win over it.
 
 It works through click's ``default_map``: the file's values become the defaults of this one
 invocation, so anything given on the command line still overrides them.
@@ -27,6 +29,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+LAUNCHER_TABLE = "launcher"
+LAUNCHER_KEYS = frozenset({"launcher", "launcher_dir", "partition", "time_min", "gpus_per_job", "cpus_per_job",
+                           "array_parallelism", "account", "sbatch", "max_timeouts"})
+LIST_OPTIONS = frozenset({"sbatch"})  # options given several times: a TOML list stays a list
 COMMANDS = ("train", "evaluate", "attack", "demo", "leaderboard", "plot", "models", "rerun")
 
 
@@ -45,6 +51,15 @@ def read_config(path: Path, command: str, known: set[str], anywhere: set[str]) -
         raise WmrbenchError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise WmrbenchError(f"--config: {path} is not valid TOML: {exc}") from None
+    # [launcher]: the launcher's settings, for every command that launches (train, evaluate, reproduce).
+    table = data.pop(LAUNCHER_TABLE, None) if isinstance(data.get(LAUNCHER_TABLE), dict) else None
+    if table is not None:
+        odd = [k for k in table if k.replace("-", "_") not in LAUNCHER_KEYS]
+        if odd:
+            raise WmrbenchError(f"--config: {path}: [launcher] has no setting {odd[0]!r}; its settings: "
+                                + ", ".join(sorted(k.replace("_", "-") for k in LAUNCHER_KEYS)))
+        if LAUNCHER_KEYS & known:
+            data = {**table, **data}  # the top level and the command's table win
     shared = {k: v for k, v in data.items() if not (isinstance(v, dict) and k in COMMANDS)}
     unknown = [k for k in shared if k.replace("-", "_") not in anywhere]
     if unknown:
@@ -57,7 +72,7 @@ def read_config(path: Path, command: str, known: set[str], anywhere: set[str]) -
         if name not in known or name == "config":
             choices = ", ".join(sorted(n.replace("_", "-") for n in known - {"config"}))
             raise WmrbenchError(f"--config: {path}: {command} has no option {key!r}; its options: {choices}")
-        out[name] = _value(value)
+        out[name] = list(value) if name in LIST_OPTIONS and isinstance(value, list) else _value(value)
     return out
 
 

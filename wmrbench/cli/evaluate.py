@@ -10,6 +10,8 @@ from wmrbench.cli import options as o
 from wmrbench.cli import params as p
 from wmrbench.cli.common import EXIT_USAGE, user_errors
 from wmrbench.cli.config_file import ConfigFile
+from wmrbench.cli.launching import report, settings_from
+from wmrbench.launch.settings import Launcher, LaunchSettings
 
 
 @p.command
@@ -34,6 +36,7 @@ def evaluate(
     resume: Annotated[bool, typer.Option("--resume", help="Continue this run's unfinished evaluation (killed or interrupted) from the batches saved in RESULTS_DIR/RUN/.partial/: the result equals an uninterrupted run's, byte for byte. Settings not given are the saved ones; another setting (but the data folder, the results folder or the device of the same kind), other weights, other examples or another wmrbench/torch version are refused. Not with --adversarial: scoring saved points attacks nothing and simply runs again.")] = False,
     quiet: p.Quiet = False,
     ci: p.Ci = "pm",
+    launching: Any = p.LAUNCHER,
     **given: Any,
 ) -> None:
     """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
@@ -41,6 +44,7 @@ def evaluate(
     The model is a wmrbench checkpoint, a RobustBench zoo id (several in turn), your own MODULE:FUNCTION, or the points a previous `wmrbench attack` saved (--adversarial).
     Each finished batch is saved in RESULTS_DIR/RUN/.partial/ until the result is written: a killed run goes on with --resume.
     Under torchrun the examples are split over the processes; the result is the same.
+    With --launcher local or slurm each model is a job of its own (docs/cluster.md).
     """
     from wmrbench import distributed
     from wmrbench.evaluation import evaluate_models
@@ -48,6 +52,11 @@ def evaluate(
     from wmrbench.report import CiStyle, print_table, protocol_text, result_table, seed_spread_table
     from wmrbench.uncertainty import few_examples_warnings
 
+    with user_errors():
+        launch = settings_from(given)
+    if launch.launcher is not Launcher.INLINE:
+        _evaluate_as_jobs(launch, {**locals(), **given})
+        return
     with user_errors(), distributed.session():
         style = parse_enum(CiStyle, ci, "ci")
         options = o.options_from(o.EvalOptions, {**locals(), **given})
@@ -74,4 +83,41 @@ def evaluate(
         for failure in failures:
             typer.echo(f"Error: {failure.name}: {failure.message}", err=True)
         typer.echo(f"{len(failures)} of {len(sources)} models failed; the others' results are written", err=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _evaluate_as_jobs(launch: LaunchSettings, given: dict[str, Any]) -> None:
+    """One job per model: the config ``evaluate`` would build for it, evaluated by a local process
+    or a SLURM job, into RESULTS_DIR/RUN/ as inline."""
+    from wmrbench import distributed
+    from wmrbench.errors import WmrbenchError, setting
+    from wmrbench.checks import parse_enum
+    from wmrbench.launch import eval_specs
+    from wmrbench.launch import launch as run_jobs
+    from wmrbench.report import CiStyle
+
+    with user_errors():
+        if distributed.env_world_size() > 1:
+            raise WmrbenchError(f"{setting('launcher', launch.launcher.value)} submits jobs: run it without torchrun")
+        if given["adversarial"] is not None or given["seeds"] is not None:
+            which = "adversarial" if given["adversarial"] is not None else "seeds"
+            raise WmrbenchError(f"{setting(which)} is not for {setting('launcher', launch.launcher.value)}: run it inline")
+        style = parse_enum(CiStyle, given["ci"], "ci")
+        options = o.options_from(o.EvalOptions, given)
+        o.note_precision(options)
+        # Several checkpoints (a later version) plug in here as more sources: one job each.
+        sources = o.sources_of(given, given["model_id"], given["defense"], given["alpha_train"])
+        specs = eval_specs(sources, options, given["dataset"], given["run"], given["overwrite"], given["resume"])
+        launched = run_jobs(specs, launch, resume=given["resume"], show_progress=False)
+    from pathlib import Path
+
+    from wmrbench.records import SUMMARY_NAME, read_summary
+    from wmrbench.report import print_table, protocol_text, result_table
+
+    for outcome in launched.outcomes:  # local: each model's table, as inline prints it
+        if outcome.error is None and outcome.path is not None:
+            summary = read_summary(Path(outcome.path) / SUMMARY_NAME)
+            print_table(result_table([summary]), f"{summary.run}: {summary.metrics.n_examples} examples, "
+                        f"{protocol_text(summary.config)}", ci=style)
+    if report(launched, "wmrbench evaluate ... --resume", "results:"):
         raise typer.Exit(EXIT_USAGE)

@@ -205,3 +205,24 @@ ReportOutput = Annotated[str, typer.Option("--output", help="The HTML file writt
 ReportExamples = Annotated[int, typer.Option("--examples", help="How many of the examples that decide A_sa each result's page shows (the largest shares of the weight at its largest alpha_test).")]
 ReportTitle = Annotated[str, typer.Option("--title", help="The page's title.")]
 KeepExamples = Annotated[int | None, typer.Option("--keep-examples", help="Also keep the K examples that decide A_sa (largest weight at the largest alpha_test) as RESULTS_DIR/RUN/examples.pt: their clean and adversarial images, for `wmrbench report`. K is typically 16.", rich_help_panel=ATTACK)]
+# ---- the launcher: train, evaluate, reproduce (several independent runs as jobs) -----------
+
+LAUNCH = "Launcher"  # help panel
+
+LauncherOpt = Annotated[str | None, typer.Option("--launcher", help="inline (default: in this process) | local (one process per run, via submitit) | slurm (one job array; prints the job ids and returns). docs/cluster.md.", rich_help_panel=LAUNCH)]
+LauncherDir = Annotated[str | None, typer.Option(help="Folder for the jobs' pickles, logs and the sweeps' ledger; on a cluster, a shared file system (default jobs).", rich_help_panel=LAUNCH)]
+Partition = Annotated[str | None, typer.Option(help="SLURM partition of each job (default: the cluster's).", rich_help_panel=LAUNCH)]
+TimeMin = Annotated[int | None, typer.Option(help="Time limit of each job in minutes (default 240); a run that needs longer is requeued and resumes.", rich_help_panel=LAUNCH)]
+GpusPerJob = Annotated[int | None, typer.Option(help="GPUs per job (default 1).", rich_help_panel=LAUNCH)]
+CpusPerJob = Annotated[int | None, typer.Option(help="CPUs per job (default: the cluster's).", rich_help_panel=LAUNCH)]
+ArrayParallelism = Annotated[int | None, typer.Option(help="Jobs of the array running at once (default 64).", rich_help_panel=LAUNCH)]
+Account = Annotated[str | None, typer.Option(help="SLURM account to charge (default: yours).", rich_help_panel=LAUNCH)]
+Sbatch = Annotated[list[str] | None, typer.Option(help="An extra #SBATCH option as KEY=VALUE, e.g. mem=64G or qos=high; repeat for several.", rich_help_panel=LAUNCH)]
+MaxTimeouts = Annotated[int | None, typer.Option(help="Requeues of a job after it reaches its time limit (default 3); preemptions requeue without limit.", rich_help_panel=LAUNCH)]
+
+LAUNCHER = Group({
+    "launcher": (LauncherOpt, None), "launcher_dir": (LauncherDir, None), "partition": (Partition, None),
+    "time_min": (TimeMin, None), "gpus_per_job": (GpusPerJob, None), "cpus_per_job": (CpusPerJob, None),
+    "array_parallelism": (ArrayParallelism, None), "account": (Account, None), "sbatch": (Sbatch, None),
+    "max_timeouts": (MaxTimeouts, None),
+})

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
+from wmrbench.cli.launching import run_stages, settings_from
 from wmrbench.presets import (
     DEFAULT_ALPHA_TEST,
     DEFAULT_CHECKPOINT_DIR,
@@ -24,6 +25,7 @@ reproduce_app = typer.Typer(
 
 
 @reproduce_app.command("table1")
+@p.command
 def table1(
     quick: Annotated[bool, typer.Option("--quick", help="A CPU-sized stand-in on the embedded digits set (its small preset, a few minutes on a CPU): NOT the paper's setting, and not compared with the paper's MNIST numbers.")] = False,
     epochs: Annotated[int | None, typer.Option(help="Training epochs of each run (default: the paper's 100; --quick: 30). Fewer epochs are marked as differing from the paper.")] = None,
@@ -41,6 +43,8 @@ def table1(
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training (a time-boxed job); rerun the same command to continue.")] = None,
     stack: Annotated[str, typer.Option(help="on = train the four runs as ONE stacked model (one attack and one forward/backward per step, the same checkpoints); off (default) = taking turns, each bit for bit its solo run (docs/reproduction.md: stacking measured and owed).")] = "off",
     quiet: p.QuietBars = False,
+    launching: Any = p.LAUNCHER,
+    **given: Any,
 ) -> None:
     """Table 1 (MNIST): PGD, PGD+ours (alpha_train 0.5), TRADES, TRADES+ours (alpha_train 2), trained with the
     paper's settings, evaluated with the paper's protocol (10 restarts chosen among by the highest cross-entropy, as the
@@ -53,6 +57,7 @@ def table1(
     from wmrbench.config import parse_alphas
     from wmrbench.presets import DEFAULT_DATA_DIR
     from wmrbench.report import print_table
+    from wmrbench.launch.tables import table1_stage
     from wmrbench.reproduce import ReproduceConfig, reproduce_table1
 
     with user_errors():
@@ -62,6 +67,8 @@ def table1(
             data_dir=data_dir or DEFAULT_DATA_DIR, download=download, checkpoint_dir=checkpoint_dir,
             results_dir=results_dir, stop_after_epochs=stop_after_epochs, stack=stack,
         )
+        if not _through_launcher(given, lambda: table1_stage(cfg), "wmrbench reproduce table1 ...", stop_after_epochs):
+            return
         outcome = reproduce_table1(cfg, log=typer.echo, show_progress=not quiet)
     if outcome.reproduction is None:
         return
@@ -76,6 +83,7 @@ def table1(
 
 
 @reproduce_app.command("family")
+@p.command
 def family(
     quick: Annotated[bool, typer.Option("--quick", help="A CPU-sized demonstration on the embedded digits set: 8 epochs, PGD and APGD-CE on 200 test images, AutoAttack on 100 (a few minutes per model on a CPU). NOT the paper's setting.")] = False,
     dataset: Annotated[str | None, typer.Option(help="Data set with presets for every defense: mnist (default) | cifar10 | digits (--quick's).")] = None,
@@ -93,6 +101,8 @@ def family(
     results_dir: Annotated[str, typer.Option(help="Evaluations and family.md / family.csv go to RESULTS_DIR/family-DATASET/.")] = DEFAULT_RESULTS_DIR,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training; rerun the same command to continue.")] = None,
     quiet: p.QuietBars = False,
+    launching: Any = p.LAUNCHER,
+    **given: Any,
 ) -> None:
     """The reweighting family side by side: PGD-AT, TRADES, MART, GAIRAT, MAIL-TRADES, PGD+ours and TRADES+ours,
     trained on the same data order and attack budget, each evaluated with PGD, APGD-CE and AutoAttack (A_rob) and
@@ -102,6 +112,7 @@ def family(
     """
     from wmrbench.config import parse_alphas
     from wmrbench.family import FamilyConfig, reproduce_family
+    from wmrbench.launch.tables import family_stage
     from wmrbench.presets import DEFAULT_DATA_DIR
     from wmrbench.report import print_table
 
@@ -113,6 +124,8 @@ def family(
             data_dir=data_dir or DEFAULT_DATA_DIR, download=download, checkpoint_dir=checkpoint_dir,
             results_dir=results_dir, stop_after_epochs=stop_after_epochs,
         )
+        if not _through_launcher(given, lambda: family_stage(cfg), "wmrbench reproduce family ...", stop_after_epochs):
+            return
         outcome = reproduce_family(cfg, log=typer.echo, show_progress=not quiet)
     if outcome.table is None:
         return
@@ -122,3 +135,18 @@ def family(
         typer.echo(f"- {note}")
     for path in outcome.files:
         typer.echo(f"wrote {path}")
+
+
+def _through_launcher(given: dict[str, Any], next_stage: Any, command: str, stop_after_epochs: int | None) -> bool:
+    """With --launcher local|slurm: launch the next stage's runs as jobs; True when the table
+    is all that is left (written here, inline), False when jobs were submitted. Inline: True."""
+    from wmrbench.errors import WmrbenchError, setting
+    from wmrbench.launch import Launcher
+
+    settings = settings_from(given)
+    if settings.launcher is Launcher.INLINE:
+        return True
+    if stop_after_epochs is not None:
+        raise WmrbenchError(f"{setting('stop_after_epochs')} is for runs in this process; with "
+                            f"{setting('launcher', settings.launcher.value)} a job's time limit is {setting('time_min')}")
+    return run_stages(next_stage, settings, command)

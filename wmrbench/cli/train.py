@@ -9,6 +9,8 @@ from wmrbench.cli import options as o
 from wmrbench.cli import params as p
 from wmrbench.cli.common import EXIT_USAGE, user_errors
 from wmrbench.cli.config_file import ConfigFile
+from wmrbench.cli.launching import report, settings_from
+from wmrbench.launch.settings import Launcher, LaunchSettings
 
 
 def train(
@@ -60,10 +62,21 @@ def train(
     stop_after_epochs: p.StopAfterEpochs = None,
     stack: p.StackOpt = "off",
     quiet: p.QuietBars = False,
+    launcher: p.LauncherOpt = None,
+    launcher_dir: p.LauncherDir = None,
+    partition: p.Partition = None,
+    time_min: p.TimeMin = None,
+    gpus_per_job: p.GpusPerJob = None,
+    cpus_per_job: p.CpusPerJob = None,
+    array_parallelism: p.ArrayParallelism = None,
+    account: p.Account = None,
+    sbatch: p.Sbatch = None,
+    max_timeouts: p.MaxTimeouts = None,
 ) -> None:
     """Train a robust classifier with (weighted) PGD-AT or TRADES, or MART, GAIRAT, MAIL; resumable, checkpointed per epoch.
 
     Under torchrun (torchrun --nproc-per-node N -m wmrbench -- train ...) it trains with DDP.
+    With --launcher local or slurm each run is a job of its own (docs/cluster.md).
     """
     from wmrbench import distributed
     from wmrbench.config import parse_alphas
@@ -72,6 +85,11 @@ def train(
     from wmrbench.training import sweep_configs
     from wmrbench.training import config_for_run, fit
 
+    with user_errors():
+        launch = settings_from(locals())
+    if launch.launcher is not Launcher.INLINE:
+        _train_as_jobs(launch, locals())
+        return
     with user_errors(), distributed.session():
         alphas = parse_alphas(alpha_train, "alpha_train") if alpha_train is not None else None
         given = {**locals(), "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None}
@@ -96,4 +114,30 @@ def train(
     for message in sweep.failures.values():
         typer.echo(f"Error: {message}", err=True)
     if sweep.failures:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _train_as_jobs(launch: LaunchSettings, given: dict) -> None:
+    """One job per run (per --alpha-train value): the configs ``train`` would build, each trained
+    on its own by a local process or a SLURM job."""
+    from wmrbench import distributed
+    from wmrbench.config import parse_alphas
+    from wmrbench.errors import WmrbenchError, setting
+    from wmrbench.launch import launch as run_jobs
+    from wmrbench.launch import train_specs
+
+    with user_errors():
+        if distributed.env_world_size() > 1:
+            raise WmrbenchError(f"{setting('launcher', launch.launcher.value)} submits jobs: run it without torchrun")
+        if given["stack"] != "off" or given["stop_after_epochs"] is not None:
+            which = "stack" if given["stack"] != "off" else "stop_after_epochs"
+            raise WmrbenchError(f"{setting(which)} is for runs in this process; with {setting('launcher', launch.launcher.value)} "
+                                f"each run is a job of its own (a job's time limit is {setting('time_min')})")
+        resume = given["resume"]
+        alphas = parse_alphas(given["alpha_train"], "alpha_train") if given["alpha_train"] is not None else None
+        options = o.options_from(o.TrainOptions, {**given, "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None})
+        several = alphas if alphas is not None and len(alphas) > 1 else None
+        specs = train_specs(given["dataset"], given["defense"], options, several, resume)
+        launched = run_jobs(specs, launch, resume=resume, show_progress=False)
+    if report(launched, "wmrbench train ... --resume", "checkpoint:"):
         raise typer.Exit(EXIT_USAGE)
