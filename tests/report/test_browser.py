@@ -168,9 +168,11 @@ def test_a_result_page_opens_and_its_gallery_images_decode(browser, page: Path) 
     assert not section.is_displayed()
     link.click()
     assert section.is_displayed() and "wmrbench rerun" in section.text
+    # One strip per kind (clean, adversarial, perturbation): 16 square tiles, each and a 1-pixel gap.
     images = section.find_elements(By.CSS_SELECTOR, ".gallery img")
-    assert len(images) == 3 * 16
-    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in images)
+    assert len(images) == 3
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalHeight > 0 "
+                                      "&& arguments[0].naturalWidth === 16 * (arguments[0].naturalHeight + 1)", i) for i in images)
     assert "These 16 examples carry" in section.text and "adversarial.pt" in section.text
     png = base64.b64decode(browser.get_screenshot_as_base64())
     (artifacts() / "report-gallery.png").write_bytes(png)
