@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import shlex
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ class Page:
     row: Row
     folder: str
     protocol: str
-    config_json: str
+    config_json: Markup  # escaped
     versions: dict[str, Any]
     hashes: dict[str, str]
     rerun: str
@@ -239,11 +240,18 @@ def _page(r: Row, f: Found, comparison: tuple[tuple[ComparisonLine, ...], str], 
     hashes = {k: v for k, v in (("model", s.model_sha256), ("data", s.data_sha256), ("records", s.records_sha256)) if v}
     return Page(
         row=r, folder=str(f.folder), protocol=protocol_text(s.config),
-        config_json=json.dumps({k: v for k, v in s.to_json().items() if k not in ("metrics", "uncertainty")}, indent=1),
+        config_json=_pre_text(json.dumps({k: v for k, v in s.to_json().items() if k not in ("metrics", "uncertainty")}, indent=1)),
         versions=dict(s.versions), hashes=hashes, rerun=shlex.join(["wmrbench", "rerun", str(f.folder / "summary.json")]),
         audit=lines, audit_status=audit_status(f.folder), eps_sweep=eps_sweep(r.id, doc), comparisons=comparisons,
         comparison_note=note, gallery=shown, n_eff_alpha=n_eff,
     )
+
+
+def _pre_text(text: str) -> Markup:
+    """``text`` escaped for an element's content: &, < and > only. Quotes need no escaping
+    outside attributes, and a configuration's JSON holds about a hundred of them, 5 bytes each
+    as &#34; (a fifth of a 200-result page's configurations)."""
+    return Markup(html.escape(text, quote=False))
 
 
 def _environment() -> Environment:
