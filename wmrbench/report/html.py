@@ -7,8 +7,9 @@ sweep, its paired comparison with the leader) and the examples that decide A_sa.
 
 Why these tools: Jinja2 (already installed with torch) renders the page with autoescaping on,
 so every name, path and setting read from a result is escaped; the charts are SVG drawn in
-Python (:mod:`.svg`) and the images PNG (Pillow, installed with torchvision), both inline; the
-sorting, filtering and selection are a small handwritten script in the page. Nothing is
+Python (:mod:`.svg`) and the images lossless WebP strips (Pillow, installed with torchvision),
+both inline; the sorting, filtering, selection and the gallery's perturbation row are a small
+handwritten script in the page. Nothing is
 fetched: no CDN, no font, no server, no build step. The page's Content-Security-Policy allows
 no network at all and only the page's own script (by its SHA-256), so a ``<script>`` in a run
 name would neither show as markup nor run.
