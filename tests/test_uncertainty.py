@@ -20,6 +20,7 @@ from wmrbench.uncertainty import (
     mcnemar_exact,
     n_eff,
     paired,
+    paired_against,
     same_examples,
     uncertainty,
     with_uncertainty,
@@ -151,6 +152,23 @@ def test_paired_difference_of_identical_records_is_exactly_zero() -> None:
     assert diffs["A_rob"].mcnemar_p is not None and diffs["A_sa(2)"].mcnemar_p is None
     d = diffs["A_sa(2)"]
     assert d.lo <= d.difference <= d.hi and d.difference == pytest.approx(d.a - d.b)
+
+
+def test_paired_against_one_reference_gives_exactly_the_per_pair_numbers() -> None:
+    # 3,000 examples: two chunks of resamples; alpha 900 makes steep columns (the per-resample
+    # shift); one result has weighted-attack columns and the reference has not, so its A_tr drops.
+    correct, margin, correct_b, margin_b = population()
+    n = 3000
+    reference = records(correct_b[:n], margin_b[:n])
+    others = [records(correct[i * n:(i + 1) * n], margin[i * n:(i + 1) * n]) for i in range(3)]
+    others[1] = others[1].assign(**{"tr_correct@2": correct_b[n:2 * n], "tr_margin@2": margin_b[n:2 * n] - 0.01})
+    alphas = [[1.0, 2.0], [2.0], [0.5, 900.0]]
+    config = BootstrapConfig(resamples=2000, seed=3)
+    batched = paired_against(reference, others, alphas, config)
+    each = [paired(o, reference, a, config) for o, a in zip(others, alphas, strict=True)]
+    assert batched == each  # every field of every Difference, bit for bit
+    assert [d.label for d in batched[2]][-2:] == ["A_sa(900)", "A_wc(900)"]
+    assert paired_against(reference, [], [], config) == []
 
 
 def test_same_examples_names_what_differs() -> None:

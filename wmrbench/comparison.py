@@ -19,7 +19,7 @@ import pandas as pd
 from wmrbench.errors import WmrbenchError, setting
 from wmrbench.io import atomic_write_text
 from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, read_records, read_summary, tr_alphas
-from wmrbench.uncertainty import BootstrapConfig, Difference, paired, same_examples
+from wmrbench.uncertainty import BootstrapConfig, Difference, paired, paired_against, same_examples
 
 DEFAULT_ALPHAS = (1.0, 1.5, 2.0)
 SIGNIFICANCE = 0.05
@@ -55,14 +55,42 @@ def result_records(path: str | Path) -> tuple[str, pd.DataFrame]:
 def compare_records(name_a: str, records_a: pd.DataFrame, name_b: str, records_b: pd.DataFrame,
                     config: BootstrapConfig = BootstrapConfig(), alphas: list[float] | None = None) -> Comparison:
     """The paired comparison of two records on the same examples (else one line naming both)."""
+    _check_same_examples(name_a, records_a, name_b, records_b)
+    alphas = _common_alphas(records_a, records_b) if alphas is None else alphas
+    return Comparison(name_a, name_b, len(records_a), paired(records_a, records_b, alphas, config), config)
+
+
+def _check_same_examples(name_a: str, records_a: pd.DataFrame, name_b: str, records_b: pd.DataFrame) -> None:
     differs = same_examples(records_a, records_b)
     if differs is not None:
         raise WmrbenchError(f"{name_a} and {name_b} hold different test examples ({differs}): "
                             f"a paired comparison needs the same examples in both; evaluate both with the same {setting('n_examples')}")
-    if alphas is None:
-        common = [a for a in tr_alphas(records_a) if a in set(tr_alphas(records_b))]
-        alphas = common or list(DEFAULT_ALPHAS)  # A_sa needs only the unweighted attack's records
-    return Comparison(name_a, name_b, len(records_a), paired(records_a, records_b, alphas, config), config)
+
+
+def _common_alphas(records_a: pd.DataFrame, records_b: pd.DataFrame) -> list[float]:
+    common = [a for a in tr_alphas(records_a) if a in set(tr_alphas(records_b))]
+    return common or list(DEFAULT_ALPHAS)  # A_sa needs only the unweighted attack's records
+
+
+def compare_against(name_b: str, records_b: pd.DataFrame, others: list[tuple[str, pd.DataFrame]],
+                    config: BootstrapConfig = BootstrapConfig()) -> list[Comparison | WmrbenchError]:
+    """``compare_records(name, records, name_b, records_b, config)`` for every (name, records) of
+    ``others``, with the same numbers, in one bootstrap pass (:func:`wmrbench.uncertainty.paired_against`):
+    how a report compares every result with its leader. A pair on different examples gets its
+    error in its place."""
+    out: list[Comparison | WmrbenchError | None] = []
+    for name_a, records_a in others:
+        try:
+            _check_same_examples(name_a, records_a, name_b, records_b)
+            out.append(None)  # compared below, all together
+        except WmrbenchError as exc:
+            out.append(exc)
+    batch = [i for i, o in enumerate(out) if o is None]
+    chosen = [others[i][1] for i in batch]
+    differences = paired_against(records_b, chosen, [_common_alphas(a, records_b) for a in chosen], config)
+    for i, diffs in zip(batch, differences, strict=True):
+        out[i] = Comparison(others[i][0], name_b, len(records_b), diffs, config)
+    return [o for o in out if o is not None]
 
 
 def compare(path_a: str | Path, path_b: str | Path, config: BootstrapConfig = BootstrapConfig(),

@@ -324,3 +324,99 @@ def with_uncertainty(summary: Summary, folder: str | Path | None) -> Summary:
     records = read_records(path)
     alphas = [float(k) for k in summary.metrics.A_sa]
     return dataclasses.replace(summary, uncertainty=uncertainty(records, alphas))
+
+
+# --- many paired comparisons against one reference, in one pass -----------------------------------
+
+
+def paired_against(reference: pd.DataFrame, others: list[pd.DataFrame], alphas: list[list[float]],
+                   config: BootstrapConfig = BootstrapConfig()) -> list[list[Difference]]:
+    """``[paired(o, reference, a, config) for o, a in zip(others, alphas)]``, the same numbers to
+    the last bit, computed in one pass.
+
+    Every paired bootstrap with the same seed and number of examples draws the same resampled
+    rows, so the count matrix of each chunk (the draws and their bincount: most of the time of
+    one comparison) is made once and used by every comparison, and the reference's ratios are
+    built once per alpha list. Each comparison's sums are still its own matrix product on the
+    same columns as in :func:`paired`, which is what keeps the numbers identical. A report that
+    compares 200 results with their leader needs this; ``alphas`` is one list per other result.
+    """
+    if len(alphas) != len(others):
+        raise ValueError(f"{len(alphas)} alpha lists for {len(others)} results")
+    n = len(reference)
+    if any(len(o) != n for o in others):
+        raise ValueError("every result must hold the reference's examples")
+    reference_ratios: dict[tuple[float, ...], _Ratios] = {}
+    pairs: list[tuple[_Ratios, _Ratios, list[tuple[str, str | None]]]] = []
+    for other, alpha_list in zip(others, alphas, strict=True):
+        key = tuple(alpha_list)
+        if key not in reference_ratios:
+            reference_ratios[key] = _ratios(reference, list(key))[0]
+        ra, rb = _ratios(other, list(key))[0], reference_ratios[key]
+        names = [name for name in ra.names if name in set(rb.names)]  # as in paired()
+        pairs.append((ra.pick([ra.names.index(m) for m in names]), rb.pick([rb.names.index(m) for m in names]), names))
+    if not pairs:
+        return []
+    values = _resampled_pairs([(ra, rb) for ra, rb, _ in pairs], config)
+    out = []
+    for (ra, rb, names), (va, vb), other in zip(pairs, values, others, strict=True):
+        out.append(_differences(ra, rb, names, va - vb, other, reference, config))
+    return out
+
+
+def _resampled_pairs(pairs: list[tuple[_Ratios, _Ratios]], config: BootstrapConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_resampled` of every ``[a, b]`` pair, on one shared count matrix per chunk (all
+    pairs hold the same number of examples). Mirrors :func:`_resampled` step by step: the
+    equality test in tests/test_uncertainty.py holds the two together."""
+    n = pairs[0][0].num.shape[0]
+    if n == 0:
+        raise ValueError("no examples to resample")
+    rng = np.random.default_rng(config.seed)
+    chunk = max(1, min(config.resamples, _CHUNK_CELLS // n))
+    columns = [np.concatenate([np.concatenate([r.num, r.den], axis=1) for r in pair], axis=1) for pair in pairs]
+    out: list[list[np.ndarray]] = [[] for _ in pairs]
+    for start in range(0, config.resamples, chunk):
+        b = min(chunk, config.resamples - start)
+        index = rng.integers(0, n, size=(b, n), dtype=np.int32)
+        counts = np.bincount((index + (np.arange(b, dtype=np.int32) * n)[:, None]).ravel(), minlength=b * n)
+        counts = counts.reshape(b, n).astype(np.float64)
+        for pair, pair_columns, sums_out in zip(pairs, columns, out, strict=True):
+            sums = counts @ pair_columns
+            at = 0
+            for r in pair:
+                for column, (correct, margin, alpha) in r.steep.items():
+                    drawn = np.where(counts > 0, margin[None, :], np.inf)
+                    w = counts * np.exp(-alpha * (drawn - drawn.min(axis=1, keepdims=True)))
+                    m = r.num.shape[1]
+                    sums[:, at + column], sums[:, at + m + column] = w @ correct, w.sum(axis=1)
+                at += 2 * r.num.shape[1]
+            sums_out.append(sums)
+    results = []
+    for pair, chunks in zip(pairs, out, strict=True):
+        sums = np.concatenate(chunks, axis=0)
+        per_set, at = [], 0
+        for r in pair:
+            m = r.num.shape[1]
+            per_set.append(100.0 * sums[:, at:at + m] / sums[:, at + m:at + 2 * m])
+            at += 2 * m
+        results.append((per_set[0], per_set[1]))
+    return results
+
+
+def _differences(ra: _Ratios, rb: _Ratios, names: list[tuple[str, str | None]], d: np.ndarray,
+                 records_a: pd.DataFrame, records_b: pd.DataFrame, config: BootstrapConfig) -> list[Difference]:
+    """The tail of :func:`paired`: point values, interval, p-value and McNemar per metric."""
+    lo, hi = _percentiles(d, config.level)
+    p = _bootstrap_p(d)
+    point_a = 100.0 * ra.num.sum(axis=0) / ra.den.sum(axis=0)
+    point_b = 100.0 * rb.num.sum(axis=0) / rb.den.sum(axis=0)
+    out = []
+    for i, (metric, key) in enumerate(names):
+        extra: dict[str, object] = {}
+        if metric in ("A_nat", "A_rob"):
+            column = "clean_correct" if metric == "A_nat" else "pgd_correct"
+            only_a, only_b, mp = mcnemar_exact(records_a[column].to_numpy(dtype=bool), records_b[column].to_numpy(dtype=bool))
+            extra = {"mcnemar_p": mp, "only_a": only_a, "only_b": only_b}
+        out.append(Difference(metric, key, float(point_a[i]), float(point_b[i]), float(point_a[i] - point_b[i]),
+                              float(lo[i]), float(hi[i]), float(p[i]), **extra))  # type: ignore[arg-type]
+    return out

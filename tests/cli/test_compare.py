@@ -106,3 +106,19 @@ def test_compare_markdown_output(mnist_results, tmp_path: Path) -> None:
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("| A_")]
     assert [r[:2] for r in rows][:4] == [["A_nat", "-"], ["A_rob", "-"], ["A_sa", "1"], ["A_tr", "1"]]
     assert "95% paired interval" in text
+
+
+def test_compare_against_one_reference_is_compare_records_pair_by_pair(mnist_results) -> None:
+    """What the HTML report runs: every result against its leader in one bootstrap pass, the same
+    Comparison as `compare` would give each pair, and a pair on other examples refused in place."""
+    from wmrbench.comparison import compare_against, compare_records
+    from wmrbench.errors import WmrbenchError
+    from wmrbench.records import read_records
+
+    root, _ = mnist_results
+    records = {run: read_records(root / run / "records.csv") for run in ("pgd", "pgd-seed1", "apgd")}
+    others = [("pgd-seed1", records["pgd-seed1"]), ("fewer", records["apgd"].iloc[:100]), ("apgd", records["apgd"])]
+    got = compare_against("pgd", records["pgd"], others)
+    assert got[0] == compare_records("pgd-seed1", records["pgd-seed1"], "pgd", records["pgd"])
+    assert got[2] == compare_records("apgd", records["apgd"], "pgd", records["pgd"])
+    assert isinstance(got[1], WmrbenchError) and "fewer and pgd hold different test examples (100 examples against 150)" in str(got[1])

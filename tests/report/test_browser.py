@@ -26,6 +26,20 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 EVIL_RUN = "evil<img src=x onerror=window.__pwned=1>"
 EVIL_ARCH = "<script>window.__pwned = 2</script>"
+# The gallery's perturbation canvas against 0.5 + (adversarial - clean) * scale recomputed from the
+# strips: [largest difference, spread of the drawn values] (the page's script is not reused).
+PERTURBATION_CHECK = """
+var canvas = arguments[0], table = canvas.closest('table'), w = canvas.width, h = canvas.height;
+var tile = Number(canvas.dataset.tile), scales = canvas.dataset.scales.split(' ').map(Number);
+function pixels(img) { var c = document.createElement('canvas'); c.width = w; c.height = h;
+  var x = c.getContext('2d'); x.drawImage(img, 0, 0, w, h); return x.getImageData(0, 0, w, h).data; }
+var a = pixels(table.querySelector('img.clean')), b = pixels(table.querySelector('img.adversarial'));
+var got = canvas.getContext('2d').getImageData(0, 0, w, h).data, worst = 0, lo = 255, hi = 0;
+for (var i = 0; i < w * h; i++) { var x = i % w; if (x % tile === tile - 1) continue;
+  var want = Math.min(255, Math.max(0, 127.5 + (b[4 * i] - a[4 * i]) * scales[Math.floor(x / tile)]));
+  worst = Math.max(worst, Math.abs(got[4 * i] - want)); lo = Math.min(lo, got[4 * i]); hi = Math.max(hi, got[4 * i]); }
+return [worst, hi - lo];
+"""
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--window-size=1400,1000")
 
@@ -160,6 +174,7 @@ def test_the_filter_and_the_search_hide_rows(browser, page: Path) -> None:
 
 def test_a_result_page_opens_and_its_gallery_images_decode(browser, page: Path) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     _open(browser, page)
     link = browser.find_element(By.LINK_TEXT, "trades-a2")
@@ -168,9 +183,17 @@ def test_a_result_page_opens_and_its_gallery_images_decode(browser, page: Path) 
     assert not section.is_displayed()
     link.click()
     assert section.is_displayed() and "wmrbench rerun" in section.text
+    # One strip per kind (clean, adversarial): 16 square tiles, each and a 1-pixel gap.
     images = section.find_elements(By.CSS_SELECTOR, ".gallery img")
-    assert len(images) == 3 * 16
-    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in images)
+    assert len(images) == 2
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalHeight > 0 "
+                                      "&& arguments[0].naturalWidth === 16 * (arguments[0].naturalHeight + 1)", i) for i in images)
+    # The perturbation row, drawn by the page's script: 0.5 + (adversarial - clean) * each tile's
+    # scale, recomputed here from the two decoded strips (at most 1 off: rounding).
+    canvas = section.find_element(By.CSS_SELECTOR, ".gallery canvas.perturbation")
+    WebDriverWait(browser, 10).until(lambda _: canvas.get_attribute("data-drawn") == "1")
+    worst, spread = browser.execute_script(PERTURBATION_CHECK, canvas)
+    assert worst <= 1 and spread > 50
     assert "These 16 examples carry" in section.text and "adversarial.pt" in section.text
     png = base64.b64decode(browser.get_screenshot_as_base64())
     (artifacts() / "report-gallery.png").write_bytes(png)

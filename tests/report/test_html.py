@@ -150,7 +150,18 @@ def test_the_gallery_reads_examples_and_rejects_another_evaluations(results: Pat
     shown = gallery(folder, summary, 16)
     assert [f.index for f in shown.figures] == [5, 7, 9] and shown.source == EXAMPLES_NAME
     assert shown.figures[0].pred == "4" and shown.figures[2].pred == "not 3"
-    assert all(f.clean.startswith(("data:image/webp;base64,", "data:image/png;base64,")) for f in shown.figures)
+    # One strip per kind, tile i being figure i: the 3 examples' 8x8 images side by side
+    # (a white 1-pixel column after each), exact.
+    strips, kept = shown.strips, _examples(folder)
+    assert strips is not None and (strips.width, strips.height) == (8, 8)
+    for url, images in ((strips.clean, kept.x), (strips.adversarial, kept.x_adv)):
+        assert url.startswith(("data:image/webp;base64,", "data:image/png;base64,"))
+        decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L"))
+        tiles = [(x[0].numpy() * 255 + 0.5).astype(np.uint8) for x in images]
+        assert np.array_equal(decoded, np.concatenate([p for t in tiles for p in (t, np.full((8, 1), 255, np.uint8))], axis=1))
+    # No perturbation image (the page draws it from the two): each figure's scale maps its peak
+    # |delta| (0.05 here) to 0.5.
+    assert [round(f.scale, 4) for f in shown.figures] == [10.0, 10.0, 10.0]
 
     save_examples(folder / EXAMPLES_NAME, _examples(folder, "b" * 64))
     stale = gallery(folder, summary, 16)

@@ -34,10 +34,33 @@ class Figure:
     pred: str  # the predicted class at the adversarial point; "not L" where only a miss is known
     margin: float
     share: float  # of the normalized weight, 0..1
-    clean: str | None = None  # data: URLs of PNG images
-    adversarial: str | None = None
-    perturbation: str | None = None
-    scale: float | None = None  # the perturbation image shows 0.5 + delta * scale
+    scale: float | None = None  # its tile of the perturbation strip shows 0.5 + delta * scale
+
+
+@dataclass(frozen=True)
+class Strips:
+    """The figures' images, tile i of each strip being figure i (tiles ``width + 1`` pixels
+    apart: one white column between neighbours): data: URLs of lossless images.
+
+    No perturbation strip: the page's script draws it from these two (0.5 + (adversarial -
+    clean) * the figure's scale, per tile), which saves a third of the image bytes; the pixels
+    differ from a strip drawn here only by the 8-bit rounding of the two images."""
+
+    clean: str
+    adversarial: str
+    width: int  # one tile's size in pixels
+    height: int
+
+    @property
+    def zoom(self) -> int:
+        """The whole-number magnification that shows a tile at least 64 pixels wide (3 for MNIST,
+        2 for CIFAR-10): sharp pixels, and a column wide enough for its numbers below."""
+        return max(1, -(-64 // self.width))
+
+    @property
+    def pitch(self) -> int:
+        """A tile and its gap, in pixels of the page: one column of the gallery's table."""
+        return self.zoom * (self.width + 1)
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,7 @@ class Gallery:
     figures: tuple[Figure, ...]
     source: str  # the file the images come from, or "" when none was kept
     note: str = ""  # why there are no images, or what went wrong reading them
+    strips: Strips | None = None
 
     @property
     def total_share(self) -> float:
@@ -83,27 +107,35 @@ def png_data_url(image: Tensor | np.ndarray, fmt: str | None = None) -> str:
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _perturbation(x: Tensor, x_adv: Tensor) -> tuple[np.ndarray, float]:
-    """0.5 + delta * scale with the largest |delta| mapped to 0 or 1: a perturbation of 0.3 and
-    one of 8/255 both show, and the scale is printed beside the image."""
-    delta = (x_adv.double() - x.double()).numpy()
-    peak = float(np.abs(delta).max())
-    scale = 0.5 / peak if peak > 0 else 1.0
-    return 0.5 + delta * scale, scale
+def _scale(x: Tensor, x_adv: Tensor) -> float:
+    """The factor that maps the largest |delta| to 0 or 1 in 0.5 + delta * scale: a perturbation
+    of 0.3 and one of 8/255 both show, and the scale is printed under the image."""
+    peak = float((x_adv.double() - x.double()).abs().max())
+    return 0.5 / peak if peak > 0 else 1.0
 
 
 def _pred_text(label: int, pred: int) -> str:
     return f"not {label}" if pred == UNKNOWN_PRED else str(pred)
 
 
-def _figures(ex: DecidingExamples) -> tuple[Figure, ...]:
+def _strip(tiles: list[np.ndarray]) -> str:
+    """[C, H, W] tiles side by side, each followed by a white column of one pixel (so that
+    neighbours do not run into each other), as one image's data: URL."""
+    c, h, _ = tiles[0].shape
+    gap = np.ones((c, h, 1))
+    return png_data_url(np.concatenate([part for tile in tiles for part in (tile, gap)], axis=2))
+
+
+def _figures(ex: DecidingExamples) -> tuple[tuple[Figure, ...], Strips]:
     out = []
     for i in range(len(ex.index)):
-        delta, scale = _perturbation(ex.x[i], ex.x_adv[i])
+        scale = _scale(ex.x[i], ex.x_adv[i])
         label, pred = int(ex.label[i]), int(ex.pred[i])
-        out.append(Figure(int(ex.index[i]), label, _pred_text(label, pred), float(ex.margin[i]), float(ex.share[i]),
-                          png_data_url(ex.x[i]), png_data_url(ex.x_adv[i]), png_data_url(delta), scale))
-    return tuple(out)
+        out.append(Figure(int(ex.index[i]), label, _pred_text(label, pred), float(ex.margin[i]), float(ex.share[i]), scale))
+    clean = [x.double().numpy() for x in ex.x]
+    adversarial = [x.double().numpy() for x in ex.x_adv]
+    height, width = clean[0].shape[-2:]
+    return tuple(out), Strips(_strip(clean), _strip(adversarial), int(width), int(height))
 
 
 def _from_records(folder: Path, alpha: float, k: int, note: str) -> Gallery:
@@ -135,10 +167,12 @@ def gallery(folder: Path, summary: Summary, k: int = DEFAULT_KEEP) -> Gallery:
             if ex.records_sha256 and summary.records_sha256 and ex.records_sha256 != summary.records_sha256:
                 return _from_records(folder, alpha, k, f"images not shown: {EXAMPLES_NAME} was kept by another evaluation "
                                                        f"of this run (its records differ); {keep_hint[len('no images kept: '):]}")
-            return Gallery(ex.alpha, ex.n_examples, _figures(_first(ex, k)), EXAMPLES_NAME)
+            figures, strips = _figures(_first(ex, k))
+            return Gallery(ex.alpha, ex.n_examples, figures, EXAMPLES_NAME, strips=strips)
         if (folder / ADVERSARIAL_NAME).is_file():
             ex = examples_from_adversarial(folder / ADVERSARIAL_NAME, alpha, k)
-            return Gallery(ex.alpha, ex.n_examples, _figures(ex), ADVERSARIAL_NAME)
+            figures, strips = _figures(ex)
+            return Gallery(ex.alpha, ex.n_examples, figures, ADVERSARIAL_NAME, strips=strips)
     except WmrbenchError as exc:  # a damaged image file must not hide the rest of the page
         return _from_records(folder, alpha, k, f"images not shown: {exc}")
     return _from_records(folder, alpha, k, keep_hint)

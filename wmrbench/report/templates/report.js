@@ -61,4 +61,42 @@
     box.addEventListener("change", function () { showCurves(box.getAttribute("data-row"), box.checked); });
   });
   applyFilters();
+
+  // A gallery's perturbation row: 0.5 + (adversarial - clean) * scale, tile by tile, from the two
+  // image strips above it (the file holds no third image). Drawn when its result's page opens.
+  function drawPerturbation(canvas) {
+    if (canvas.getAttribute("data-drawn")) { return; }
+    var table = canvas.closest("table");
+    var clean = table.querySelector("img.clean"), adversarial = table.querySelector("img.adversarial");
+    Promise.all([clean.decode(), adversarial.decode()]).then(function () {
+      var w = canvas.width, h = canvas.height, tile = Number(canvas.getAttribute("data-tile"));
+      var scales = canvas.getAttribute("data-scales").split(" ").map(Number);
+      var ctx = canvas.getContext("2d");
+      ctx.drawImage(clean, 0, 0, w, h);
+      var a = ctx.getImageData(0, 0, w, h).data;
+      ctx.drawImage(adversarial, 0, 0, w, h);
+      var out = ctx.getImageData(0, 0, w, h);
+      var b = out.data;
+      for (var y = 0; y < h; y += 1) {
+        for (var x = 0; x < w; x += 1) {
+          var i = 4 * (y * w + x), gap = x % tile === tile - 1, s = scales[Math.floor(x / tile)];
+          for (var c = 0; c < 3; c += 1) {
+            b[i + c] = gap ? 255 : Math.round(127.5 + (b[i + c] - a[i + c]) * s);  // clamped by the array
+          }
+          b[i + 3] = 255;
+        }
+      }
+      ctx.putImageData(out, 0, 0);
+      canvas.setAttribute("data-drawn", "1");
+    });
+  }
+  function drawShownPage() {
+    var id = window.location.hash.slice(1);
+    var page = id ? document.getElementById(id) : null;
+    if (page && page.classList.contains("page")) {
+      Array.prototype.forEach.call(page.querySelectorAll("canvas.perturbation"), drawPerturbation);
+    }
+  }
+  window.addEventListener("hashchange", drawShownPage);
+  drawShownPage();
 })();
