@@ -196,3 +196,4 @@ TrainResume = Annotated[bool, typer.Option(help="Continue RUN exactly from its l
 StopAfterEpochs = Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")]
 StackOpt = Annotated[str, typer.Option(help="How the runs of a sweep (several --alpha-train values) train: on = as ONE stacked model, one attack and one forward/backward for all runs per step (pgd and trades only; the same checkpoints); off (default) = taking turns, each bit for bit its solo run. Stacked runs equal their solo runs bit for bit on the CPU, within float32 rounding on CUDA (docs/reproduction.md).")]
 QuietBars = Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")]
+QuietDemo = Annotated[bool, typer.Option("--quiet", help="No progress bars and no epoch lines: the table alone.")]

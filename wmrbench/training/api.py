@@ -117,7 +117,8 @@ def fit(
     evaluated every ``eval_every`` epochs under the training attack's budget, keeping the best
     epoch by ``select_by`` (``A_rob``, ``A_sa@2``, ``A_tr@2``) as ``best.pt``. The checkpoint's
     ``val_size`` is then the held-out split's size.
-    ``stop_after_epochs`` ends this call early (resume later). A diverged run raises
+    ``stop_after_epochs`` ends this call early (resume later). ``show_progress`` False prints
+    nothing: no bars and no epoch lines (``history`` holds every epoch). A diverged run raises
     :class:`~wmrbench.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
     """
     if not isinstance(model, nn.Module):
@@ -145,7 +146,7 @@ def fit(
     task = own_task(model, data, held_out)
     check_before_work(cfg, task)
     swept = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress,
-                      task=task)
+                      task=task, epoch_lines=show_progress)
     if swept.failures:
         raise WmrbenchError(swept.failures[cfg.run])
     result = swept.results[0]
