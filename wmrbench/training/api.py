@@ -220,7 +220,7 @@ def as_image_set(train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor], n
         raise WmrbenchError(f"{name} is empty")
     low, high = float(x.min()), float(x.max())
     if not (0.0 <= low and high <= 1.0):  # the attack clips to [0, 1]: other ranges would be attacked wrongly
-        raise WmrbenchError(f"{name}: images must lie in [0, 1] (the attack's box); got values in [{low:g}, {high:g}]")
+        raise WmrbenchError(f"{name}: images must lie in [0, 1] (the attack's box); got values in [{low:.10g}, {high:.10g}]")
     return ImageSet(x, y.detach().long().cpu().contiguous())
 
 
