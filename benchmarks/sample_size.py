@@ -8,7 +8,9 @@ The attack is `wmrbench evaluate`'s for A_rob and A_sa (PGD-40 step 0.01 at eps 
 fp32, keyed starts on the example indices, seed 0), on the public TRADES SmallCNN: the records
 of the first K images equal a K-image `evaluate` run's `index`, `label`, `clean_*` and `pgd_*`
 columns. The weighted attack behind A_tr is left out (it would take four times as long and the
-table is about A_sa). A killed run goes on from the batches it saved in RECORDS.partial.npz.
+table is about A_sa). A killed run goes on from the batches it saved in RECORDS.partial.npz;
+``--finish`` writes the records and the table of those batches alone (the seconds are then not
+the attack's).
 """
 
 from __future__ import annotations
@@ -36,16 +38,17 @@ COLUMNS = ("index", "label", "clean_correct", "clean_margin", "pgd_correct", "pg
 BATCH = 250
 
 
-def attack_records(n: int, device: torch.device, partial: Path) -> pd.DataFrame:
+def attack_records(n: int, device: torch.device, partial: Path, finish: bool = False) -> pd.DataFrame:
     """Per-example records of the clean and the uniform-attack points, batch by batch, each
-    finished batch saved to ``partial`` (so a killed run loses one batch at most)."""
+    finished batch saved to ``partial`` (so a killed run loses one batch at most). ``finish``:
+    attack nothing more; the records are the batches saved so far."""
     model = load_model_from_checkpoint(SHARED / "models" / "trades_mnist_smallcnn.pt", "smallcnn", 10, 1).eval().to(device)
     data = load_split("mnist", str(SHARED / "mnist"), train=False).subset(n)
     cfg = eval_config("mnist", "sample-size", precision="fp32")
     name, options = _attack_options(cfg, weighted=False)
     done: dict[str, np.ndarray] = dict(np.load(partial)) if partial.exists() else {c: np.zeros(0) for c in COLUMNS}
     start = len(done["index"])
-    for first in range(start, n, BATCH):
+    for first in range(start, start if finish else n, BATCH):
         index = torch.arange(first, min(first + BATCH, n))
         x, y = data.images(index).to(device), data.y[index].to(device)
         clean = attacks.predict(model, x, cfg.precision)
@@ -87,15 +90,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = parser("sample_size", __doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=10000, help="first N MNIST test images (default 10000)")
     p.add_argument("--records", required=True, help="where the per-example records go (.csv.gz)")
+    p.add_argument("--finish", action="store_true",
+                   help="attack no more: write the records and table of the batches a cut-short run saved")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     records_path = Path(args.records)
     partial = records_path.with_name(records_path.name + ".partial.npz")
-    seconds, records = timed(lambda: attack_records(100 if args.quick else args.n, device, partial), device)
+    seconds, records = timed(lambda: attack_records(100 if args.quick else args.n, device, partial, args.finish), device)
     tmp = records_path.with_name(records_path.name + ".tmp")
     records.to_csv(tmp, index=False, float_format="%.8g", compression="gzip")
     tmp.replace(records_path)
-    partial.unlink(missing_ok=True)
+    if len(records) == (100 if args.quick else args.n):
+        partial.unlink(missing_ok=True)  # a finished run; a --finish of a cut-short one keeps it to go on from
     rows = [row for k in (500, 1000, len(records)) if k <= len(records) for row in rows_for(records.iloc[:k])]
     title = (f"MNIST TRADES SmallCNN, first {len(records)} test images, PGD-40 step 0.01 eps 0.3, 1 restart, fp32, "
              f"seed 0 ({seconds:.0f} s; intervals: percentile bootstrap, 2,000 resamples, seed 0)")
