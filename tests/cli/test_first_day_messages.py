@@ -90,3 +90,7 @@ def test_images_of_another_data_sets_shape_are_not_filed_under_its_name(tmp_path
         wmrbench.evaluate(_linear(10), torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), dataset="mnist",
                           results_dir=tmp_path / "results")
     assert not (tmp_path / "results").exists()
+
+
+def test_rerun_of_a_folder_says_what_to_give(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("rerun", tmp_path), "is a folder; give a result's summary.json or a training checkpoint")

@@ -121,7 +121,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch's CPU threads, before or after the command name (default: $WMRBENCH_THREADS, else $OMP_NUM_THREADS, else half the cores, 1 to 4; at most the cores). Recorded in every result.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch's CPU threads, before or after the command (default $WMRBENCH_THREADS, $OMP_NUM_THREADS, else half the cores, 1-4).")] = None,
 ) -> None:
     """wmrbench: train and audit classifiers under non-uniform adversarial attacks."""
     from wmrbench.runtime import apply_threads
