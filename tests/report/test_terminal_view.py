@@ -29,7 +29,7 @@ def test_protocol_settings_that_differ_fold_into_one_column() -> None:
     console = Console(record=True, width=200)
     print_table(shown, title, console)
     lines = console.export_text().rstrip("\n").splitlines()
-    assert lines[-1].startswith("± half the 95% bootstrap interval over the test examples")
+    assert lines[-1].startswith("± half the 95% interval (bootstrap over test examples)")
 
 
 def test_the_legend_says_only_what_the_table_shows() -> None:

@@ -91,11 +91,11 @@ def legend(columns: list[str], cells: list[list[str]], ci: CiStyle = CiStyle.PM)
     weighted = [m for m in ("A_sa", "A_tr", "A_wc") if m in columns or any(c.startswith(m) for c in text.split())]
     first = []
     if "±" in text:
-        first.append("± half the 95% bootstrap interval over the test examples")
+        first.append("± half the 95% interval (bootstrap over test examples)")
     elif ci is CiStyle.INTERVAL and "[" in text:
-        first.append("[low, high] the 95% bootstrap interval over the test examples")
+        first.append("[low, high] the 95% interval (bootstrap over test examples)")
     if weighted:
-        first.append(f"{', '.join(weighted)} weigh each example by exp(-alpha_test * margin):")
+        first.append(f"{', '.join(weighted)} weigh examples by exp(-alpha_test * margin):")
     second = ", ".join(part for key, part in (
         ("A_sa", "A_sa at the uniform attack's points"), ("A_tr", "A_tr under the weighted attack"),
         ("A_wc", "A_wc at the worst point found (wmrbench's own)"),
