@@ -25,7 +25,9 @@ class TinyNet(nn.Module):  # your model
 torch.manual_seed(0)
 model = TinyNet()
 result = wmrbench.fit(model, (x, y), defense="trades", alpha_train=2.0, eps=0.1, step_size=0.025, steps=5,
-                      epochs=2, batch_size=50, lr=0.05, val_size=100, run="tinynet", device="cpu", show_progress=False)
+                      epochs=2, batch_size=50, lr=0.05, val_size=100, device="cpu", show_progress=False)
+# No run named: each call trains a fresh checkpoints/custom, custom-2, ... (resume=True continues the newest).
+print(result)
 print(f"last: {result.last}")
 print(f"best: {result.best}")
 for epoch in result.history:

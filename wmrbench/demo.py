@@ -33,6 +33,9 @@ def run_demo(
                             f"weight ('+ours'); {setting('defense', defense.value)} brings its own weighting: train it with "
                             f"`wmrbench train`, or compare the whole family with `wmrbench reproduce family`")
     alpha_ours = preset_for(DatasetName.DIGITS, defense).alpha_train if alpha_train is None else alpha_train
+    if not alpha_ours > 0:  # alpha_train 0 is the baseline itself: the demo would train and score it twice
+        raise WmrbenchError(f"{setting('alpha_train', f'{alpha_ours:g}')}: '+ours' needs a value above 0 (0 is the baseline "
+                            f"the demo trains beside it); give e.g. {setting('alpha_train', 2)}, or leave it out for the preset's")
     summaries = []
     for alpha in (0.0, alpha_ours):
         cfg = train_config(
@@ -42,7 +45,7 @@ def run_demo(
         last = Path(checkpoint_dir) / cfg.run / "last.pt"
         done = last.is_file() and int(read_checkpoint(last).get("epoch", 0)) >= cfg.epochs
         if not done:
-            fit(cfg, resume=last.is_file(), show_progress=show_progress)
+            fit(cfg, resume=last.is_file(), show_progress=show_progress, epoch_lines=show_progress)
         options = dict(alpha_test=alpha_test, results_dir=results_dir, device=device, seed=seed)
         source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(last))
         # The demo's own results: a rerun replaces them (with the same numbers).

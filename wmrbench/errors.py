@@ -79,6 +79,12 @@ class Interrupted(KeyboardInterrupt):
         return render_settings(super().__str__())
 
 
+# What a Ctrl-C during a whole reproduction says: its runs' own lines would name one command per
+# run (seven for the family), while the reproduction's own command continues every one of them.
+RERUN_TO_CONTINUE = ("every finished epoch and every evaluated batch is kept; rerun the same command to continue "
+                     "where it stopped")
+
+
 def first_line(exc: BaseException, *, with_type: bool = False, limit: int | None = None) -> str:
     """The first non-empty line of an exception's message (its type name when it has none).
 

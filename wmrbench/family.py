@@ -27,7 +27,7 @@ from typing import Any
 from wmrbench.attack_config import AttackMethod, Precision
 from wmrbench.checks import check_int, check_seed, parse_enum
 from wmrbench.config import DatasetName, Defense, EvalConfig, Protocol, TrainConfig, to_jsonable, with_options
-from wmrbench.errors import WmrbenchError, render_settings, setting
+from wmrbench.errors import RERUN_TO_CONTINUE, Interrupted, WmrbenchError, render_settings, setting
 from wmrbench.evaluation import evaluate_source
 from wmrbench.io import atomic_write_text, lock_folder
 from wmrbench.models.source import ModelSource, SourceKind
@@ -192,11 +192,14 @@ def reproduce_family(cfg: FamilyConfig, log: Log = lambda line: None, show_progr
             planned_eval(cfg, run, attack)  # every setting checked before any work
     with lock_folder(cfg.table_dir, "reproduction folder", "wait for that reproduce to finish"):
         outcome = FamilyOutcome()
-        _train(cfg, runs, outcome, log, show_progress)
-        if outcome.unfinished:
-            log(f"stopped with {len(outcome.unfinished)} run(s) unfinished; run the same command again to continue")
-            return outcome
-        results = [{a.value: _evaluate(cfg, run, a, outcome, log, show_progress) for a in cfg.attacks} for run in runs]
+        try:
+            _train(cfg, runs, outcome, log, show_progress)
+            if outcome.unfinished:
+                log(f"stopped with {len(outcome.unfinished)} run(s) unfinished; run the same command again to continue")
+                return outcome
+            results = [{a.value: _evaluate(cfg, run, a, outcome, log, show_progress) for a in cfg.attacks} for run in runs]
+        except KeyboardInterrupt:  # one short line, not one resume command per run
+            raise Interrupted(RERUN_TO_CONTINUE) from None
         outcome.table = family_table(results)
         outcome.gains = gains_table(outcome.table, paired_gain_intervals(cfg, runs, results))
         outcome.notes = _notes(cfg, runs, results)

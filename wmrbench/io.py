@@ -14,8 +14,13 @@ written: renaming over ``/dev/null`` as root would destroy the device node. A sy
 regular file is followed: the file it points to is replaced atomically and the link stays, as
 ``>`` in a shell and most editors do (replacing the link with a copy would silently cut the tie
 the user made). A link to anything else, or to nothing, is refused like the thing it points to.
-The check runs just before the rename (and first thing, so a refused write costs no work); a
-node created in that instant is not guarded against.
+The check runs first (so a refused write costs no work) and again at the rename itself: on Linux
+the new file goes in with ``renameat2``, either without replacing anything (``RENAME_NOREPLACE``)
+or by exchanging it with the old file (``RENAME_EXCHANGE``), and what came out is looked at; a
+node that appeared after the check is exchanged back into place, untouched, and the write is
+refused. Where ``renameat2`` is missing (another OS, a file system without it) a plain rename
+is used, and a node created in the instant between the last check and the rename is not guarded
+against.
 
 One writer: :func:`lock_folder` takes an exclusive ``fcntl.flock`` on ``FOLDER/.lock`` (which
 holds the writer's pid) for as long as a command writes there; a second writer is refused with
@@ -161,7 +166,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         write_target(path)  # again: the writer may have run for a while
-        os.replace(tmp, path)
+        _rename_over_regular(tmp, path)
     except BaseException as exc:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -173,6 +178,54 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             raise WmrbenchError(os_error_line(disk, path)) from None
         raise
     return given
+
+
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+_AT_FDCWD = -100
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """Linux's ``renameat2``; False where it is unavailable (no such call, or the file system
+    does not support the flag), an OSError when it fails for another reason."""
+    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
+        return False
+    import ctypes
+
+    call = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if call is None:
+        return False
+    if call(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(dst))
+
+
+def _rename_over_regular(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``, replacing at most a regular file, even one swapped for a FIFO
+    or a device node after :func:`write_target` looked (see the module's docstring)."""
+    for _ in range(100):
+        try:
+            if not _renameat2(tmp, path, _RENAME_NOREPLACE):
+                os.replace(tmp, path)  # no renameat2 here: the checks before are all there is
+            return
+        except FileExistsError:
+            pass  # something is at path: exchange, then look at what came out
+        try:
+            if not _renameat2(tmp, path, _RENAME_EXCHANGE):
+                os.replace(tmp, path)
+                return
+        except FileNotFoundError:
+            continue  # it went away in between: try the plain way again
+        old = os.lstat(tmp).st_mode  # tmp's name now holds what was at path
+        if stat.S_ISREG(old):
+            os.unlink(tmp)
+            return
+        _renameat2(tmp, path, _RENAME_EXCHANGE)  # put it back as it was
+        raise WmrbenchError(f"refusing to write {path}: it became {_kind(old)} while the file was written, "
+                            f"not a regular file; nothing was replaced")
+    raise FileExistsError(errno.EEXIST, "the destination kept changing", str(path))
 
 
 def _disk_error(exc: BaseException) -> OSError | None:
@@ -231,10 +284,17 @@ def lock_folder(folder: str | Path, what: str, hint: str) -> Iterator[Path]:
     path = folder / LOCK_NAME
     fd = -1
     while fcntl is not None:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:  # never follow a link, never block on a FIFO: what was opened is looked at first
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_CLOEXEC", 0), 0o666)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise WmrbenchError(f"{path} is a symbolic link, not the {what}'s lock file; remove it") from None
             raise WmrbenchError(f"cannot write to the {what} {folder}: {os_error_line(exc, path)}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise WmrbenchError(f"{path} is {_kind(mode)}, not the {what}'s lock file (a regular file); remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -470,9 +470,17 @@ def read_summary(path: str | Path, check_records: bool = True) -> Summary:
     """
     path = Path(path)
     try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:  # nothing there is not a broken file: say so, not "not valid JSON"
+        raise WmrbenchError(f"{path}: no such file (a result's summary is RESULTS_DIR/RUN/summary.json)") from None
+    except IsADirectoryError:
+        raise WmrbenchError(f"{path} is a folder; give the summary.json inside a result's folder") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WmrbenchError(f"{path}: cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    try:
         # NaN and Infinity are not JSON: a file holding them was not written by wmrbench.
-        obj = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise WmrbenchError(f"{path}: not valid JSON ({type(exc).__name__}: {first})") from None
     try:

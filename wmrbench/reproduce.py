@@ -40,7 +40,7 @@ from wmrbench.config import (
     to_jsonable,
     with_options,
 )
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.errors import RERUN_TO_CONTINUE, Interrupted, WmrbenchError, setting
 from wmrbench.evaluation import evaluate_source
 from wmrbench.io import atomic_write_text, lock_folder
 from wmrbench.models.checkpoint import read_checkpoint
@@ -224,7 +224,10 @@ def reproduce_table1(cfg: ReproduceConfig, log: Log = lambda line: None, show_pr
     # One reproduction writes a table folder at a time; taking it also checks it is writable,
     # before hours of training rather than after.
     with lock_folder(cfg.table_dir, "reproduction folder", "wait for that reproduce to finish"):
-        return _reproduce(cfg, runs, log, show_progress)
+        try:
+            return _reproduce(cfg, runs, log, show_progress)
+        except KeyboardInterrupt:  # one short line, not one resume command per run
+            raise Interrupted(RERUN_TO_CONTINUE) from None
 
 
 def _reproduce(cfg: ReproduceConfig, runs: list[TrainConfig], log: Log, show_progress: bool) -> Outcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,17 @@ def resolve_threads(threads: int | None) -> tuple[int, str]:
     return default_threads(), "default"
 
 
-def apply_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads at the start of a command (see :func:`resolve_threads`)."""
-    count, _ = resolve_threads(threads)
+def apply_threads(threads: int | None = None, cores: int | None = None) -> int:
+    """Set torch's intra-op threads at the start of a command (see :func:`resolve_threads`).
+
+    More threads than cores only make them wait on each other (README, "CPU threads"): such a
+    count is capped at the cores, with one line on stderr that says so."""
+    count, source = resolve_threads(threads)
+    cores = cores or os.cpu_count() or 1
+    if count > cores:
+        print(f"note: {source} {count} is more than this machine's {cores} cores; using {cores} threads",
+              file=sys.stderr)
+        count = cores
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count

@@ -213,6 +213,23 @@ def few_examples_warnings(unc: Uncertainty, threshold: float = FEW_EXAMPLES) -> 
     return lines
 
 
+def few_examples_line(named: list[tuple[str, Uncertainty]], threshold: float = FEW_EXAMPLES) -> str | None:
+    """One line for many results (a leaderboard): the results whose weighted numbers rest on
+    fewer than ``threshold`` effective examples, each with its smallest n_eff and where; None
+    when there are none."""
+    parts = []
+    for name, unc in named:
+        smallest = [(value, metric, key) for metric, per_alpha in unc.n_eff.items() for key, value in per_alpha.items()]
+        if smallest:
+            value, metric, key = min(smallest)
+            if round(value) < threshold:
+                parts.append(f"{name} (about {value:.0f}, {metric} at alpha {key})")
+    if not parts:
+        return None
+    return (f"weighted numbers resting on fewer than {threshold:.0f} effective examples (n_eff): "
+            f"{', '.join(parts)}; use more test examples")
+
+
 # --- paired comparison of two results on the same examples --------------------------------------
 
 

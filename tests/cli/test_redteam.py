@@ -397,7 +397,8 @@ def test_apgd_rows_show_no_step_size_and_plots_name_the_attack(tmp_path):
     assert out.exit_code == 0, out.output
     metrics = (tmp_path / "plots" / "metrics-digits.svg").read_text()
     weights = (tmp_path / "plots" / "weights-apgd.svg").read_text()
-    assert "A_rob: unweighted APGD-CE" in metrics and "A_tr: weighted APGD-CE" in metrics and "PGD points" not in metrics
+    assert "A_rob: accuracy under APGD-CE" in metrics and "A_tr: accuracy under weighted APGD-CE" in metrics
+    assert "PGD points" not in metrics and "PGD's points" not in metrics
     assert "margin at the APGD-CE point" in weights and "APGD-CE points" in weights
 
 

@@ -93,7 +93,7 @@ def test_leaderboard_to_a_full_stdout_is_one_line_and_not_reported_written(digit
                               stdout=full, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
                               timeout=HANG_S)
     # stderr: the small-n_eff warnings (stdout holds only the file) and the one error line
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and "rests on about" not in line]
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "effective examples (n_eff)" not in line]
     assert proc.returncode == 2, proc.stderr
     assert lines == ["Error: cannot write to standard output: No space left on device"], proc.stderr
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,15 +110,18 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
                    "PGD", "Linf", "0.1", "20", "0.01", "1", "weighted", "60", "fp32", "not run"]  # how it was measured; no audit
 
 
-def test_csv_keeps_full_precision(results: Path) -> None:
+def test_csv_gives_metrics_and_their_intervals_to_the_same_six_decimals(results: Path) -> None:
     leaderboard(results, TableFormat.CSV)
+    text = (results / "leaderboard-non-uniform.csv").read_text()
     table = pd.read_csv(results / "leaderboard-non-uniform.csv")
     a0 = read_summary(results / "trades-a0" / "summary.json")
     rows = table[table["Model"] == "trades-a0"]
     assert list(rows["alpha_test"]) == [0.0, 1.0, 2.0] and rows["alpha_train"].isna().all()
-    assert list(rows["A_sa"]) == [a0.metrics.A_sa[k] for k in ("0", "1", "2")]
-    assert list(rows["A_tr"]) == [a0.metrics.A_tr[k] for k in ("0", "1", "2")]
-    assert rows["A_sa"].iloc[0] == rows["A_tr"].iloc[0] == a0.metrics.A_rob  # alpha 0 is A_rob exactly
+    assert list(rows["A_sa"]) == [round(a0.metrics.A_sa[k], 6) for k in ("0", "1", "2")]
+    assert list(rows["A_tr"]) == [round(a0.metrics.A_tr[k], 6) for k in ("0", "1", "2")]
+    assert rows["A_sa"].iloc[0] == rows["A_tr"].iloc[0] == round(a0.metrics.A_rob, 6)  # alpha 0 is A_rob exactly
+    # every accuracy and interval bound: at most six decimals (38.333333, not 38.333333333333336)
+    assert not re.search(r"\.\d{7,}", text), text
 
 
 def test_latex_output_is_a_booktabs_table(results: Path, tmp_path: Path) -> None:
@@ -297,7 +301,8 @@ def test_result_table_and_defense_labels(tmp_path: Path) -> None:
     print_table(frame, "two results", console)
     text = console.export_text()
     assert "two results" in text and "PGD+ours" in text and f"{ours.metrics.A_nat:.2f}" in text
-    assert "│ Zoo2021 │ -        │           - │" in text  # no alpha_train: "-", numbers right-aligned
+    assert " Zoo2021  -                   -           1 " in text  # no alpha_train: "-", numbers right-aligned
+    assert "A_tr under the weighted attack" in text.splitlines()[-1]  # the legend under the table
 
 
 def test_the_package_ships_the_papers_tables() -> None:

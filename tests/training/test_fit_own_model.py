@@ -82,12 +82,40 @@ def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, digits)
            [{k: v for k, v in h.items() if k not in drop} for h in b["history"]]
 
 
-def test_resume_refuses_other_settings_and_a_second_fresh_start(tmp_path, digits):
-    fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+def test_resume_refuses_other_settings_and_a_second_fresh_start_of_a_named_run(tmp_path, digits):
+    fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, run="own", **SMALL)
     with pytest.raises(WmrbenchError, match="already has a checkpoint"):
-        fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+        fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, run="own", **SMALL)
     with pytest.raises(WmrbenchError, match=r"trained with other settings \(lr\)"):
-        fit(fresh(), digits, epochs=2, resume=True, checkpoint_dir=tmp_path, **{**SMALL, "lr": 0.01})
+        fit(fresh(), digits, epochs=2, resume=True, checkpoint_dir=tmp_path, run="own", **{**SMALL, "lr": 0.01})
+
+
+def test_without_a_run_name_each_call_trains_a_fresh_run_and_resume_takes_the_newest(tmp_path, digits):
+    """A script run twice trains twice (checkpoints/custom, then custom-2), never stopping at the
+    first run's checkpoint; resume=True continues the newest."""
+    with pytest.raises(WmrbenchError, match="no run to resume"):
+        fit(fresh(), digits, epochs=1, resume=True, checkpoint_dir=tmp_path, **SMALL)
+    first = fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    second = fit(fresh(), digits, epochs=2, stop_after_epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    assert (first.last, second.last) == (tmp_path / "custom" / "last.pt", tmp_path / "custom-2" / "last.pt")
+    resumed = fit(fresh(), digits, epochs=2, resume=True, checkpoint_dir=tmp_path, **SMALL)
+    assert resumed.last == second.last and read_checkpoint(second.last)["epoch"] == 2
+    assert read_checkpoint(first.last)["epoch"] == 1  # untouched
+
+
+def test_epoch_lines_name_their_run_and_show_progress_false_prints_none(tmp_path, digits, capsys):
+    fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, run="loud", **{**SMALL, "show_progress": True})
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 1 and lines[0].endswith("  run loud"), lines
+    fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, run="silent", **{**SMALL, "show_progress": False})
+    assert "epoch" not in capsys.readouterr().err
+
+
+def test_a_fit_result_prints_as_one_line_without_the_model(tmp_path, digits):
+    result = fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    text = repr(result)
+    assert "\n" not in text and "Linear" not in text and type(result.model).__name__ in text
+    assert str(result.last) in text and "1 epoch" in text
 
 
 def test_a_dataset_of_pairs_trains_exactly_as_the_tensors(tmp_path, digits):
@@ -128,16 +156,19 @@ def test_the_named_loop_refuses_a_custom_checkpoint_with_one_line(tmp_path, digi
         fit_named(cfg, resume=True, show_progress=False)
 
 
-@pytest.mark.slow  # a fresh interpreter imports torch and sklearn: 40 s on a loaded 2-core CPU
-def test_the_example_script_runs_and_writes_its_checkpoints(tmp_path):
+@pytest.mark.slow  # two fresh interpreters import torch and sklearn: 80 s on a loaded 2-core CPU
+def test_the_example_script_runs_twice_in_one_folder_and_writes_its_checkpoints(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "fit_own_model.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=HANG_S)
-    assert done.returncode == 0, done.stderr
-    assert "last: checkpoints/tinynet/last.pt" in done.stdout and "best: checkpoints/tinynet/best.pt" in done.stdout
-    saved = read_checkpoint(tmp_path / "checkpoints" / "tinynet" / "last.pt")
-    assert saved["epoch"] == 2 and train_config_from_dict(saved["config"]).arch == "TinyNet"
-    assert (tmp_path / "checkpoints" / "tinynet" / "best.pt").is_file()
+    for run in ("custom", "custom-2"):  # a tutorial run again must work: the second call trains a fresh run
+        done = subprocess.run([sys.executable, str(REPO / "examples" / "fit_own_model.py")], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=HANG_S)
+        assert done.returncode == 0, done.stderr
+        assert f"last: checkpoints/{run}/last.pt" in done.stdout and f"best: checkpoints/{run}/best.pt" in done.stdout
+        assert "FitResult(" in done.stdout and "Sequential" not in done.stdout  # one line, not the model's layers
+        assert "epoch 1/2" not in done.stderr  # show_progress=False prints no epoch lines
+        saved = read_checkpoint(tmp_path / "checkpoints" / run / "last.pt")
+        assert saved["epoch"] == 2 and train_config_from_dict(saved["config"]).arch == "TinyNet"
+        assert (tmp_path / "checkpoints" / run / "best.pt").is_file()
 
 
 OWN_SCRIPT = """

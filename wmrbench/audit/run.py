@@ -20,8 +20,9 @@ from wmrbench.audit.stages import (
 )
 from wmrbench.audit.transfer import transfer_records
 from wmrbench import distributed
-from wmrbench.config import DatasetName
-from wmrbench.errors import render_settings, setting
+from wmrbench.config import DatasetName, EvalConfig
+from wmrbench.data import ImageSet
+from wmrbench.errors import WmrbenchError, render_settings, setting
 from wmrbench.evaluation.partial import model_sha256, tensors_sha256
 from wmrbench.evaluation.pipeline import check_model_fits, load_model, plan, prepare, result_dir
 from wmrbench.io import lock_folder, remove_file
@@ -52,6 +53,26 @@ def audit_options(options: Mapping[str, Any]) -> dict[str, Any]:
             "n_examples": options.get("n_examples") or DEFAULT_N_EXAMPLES}
 
 
+def check_reference(reference: ModelSource, audited_arch: str | None, base: EvalConfig, data: ImageSet) -> None:
+    """The ``reference`` model can be built and takes the audit's images, or one line that names
+    the option: its file, the data set it was trained on, the architecture. A wmrbench checkpoint
+    is built as it records; a plain state_dict as ``reference.arch``, else the audited model's."""
+    name = f"{setting('reference')} {reference.checkpoint or reference.model_id or reference.factory}"
+    try:
+        opened = open_source(reference)
+        trained_on = opened.recorded_dataset
+        if trained_on is not None and trained_on != base.dataset.value:
+            raise WmrbenchError(f"was trained on {trained_on}, and the audit is on {base.dataset.value}; give a reference "
+                                f"trained on {base.dataset.value}")
+        if reference.arch is None and not opened.train_config.get("arch"):
+            if audited_arch is None:
+                raise WmrbenchError(f"a plain state_dict: say which architecture with {setting('reference_arch')}")
+            opened = open_source(dataclasses.replace(reference, arch=audited_arch))
+        check_model_fits(load_model(opened, base.run, base.dataset)[0], data, "its model")
+    except WmrbenchError as exc:
+        raise WmrbenchError(f"{name}: {exc}") from None
+
+
 def run_audit(
     source: ModelSource, options: Mapping[str, Any], *, quick: bool = False, dataset: DatasetName | str | None = None, run: str | None = None, reference: ModelSource | None = None,
     show_progress: bool = True, overwrite: bool = False,
@@ -72,7 +93,7 @@ def run_audit(
         prepared = prepare(opened, base)
         model, data = prepared.model, prepared.data
         if reference is not None:  # a bad reference ends here, before any attack runs
-            check_model_fits(load_model(open_source(reference), base.run, base.dataset)[0], data, f"the {setting('reference')} model")
+            check_reference(reference, source.arch or opened.train_config.get("arch"), base, data)
         fingerprint = Fingerprint(model_sha256(model), tensors_sha256([("x", data.x), ("y", data.y)]), base.seed,
                                   base.precision.value)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperOption
+from typer.core import TyperGroup, TyperOption
 
 from wmrbench.cli.attack import attack
 from wmrbench.cli.audit import audit
@@ -62,7 +62,36 @@ def _one_line_usage_errors() -> None:
 _hide_flag_types()
 _one_line_usage_errors()
 
+ROOT_OPTIONS = ("--threads",)  # the root's options that take a value and may follow the command name
+
+
+class _RootGroup(TyperGroup):
+    """``--threads`` belongs to the root (it is applied before any command imports torch's work),
+    but users write it after the command too (``wmrbench evaluate --threads 1 ...``): it is
+    moved in front of the command name before click parses, so both places mean the same."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        moved: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":  # everything after it is an argument, never an option
+                rest += args[i:]
+                break
+            name = arg.split("=", 1)[0]
+            if name in ROOT_OPTIONS:
+                take = 1 if "=" in arg else 2
+                moved += args[i:i + take]
+                i += take
+                continue
+            rest.append(arg)
+            i += 1
+        return super().parse_args(ctx, moved + rest)
+
+
 app = typer.Typer(
+    cls=_RootGroup,
     name="wmrbench",
     help="Robustness under non-uniform attacks: weighted PGD, weighted adversarial training, A_sa and A_tr.",
     no_args_is_help=True,
@@ -94,7 +123,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch's CPU threads for this command, e.g. wmrbench --threads 2 train ... (default: $WMRBENCH_THREADS, else $OMP_NUM_THREADS, else half the cores, 1 to 4: torch's default of every core collapsed under load on a shared 2-core machine; README, 'CPU threads'). Recorded in every result and checkpoint.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch's CPU threads, before or after the command (default $WMRBENCH_THREADS, $OMP_NUM_THREADS, else half the cores, 1-4).")] = None,
 ) -> None:
     """wmrbench: train and audit classifiers under non-uniform adversarial attacks."""
     from wmrbench.runtime import apply_threads

@@ -50,7 +50,8 @@ def audit(
         sources = o.sources_of(given, [model_id] if model_id else None)
         ref = None
         if reference is not None:
-            ref = model_sources(reference, reference_arch or given["arch"], None, None, None, None, None, None)[0]
+            # its own recorded architecture first; --arch only for a plain state_dict (check_reference)
+            ref = model_sources(reference, reference_arch, None, None, None, None, None, None)[0]
         if not sources:
             raise WmrbenchError(f"say which model to audit: {MODEL_OPTIONS}")
         result = run_audit(sources[0], options, quick=quick, dataset=given["dataset"], run=run, reference=ref,

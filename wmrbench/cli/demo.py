@@ -30,7 +30,7 @@ def demo(
     results_dir: Annotated[str, typer.Option(help="Where the two results go.")] = DEFAULT_RESULTS_DIR,
     device: p.Device = DEFAULT_DEVICE,
     seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = DEFAULT_SEED,
-    quiet: p.QuietBars = False,
+    quiet: p.QuietDemo = False,
 ) -> None:
     """Train DEFENSE and DEFENSE+ours on digits, evaluate both, print the paper's table."""
     from wmrbench.demo import run_demo

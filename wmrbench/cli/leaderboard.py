@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Annotated
 
 import typer
@@ -42,8 +43,9 @@ def leaderboard(
     for kind, frame in board.tables.items():
         shown, same = terminal_view(frame)  # the files keep every protocol column
         print_table(shown, f"{TITLES[kind]}; {same}" if same else TITLES[kind], ci=style)
-    # Part of the report, beside the tables (stdout): which numbers rest on too few examples.
+    # Part of the report, beside the tables (stdout): which numbers rest on too few examples;
+    # one warning, wrapped to the tables' width.
     for line in board.few_examples:
-        typer.echo(f"Warning: {line}")
+        typer.echo(textwrap.fill(f"Warning: {line}", width=120, subsequent_indent="  ", break_on_hyphens=False))
     for path in board.files:
         typer.echo(f"wrote {path}")

@@ -196,6 +196,7 @@ TrainResume = Annotated[bool, typer.Option(help="Continue RUN exactly from its l
 StopAfterEpochs = Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).")]
 StackOpt = Annotated[str, typer.Option(help="How the runs of a sweep (several --alpha-train values) train: on = as ONE stacked model, one attack and one forward/backward for all runs per step (pgd and trades only; the same checkpoints); off (default) = taking turns, each bit for bit its solo run. Stacked runs equal their solo runs bit for bit on the CPU, within float32 rounding on CUDA (docs/reproduction.md).")]
 QuietBars = Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).")]
+QuietDemo = Annotated[bool, typer.Option("--quiet", help="No progress bars and no epoch lines: the table alone.")]
 
 
 # ---- report: the HTML page; evaluate: the examples it shows ----------------------------------
@@ -205,6 +206,8 @@ ReportOutput = Annotated[str, typer.Option("--output", help="The HTML file writt
 ReportExamples = Annotated[int, typer.Option("--examples", help="How many of the examples that decide A_sa each result's page shows (the largest shares of the weight at its largest alpha_test).")]
 ReportTitle = Annotated[str, typer.Option("--title", help="The page's title.")]
 KeepExamples = Annotated[int | None, typer.Option("--keep-examples", help="Also keep the K examples that decide A_sa (largest weight at the largest alpha_test) as RESULTS_DIR/RUN/examples.pt: their clean and adversarial images, for `wmrbench report`. K is typically 16.", rich_help_panel=ATTACK)]
+
+
 # ---- the launcher: train, evaluate, reproduce (several independent runs as jobs) -----------
 
 LAUNCH = "Launcher"  # help panel

@@ -23,10 +23,13 @@ def rerun(
     A summary.json is evaluated again (same model, data, attack, seed, precision); a checkpoint is
     trained again from scratch for as many epochs as it holds, and its weights are compared.
     """
+    from wmrbench.errors import WmrbenchError
     from wmrbench.evaluation import rerun_result
     from wmrbench.training import rerun_training
 
     with user_errors():
+        if path.is_dir():
+            raise WmrbenchError(f"{path} is a folder; give a result's summary.json or a training checkpoint (last.pt)")
         if path.suffix == ".json":
             redone = rerun_result(path, run, show_progress=not quiet)
             where, differences = redone.result.out_dir, redone.differences

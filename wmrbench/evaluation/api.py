@@ -37,7 +37,7 @@ from wmrbench import distributed
 from wmrbench.attack_config import AttackConfig, AttackMethod, Norm, Precision, RestartRule, Start
 from wmrbench.checks import check_int, parse_enum
 from wmrbench.config import EvalConfig, Protocol
-from wmrbench.data import ImageSet
+from wmrbench.data import ImageSet, dataset_spec
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, summarize, write_result
 from wmrbench.evaluation.runs import attack_examples
@@ -198,6 +198,8 @@ def evaluate(
                   protocol=protocol, compile=compile, results_dir=results_dir, run=run)
     resolved = distributed.resolve_device(cfg.device)  # once, before any work; passed down from here
     examples = examples_of(data, y, cfg.n_examples)
+    if dataset is not None:
+        _check_dataset_shape(examples, cfg.dataset)
     info = ModelInfo(name=cfg.run, source=PYTHON_SOURCE, arch=type(model).__name__)
     training = model.training
     claim = claim_result(cfg, overwrite) if results_dir is not None else contextlib.nullcontext()
@@ -213,6 +215,18 @@ def evaluate(
             return EvaluationResult.of(written.summary, records, written.out_dir)
         done = summarize(records, cfg, info, timer.seconds, seed_records=seed_records, model=model, data=examples)
         return EvaluationResult.of(done.summary, records, None)
+
+
+def _check_dataset_shape(examples: ImageSet, dataset: Any) -> None:
+    """Images named as a data set must be that data set's shape: ``dataset`` picks the attack's
+    preset and is written into the result, so 8x8 digits evaluated with ``dataset='mnist'``
+    would be filed as an MNIST result."""
+    info = dataset_spec(dataset).info
+    expected = (info.in_channels, info.image_size, info.image_size)
+    got = tuple(examples.x.shape[1:])
+    if got != expected:
+        raise WmrbenchError(f"dataset={info.name.value!r} images are {expected[0]} x {expected[1]} x {expected[2]}; these "
+                            f"are {' x '.join(map(str, got))}: name their own data set, or leave dataset out and give eps")
 
 
 def _config(model: nn.Module, **given: Any) -> EvalConfig:
@@ -331,5 +345,8 @@ def _check_images(x: Tensor) -> None:
         raise WmrbenchError("the images hold non-finite values (NaN or inf); give floats in [0, 1]")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0.0 or hi > 1.0:
-        raise WmrbenchError(f"the images hold values in [{lo:g}, {hi:g}]; give them in [0, 1] "
-                            "(normalize inside the model, not the data)")
+        # %.10g: a value just past 1 must not print as 1 (1 + 1e-6 read "in [0, 1]; give them in [0, 1]")
+        off = max(-lo, hi - 1.0)
+        fix = ("rounding error? x.clamp(0, 1)" if off < 1e-3 else
+               "x / 255 for 0..255 pixels" if hi <= 255 and lo >= 0 else "normalize inside the model, not the data")
+        raise WmrbenchError(f"the images hold values in [{lo:.10g}, {hi:.10g}], outside [0, 1]; give them in [0, 1] ({fix})")

@@ -171,6 +171,9 @@ def check_model_fits(model: nn.Module, data: ImageSet, what: str) -> None:
     except RuntimeError as exc:
         raise WmrbenchError(f"{what} cannot take inputs of shape {tuple(probe.shape[1:])}: {first_line(exc)}") from None
     n_classes = int(data.y.max()) + 1
+    if logits.dim() == 2 and logits.shape[1] < 2:  # a margin needs another class to compare with
+        raise WmrbenchError(f"{what} gives {logits.shape[1]} output per example; a classifier gives one logit per "
+                            f"class (at least 2; for a binary task, 2 logits, not one sigmoid score)")
     if logits.dim() != 2 or logits.shape[1] < n_classes:
         raise WmrbenchError(f"{what} gives outputs of shape {tuple(logits.shape[1:])}, the data has {n_classes} classes")
     if not bool(logits.isfinite().all()):

@@ -26,7 +26,7 @@ from wmrbench.records import Summary, read_summary
 from wmrbench.report.paper import compare_with_paper
 from wmrbench.report.render import CiStyle, TableFormat, render
 from wmrbench.report.robustbench import write_model_infos
-from wmrbench.uncertainty import few_examples_warnings, with_uncertainty
+from wmrbench.uncertainty import few_examples_line, with_uncertainty
 from wmrbench.report.tables import LAYOUTS, TITLES, TableKind, build_table, resolve_sort_column, sort_rows
 
 
@@ -124,7 +124,7 @@ class Leaderboard:
     tables: dict[TableKind, pd.DataFrame]
     files: list[Path]
     warnings: list[str]  # files skipped, unfinished evaluations
-    few_examples: list[str] = field(default_factory=list)  # metrics resting on n_eff < 100 examples
+    few_examples: list[str] = field(default_factory=list)  # at most one line: the results resting on n_eff < 100
     text: str | None = None  # what --output - prints (no file is written then)
 
 
@@ -150,10 +150,10 @@ def leaderboard(
     if not found.summaries:
         raise nothing_found(results_dir, found)
     summaries, names = [f.summary for f in found.summaries], [f.name for f in found.summaries]
-    warnings, few = found.warnings, []
-    for f in found.summaries:
-        if f.summary.uncertainty is not None:
-            few += [f"{f.name}: {line}" for line in few_examples_warnings(f.summary.uncertainty)]
+    warnings = found.warnings
+    # Said once, naming the rows it concerns (a line per result and metric drowned the table).
+    line = few_examples_line([(f.name, f.summary.uncertainty) for f in found.summaries if f.summary.uncertainty is not None])
+    few = [line] if line else []
     tables = {}
     for kind in kinds:
         frame = build_table(summaries, LAYOUTS[kind], names)

@@ -14,6 +14,8 @@ atomically. SVGs carry no date and a fixed id salt, so a rerun writes the same b
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +30,10 @@ from wmrbench.records import alpha_key, read_records
 from wmrbench.report.leaderboard import Found, gather, nothing_found, remove_stale_tmp_beside
 
 FORMATS = ("png", "svg")
-PANELS = (("A_rob", "A_rob: unweighted {attack}"), ("A_sa", "A_sa: {attack} points, weighted"),
-          ("A_tr", "A_tr: weighted {weighted}"))
+# Each title reads as a phrase with a named attack ("PGD", "weighted PGD") and with the names
+# used when the results ran different attacks ("the uniform attack", "the weighted attack").
+PANELS = (("A_rob", "A_rob: accuracy under {attack}"), ("A_sa", "A_sa: {attack}'s points, weighted"),
+          ("A_tr", "A_tr: accuracy under {weighted}"))
 
 
 def attack_names(summaries: Sequence[Any]) -> tuple[str, str]:
@@ -43,8 +47,8 @@ def attack_names(summaries: Sequence[Any]) -> tuple[str, str]:
         return "the uniform attack", "the weighted attack"
     method = methods.pop()
     if method is AttackMethod.AUTOATTACK:
-        return "AutoAttack", "APGD-CE"
-    return method.value.upper(), method.value.upper()
+        return "AutoAttack", "weighted APGD-CE"
+    return method.value.upper(), f"weighted {method.value.upper()}"
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,13 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _safe_name(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    """A file name for ``name`` that no other name shares: characters a file name should not hold
+    become ``_``, and then a short hash of the whole name is appended (``x&1`` and ``x%1`` would
+    otherwise both be ``x_1``, and one result's plot would overwrite the other's)."""
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in name)
+    if safe == name and not name.startswith("."):
+        return name
+    return f"{safe.lstrip('.') or '_'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def plot_metrics(results: Sequence[Found], dataset: str, out_dir: Path) -> list[Path]:

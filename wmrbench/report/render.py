@@ -1,7 +1,7 @@
 """Tables (pandas DataFrames from :mod:`.tables`) -> terminal (rich), Markdown, CSV, LaTeX.
 
 Text is left-aligned and numbers right-aligned in every format; accuracies have two decimals, as
-the paper prints them; CSV keeps full precision. The output depends on the frame alone, so a
+the paper prints them; CSV gives them and their intervals to six decimals. The output depends on the frame alone, so a
 rerun writes the same bytes.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -69,15 +70,37 @@ def print_table(frame: pd.DataFrame, title: str, console: Console | None = None,
     columns, cells = _cells(frame, ci)
     frame = frame[columns]
     widths = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(frame.columns)]
-    table = Table(title=title)
+    # Light rules and one space of padding: the intervals beside every number need the room.
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column, width in zip(frame.columns, widths):
         table.add_column(column, justify="right" if _numeric(frame, column) else "left",
                          no_wrap=True, min_width=width)
     for row in cells:
         table.add_row(*row)
     # A table is never squeezed to the terminal: truncated names and numbers mislead.
-    console = console or Console(width=max(80, sum(widths) + 3 * len(widths) + 1))
+    console = console or Console(width=max(80, sum(widths) + 2 * len(widths) + 2))
     console.print(table)
+    for line in legend(columns, cells, ci):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def legend(columns: list[str], cells: list[list[str]], ci: CiStyle = CiStyle.PM) -> list[str]:
+    """At most two lines under a terminal table: what its interval notation and its weighted
+    metrics mean, for the ones the table shows."""
+    text = " ".join(columns) + " " + " ".join(" ".join(row) for row in cells)
+    weighted = [m for m in ("A_sa", "A_tr", "A_wc") if m in columns or any(c.startswith(m) for c in text.split())]
+    first = []
+    if "±" in text:
+        first.append("± half the 95% interval (bootstrap over test examples)")
+    elif ci is CiStyle.INTERVAL and "[" in text:
+        first.append("[low, high] the 95% interval (bootstrap over test examples)")
+    if weighted:
+        first.append(f"{', '.join(weighted)} weigh examples by exp(-alpha_test * margin):")
+    second = ", ".join(part for key, part in (
+        ("A_sa", "A_sa at the uniform attack's points"), ("A_tr", "A_tr under the weighted attack"),
+        ("A_wc", "A_wc at the worst point found (wmrbench's own)"),
+    ) if key in weighted)
+    return [line for line in (". ".join(first), second) if line]
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> bool:
@@ -118,10 +141,18 @@ def to_markdown(frame: pd.DataFrame, ci: CiStyle = CiStyle.PM) -> str:
     return tabulate(rows, headers=list(frame.columns), tablefmt="github", colalign=align, disable_numparse=True) + "\n"
 
 
+CSV_DECIMALS = 6  # accuracies (points) and their intervals alike: 1e-6 points is far below any interval
+
+
 def to_csv(frame: pd.DataFrame, ci: CiStyle = CiStyle.PM) -> str:
-    """Full precision; the intervals as METRIC_lo, METRIC_hi columns (left out with ``none``)."""
+    """Accuracies and their intervals (METRIC_lo, METRIC_hi; left out with ``none``) to the same
+    six decimals; every other column as it is."""
     if ci is CiStyle.NONE:
         frame = frame.drop(columns=_interval_columns(frame))
+    frame = frame.copy()
+    for column in frame.columns:
+        if column.startswith(METRIC_COLUMNS) and pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].round(CSV_DECIMALS)
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, lineterminator="\n")  # full precision: CSV is for machines
     return buffer.getvalue()

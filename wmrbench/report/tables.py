@@ -166,19 +166,35 @@ def sort_rows(frame: pd.DataFrame, sort_by: str | None = None) -> pd.DataFrame:
 FOLDED_WHEN_CONSTANT = ("Dataset", "Defense", "1/lambda", "alpha_train", "audit")
 
 
+# How a protocol setting reads inside the terminal's one "Protocol" column (value alone where the
+# value names itself: PGD, Linf, weighted, fp32).
+_SHORT = {"eps": "eps {}", "Steps": "{} steps", "Step size": "step {}", "Restarts": "{} restarts", "Examples": "n {}"}
+PROTOCOL = "Protocol"
+
+
+def _text(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def terminal_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The table for a terminal (about 120 columns): each protocol column that holds one value on
-    every row is left out and said once (the second return value, for the title); columns that
-    differ between rows stay, so no row is read under another row's protocol. Files keep all."""
+    every row is left out and said once (the second return value, for the title); the protocol
+    columns that differ between rows are folded into one ``Protocol`` cell per row (``APGD-CE,
+    n 100``), so no row is read under another row's protocol. Files keep every column."""
     same = [c for c in (*FOLDED_WHEN_CONSTANT, *PROTOCOL_COLUMNS)
             if c in frame.columns and len(frame) and frame[c].astype("string").nunique(dropna=False) == 1]
-    if not same:
-        return frame, ""
-    shown = []
-    for column in same:
-        value = frame[column].iloc[0]
-        shown.append(f"{column} {'-' if value is None or (isinstance(value, float) and value != value) else (f'{value:g}' if isinstance(value, float) else value)}")
-    return frame.drop(columns=same), "every row: " + ", ".join(shown)
+    differ = [c for c in PROTOCOL_COLUMNS if c in frame.columns and c not in same]
+    shown = frame.drop(columns=same)
+    if differ:
+        cells = [", ".join(_SHORT.get(c, "{}").format(_text(row[c])) for c in differ if _text(row[c]) != "-")
+                 for _, row in frame.iterrows()]
+        shown = shown.drop(columns=differ)
+        shown[PROTOCOL] = cells
+    said = ", ".join(f"{c} {_text(frame[c].iloc[0])}" for c in same)
+    parts = ([f"every row: {said}"] if same else []) + ([f"Protocol: {', '.join(differ)}"] if differ else [])
+    return shown, "; ".join(parts)
 
 
 def _sort_key(series: pd.Series) -> pd.Series:

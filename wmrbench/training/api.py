@@ -58,12 +58,37 @@ DEFAULT_RUN = "custom"
 @dataclass(frozen=True)
 class FitResult:
     """What :func:`fit` trained: ``last.pt``, ``best.pt`` (None without a held-out split), the history
-    (one mapping per finished epoch, as in ``metrics.jsonl``) and the model with its trained weights."""
+    (one mapping per finished epoch, as in ``metrics.jsonl``) and the model with its trained weights.
+    Printed, it is one line (the model's class, not its layers)."""
 
     last: Path
     best: Path | None
     history: list[dict[str, Any]]
     model: nn.Module
+
+    def __repr__(self) -> str:
+        epochs = f"{len(self.history)} epoch{'s' if len(self.history) != 1 else ''}"
+        loss = f", last loss {self.history[-1]['loss']:.4f}" if self.history and "loss" in self.history[-1] else ""
+        return (f"FitResult(last={str(self.last)!r}, best={str(self.best) if self.best else None!r}, "
+                f"{epochs}{loss}, model={type(self.model).__name__})")
+
+
+def free_run(checkpoint_dir: str | Path, resume: bool) -> str:
+    """The run :func:`fit` uses when none is named: a fresh ``custom``, ``custom-2``, ``custom-3``,
+    ... (the first without a ``last.pt``), so that running a script twice trains twice instead of
+    stopping at the first run's checkpoint; with ``resume``, the last of them that has one."""
+    def name(k: int) -> str:
+        return DEFAULT_RUN if k == 1 else f"{DEFAULT_RUN}-{k}"
+
+    k = 1
+    while (Path(checkpoint_dir) / name(k) / "last.pt").exists():
+        k += 1
+    if not resume:
+        return name(k)
+    if k == 1:
+        raise WmrbenchError(f"resume=True: no run to resume under {checkpoint_dir} ({DEFAULT_RUN}/last.pt is missing); "
+                            f"name the run with run=...")
+    return name(k - 1)
 
 
 def fit(
@@ -85,7 +110,7 @@ def fit(
     milestones: Sequence[int] = (),
     gamma: float = 0.1,
     augment: bool = False,
-    run: str = DEFAULT_RUN,
+    run: str | None = None,
     checkpoint_dir: str | Path = "checkpoints",
     resume: bool = False,
     stop_after_epochs: int | None = None,
@@ -110,14 +135,18 @@ def fit(
     The training attack is PGD with ``steps`` steps of ``step_size`` in the ``norm`` ball of
     radius ``eps`` (``"linf"`` or ``"l2"``), intersected with [0, 1].
 
+    ``run``: the folder under ``checkpoint_dir``. Left out, each call trains a fresh one
+    (``custom``, then ``custom-2``, ...), so a script can be run again; ``resume=True`` then
+    continues the newest. A named run that already has a ``last.pt`` is refused unless resumed.
     ``resume``: continue the run from its ``last.pt`` into ``model`` (only ``epochs``, ``device``
-    and the other resumable settings may differ); without it an existing ``last.pt`` is refused.
+    and the other resumable settings may differ).
     ``val_size`` > 0 holds that many training examples out (chosen with the seed), or
     ``val_data`` (as ``train_data``; never your test set) is the held-out split; either is
     evaluated every ``eval_every`` epochs under the training attack's budget, keeping the best
     epoch by ``select_by`` (``A_rob``, ``A_sa@2``, ``A_tr@2``) as ``best.pt``. The checkpoint's
     ``val_size`` is then the held-out split's size.
-    ``stop_after_epochs`` ends this call early (resume later). A diverged run raises
+    ``stop_after_epochs`` ends this call early (resume later). ``show_progress`` False prints
+    nothing: no bars and no epoch lines (``history`` holds every epoch). A diverged run raises
     :class:`~wmrbench.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
     """
     if not isinstance(model, nn.Module):
@@ -131,6 +160,8 @@ def fit(
         val_size = len(held_out)
     if alpha_train is None:  # the paper's "+ours" where the defense takes the weight, else none
         alpha_train = 2.0 if get_defense(parse_enum(Defense, defense, "defense")).alpha_weighted else 0.0
+    if run is None:
+        run = free_run(checkpoint_dir, resume)
     cfg = TrainConfig(
         run=run, dataset=CUSTOM_DATASET, arch=type(model).__name__, defense=defense,
         alpha_train=alpha_train, beta=beta, detach_weights=False, normalize_weights=False,
@@ -145,7 +176,7 @@ def fit(
     task = own_task(model, data, held_out)
     check_before_work(cfg, task)
     swept = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress,
-                      task=task)
+                      task=task, epoch_lines=show_progress)
     if swept.failures:
         raise WmrbenchError(swept.failures[cfg.run])
     result = swept.results[0]
@@ -189,7 +220,7 @@ def as_image_set(train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor], n
         raise WmrbenchError(f"{name} is empty")
     low, high = float(x.min()), float(x.max())
     if not (0.0 <= low and high <= 1.0):  # the attack clips to [0, 1]: other ranges would be attacked wrongly
-        raise WmrbenchError(f"{name}: images must lie in [0, 1] (the attack's box); got values in [{low:g}, {high:g}]")
+        raise WmrbenchError(f"{name}: images must lie in [0, 1] (the attack's box); got values in [{low:.10g}, {high:.10g}]")
     return ImageSet(x, y.detach().long().cpu().contiguous())
 
 

@@ -37,16 +37,19 @@ def run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.checkpoint_dir) / cfg.run
 
 
-def read_training_checkpoint(last: Path) -> dict[str, Any]:
+def read_training_checkpoint(last: Path, purpose: str | None = None) -> dict[str, Any]:
+    """A wmrbench training checkpoint, or one line that starts with what it is read for
+    (``purpose``; default ``--resume``), so the message names what the user asked for."""
+    purpose = purpose or setting("resume", True)
     if not last.is_file():
-        raise WmrbenchError(f"{setting('resume', True)}: no checkpoint at {last}")
+        raise WmrbenchError(f"{purpose}: no checkpoint at {last}")
     saved = read_checkpoint(last)
     if saved.get("format") != CHECKPOINT_FORMAT:
-        raise WmrbenchError(f"{setting('resume', True)}: {last} is not a wmrbench training checkpoint")
+        raise WmrbenchError(f"{purpose}: {last} is not a wmrbench training checkpoint")
     try:
         train_config_from_dict(saved.get("config"))
     except WmrbenchError as exc:
-        raise WmrbenchError(f"{setting('resume', True)}: {last} records a config this version cannot use ({exc})") from None
+        raise WmrbenchError(f"{purpose}: {last} records a config this version cannot use ({exc})") from None
     return saved
 
 

@@ -56,14 +56,16 @@ from wmrbench.training.task import Task, named_task
 
 def fit(
     cfg: TrainConfig, *, resume: bool = False, stop_after_epochs: int | None = None,
-    show_progress: bool = True,
+    show_progress: bool = True, epoch_lines: bool = True,
 ) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.dataset``; return the path of ``last.pt`` and the history.
 
     ``stop_after_epochs`` ends this invocation after that many epochs (a time-boxed job); the
     run can then be continued with ``resume=True``. A run that diverges is one line.
+    ``epoch_lines`` False prints nothing per epoch (the history still holds every epoch).
     """
-    result = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress)
+    result = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress,
+                       epoch_lines=epoch_lines)
     if result.failures:
         raise WmrbenchError(result.failures[cfg.run])
     return result.results[0]
@@ -72,7 +74,7 @@ def fit(
 def fit_sweep(
     cfgs: Sequence[TrainConfig], *, resume: bool = False, missing_ok: bool = False,
     stop_after_epochs: int | None = None, show_progress: bool = True, train_epoch: TrainEpoch | None = None,
-    task: Task | None = None,
+    task: Task | None = None, epoch_lines: bool = True,
 ) -> SweepResult:
     """Train several runs side by side in this process, each exactly as :func:`fit` trains it alone.
 
@@ -90,6 +92,9 @@ def fit_sweep(
     ``train_epoch`` takes each epoch of the runs in place of :func:`~wmrbench.training.step.train_epoch`
     (the stacked step of :mod:`wmrbench.stacked`, ``--stack on``); everything around the epoch
     stays this. ``task`` is what they train (default: what the configs name, :func:`named_task`).
+    Each epoch prints one line naming its run (``epoch_lines`` False: none; ``train --quiet``
+    keeps them, so a log says what happened; ``demo --quiet`` and ``fit(show_progress=False)``
+    drop them).
     """
     if not cfgs:
         raise ValueError("fit_sweep needs at least one config")
@@ -117,7 +122,7 @@ def fit_sweep(
         try:
             # step.train_epoch looked up now, not at import: a test may pace it (test_reliability_paths)
             return _fit_locked(list(cfgs), task, device, world_size, resume, stop_after_epochs, show_progress,
-                               train_epoch or step.train_epoch)
+                               train_epoch or step.train_epoch, epoch_lines)
         except KeyboardInterrupt as exc:  # Ctrl-C: say what each run kept (read under its lock)
             if isinstance(exc, Interrupted) or not distributed.is_main_process():
                 raise
@@ -126,7 +131,7 @@ def fit_sweep(
 
 def _fit_locked(
     cfgs: list[TrainConfig], task: Task, device: torch.device, world_size: int, resume: bool,
-    stop_after_epochs: int | None, show_progress: bool, train_epoch: TrainEpoch,
+    stop_after_epochs: int | None, show_progress: bool, train_epoch: TrainEpoch, epoch_lines: bool = True,
 ) -> SweepResult:
     """:func:`fit_sweep` once every run folder is this process's (rank 0) alone."""
     saved: list[dict[str, Any]] = []
@@ -166,7 +171,7 @@ def _fit_locked(
                 except Diverged as exc:  # last.pt (if any) still holds the last good epoch
                     run.failure = diverged_line(run.cfg, run.last, exc, sweep=len(runs) > 1)  # said once, at the end
                     continue
-                _end_epoch(run, task, epoch, stats, weights, val, ctx, progress, tag=len(runs) > 1)
+                _end_epoch(run, task, epoch, stats, weights, val, ctx, progress, epoch_lines)
     for run in runs:
         run.board.close()
     failures = {r.cfg.run: r.failure for r in runs if r.failure is not None}
@@ -192,7 +197,7 @@ def _start_run(
 
 def _end_epoch(
     run: Run, task: Task, epoch: int, stats: dict[str, Any], weights: Tensor | None, val: ImageSet | None,
-    ctx: distributed.Context, progress: Any, tag: bool,
+    ctx: distributed.Context, progress: Any, epoch_lines: bool,
 ) -> None:
     """After a good epoch: the schedule, held-out metrics, the checkpoint, the epoch line."""
     cfg = run.cfg
@@ -205,9 +210,10 @@ def _end_epoch(
     if ctx.is_main:  # one writer; the other ranks hold identical weights
         save(run.last, cfg, run.model, run.optimizer, run.scheduler, epoch + 1, run.history,
               best=_is_best(run.history))
-        line = _epoch_line(stats, cfg.epochs, run.history)
-        # One line however long (a log is read by grep), and a run name is not markup.
-        progress.console.print(f"{line}  run {cfg.run}" if tag else line, markup=False, soft_wrap=True)
+        if epoch_lines:  # every line names its run: the demo and sweeps train several
+            line = _epoch_line(stats, cfg.epochs, run.history)
+            # One line however long (a log is read by grep), and a run name is not markup.
+            progress.console.print(f"{line}  run {cfg.run}", markup=False, soft_wrap=True)
         run.board.epoch(stats, weights)
 
 

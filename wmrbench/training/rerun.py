@@ -26,7 +26,7 @@ def rerun_training(checkpoint: str | Path, run: str | None = None, show_progress
     """Train again exactly as a checkpoint records (config, seed, as many epochs as it had done),
     into a new run beside it, and say whether the weights and the history are the same."""
     checkpoint = Path(checkpoint)
-    saved = read_training_checkpoint(checkpoint)
+    saved = read_training_checkpoint(checkpoint, "rerun")
     cfg = train_config_from_dict(saved["config"])
     run = run or f"{cfg.run}-rerun"
     if run == cfg.run:
