@@ -242,7 +242,7 @@ def train_config(
     """
     dataset, defense = parse_enum(DatasetName, dataset, "dataset"), parse_enum(Defense, defense, "defense")
     preset = preset_for(dataset, defense)
-    device = given.get("device") or DEFAULT_DEVICE
+    device = DEFAULT_DEVICE if given.get("device") is None else given["device"]
     given = dict(given)
     run = given.pop("run", None)  # "" is a name given (and refused), not "not given"
     default = TrainConfig(

@@ -145,6 +145,23 @@ def test_audit_bad_input_is_one_line(digits_runs, tmp_path):
     assert not (tmp_path / "q").exists() and not (tmp_path / "x").exists()
 
 
+def test_audit_refuses_zero_examples_as_evaluate_does(tmp_path):
+    """0 is a value given, not "not given": the audit must not fall back to its 500 images."""
+    require_mnist()
+    common = ("--checkpoint", MNIST_CHECKPOINT, "--arch", "smallcnn", "--dataset", "mnist", "--data-dir", MNIST_DIR,
+              "--n-examples", "0", "--device", "cpu", "--quiet")
+    said = assert_one_line_error(invoke("evaluate", *common, "--results-dir", tmp_path / "e"), "--n-examples")
+    assert assert_one_line_error(invoke("audit", *common, "--results-dir", tmp_path / "a"), "--n-examples") == said
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
+
+
+def test_audit_options_keep_what_was_given():
+    from wmrbench.audit.run import audit_options
+
+    assert audit_options({"n_examples": 0, "alpha_test": ()}) == {"n_examples": 0, "alpha_test": ()}
+    assert audit_options({"n_examples": None, "alpha_test": None})["n_examples"] == 500
+
+
 def test_leaderboard_shows_the_audit(digits_results, tmp_path):
     results = Path(shutil.copytree(digits_results, tmp_path / "results"))
     (results / "trades-a2" / "audit.json").write_text(json.dumps({"status": "fail"}))
