@@ -162,13 +162,54 @@ def test_audit_options_keep_what_was_given():
     assert audit_options({"n_examples": None, "alpha_test": None})["n_examples"] == 500
 
 
-def test_leaderboard_shows_the_audit(digits_results, tmp_path):
-    results = Path(shutil.copytree(digits_results, tmp_path / "results"))
-    (results / "trades-a2" / "audit.json").write_text(json.dumps({"status": "fail"}))
-    assert invoke("leaderboard", results).exit_code == 0
+def _audit_on(results: Path, run: str, status: str, **changed: str) -> None:
+    """An audit.json made on the weights and examples of RUN's result (or, ``changed``, others)."""
+    summary = json.loads((results / run / "summary.json").read_text())
+    made_on = {"model_sha256": summary["model_sha256"], "data_sha256": summary["data_sha256"], **changed}
+    (results / run / "audit.json").write_text(json.dumps({"status": status, **made_on}))
+
+
+def _audit_column(results: Path) -> dict[str, str]:
     rows = [[x.strip() for x in line.split("|")[1:-1]] for line in (results / "leaderboard-uniform.md").read_text().splitlines()]
     assert rows[0][-1] == "audit"
-    assert {r[1]: r[-1] for r in rows[2:]} == {"trades-a0": "not run", "trades-a2": "fail"}
+    return {r[1]: r[-1] for r in rows[2:]}
+
+
+def test_leaderboard_shows_the_audit(digits_results, tmp_path):
+    results = Path(shutil.copytree(digits_results, tmp_path / "results"))
+    _audit_on(results, "trades-a2", "fail")
+    assert invoke("leaderboard", results).exit_code == 0
+    assert _audit_column(results) == {"trades-a0": "not run", "trades-a2": "fail"}
+
+
+@pytest.mark.parametrize("changed", [{"model_sha256": "0" * 64}, {"data_sha256": "0" * 64}, {"model_sha256": None}])
+def test_an_audit_of_other_weights_or_examples_is_stale(changed, digits_results, tmp_path):
+    """evaluate --overwrite with another model, or on another number of examples, keeps the old
+    audit.json: its verdict must not be shown beside the new result (nor one that records neither)."""
+    results = Path(shutil.copytree(digits_results, tmp_path / "results"))
+    _audit_on(results, "trades-a2", "pass", **changed)
+    _audit_on(results, "trades-a0", "warn")
+    out = invoke("leaderboard", results)
+    assert out.exit_code == 0, out.output
+    assert _audit_column(results) == {"trades-a0": "warn", "trades-a2": "stale"}
+    assert "Warning: audit stale for trades-a2: made on other weights or other examples" in out.stderr
+
+
+@pytest.mark.slow  # 7 s measured on the loaded 2-core machine: a quick audit and two evaluations of 20 digits
+def test_a_real_audit_is_shown_only_beside_the_result_it_was_made_on(digits_runs, tmp_path):
+    a0, a2 = digits_runs["trades-a0"], digits_runs["trades-a2"]
+    results = tmp_path / "results"
+    common = ("--n-examples", "20", "--steps", "2", "--results-dir", results, "--quiet")
+    assert invoke("evaluate", "--checkpoint", a2, "--run", "m", *common).exit_code == 0
+    out = invoke("audit", "--checkpoint", a2, "--run", "m", "--quick", *common)
+    assert out.exit_code == 0, out.output
+    verdict = json.loads((results / "m" / "audit.json").read_text())["status"]
+    assert invoke("leaderboard", results).exit_code == 0
+    assert _audit_column(results) == {"m": verdict}
+    # The same run name, another model: the audit no longer belongs to the row.
+    assert invoke("evaluate", "--checkpoint", a0, "--run", "m", *common, "--overwrite").exit_code == 0
+    assert invoke("leaderboard", results).exit_code == 0
+    assert _audit_column(results) == {"m": "stale"}
 
 
 MASKED = '''

@@ -132,7 +132,8 @@ def run_audit(
         found.append(c.weighted_check(frames, pairs, alphas, inside, tol))
         status = c.worst([ch.status for ch in found])
         del frames["white-box (worst case)"]
-        files = report.write(folder, cfg, prepared.info, found, status, frames, by_eps, grid)
+        files = report.write(folder, cfg, prepared.info, found, status, frames, by_eps, grid,
+                             fingerprint.model_sha256, fingerprint.data_sha256)
     return AuditResult(cfg, found, status, folder, files)
 
 
