@@ -10,6 +10,7 @@ and the paired interval would be wrong.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -23,6 +24,7 @@ from wmrbench.uncertainty import BootstrapConfig, Difference, paired, same_examp
 
 DEFAULT_ALPHAS = (1.0, 1.5, 2.0)
 SIGNIFICANCE = 0.05
+STDOUT = "-"  # --output -: the table's text goes to standard output, no file is written
 
 
 class CompareFormat(str, Enum):
@@ -37,19 +39,34 @@ class Comparison:
     n_examples: int
     differences: list[Difference]
     config: BootstrapConfig
+    # what a reader must know beside the numbers: records no summary verifies, alphas left out
+    notes: tuple[str, ...] = ()
 
 
 def result_records(path: str | Path) -> tuple[str, pd.DataFrame]:
     """A result's name and records, from its folder (or its summary.json or records.csv).
     A summary beside the records must match them (its SHA-256), as everywhere else."""
-    path = Path(path)
-    folder = path.parent if path.name in (SUMMARY_NAME, RECORDS_NAME) and path.is_file() else path
+    folder = _folder(path)
     records = folder / RECORDS_NAME
     if not records.is_file():
         raise WmrbenchError(f"{path}: no {RECORDS_NAME} (give a result folder that `wmrbench evaluate` wrote)")
     if (folder / SUMMARY_NAME).is_file():
         read_summary(folder / SUMMARY_NAME)  # refuses records that are not the summary's
-    return folder.name or str(folder), read_records(records)
+    return folder.name or str(folder), read_records(records)  # records consistent with themselves
+
+
+def _folder(path: str | Path) -> Path:
+    path = Path(path)
+    return path.parent if path.name in (SUMMARY_NAME, RECORDS_NAME) and path.is_file() else path
+
+
+def unverified(name: str, path: str | Path) -> str | None:
+    """A note when no summary.json beside a result's records holds their SHA-256: such records
+    may have been truncated at a row boundary or edited consistently, and nothing can tell."""
+    if (_folder(path) / SUMMARY_NAME).is_file():
+        return None
+    return (f"{name}: no {SUMMARY_NAME} beside its {RECORDS_NAME}, so nothing verifies them (their SHA-256); "
+            "the numbers are only as good as that file")
 
 
 def compare_records(name_a: str, records_a: pd.DataFrame, name_b: str, records_b: pd.DataFrame,
@@ -59,10 +76,16 @@ def compare_records(name_a: str, records_a: pd.DataFrame, name_b: str, records_b
     if differs is not None:
         raise WmrbenchError(f"{name_a} and {name_b} hold different test examples ({differs}): "
                             f"a paired comparison needs the same examples in both; evaluate both with the same {setting('n_examples')}")
+    notes = []
     if alphas is None:
-        common = [a for a in tr_alphas(records_a) if a in set(tr_alphas(records_b))]
+        in_a, in_b = tr_alphas(records_a), tr_alphas(records_b)
+        common = [a for a in in_a if a in set(in_b)]
         alphas = common or list(DEFAULT_ALPHAS)  # A_sa needs only the unweighted attack's records
-    return Comparison(name_a, name_b, len(records_a), paired(records_a, records_b, alphas, config), config)
+        for name, only in ((name_a, [a for a in in_a if a not in set(in_b)]), (name_b, [a for a in in_b if a not in set(in_a)])):
+            if only:  # A_tr at an alpha one result lacks cannot be paired: say so, never drop it silently
+                notes.append(f"A_tr at alpha_test {', '.join(f'{a:g}' for a in only)} only in {name}: not compared")
+    return Comparison(name_a, name_b, len(records_a), paired(records_a, records_b, alphas, config), config,
+                      tuple(notes))
 
 
 def compare(path_a: str | Path, path_b: str | Path, config: BootstrapConfig = BootstrapConfig(),
@@ -74,21 +97,36 @@ def compare(path_a: str | Path, path_b: str | Path, config: BootstrapConfig = Bo
     if name_a == name_b:
         name_a, name_b = str(path_a), str(path_b)
     comparison = compare_records(name_a, records_a, name_b, records_b, config)
+    missing = tuple(note for note in (unverified(name_a, path_a), unverified(name_b, path_b)) if note)
+    comparison = dataclasses.replace(comparison, notes=missing + comparison.notes)
     written = None
-    if output is not None:
-        fmt = fmt or (CompareFormat.CSV if str(output).lower().endswith(".csv") else CompareFormat.MD)
-        frame = comparison_frame(comparison)
-        written = atomic_write_text(output, to_csv(frame) if fmt is CompareFormat.CSV else to_markdown(comparison))
+    if output is not None and str(output) != STDOUT:
+        written = atomic_write_text(output, render(comparison, output_format(output, fmt)))
     return comparison, written
+
+
+def output_format(output: str | Path, fmt: CompareFormat | None) -> CompareFormat:
+    """``fmt`` if given, else CSV for a .csv name, else Markdown (also for ``-``)."""
+    return fmt or (CompareFormat.CSV if str(output).lower().endswith(".csv") else CompareFormat.MD)
+
+
+def render(c: Comparison, fmt: CompareFormat) -> str:
+    """The file's text: CSV (full precision) or Markdown."""
+    return to_csv(comparison_frame(c)) if fmt is CompareFormat.CSV else to_markdown(c)
+
+
+# Points below which a difference is floating-point noise: A_sa and A_tr are weighted sums, and
+# two results of 100.00 can differ by 1e-14 (which once read "B higher").
+ZERO = 1e-9
 
 
 def verdict(d: Difference, level: float = SIGNIFICANCE) -> str:
     """'A higher (significant at 5%)', 'B higher (not significant)', 'no difference'.
     Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees in the table)."""
-    if d.difference == 0 and d.lo == d.hi == 0:
+    if abs(d.difference) <= ZERO and abs(d.lo) <= ZERO and abs(d.hi) <= ZERO:
         return "no difference"
-    side = "A higher" if d.difference > 0 else "B higher" if d.difference < 0 else "equal"
-    significant = d.lo > 0 or d.hi < 0
+    side = "A higher" if d.difference > ZERO else "B higher" if d.difference < -ZERO else "equal"
+    significant = d.lo > ZERO or d.hi < -ZERO
     return f"{side} ({'significant' if significant else 'not significant'} at {level:.0%})"
 
 
@@ -137,5 +175,6 @@ def to_markdown(c: Comparison) -> str:
 
     headers, rows = display_rows(c)
     align = ["left", "right", "right", "right", "right", "right", "right", "right", "left"]
-    return f"{title(c)}\n\n" + tabulate(rows, headers=headers, tablefmt="github", colalign=align,
+    notes = "".join(f"Note: {note}\n" for note in c.notes)
+    return f"{title(c)}\n\n{notes}{chr(10) if notes else ''}" + tabulate(rows, headers=headers, tablefmt="github", colalign=align,
                                         disable_numparse=True) + "\n"
