@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from wmrbench.attacks.wrappers import check_batch, model_device
+from wmrbench.attacks.inputs import check_attack_inputs
+from wmrbench.attacks.wrappers import model_device
 from wmrbench.attack_config import AttackConfig, Precision, Start
 from wmrbench.checks import parse_enum
 from wmrbench.config import CUSTOM_DATASET, AttackMode, Defense, TrainConfig
@@ -51,9 +52,10 @@ def _run(
     start: str, norm: str, attack_mode: str, generator: torch.Generator | None, precision: str, epoch: int = 0,
     **loss_settings: object,
 ) -> LossResult:
-    check_batch(x, y)
     device = model_device(model)
-    x, y = x.detach().to(device), y.to(device)
+    # The same check as WeightedPGD and wmrbench.evaluate: once per call (one probe, one sync).
+    checked = check_attack_inputs(model, x, y, loss_settings.get("alpha", 0.0), device)
+    x, y = checked.x, checked.y
     precision_ = parse_enum(Precision, precision, "precision")
     # train_step reads the defense, its settings and the attack from the config; the run, data,
     # model and optimizer fields below are never read by a step (they describe a CLI run).
