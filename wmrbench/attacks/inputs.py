@@ -153,8 +153,8 @@ def check_value_ranges(x: Tensor, y: Tensor | None, classes: int | None, alpha: 
             raise WmrbenchError(f"alpha must be finite and >= 0 (0 is the uniform, unweighted case); got a value "
                                 f"{'NaN or inf' if not a_finite else a_lo}")
     if logits is not None and not rest[0]:
-        raise WmrbenchError(f"{model} gives non-finite outputs (NaN or inf) on the first image: its weights, not the "
-                            "attack, are at fault")
+        raise WmrbenchError(f"{model} gives non-finite outputs (NaN or inf) on the first image, before any attack or "
+                            "training step: its weights or its forward are at fault")
 
 
 def check_attack_inputs(model: nn.Module, x: object, y: object, alpha: object = 0.0,
