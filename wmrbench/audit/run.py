@@ -130,6 +130,7 @@ def run_audit(
                                  render_settings(f"no {setting('reference')} model given"), SUGGEST[5]))
         inside = [base_name, *grid.values(), *adaptive, square, *([transfer] if transfer else [])]
         found.append(c.weighted_check(frames, pairs, alphas, inside, tol))
+        found = c.too_few(found, len(frames[base_name]), tol)
         status = c.worst([ch.status for ch in found])
         del frames["white-box (worst case)"]
         files = report.write(folder, cfg, prepared.info, found, status, frames, by_eps, grid,
