@@ -151,3 +151,48 @@ def test_the_check_runs_once_per_call_not_per_step(monkeypatch):
     x, y = _batch()
     WeightedPGD(_model(), eps=0.1, step_size=0.01, steps=20)(x, y)
     assert len(calls) == 1
+
+
+def _random_input(rng: torch.Generator):
+    """A random (x, y, alpha): a valid batch whose every aspect is damaged with probability 0.3
+    by a random fault (shape, dtype, values, labels, alpha), so some inputs are valid by chance."""
+    def pick(options):
+        return options[int(torch.randint(len(options), (1,), generator=rng))]
+
+    def damaged() -> bool:
+        return float(torch.rand(1, generator=rng)) < 0.3
+
+    n = pick([1, 3, N]) if not damaged() else 0
+    shape = (n, 1, 8, 8) if not damaged() else pick([(n, 8, 8), (n, 64), (n, 1, 8, 8, 1), (n, 3, 8, 8)])
+    x = torch.rand(shape, generator=rng)
+    if damaged():
+        x = x * pick([2.0, -1.0, float("nan"), float("inf")])
+    if damaged():
+        x = pick([x.double(), x.half(), (x.abs() * 255).nan_to_num().to(torch.uint8), x.bfloat16()])
+    y = torch.randint(0, 10, (n,), generator=rng)
+    if damaged():
+        y = pick([y + 10, y - 11, y[: max(n - 1, 0)], y.float(), y.bool(), y[:, None]])
+    alpha = pick([0.0, 2.0, torch.rand(n, generator=rng) * 2]) if not damaged() else pick(
+        [-1.0, float("nan"), torch.rand(n + 1, generator=rng), torch.full((n,), float("nan")), -torch.ones(n)])
+    return x, y, alpha
+
+
+@pytest.mark.parametrize("caller", ["WeightedPGD", "losses.pgd_at"])
+def test_fuzzed_inputs_raise_one_line_or_run(caller):
+    """80 random (x, y, alpha): each either runs or raises one WmrbenchError line, never another exception."""
+    rng = torch.Generator().manual_seed(2021)
+    model = _model()
+    refused = 0
+    for k in range(80):
+        x, y, alpha = _random_input(rng)
+        if caller == "losses.pgd_at" and isinstance(alpha, torch.Tensor):
+            alpha = float(alpha.reshape(-1)[0]) if alpha.numel() else 0.0  # losses take one alpha
+        try:
+            CALLERS[caller](model, x, y, alpha)
+        except WmrbenchError as exc:
+            refused += 1
+            assert "\n" not in str(exc), str(exc)
+        except Exception as exc:  # noqa: BLE001 - the bug this test names
+            pytest.fail(f"case {k}: x {tuple(x.shape)} {x.dtype}, y {tuple(y.shape)} {y.dtype}, alpha {alpha!r}: "
+                        f"{type(exc).__name__}: {exc}")
+    assert 20 < refused < 80  # most random inputs are refused, some are valid and run
