@@ -226,12 +226,13 @@ def wilson(p: float, n: float, level: float = LEVEL) -> tuple[float, float]:
 
 
 def alike_warnings(unc: Uncertainty) -> list[str]:
-    """One line naming the metrics whose interval is Wilson's (every resample alike)."""
+    """One line naming the metrics whose interval is Wilson's (every resample alike: all examples
+    right, all wrong, or one example; the bootstrap's would read [p, p])."""
     if WILSON not in unc.method:
         return []
-    names = unc.method.split(": ", 1)[-1]
-    return [f"{names}: every example alike (0% or 100%, or one example): the interval is the {WILSON}, "
-            "not the bootstrap's (which would read [p, p])"]
+    metrics = dict.fromkeys(name.split("@")[0] for name in unc.method.split(": ", 1)[-1].split(", "))
+    # short: the leaderboard prints it after the result's name, within 120 columns
+    return [f"Wilson interval for {', '.join(metrics)}: every example alike"]
 
 
 def few_examples_warnings(unc: Uncertainty, threshold: float = FEW_EXAMPLES) -> list[str]:
