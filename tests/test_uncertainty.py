@@ -43,9 +43,10 @@ def population(seed: int = 2026) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 def records(correct: np.ndarray, margin: np.ndarray, index: np.ndarray | None = None) -> pd.DataFrame:
     n = len(correct)
+    clean = np.arange(n) % 50 != 7  # 2% of the clean images wrong, as a robust MNIST model's
     return pd.DataFrame({
         "index": np.arange(n) if index is None else index, "label": np.zeros(n, dtype=int),
-        "clean_correct": np.ones(n, dtype=bool), "clean_margin": np.ones(n), "pgd_correct": correct, "pgd_margin": margin,
+        "clean_correct": clean, "clean_margin": np.where(clean, 1.0, -0.5), "pgd_correct": correct, "pgd_margin": margin,
     })
 
 
@@ -234,3 +235,36 @@ def test_compare_refuses_bad_bootstrap_options_in_one_line(tmp_path: Path, args:
     out = invoke("compare", tmp_path / "a", tmp_path / "b", *args)
     assert_one_line_error(out, words)
     assert invoke("compare", tmp_path / "a", tmp_path / "b").exit_code == 0  # records alone are enough
+
+
+def test_wilson_matches_the_closed_form_and_never_collapses() -> None:
+    from wmrbench.uncertainty import wilson
+
+    assert wilson(1.0, 1) == pytest.approx((20.654931, 100.0), abs=1e-5)  # z = 1.959964
+    assert wilson(0.0, 1) == pytest.approx((0.0, 79.345069), abs=1e-5)
+    assert wilson(0.5, 100) == pytest.approx((40.383153, 59.616847), abs=1e-5)
+    lo, hi = wilson(1.0, 200)
+    assert 98.0 < lo < 98.2 and hi == 100.0
+
+
+@pytest.mark.parametrize(("n", "right"), [(1, True), (1, False), (200, True)])
+def test_an_interval_never_collapses_to_a_point(n: int, right: bool) -> None:
+    """0.00 [0.00, 0.00] on one image, or 100.00 +- 0.0 on 200, read as certainty; the bootstrap
+    gives [p, p] there, so the Wilson interval stands in and the method and a warning say so."""
+    correct = np.full(n, right)
+    margin = np.where(correct, 0.6, -0.4)
+    unc = uncertainty(records(correct, margin).assign(clean_correct=correct, clean_margin=margin), alphas=[2.0])
+    for metric in ("A_nat", "A_rob"):
+        lo, hi = unc.interval(metric)
+        assert hi - lo > 1.0, (metric, lo, hi)
+    lo, hi = unc.interval("A_sa", "2")
+    assert hi - lo > 1.0
+    assert "Wilson score interval where every resample was alike: A_nat, A_rob, A_sa@2" in unc.method
+    assert any("every example alike" in line for line in few_examples_warnings(unc))
+
+
+def test_an_interval_of_a_varied_sample_stays_the_bootstraps() -> None:
+    correct, margin, _, _ = population()
+    unc = uncertainty(records(correct[:300], margin[:300]), alphas=[1.0])
+    assert unc.method == "percentile bootstrap over examples"
+    assert not any("alike" in line for line in few_examples_warnings(unc))

@@ -10,6 +10,7 @@ and the paired interval would be wrong.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -23,6 +24,7 @@ from wmrbench.uncertainty import BootstrapConfig, Difference, paired, paired_aga
 
 DEFAULT_ALPHAS = (1.0, 1.5, 2.0)
 SIGNIFICANCE = 0.05
+STDOUT = "-"  # --output -: the table's text goes to standard output, no file is written
 
 
 class CompareFormat(str, Enum):
@@ -37,27 +39,43 @@ class Comparison:
     n_examples: int
     differences: list[Difference]
     config: BootstrapConfig
+    # what a reader must know beside the numbers: records no summary verifies, alphas left out
+    notes: tuple[str, ...] = ()
 
 
 def result_records(path: str | Path) -> tuple[str, pd.DataFrame]:
     """A result's name and records, from its folder (or its summary.json or records.csv).
     A summary beside the records must match them (its SHA-256), as everywhere else."""
-    path = Path(path)
-    folder = path.parent if path.name in (SUMMARY_NAME, RECORDS_NAME) and path.is_file() else path
+    folder = _folder(path)
     records = folder / RECORDS_NAME
     if not records.is_file():
         raise WmrbenchError(f"{path}: no {RECORDS_NAME} (give a result folder that `wmrbench evaluate` wrote)")
     if (folder / SUMMARY_NAME).is_file():
         read_summary(folder / SUMMARY_NAME)  # refuses records that are not the summary's
-    return folder.name or str(folder), read_records(records)
+    return folder.name or str(folder), read_records(records)  # records consistent with themselves
+
+
+def _folder(path: str | Path) -> Path:
+    path = Path(path)
+    return path.parent if path.name in (SUMMARY_NAME, RECORDS_NAME) and path.is_file() else path
+
+
+def unverified(name: str, path: str | Path) -> str | None:
+    """A note when no summary.json beside a result's records holds their SHA-256: such records
+    may have been truncated at a row boundary or edited consistently, and nothing can tell."""
+    if (_folder(path) / SUMMARY_NAME).is_file():
+        return None
+    return (f"{name}: no {SUMMARY_NAME} beside its {RECORDS_NAME}, so nothing verifies them (their SHA-256); "
+            "the numbers are only as good as that file")
 
 
 def compare_records(name_a: str, records_a: pd.DataFrame, name_b: str, records_b: pd.DataFrame,
                     config: BootstrapConfig = BootstrapConfig(), alphas: list[float] | None = None) -> Comparison:
     """The paired comparison of two records on the same examples (else one line naming both)."""
     _check_same_examples(name_a, records_a, name_b, records_b)
+    notes = _one_sided_alphas(name_a, records_a, name_b, records_b) if alphas is None else ()
     alphas = _common_alphas(records_a, records_b) if alphas is None else alphas
-    return Comparison(name_a, name_b, len(records_a), paired(records_a, records_b, alphas, config), config)
+    return Comparison(name_a, name_b, len(records_a), paired(records_a, records_b, alphas, config), config, notes)
 
 
 def _check_same_examples(name_a: str, records_a: pd.DataFrame, name_b: str, records_b: pd.DataFrame) -> None:
@@ -70,6 +88,14 @@ def _check_same_examples(name_a: str, records_a: pd.DataFrame, name_b: str, reco
 def _common_alphas(records_a: pd.DataFrame, records_b: pd.DataFrame) -> list[float]:
     common = [a for a in tr_alphas(records_a) if a in set(tr_alphas(records_b))]
     return common or list(DEFAULT_ALPHAS)  # A_sa needs only the unweighted attack's records
+
+
+def _one_sided_alphas(name_a: str, records_a: pd.DataFrame, name_b: str, records_b: pd.DataFrame) -> tuple[str, ...]:
+    """A_tr at an alpha one result lacks cannot be paired: say so, never drop it silently."""
+    in_a, in_b = tr_alphas(records_a), tr_alphas(records_b)
+    return tuple(f"A_tr at alpha_test {', '.join(f'{a:g}' for a in only)} only in {name}: not compared"
+                 for name, only in ((name_a, [a for a in in_a if a not in set(in_b)]),
+                                    (name_b, [a for a in in_b if a not in set(in_a)])) if only)
 
 
 def compare_against(name_b: str, records_b: pd.DataFrame, others: list[tuple[str, pd.DataFrame]],
@@ -89,7 +115,8 @@ def compare_against(name_b: str, records_b: pd.DataFrame, others: list[tuple[str
     chosen = [others[i][1] for i in batch]
     differences = paired_against(records_b, chosen, [_common_alphas(a, records_b) for a in chosen], config)
     for i, diffs in zip(batch, differences, strict=True):
-        out[i] = Comparison(others[i][0], name_b, len(records_b), diffs, config)
+        out[i] = Comparison(others[i][0], name_b, len(records_b), diffs, config,
+                            _one_sided_alphas(others[i][0], others[i][1], name_b, records_b))
     return [o for o in out if o is not None]
 
 
@@ -102,21 +129,36 @@ def compare(path_a: str | Path, path_b: str | Path, config: BootstrapConfig = Bo
     if name_a == name_b:
         name_a, name_b = str(path_a), str(path_b)
     comparison = compare_records(name_a, records_a, name_b, records_b, config)
+    missing = tuple(note for note in (unverified(name_a, path_a), unverified(name_b, path_b)) if note)
+    comparison = dataclasses.replace(comparison, notes=missing + comparison.notes)
     written = None
-    if output is not None:
-        fmt = fmt or (CompareFormat.CSV if str(output).lower().endswith(".csv") else CompareFormat.MD)
-        frame = comparison_frame(comparison)
-        written = atomic_write_text(output, to_csv(frame) if fmt is CompareFormat.CSV else to_markdown(comparison))
+    if output is not None and str(output) != STDOUT:
+        written = atomic_write_text(output, render(comparison, output_format(output, fmt)))
     return comparison, written
+
+
+def output_format(output: str | Path, fmt: CompareFormat | None) -> CompareFormat:
+    """``fmt`` if given, else CSV for a .csv name, else Markdown (also for ``-``)."""
+    return fmt or (CompareFormat.CSV if str(output).lower().endswith(".csv") else CompareFormat.MD)
+
+
+def render(c: Comparison, fmt: CompareFormat) -> str:
+    """The file's text: CSV (full precision) or Markdown."""
+    return to_csv(comparison_frame(c)) if fmt is CompareFormat.CSV else to_markdown(c)
+
+
+# Points below which a difference is floating-point noise: A_sa and A_tr are weighted sums, and
+# two results of 100.00 can differ by 1e-14 (which once read "B higher").
+ZERO = 1e-9
 
 
 def verdict(d: Difference, level: float = SIGNIFICANCE) -> str:
     """'A higher (significant at 5%)', 'B higher (not significant)', 'no difference'.
     Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees in the table)."""
-    if d.difference == 0 and d.lo == d.hi == 0:
+    if abs(d.difference) <= ZERO and abs(d.lo) <= ZERO and abs(d.hi) <= ZERO:
         return "no difference"
-    side = "A higher" if d.difference > 0 else "B higher" if d.difference < 0 else "equal"
-    significant = d.lo > 0 or d.hi < 0
+    side = "A higher" if d.difference > ZERO else "B higher" if d.difference < -ZERO else "equal"
+    significant = d.lo > ZERO or d.hi < -ZERO
     return f"{side} ({'significant' if significant else 'not significant'} at {level:.0%})"
 
 
@@ -165,5 +207,6 @@ def to_markdown(c: Comparison) -> str:
 
     headers, rows = display_rows(c)
     align = ["left", "right", "right", "right", "right", "right", "right", "right", "left"]
-    return f"{title(c)}\n\n" + tabulate(rows, headers=headers, tablefmt="github", colalign=align,
+    notes = "".join(f"Note: {note}\n" for note in c.notes)
+    return f"{title(c)}\n\n{notes}{chr(10) if notes else ''}" + tabulate(rows, headers=headers, tablefmt="github", colalign=align,
                                         disable_numparse=True) + "\n"

@@ -33,7 +33,7 @@ from wmrbench.io import atomic_write_text, lock_folder
 from wmrbench.models.source import ModelSource, SourceKind
 from wmrbench.presets import (
     DEFAULT_ALPHA_TEST, DEFAULT_CHECKPOINT_DIR, DEFAULT_DATA_DIR, DEFAULT_DEVICE, DEFAULT_RESULTS_DIR, DEFAULT_SEED,
-    PAPER_PROTOCOLS, eval_config, preset_for, train_config,
+    PAPER_PROTOCOLS, eval_config, preset_for, scaled_burn_in, train_config,
 )
 from wmrbench.comparison import compare_records
 from wmrbench.evaluation.partial import has_partial
@@ -118,7 +118,7 @@ def planned_runs(cfg: FamilyConfig) -> list[TrainConfig]:
         preset = preset_for(cfg.data, defense)
         alpha = preset.alpha_train if ours else 0.0
         epochs = cfg.epochs if cfg.epochs is not None else (QUICK_EPOCHS if cfg.quick else preset.epochs)
-        burn_in = round(preset.burn_in * epochs / preset.epochs)  # the same share of the run
+        burn_in = scaled_burn_in(preset, epochs)  # the same share of the run, one epoch at least after it
         runs.append(train_config(
             cfg.data, defense, run=f"{NAME}-{cfg.data.value}-{defense.value}-a{alpha:g}", alpha_train=alpha,
             epochs=epochs, burn_in=burn_in, seed=cfg.seed, device=cfg.device, precision=cfg.precision,

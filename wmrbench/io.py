@@ -43,7 +43,6 @@ import pickle
 import re
 import secrets
 import stat
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -396,8 +395,14 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint") -> dict[str, Any
                 "plain containers, and wmrbench never runs code from a file"
             ) from None
         raise WmrbenchError(f"cannot read {what} {path}: corrupt or not a PyTorch file ({_unpickler_detail(exc)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise WmrbenchError(f"cannot read {what} {path}: corrupt or not a PyTorch file ({first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001
+        # Any content may reach this reader: torch's legacy unpickler and its zip reader raise
+        # whatever the bytes provoke (IndexError, KeyError, MemoryError, struct.error, ...), and no
+        # list of exception types stays complete. Every one of them means the file is not a
+        # checkpoint; only KeyboardInterrupt and SystemExit (BaseException) pass through.
+        raise WmrbenchError(
+            f"cannot read {what} {path}: corrupt or not a PyTorch file ({first_line(exc, with_type=True, limit=200)})"
+        ) from None
     if not isinstance(obj, dict):
         raise WmrbenchError(f"cannot read {what} {path}: expected a dict of tensors, got {type(obj).__name__}")
     return obj

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from wmrbench.attacks.wrappers import check_batch, model_device
+from wmrbench.attacks.inputs import check_attack_inputs
+from wmrbench.attacks.wrappers import model_device
 from wmrbench.attack_config import AttackConfig, Precision, Start
 from wmrbench.checks import parse_enum
 from wmrbench.config import CUSTOM_DATASET, AttackMode, Defense, TrainConfig
@@ -51,12 +52,17 @@ def _run(
     start: str, norm: str, attack_mode: str, generator: torch.Generator | None, precision: str, epoch: int = 0,
     **loss_settings: object,
 ) -> LossResult:
-    check_batch(x, y)
     device = model_device(model)
-    x, y = x.detach().to(device), y.to(device)
+    # The same check as WeightedPGD and wmrbench.evaluate: once per call (one probe, one sync).
+    checked = check_attack_inputs(model, x, y, loss_settings.get("alpha", 0.0), device)
+    x, y = checked.x, checked.y
     precision_ = parse_enum(Precision, precision, "precision")
     # train_step reads the defense, its settings and the attack from the config; the run, data,
     # model and optimizer fields below are never read by a step (they describe a CLI run).
+    burn_in = loss_settings.get("burn_in", 0)
+    # A step belongs to no run of known length: the run is made just long enough for its burn-in
+    # (check_spec refuses a run whose burn-in covers every epoch); a bad burn_in is refused below.
+    epochs = burn_in + 1 if isinstance(burn_in, int) and not isinstance(burn_in, bool) and burn_in >= 0 else 1
     cfg = TrainConfig(
         run="losses", dataset=CUSTOM_DATASET, arch=type(model).__name__, defense=defense,
         alpha_train=float(loss_settings.pop("alpha", 0.0)),  # type: ignore[arg-type]
@@ -64,7 +70,7 @@ def _run(
         detach_weights=bool(loss_settings.pop("detach_weights", False)),
         normalize_weights=bool(loss_settings.pop("normalize_weights", False)),
         attack=AttackConfig(eps=eps, step_size=step_size, steps=steps, restarts=1, start=start, norm=norm),
-        epochs=1, batch_size=max(len(y), 1), lr=0.0, momentum=0.0, weight_decay=0.0, milestones=(), gamma=1.0,
+        epochs=epochs, batch_size=max(len(y), 1), lr=0.0, momentum=0.0, weight_decay=0.0, milestones=(), gamma=1.0,
         augment=False, seed=0, data_dir="", checkpoint_dir="", device=str(device), precision=precision_,
         attack_mode=parse_enum(AttackMode, attack_mode, "attack_mode"), **loss_settings,  # type: ignore[arg-type]
     )

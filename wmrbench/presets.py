@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from wmrbench.attack_config import AttackConfig, Norm, Precision, RestartFrom, RestartRule, Start
-from wmrbench.checks import parse_enum
+from wmrbench.checks import check_int, parse_enum
 from wmrbench.config import (
     DatasetName,
     Defense,
@@ -242,8 +242,12 @@ def train_config(
     """
     dataset, defense = parse_enum(DatasetName, dataset, "dataset"), parse_enum(Defense, defense, "defense")
     preset = preset_for(dataset, defense)
-    device = given.get("device") or DEFAULT_DEVICE
+    device = DEFAULT_DEVICE if given.get("device") is None else given["device"]
     given = dict(given)
+    if preset.burn_in and given.get("epochs") is not None and given.get("burn_in") is None:
+        # A shorter run keeps the preset's share of burn-in; its own length would leave GAIRAT or
+        # MAIL no epoch to reweight in (a run labelled GAIRAT that trained as PGD-AT).
+        given["burn_in"] = scaled_burn_in(preset, check_int(given["epochs"], "epochs", 1))
     run = given.pop("run", None)  # "" is a name given (and refused), not "not given"
     default = TrainConfig(
         run="unnamed", dataset=dataset, arch=preset.arch, defense=defense, alpha_train=0.0, beta=preset.beta,
@@ -259,6 +263,12 @@ def train_config(
     )
     cfg = with_options(default, **given)
     return with_options(cfg, run=run if run is not None else default_train_run(dataset, defense, cfg.alpha_train))
+
+
+def scaled_burn_in(preset: Preset, epochs: int) -> int:
+    """The preset's burn-in for a run of ``epochs`` epochs: the same share of the run, and at
+    least one epoch left after it, so that the reweighting always runs."""
+    return min(round(preset.burn_in * epochs / preset.epochs), epochs - 1)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from wmrbench.config import EvalConfig, eval_config_from_dict, number_key, to_jsonable
@@ -118,7 +119,72 @@ def read_records(path: str | Path) -> pd.DataFrame:
     if missing:
         raise WmrbenchError(f"{path} is not a wmrbench records file (missing {', '.join(sorted(missing))})")
     _check_column_names(path)
+    check_records(records, str(path))
     return records
+
+
+def _margin_of(column: str) -> str | None:
+    """The margin column that goes with a correctness column (its weighted_rule. twin too)."""
+    rule = WEIGHTED_RULE if column.startswith(WEIGHTED_RULE) else ""
+    base = column[len(rule):]
+    if base in ("clean_correct", "pgd_correct"):
+        return rule + base.replace("_correct", "_margin")
+    if base.startswith(TR_CORRECT):
+        return rule + TR_MARGIN + base[len(TR_CORRECT):]
+    return None
+
+
+def _row(records: pd.DataFrame, position: int) -> str:
+    """A row as a user finds it: its line in the file (the header is line 1) and its example."""
+    index = pd.to_numeric(pd.Series([records["index"].iloc[position]]), errors="coerce").iloc[0]
+    example = f", example {int(index)}" if np.isfinite(index) and float(index).is_integer() else ""
+    return f"line {position + 2}{example}"
+
+
+def check_records(records: pd.DataFrame, where: str) -> None:
+    """Records that are consistent with themselves, or one line naming the first fault.
+
+    Every reader (compare, the reports, the intervals) goes through here, so that a truncated
+    file (its last row half written: missing values) or an edited one (a row counted correct
+    with a negative margin) is never averaged into a number. The checks are what the evaluation
+    itself guarantees: every value present and finite, correctness 0 or 1, correct exactly where
+    the margin says so (> 0 correct, < 0 wrong, 0 a tie), and distinct integer example indices
+    and labels.
+    """
+    bad = f"{where} is damaged (truncated or edited?)"
+    if len(records) == 0:
+        raise WmrbenchError(f"{bad}: it holds no examples")
+    correct = [c for c in records.columns if _margin_of(c) is not None]
+    margins = [m for c in correct if (m := _margin_of(c)) in records.columns]
+    numeric = ["index", "label", *correct, *margins]
+    for column in numeric:
+        values = pd.to_numeric(records[column].replace({True: 1, False: 0}), errors="coerce").to_numpy(dtype=np.float64)
+        missing = ~np.isfinite(values)
+        if missing.any():
+            first = int(np.flatnonzero(missing)[0])
+            raw = records[column].iloc[first]
+            raise WmrbenchError(f"{bad}: {_row(records, first)} has no valid {column} "
+                                f"({'an empty cell' if pd.isna(raw) else repr(str(raw))})")
+        if column in ("index", "label") and not (np.all(values == np.round(values)) and values.min() >= 0):
+            first = int(np.flatnonzero((values != np.round(values)) | (values < 0))[0])
+            raise WmrbenchError(f"{bad}: {_row(records, first)} has {column} {values[first]:g}, not an integer >= 0")
+        if column in correct and not np.isin(values, (0.0, 1.0)).all():
+            first = int(np.flatnonzero(~np.isin(values, (0.0, 1.0)))[0])
+            raise WmrbenchError(f"{bad}: {_row(records, first)} has {column} {values[first]:g}, not 0 or 1")
+    index = records["index"].to_numpy()
+    if len(np.unique(index)) != len(index):
+        raise WmrbenchError(f"{bad}: example {int(index[pd.Series(index).duplicated().to_numpy()][0])} is recorded twice")
+    for column in correct:
+        margin = _margin_of(column)
+        if margin not in records.columns:
+            continue
+        right = records[column].astype(float).to_numpy()
+        value = records[margin].to_numpy(dtype=np.float64)
+        wrong = ((right == 1) & (value < 0)) | ((right == 0) & (value > 0))
+        if wrong.any():
+            first = int(np.flatnonzero(wrong)[0])
+            raise WmrbenchError(f"{bad}: {_row(records, first)} has {column} {int(right[first])} with {margin} "
+                                f"{value[first]:g} (correct exactly where the margin is > 0)")
 
 
 def _check_column_names(path: str | Path) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,6 +44,10 @@ from wmrbench.metrics import worst_case_points
 from wmrbench.records import RECORDS_NAME, Summary, Uncertainty, alpha_key, read_records, tr_alphas, tr_columns
 
 METHOD = "percentile bootstrap over examples"
+# Where every resample gives the same value (all examples right, all wrong, or one example) the
+# percentile interval is [p, p], which reads as certainty: the Wilson score interval replaces it,
+# on n examples (A_nat, A_rob) or n_eff (the weighted metrics), and the method names those metrics.
+WILSON = "Wilson score interval"
 LEVEL = 0.95
 RESAMPLES = 2000
 SEED = 0
@@ -193,17 +198,47 @@ def uncertainty(records: pd.DataFrame, alphas: list[float] | None = None,
     ratios, neff = _ratios(records, alphas)
     (values,) = _resampled([ratios], config)
     lo, hi = _percentiles(values, config.level)
+    collapsed = []
+    for j, (metric, key) in enumerate(ratios.names):
+        if hi[j] - lo[j] <= 1e-9:  # every resample alike: 0%, 100%, or one example
+            n = len(records) if key is None else neff[(metric, key)]
+            lo[j], hi[j] = wilson(float(lo[j]) / 100.0, n, config.level)
+            collapsed.append(metric if key is None else f"{metric}@{key}")
     intervals = _nest(ratios.names, [(round(float(a), 6), round(float(b), 6)) for a, b in zip(lo, hi, strict=True)])
     n_effs: dict[str, dict[str, float]] = {}
     for (metric, key), value in neff.items():
         n_effs.setdefault(metric, {})[key] = round(value, 3)
-    return Uncertainty(METHOD, config.level, config.resamples, config.seed, intervals, n_effs)  # type: ignore[arg-type]
+    method = METHOD + (f"; {WILSON} where every resample was alike: {', '.join(collapsed)}" if collapsed else "")
+    return Uncertainty(method, config.level, config.resamples, config.seed, intervals, n_effs)  # type: ignore[arg-type]
+
+
+def wilson(p: float, n: float, level: float = LEVEL) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``p`` (0..1) on ``n`` examples, in percent
+    (Wilson 1927; Brown, Cai and DasGupta 2001 recommend it for small n). Unlike the bootstrap's
+    it never collapses to [p, p]: on one image answered right it is [20.65, 100] at 95%."""
+    if n <= 0:
+        return 0.0, 100.0
+    z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
+    z2n = z * z / n
+    centre = (p + z2n / 2.0) / (1.0 + z2n)
+    half = z * math.sqrt(max(p * (1.0 - p), 0.0) / n + z2n / (4.0 * n)) / (1.0 + z2n)
+    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
+
+
+def alike_warnings(unc: Uncertainty) -> list[str]:
+    """One line naming the metrics whose interval is Wilson's (every resample alike: all examples
+    right, all wrong, or one example; the bootstrap's would read [p, p])."""
+    if WILSON not in unc.method:
+        return []
+    metrics = dict.fromkeys(name.split("@")[0] for name in unc.method.split(": ", 1)[-1].split(", "))
+    # short: the leaderboard prints it after the result's name, within 120 columns
+    return [f"Wilson interval for {', '.join(metrics)}: every example alike"]
 
 
 def few_examples_warnings(unc: Uncertainty, threshold: float = FEW_EXAMPLES) -> list[str]:
     """'A_sa at alpha 2 rests on about 64 examples; use more test examples': one line per
     metric whose n_eff (rounded) is under ``threshold`` at some alpha, naming its smallest."""
-    lines = []
+    lines = alike_warnings(unc)
     for metric, per_alpha in unc.n_eff.items():
         if not per_alpha:
             continue

@@ -145,13 +145,71 @@ def test_audit_bad_input_is_one_line(digits_runs, tmp_path):
     assert not (tmp_path / "q").exists() and not (tmp_path / "x").exists()
 
 
-def test_leaderboard_shows_the_audit(digits_results, tmp_path):
-    results = Path(shutil.copytree(digits_results, tmp_path / "results"))
-    (results / "trades-a2" / "audit.json").write_text(json.dumps({"status": "fail"}))
-    assert invoke("leaderboard", results).exit_code == 0
+def test_audit_refuses_zero_examples_as_evaluate_does(tmp_path):
+    """0 is a value given, not "not given": the audit must not fall back to its 500 images."""
+    require_mnist()
+    common = ("--checkpoint", MNIST_CHECKPOINT, "--arch", "smallcnn", "--dataset", "mnist", "--data-dir", MNIST_DIR,
+              "--n-examples", "0", "--device", "cpu", "--quiet")
+    said = assert_one_line_error(invoke("evaluate", *common, "--results-dir", tmp_path / "e"), "--n-examples")
+    assert assert_one_line_error(invoke("audit", *common, "--results-dir", tmp_path / "a"), "--n-examples") == said
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
+
+
+def test_audit_options_keep_what_was_given():
+    from wmrbench.audit.run import audit_options
+
+    assert audit_options({"n_examples": 0, "alpha_test": ()}) == {"n_examples": 0, "alpha_test": ()}
+    assert audit_options({"n_examples": None, "alpha_test": None})["n_examples"] == 500
+
+
+def _audit_on(results: Path, run: str, status: str, **changed: str) -> None:
+    """An audit.json made on the weights and examples of RUN's result (or, ``changed``, others)."""
+    summary = json.loads((results / run / "summary.json").read_text())
+    made_on = {"model_sha256": summary["model_sha256"], "data_sha256": summary["data_sha256"], **changed}
+    (results / run / "audit.json").write_text(json.dumps({"status": status, **made_on}))
+
+
+def _audit_column(results: Path) -> dict[str, str]:
     rows = [[x.strip() for x in line.split("|")[1:-1]] for line in (results / "leaderboard-uniform.md").read_text().splitlines()]
     assert rows[0][-1] == "audit"
-    assert {r[1]: r[-1] for r in rows[2:]} == {"trades-a0": "not run", "trades-a2": "fail"}
+    return {r[1]: r[-1] for r in rows[2:]}
+
+
+def test_leaderboard_shows_the_audit(digits_results, tmp_path):
+    results = Path(shutil.copytree(digits_results, tmp_path / "results"))
+    _audit_on(results, "trades-a2", "fail")
+    assert invoke("leaderboard", results).exit_code == 0
+    assert _audit_column(results) == {"trades-a0": "not run", "trades-a2": "fail"}
+
+
+@pytest.mark.parametrize("changed", [{"model_sha256": "0" * 64}, {"data_sha256": "0" * 64}, {"model_sha256": None}])
+def test_an_audit_of_other_weights_or_examples_is_stale(changed, digits_results, tmp_path):
+    """evaluate --overwrite with another model, or on another number of examples, keeps the old
+    audit.json: its verdict must not be shown beside the new result (nor one that records neither)."""
+    results = Path(shutil.copytree(digits_results, tmp_path / "results"))
+    _audit_on(results, "trades-a2", "pass", **changed)
+    _audit_on(results, "trades-a0", "warn")
+    out = invoke("leaderboard", results)
+    assert out.exit_code == 0, out.output
+    assert _audit_column(results) == {"trades-a0": "warn", "trades-a2": "stale"}
+    assert "Warning: audit stale for trades-a2: made on other weights or other examples" in out.stderr
+
+
+@pytest.mark.slow  # 7 s measured on the loaded 2-core machine: a quick audit and two evaluations of 20 digits
+def test_a_real_audit_is_shown_only_beside_the_result_it_was_made_on(digits_runs, tmp_path):
+    a0, a2 = digits_runs["trades-a0"], digits_runs["trades-a2"]
+    results = tmp_path / "results"
+    common = ("--n-examples", "20", "--steps", "2", "--results-dir", results, "--quiet")
+    assert invoke("evaluate", "--checkpoint", a2, "--run", "m", *common).exit_code == 0
+    out = invoke("audit", "--checkpoint", a2, "--run", "m", "--quick", *common)
+    assert out.exit_code == 0, out.output
+    verdict = json.loads((results / "m" / "audit.json").read_text())["status"]
+    assert invoke("leaderboard", results).exit_code == 0
+    assert _audit_column(results) == {"m": verdict}
+    # The same run name, another model: the audit no longer belongs to the row.
+    assert invoke("evaluate", "--checkpoint", a0, "--run", "m", *common, "--overwrite").exit_code == 0
+    assert invoke("leaderboard", results).exit_code == 0
+    assert _audit_column(results) == {"m": "stale"}
 
 
 MASKED = '''
@@ -209,3 +267,36 @@ def test_trades_checkpoint_passes_every_check(tmp_path):
     # No fail; on 60 images one example more broken by Square than by PGD is a warning (check 3).
     assert all(v[k] == c.PASS for k in (1, 2, 4)) and v[5] == c.NOT_RUN, out.stdout
     assert c.FAIL not in v.values(), out.stdout
+
+
+def test_a_difference_of_one_image_says_so_instead_of_a_diagnosis():
+    """One image of 50 answered differently is 2 points, a warn: it must not read as masking."""
+    base = frame([1] * 50)
+    lsa = frame([1] * 49 + [0])
+    check, pairs = c.versus(4, "pgd-lsa not stronger", {"pgd": base, "lsa": lsa}, ["pgd"], "lsa", TOL,
+                            "PGD-CE's numbers overstate robustness")
+    assert check.status == c.WARN and pairs[0].one_image
+    assert "rests on one image" in check.suggests and "overstate" not in check.suggests
+    two = frame([1] * 48 + [0, 0])
+    check, _ = c.versus(4, "pgd-lsa not stronger", {"pgd": base, "lsa": two}, ["pgd"], "lsa", TOL,
+                        "PGD-CE's numbers overstate robustness")
+    assert "overstate" in check.suggests
+
+
+def test_an_audit_on_too_few_images_gives_no_verdict():
+    passed = c.Check(1, "eps sweep to ~0", c.PASS, "A_rob 0.0 at eps 1", "masking")
+    skipped = c.Check(5, "transfer", c.NOT_RUN, "no reference", "x")
+    few = c.too_few([passed, skipped], 1, TOL)
+    assert few[0].status == c.WARN and "rests on 1 image: too few for a verdict" in few[0].line()
+    assert few[1] == skipped and c.worst([ch.status for ch in few]) == c.WARN
+    assert c.too_few([passed], TOL.min_examples, TOL) == [passed]
+
+
+@pytest.mark.slow  # 18 s measured on the loaded 2-core machine: every stage of a quick audit on one image
+def test_an_audit_on_one_image_does_not_pass(tmp_path):
+    require_mnist()
+    out = invoke("audit", "--checkpoint", MNIST_CHECKPOINT, "--arch", "smallcnn", "--dataset", "mnist",
+                 "--data-dir", MNIST_DIR, "--n-examples", "1", "--quick", "--device", "cpu", "--results-dir", tmp_path)
+    assert out.exit_code == 0, out.output
+    assert "audit: warn" in out.stdout and "rests on 1 image: too few for a verdict" in out.stdout
+    assert "overstate" not in out.stdout

@@ -128,3 +128,27 @@ def test_reproduce_family_writes_one_table_and_a_rerun_skips_what_is_done(tmp_pa
     again = invoke(*args)
     assert again.exit_code == 0, again.output
     assert again.stdout.count("skipped") == 7 + 14 and "evaluating" not in again.stdout
+
+
+@pytest.mark.parametrize("defense", ["gairat", "mail-at", "mail-trades"])
+def test_train_refuses_a_burn_in_that_covers_every_epoch(tmp_path: Path, defense: str) -> None:
+    from tests.conftest import assert_one_line_error
+
+    out = invoke("train", "--defense", defense, "--dataset", "digits", "--epochs", "3", "--burn-in", "15",
+                 "--device", "cpu", "--checkpoint-dir", tmp_path / "ck", "--quiet")
+    assert_one_line_error(out, "--burn-in 15 leaves no epoch of 3 (--epochs)", "--burn-in below 3")
+    assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.slow  # 14 s measured on the loaded 2-core machine: two 2-epoch trainings of 2 mini-batches
+def test_a_short_gairat_run_is_not_pgd_at(tmp_path: Path) -> None:
+    """train --defense gairat --epochs 2 gave weights bit-identical to --defense pgd (burn-in 15 of 2)."""
+    tiny = ("--dataset", "digits", "--epochs", "2", "--steps", "2", "--max-steps", "2", "--batch-size", "64",
+            "--device", "cpu", "--quiet", "--checkpoint-dir", tmp_path / "ck")
+    for defense in ("pgd", "gairat"):
+        out = invoke("train", "--defense", defense, "--run", defense, *tiny)
+        assert out.exit_code == 0, out.output
+    saved = torch.load(tmp_path / "ck" / "gairat" / "last.pt", weights_only=True)
+    assert saved["config"]["burn_in"] == 1
+    pgd, gairat = _weights(tmp_path / "ck" / "pgd" / "last.pt"), saved["model"]
+    assert any(not torch.equal(pgd[k], gairat[k]) for k in pgd)

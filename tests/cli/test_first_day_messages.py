@@ -81,7 +81,7 @@ def test_images_just_past_one_print_their_real_range_and_the_fix() -> None:
 
 
 def test_a_one_output_model_is_named_as_such() -> None:
-    with pytest.raises(WmrbenchError, match="gives 1 output per example; a classifier gives one logit per class"):
+    with pytest.raises(WmrbenchError, match="returns 1 output per image; it must return one logit per class"):
         wmrbench.evaluate(_linear(1), torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), eps=0.1, steps=1)
 
 

@@ -285,3 +285,34 @@ def test_loss_inputs_carry_the_epoch_for_burn_in():
     assert (before.weights == 1).all()
     assert abs(before.loss.item() - F.cross_entropy(adv, y).item()) < TOL
     assert not torch.allclose(after.weights, torch.ones(6, dtype=after.weights.dtype))
+
+
+BURNS_IN = ("gairat", "mail-at", "mail-trades")
+
+
+@pytest.mark.parametrize("defense", BURNS_IN)
+@pytest.mark.parametrize("dataset", ["digits", "mnist", "cifar10"])
+def test_a_shorter_run_scales_the_burn_in_and_keeps_an_epoch_to_reweight(dataset, defense):
+    """--epochs 3 without --burn-in kept the preset's 15 (digits): 3 epochs of plain PGD-AT
+    labelled GAIRAT. The burn-in keeps its share of the run, and one epoch at least follows it."""
+    full = train_config(dataset, defense)
+    for epochs in (1, 2, 3, 8, full.epochs):
+        cfg = train_config(dataset, defense, epochs=epochs)
+        assert cfg.burn_in < epochs, (epochs, cfg.burn_in)
+        assert cfg.burn_in == min(round(full.burn_in * epochs / full.epochs), epochs - 1)
+    assert train_config(dataset, defense, epochs=full.epochs).burn_in == full.burn_in
+    assert train_config(dataset, defense, epochs=3, burn_in=1).burn_in == 1  # given: kept
+
+
+@pytest.mark.parametrize("defense", BURNS_IN)
+def test_a_burn_in_covering_every_epoch_is_refused(defense):
+    """Never a run labelled as a defense whose reweighting never ran."""
+    from wmrbench.defenses import check_spec
+    from wmrbench.errors import WmrbenchError
+
+    base = "TRADES" if defense == "mail-trades" else "PGD-AT"
+    for epochs, burn_in in ((3, 15), (3, 3), (1, 1)):
+        cfg = train_config("digits", defense, epochs=epochs, burn_in=burn_in)
+        with pytest.raises(WmrbenchError, match=f"leaves no epoch of {epochs} .* would be plain {base}"):
+            check_spec(get_defense(defense), cfg)
+    check_spec(get_defense(defense), train_config("digits", defense, epochs=3, burn_in=2))

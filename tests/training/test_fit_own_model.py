@@ -138,7 +138,7 @@ def test_divergence_stops_with_one_line_and_writes_nothing(tmp_path, digits):
     (lambda x, y: (x * 16, y), r"images must lie in \[0, 1\]"),
     (lambda x, y: (x, y + 5), r"labels must be 0\.\.9 \(the model has 10 outputs\)"),
     (lambda x, y: (x, y[:-1]), "labels in one dimension"),
-    (lambda x, y: (x[:, :, :4], y), "the model cannot take train_data's images of shape"),
+    (lambda x, y: (x[:, :, :4], y), "the model cannot take inputs of shape"),
     (lambda x, y: [1, 2, 3], "must be a torch Dataset or an"),
 ])
 def test_bad_data_is_one_line_before_any_work(tmp_path, digits, data, match):
@@ -264,3 +264,43 @@ def test_wmrbench_evaluate_asks_for_the_data_set_and_architecture_of_a_fit_check
     out = invoke(*common, "--dataset", "digits", "--arch", "digitsnet")
     assert out.exit_code == 0, out.output
     assert (tmp_path / "res" / "own" / "summary.json").is_file()
+
+
+def test_fit_leaves_the_callers_random_stream_as_it_was(tmp_path, digits):
+    """fit seeds torch's global generator for the run; the caller's stream continues unchanged."""
+    model = fresh()
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    fit(model, digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_resuming_into_another_architecture_is_one_line(tmp_path, digits):
+    fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    class OwnNet(torch.nn.Module):  # the same name, other layers: what a user edits between two calls
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+        def forward(self, x):
+            return self.net(x)
+
+    torch.manual_seed(0)
+    other = OwnNet()
+    with pytest.raises(WmrbenchError, match="does not fit the architecture") as caught:
+        fit(other, digits, epochs=2, checkpoint_dir=tmp_path, resume=True, **SMALL)
+    assert "\n" not in str(caught.value) and "resume continues into the architecture" in str(caught.value)
+
+
+class NanNet(OwnNet):
+    def forward(self, x):
+        return super().forward(x) * float("nan")
+
+
+def test_a_model_that_outputs_nan_is_blamed_on_the_model_not_the_learning_rate(tmp_path, digits):
+    with pytest.raises(WmrbenchError) as caught:
+        fit(NanNet(), digits, epochs=1, checkpoint_dir=tmp_path, **SMALL)
+    message = str(caught.value)
+    assert "non-finite outputs" in message and "before any attack or training step" in message
+    assert "learning rate" not in message and not (tmp_path / "custom").exists()

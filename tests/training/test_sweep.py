@@ -126,3 +126,16 @@ def test_a_run_that_diverges_stops_and_the_others_go_on(tmp_path):
     assert "--alpha-train (now 10000)" in line
     assert (tmp_path / "d-a0" / "last.pt").is_file()
     assert not (tmp_path / "d-a10000").exists()
+
+
+def test_an_empty_dataset_or_defense_is_refused_not_taken_as_the_default():
+    """Only None means "not given" (``x or DEFAULT`` turned "" into MNIST / PGD-AT silently)."""
+    from wmrbench.errors import WmrbenchError
+    from wmrbench.training.plan import config_for_run
+    from wmrbench.training.sweep import sweep_configs
+
+    for dataset, defense in (("", None), (None, "")):
+        with pytest.raises(WmrbenchError, match="unknown"):
+            config_for_run(dataset, defense, {}, False)
+        with pytest.raises(WmrbenchError, match="unknown"):
+            sweep_configs(dataset, defense, {}, [0.0], False)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from wmrbench.attacks.inputs import check_attack_inputs
 from wmrbench.attacks.objective import AttackResult, importance_weights
 from wmrbench.attacks.registry import get_attack
 from wmrbench.attack_config import AttackConfig, Precision
@@ -47,21 +48,6 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def check_batch(x: Tensor, y: Tensor) -> None:
-    """One line for inputs the attacks cannot take: a batch of [0, 1] images with integer labels."""
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise WmrbenchError(f"x and y must be torch tensors; got {type(x).__name__} and {type(y).__name__}")
-    if x.dim() < 2 or y.dim() != 1 or len(x) != len(y):
-        raise WmrbenchError(f"x must be a batch (N, ...) and y its N labels; got shapes {tuple(x.shape)} and {tuple(y.shape)}")
-    if not x.is_floating_point() or y.is_floating_point():
-        raise WmrbenchError(f"x must be floating point and y integer labels; got {x.dtype} and {y.dtype}")
-    if len(x) and (x.min() < 0 or x.max() > 1):  # one host sync per call: the engine clips to [0, 1]
-        raise WmrbenchError(
-            f"x must be images in [0, 1] (normalization belongs inside the model); got values in "
-            f"[{x.min().item():.4g}, {x.max().item():.4g}]"
-        )
-
-
 class _Attack:
     """The shared body of :class:`WeightedPGD` and :class:`WeightedAPGD`."""
 
@@ -73,6 +59,7 @@ class _Attack:
     ) -> None:
         self.model = model
         self.attack = AttackConfig(eps=eps, step_size=step_size, steps=steps, restarts=restarts, start=start, norm=norm)
+        # a tensor alpha's values are read at each call, with the batch (wmrbench.attacks.inputs)
         self.alpha = alpha if isinstance(alpha, Tensor) else check_alpha(alpha)
         self.seed = check_seed(seed)
         self.precision = parse_enum(Precision, precision, "precision")
@@ -92,17 +79,18 @@ class _Attack:
         start depends on nothing else and the same call gives the same points. Give the data
         set positions to get exactly the CLI's points for those examples.
         """
-        check_batch(x, y)
         device = model_device(self.model)
-        x, y = x.detach().to(device), y.to(device)
-        if index is not None and (index.dim() != 1 or len(index) != len(y)):
-            raise WmrbenchError(f"index must hold one id per example ({len(y)}); got shape {tuple(index.shape)}")
+        # The same check as wmrbench.evaluate and wmrbench.losses: once per call, one host sync.
+        checked = check_attack_inputs(self.model, x, y, self.alpha, device)
+        x, y, alpha = checked.x, checked.y, checked.alpha
+        if index is not None and (not isinstance(index, Tensor) or index.dim() != 1 or len(index) != len(y)):
+            shape = tuple(index.shape) if isinstance(index, Tensor) else type(index).__name__
+            raise WmrbenchError(f"index must hold one id per example ({len(y)}); got {shape}")
         index = torch.arange(len(y), device=device) if index is None else index.to(device)
         result: AttackResult = get_attack(self._engine).run(
-            self.model, x, y, self.attack, alpha=self.alpha, index=index, seed=self.seed, precision=self.precision,
+            self.model, x, y, self.attack, alpha=alpha, index=index, seed=self.seed, precision=self.precision,
             **self._options(),
         )
-        alpha = self.alpha.to(device) if isinstance(self.alpha, Tensor) else self.alpha
         return WeightedAttackResult(
             x_adv=result.x_adv, logits=result.logits, margin=result.margin, correct=result.logits.argmax(dim=1) == y,
             weights=importance_weights(result.logits, y, alpha), restart=result.restart,

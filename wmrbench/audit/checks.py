@@ -10,6 +10,7 @@ point the audit found inside the threat model.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from wmrbench.audit.config import Tolerances
+from wmrbench.errors import setting
 from wmrbench.metrics import accuracy, compute_metrics, weighted_accuracy
 from wmrbench.records import TR_CORRECT, alpha_key
 
@@ -73,6 +75,21 @@ class Paired:
 
     def text(self) -> str:
         return f"{self.weaker} {self.d:+.1f} vs {self.stronger} (p {self.p:.2g})"
+
+    @property
+    def one_image(self) -> bool:
+        """The difference is one example answered differently: no evidence of anything."""
+        return self.b + self.c == 1
+
+
+def one_image() -> str:
+    return f"the difference rests on one image answered differently: too few to tell; audit more images ({setting('n_examples')})"
+
+
+def _suggests(pairs: Sequence[Paired], statuses: Sequence[str], suggests: str) -> str:
+    """``suggests`` (a diagnosis), unless every warning or failure rests on one image."""
+    flagged = [p for p, s in zip(pairs, statuses) if s in (WARN, FAIL)]
+    return one_image() if flagged and all(p.one_image for p in flagged) else suggests
 
 
 def paired(frames: dict[str, pd.DataFrame], weaker: str, stronger: str) -> Paired:
@@ -135,8 +152,8 @@ def budget(frames: dict[str, pd.DataFrame], grid: dict[tuple[int, int], str], to
     if worst_pair is not None:
         detail += f"; largest rise {worst_pair.text()} (tolerance {tol.warn_points:g}/{tol.fail_points:g} points)"
     return Check(2, "more steps and restarts never raise A_rob", status, detail,
-                 "a longer or restarted attack did worse: noisy or shattered gradients (randomness, non-differentiable "
-                 "layers): use EOT / BPDA and report the strongest budget",
+                 _suggests(pairs, statuses, "a longer or restarted attack did worse: noisy or shattered gradients "
+                           "(randomness, non-differentiable layers): use EOT / BPDA and report the strongest budget"),
                  {"A_rob": table, "pairs": [p.__dict__ for p in pairs]}), pairs
 
 
@@ -149,7 +166,17 @@ def versus(number: int, name: str, frames: dict[str, pd.DataFrame], weaker: Sequ
     if cap is not None:
         statuses = [cap if _ORDER[s] > _ORDER[cap] else s for s in statuses]
     detail = "; ".join(p.text() for p in pairs)
-    return Check(number, name, worst(statuses), detail, suggests, {"pairs": [p.__dict__ for p in pairs]}), pairs
+    return Check(number, name, worst(statuses), detail, _suggests(pairs, statuses, suggests),
+                 {"pairs": [p.__dict__ for p in pairs]}), pairs
+
+
+def too_few(checks: Sequence[Check], n: int, tol: Tolerances) -> list[Check]:
+    """On fewer than ``tol.min_examples`` images no check can say pass or fail: one image is more
+    than every tolerance. Each check that ran says so, as a warning."""
+    if n >= tol.min_examples:
+        return list(checks)
+    said = f"rests on {n} image{'' if n == 1 else 's'}: too few for a verdict; audit at least {tol.min_examples} ({setting('n_examples')})"
+    return [dataclasses.replace(ch, status=WARN, suggests=said) if ch.status != NOT_RUN else ch for ch in checks]
 
 
 def weighted_check(frames: dict[str, pd.DataFrame], pairs: Sequence[Paired], alphas: Sequence[float],
@@ -196,5 +223,5 @@ def a_wc(frames: dict[str, pd.DataFrame], names: Sequence[str], alphas: Sequence
     return out
 
 
-__all__ = ["Check", "FAIL", "NOT_RUN", "PASS", "Paired", "WARN", "a_wc", "budget", "eps_sweep", "mcnemar_p",
-           "paired", "versus", "weighted_check", "worst"]
+__all__ = ["Check", "FAIL", "NOT_RUN", "PASS", "Paired", "WARN", "a_wc", "budget", "eps_sweep",
+           "mcnemar_p", "paired", "too_few", "versus", "weighted_check", "worst"]

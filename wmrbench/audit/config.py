@@ -30,6 +30,9 @@ class Tolerances:
     weighted_factor: float = 3.0
     eps_zero: float = 2.0  # "about 0": A_rob at the largest eps at most this (fail above 10)
     eps_half: float = 10.0  # and at eps 0.5 at most this (at eps 0.5 every MNIST image can become gray 0.5)
+    # Fewer images than this and one image moves A_rob by more than 5 points, beyond every
+    # tolerance above: no check can pass or fail, each says "too few" (at most a warn).
+    min_examples: int = 20
 
 
 @dataclass(frozen=True)

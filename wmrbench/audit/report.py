@@ -33,6 +33,7 @@ def lines(checks: list[Check], status: str) -> list[str]:
 def write(
     folder: Path, cfg: AuditConfig, model: ModelInfo, checks: list[Check], status: str,
     frames: dict[str, pd.DataFrame], by_eps: dict[float, str], grid: dict[tuple[int, int], str],
+    model_sha256: str, data_sha256: str,
 ) -> list[Path]:
     alphas = cfg.base.alpha_test
     stages = {name: stage_metrics(frame, alphas) for name, frame in frames.items()}
@@ -41,6 +42,10 @@ def write(
         "checks": [to_jsonable(c.__dict__) for c in checks],
         "stages": stages,
         "n_examples": int(len(next(iter(frames.values())))),
+        # What the verdict belongs to: the leaderboard shows it only beside a result of the same
+        # weights and examples (summary.json records the same two hashes), and "stale" elsewhere.
+        "model_sha256": model_sha256,
+        "data_sha256": data_sha256,
         "model": to_jsonable(model),
         "config": to_jsonable(cfg),
         "versions": provenance(),

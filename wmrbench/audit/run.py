@@ -48,9 +48,13 @@ class AuditResult:
 
 
 def audit_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The audit's base evaluation: A_sa / A_tr at :data:`AUDIT_ALPHAS`, 500 examples unless told."""
-    return {**options, "alpha_test": options.get("alpha_test") or AUDIT_ALPHAS,
-            "n_examples": options.get("n_examples") or DEFAULT_N_EXAMPLES}
+    """The audit's base evaluation: A_sa / A_tr at :data:`AUDIT_ALPHAS`, 500 examples unless told.
+
+    Only None means "not given": 0 examples or an empty alpha list go on to the evaluation's own
+    checks and are refused there, as ``evaluate`` refuses them (``or`` would audit 500 images)."""
+    alphas, n_examples = options.get("alpha_test"), options.get("n_examples")
+    return {**options, "alpha_test": AUDIT_ALPHAS if alphas is None else alphas,
+            "n_examples": DEFAULT_N_EXAMPLES if n_examples is None else n_examples}
 
 
 def check_reference(reference: ModelSource, audited_arch: str | None, base: EvalConfig, data: ImageSet) -> None:
@@ -147,9 +151,11 @@ def run_audit(
                                  render_settings(f"no {setting('reference')} model given"), SUGGEST[5]))
         inside = [base_name, *grid.values(), *adaptive, square, *([transfer] if transfer else [])]
         found.append(c.weighted_check(frames, pairs, alphas, inside, tol))
+        found = c.too_few(found, len(frames[base_name]), tol)
         status = c.worst([ch.status for ch in found])
         del frames["white-box (worst case)"]
-        files = report.write(folder, cfg, prepared.info, found, status, frames, by_eps, grid)
+        files = report.write(folder, cfg, prepared.info, found, status, frames, by_eps, grid,
+                             fingerprint.model_sha256, fingerprint.data_sha256)
     return AuditResult(cfg, found, status, folder, files)
 
 

@@ -12,7 +12,7 @@ from wmrbench.cli.common import user_errors
 def compare(
     result_a: Annotated[str, typer.Argument(metavar="A", help="A result folder (RESULTS_DIR/RUN) that `wmrbench evaluate` wrote.")],
     result_b: Annotated[str, typer.Argument(metavar="B", help="Another result folder, on the same test examples.")],
-    output: Annotated[str | None, typer.Option(help="Also write the table to this file: CSV for a .csv name (full precision, the interval as 'A - B_lo' / 'A - B_hi' columns), else Markdown.")] = None,
+    output: Annotated[str | None, typer.Option(help="Also write the table to this file: CSV for a .csv name (full precision, the interval as 'A - B_lo' / 'A - B_hi' columns), else Markdown; - prints the file's text instead (nothing else on stdout).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="md | csv for --output (default: from its suffix).")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples (default 2000).")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap's resampling (default 0): the same seed gives the same intervals.")] = 0,
@@ -25,14 +25,21 @@ def compare(
     different test examples are refused. The interval covers the sampling of test examples, not
     the attacks' own randomness.
     """
-    from wmrbench.comparison import CompareFormat, compare as run, display_rows, title
+    from wmrbench.comparison import STDOUT, CompareFormat, compare as run, display_rows, output_format, render, title
     from wmrbench.checks import parse_enum
+    from wmrbench.io import write_stdout
     from wmrbench.report import print_table
     from wmrbench.uncertainty import BootstrapConfig
 
     with user_errors():
         chosen = parse_enum(CompareFormat, fmt, "format") if fmt is not None else None
         comparison, written = run(result_a, result_b, BootstrapConfig(resamples=resamples, seed=seed), output, chosen)
+    for note in comparison.notes:
+        typer.echo(f"Warning: {note}", err=True)
+    if output is not None and output == STDOUT:  # standard output holds the file's text and nothing else
+        with user_errors():
+            write_stdout(render(comparison, output_format(output, chosen)))
+        return
     import pandas as pd
 
     headers, rows = display_rows(comparison)

@@ -64,7 +64,7 @@ def table1(
         cfg = ReproduceConfig(
             quick=quick, epochs=epochs, n_examples=n_examples, restarts=restarts, restart_from=restart_from,
             alpha_test=parse_alphas(alpha_test), seed=seed, device=device, precision=precision,
-            data_dir=data_dir or DEFAULT_DATA_DIR, download=download, checkpoint_dir=checkpoint_dir,
+            data_dir=DEFAULT_DATA_DIR if data_dir is None else data_dir, download=download, checkpoint_dir=checkpoint_dir,
             results_dir=results_dir, stop_after_epochs=stop_after_epochs, stack=stack,
         )
         if not _through_launcher(given, lambda: table1_stage(cfg), "wmrbench reproduce table1 ...", stop_after_epochs):
@@ -121,7 +121,7 @@ def family(
             quick=quick, dataset=dataset, epochs=epochs, n_examples=n_examples,
             autoattack_n_examples=autoattack_n_examples, attacks=tuple(a.strip() for a in attacks.split(",") if a.strip()),
             alpha_test=parse_alphas(alpha_test), seed=seed, device=device, precision=precision,
-            data_dir=data_dir or DEFAULT_DATA_DIR, download=download, checkpoint_dir=checkpoint_dir,
+            data_dir=DEFAULT_DATA_DIR if data_dir is None else data_dir, download=download, checkpoint_dir=checkpoint_dir,
             results_dir=results_dir, stop_after_epochs=stop_after_epochs,
         )
         if not _through_launcher(given, lambda: family_stage(cfg), "wmrbench reproduce family ...", stop_after_epochs):

@@ -45,6 +45,8 @@ class DefenseSpec:
     alpha_weighted: bool = False  # takes alpha_train ("+ours"), --detach-weights, --normalize-weights
     counts_survived: bool = False  # the training attack must return kappa per example
     min_steps: int = 0  # fewest training attack steps the loss is defined for
+    # the loss is ``base``'s, unweighted, for the first cfg.burn_in epochs (GAIRAT: "PGD-AT"); "" if none
+    burn_in_base: str = ""
 
 
 def check_spec(spec: DefenseSpec, cfg: TrainConfig) -> None:
@@ -57,6 +59,14 @@ def check_spec(spec: DefenseSpec, cfg: TrainConfig) -> None:
                 f"{', '.join(given)}: the exp(-alpha * margin) weight ('+ours') applies to {setting('defense')} pgd and trades "
                 f"only; {setting('defense', spec.name)} brings its own weighting (leave alpha_train at 0)"
             )
+    if spec.burn_in_base and cfg.burn_in >= cfg.epochs:
+        # Every epoch would train the unweighted base loss: weights bit for bit those of the base
+        # defense, labelled as this one.
+        raise WmrbenchError(
+            f"{setting('burn_in')} {cfg.burn_in} leaves no epoch of {cfg.epochs} ({setting('epochs')}) for "
+            f"{setting('defense', spec.name)}'s reweighting: the run would be plain {spec.burn_in_base}; give "
+            f"{setting('burn_in')} below {cfg.epochs}, or leave it out to scale the preset's with {setting('epochs')}"
+        )
     if cfg.attack.steps < spec.min_steps:
         raise WmrbenchError(
             f"{setting('defense', spec.name)} needs at least {spec.min_steps} training attack steps ({setting('steps')}); got {cfg.attack.steps}"

@@ -67,5 +67,5 @@ def _loss(batch: LossInputs, cfg: TrainConfig) -> Objective:
 register_defense(DefenseSpec(
     Defense.GAIRAT.value,
     "Zhang et al. GAIRAT: CE at x' weighted by (1 + tanh(lambda + 5 (1 - 2 kappa / K))) / 2, kappa = PGD steps survived",
-    InnerLoss.CE, natural_forward=False, loss=_loss, counts_survived=True, min_steps=2,
+    InnerLoss.CE, natural_forward=False, loss=_loss, counts_survived=True, min_steps=2, burn_in_base="PGD-AT",
 ))

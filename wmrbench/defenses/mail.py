@@ -72,9 +72,9 @@ def _trades_loss(batch: LossInputs, cfg: TrainConfig) -> Objective:
 
 register_defense(DefenseSpec(
     Defense.MAIL_AT.value, "Wang et al. MAIL on PGD-AT: CE at x' weighted by 3 * sigmoid(slope * (-margin + bias))",
-    InnerLoss.CE, natural_forward=False, loss=_at_loss,
+    InnerLoss.CE, natural_forward=False, loss=_at_loss, burn_in_base="PGD-AT",
 ))
 register_defense(DefenseSpec(
     Defense.MAIL_TRADES.value, "Wang et al. MAIL on TRADES: the KL term weighted by 3 * sigmoid(slope * (-margin + bias))",
-    InnerLoss.KL, natural_forward=True, loss=_trades_loss,
+    InnerLoss.KL, natural_forward=True, loss=_trades_loss, burn_in_base="TRADES",
 ))

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
 from wmrbench import distributed
 from wmrbench.attack_config import AttackConfig, AttackMethod, Norm, Precision, RestartRule, Start
+from wmrbench.attacks.inputs import check_image_shape, check_label_shape, check_value_ranges
 from wmrbench.checks import check_int, parse_enum
 from wmrbench.config import EvalConfig, Protocol
 from wmrbench.data import ImageSet, dataset_spec
@@ -291,11 +292,11 @@ def examples_of(data: Any, y: Tensor | None, n_examples: int | None = None) -> I
         x, labels = _read(data, n_examples)
     if n_examples is not None:
         x, labels = x[:n_examples], labels[:n_examples]
-    _check_images(x)
-    if labels.dim() != 1 or len(labels) != len(x):
-        raise WmrbenchError(f"y has shape {tuple(labels.shape)}; give one label per image ({len(x)})")
-    if len(labels) and int(labels.min()) < 0:
-        raise WmrbenchError(f"y holds the label {int(labels.min())}; labels are class indices >= 0")
+    # The attacks' own input check (WeightedPGD's, losses.*'s): the same lines for the same faults.
+    # The labels' upper bound is checked against the model's outputs by check_model_fits.
+    x = check_image_shape(x, "the images")
+    labels = check_label_shape(labels, len(x))
+    check_value_ranges(x, labels, None, what="the images")
     return ImageSet(x.detach(), labels.detach())
 
 
@@ -331,22 +332,3 @@ def _read(data: Any, n_examples: int | None) -> tuple[Tensor, Tensor]:
         return torch.cat(xs), torch.cat(ys)
     except RuntimeError as exc:
         raise WmrbenchError(f"data yields batches that do not stack: {str(exc).splitlines()[0]}") from None
-
-
-def _check_images(x: Tensor) -> None:
-    if x.dim() != 4:
-        hint = " (add the channel axis: x.unsqueeze(1))" if x.dim() == 3 else ""
-        raise WmrbenchError(f"the images have shape {tuple(x.shape)}; give them as (N, C, H, W){hint}")
-    if len(x) == 0:
-        raise WmrbenchError("no images to evaluate")
-    if not x.is_floating_point():
-        raise WmrbenchError(f"the images are {x.dtype}; give floats in [0, 1] (e.g. x.float() / 255)")
-    if not bool(torch.isfinite(x).all()):
-        raise WmrbenchError("the images hold non-finite values (NaN or inf); give floats in [0, 1]")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        # %.10g: a value just past 1 must not print as 1 (1 + 1e-6 read "in [0, 1]; give them in [0, 1]")
-        off = max(-lo, hi - 1.0)
-        fix = ("rounding error? x.clamp(0, 1)" if off < 1e-3 else
-               "x / 255 for 0..255 pixels" if hi <= 255 and lo >= 0 else "normalize inside the model, not the data")
-        raise WmrbenchError(f"the images hold values in [{lo:.10g}, {hi:.10g}], outside [0, 1]; give them in [0, 1] ({fix})")

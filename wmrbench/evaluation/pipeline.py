@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import attacks, distributed
+from wmrbench.attacks.inputs import check_dtype, check_model, probe as probe_model
 from wmrbench.attack_config import AttackMethod, Norm
 from wmrbench.checks import parse_enum
 from wmrbench.config import CUSTOM_DATASET, DatasetName, EvalConfig, Protocol, with_options
@@ -159,6 +160,7 @@ def prepare(opened: OpenedSource, cfg: EvalConfig, train_split: bool = False) ->
 def check_model_fits(model: nn.Module, data: ImageSet, what: str) -> None:
     """A shape mismatch between model and data, or a model whose weights or outputs are not
     finite (a diverged training), becomes one line, not a traceback or a NaN result."""
+    check_model(model)  # meta weights first: their values cannot be read
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(t.isfinite().all())]
     if bad:
         raise WmrbenchError(
@@ -166,16 +168,15 @@ def check_model_fits(model: nn.Module, data: ImageSet, what: str) -> None:
             "a diverged training? it cannot be evaluated"
         )
     probe = data.images(torch.arange(1))
-    try:
-        logits = attacks.predict(model.cpu(), probe)
-    except RuntimeError as exc:
-        raise WmrbenchError(f"{what} cannot take inputs of shape {tuple(probe.shape[1:])}: {first_line(exc)}") from None
+    check_dtype(model, probe, "the images")
+    logits = probe_model(model.cpu(), probe, what)  # the attacks' own probe: a tuple, 1 output: one line
     n_classes = int(data.y.max()) + 1
     if logits.dim() == 2 and logits.shape[1] < 2:  # a margin needs another class to compare with
         raise WmrbenchError(f"{what} gives {logits.shape[1]} output per example; a classifier gives one logit per "
                             f"class (at least 2; for a binary task, 2 logits, not one sigmoid score)")
     if logits.dim() != 2 or logits.shape[1] < n_classes:
-        raise WmrbenchError(f"{what} gives outputs of shape {tuple(logits.shape[1:])}, the data has {n_classes} classes")
+        raise WmrbenchError(f"the labels hold {n_classes - 1} and {what} gives {logits.shape[1]} outputs: labels are "
+                            f"class indices 0..{logits.shape[1] - 1} (the data has {n_classes} classes)")
     if not bool(logits.isfinite().all()):
         value = logits.flatten()[~logits.flatten().isfinite()][0].item()
         raise WmrbenchError(f"{what} gives non-finite outputs ({value}) on the first example; it cannot be evaluated")

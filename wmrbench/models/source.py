@@ -139,8 +139,8 @@ def _sources(
         raise WmrbenchError(f"{setting('arch')} describes the weights in {setting('checkpoint')}: give {setting('checkpoint')} too")
     if ids:
         unique = list(dict.fromkeys(ids))
-        return [ModelSource(SourceKind.ROBUSTBENCH, model_id=i, threat_model=threat_model or DEFAULT_THREAT_MODEL,
-                            model_dir=model_dir or DEFAULT_MODEL_DIR) for i in unique]
+        return [ModelSource(SourceKind.ROBUSTBENCH, model_id=i, threat_model=DEFAULT_THREAT_MODEL if threat_model is None else threat_model,
+                            model_dir=DEFAULT_MODEL_DIR if model_dir is None else model_dir) for i in unique]
     if factory:
         parse_factory(factory)
         return [ModelSource(SourceKind.FACTORY, factory=factory, checkpoint=checkpoint)]
@@ -222,7 +222,8 @@ def _build(opened: OpenedSource, run: str, dataset: str, num_classes: int, in_ch
     source = opened.source
     if source.kind is SourceKind.ROBUSTBENCH:
         assert source.model_id is not None
-        threat_model, model_dir = source.threat_model or DEFAULT_THREAT_MODEL, source.model_dir or DEFAULT_MODEL_DIR
+        threat_model = DEFAULT_THREAT_MODEL if source.threat_model is None else source.threat_model
+        model_dir = DEFAULT_MODEL_DIR if source.model_dir is None else source.model_dir
         model = load_zoo_model(source.model_id, dataset, threat_model, model_dir)
         info = ModelInfo(name=run, source=source.kind.value, arch=type(model).__name__, model_id=source.model_id,
                          threat_model=threat_model, model_dir=model_dir)

@@ -243,7 +243,7 @@ def _page(r: Row, f: Found, comparison: tuple[tuple[ComparisonLine, ...], str], 
         row=r, folder=str(f.folder), protocol=protocol_text(s.config),
         config_json=_pre_text(json.dumps({k: v for k, v in s.to_json().items() if k not in ("metrics", "uncertainty")}, indent=1)),
         versions=dict(s.versions), hashes=hashes, rerun=shlex.join(["wmrbench", "rerun", str(f.folder / "summary.json")]),
-        audit=lines, audit_status=audit_status(f.folder), eps_sweep=eps_sweep(r.id, doc), comparisons=comparisons,
+        audit=lines, audit_status=audit_status(f.folder, f.summary), eps_sweep=eps_sweep(r.id, doc), comparisons=comparisons,
         comparison_note=note, gallery=shown, n_eff_alpha=n_eff,
     )
 
@@ -311,7 +311,7 @@ def build_report(cfg: ReportConfig) -> Built:
         raise WmrbenchError(f"keep is {cfg.keep}: show at least 1 example per result")
     target = write_target(cfg.output)  # refused before any work
     found, warnings = gather_all(cfg.results_dirs or ("results",))
-    board = build_board([(f.name, f.summary, audit_status(f.folder)) for f in found])
+    board = build_board([(f.name, f.summary, audit_status(f.folder, f.summary)) for f in found])
     pages = _pages(board, found, cfg.keep, cfg.show_progress)
     text = render_page(board, pages, cfg.title, list(cfg.results_dirs), warnings)
     remove_stale_tmp_beside(target)

@@ -110,13 +110,25 @@ STDOUT = "-"  # --output -: the file's text goes to standard output instead of a
 AUDIT_NAME = "audit.json"  # ``wmrbench audit`` writes it beside a result
 
 
-def audit_status(folder: Path) -> str:
-    """The verdict of ``wmrbench audit`` on the model in ``folder``: pass / warn / fail, else "not run"."""
+STALE = "stale"  # an audit.json made on other weights or other examples than the result beside it
+
+
+def audit_status(folder: Path, summary: Summary) -> str:
+    """The verdict of ``wmrbench audit`` on the result ``summary`` in ``folder``: pass / warn / fail;
+    "not run" without an audit; :data:`STALE` for an audit of other weights or other examples
+    (``evaluate --overwrite`` with another model or another --n-examples keeps the old audit.json),
+    or one that does not record them, so that no verdict is shown beside a model it was not made on."""
     try:
-        status = json.loads((folder / AUDIT_NAME).read_text()).get("status")
+        doc = json.loads((folder / AUDIT_NAME).read_text())
+        status = doc.get("status")
     except (OSError, ValueError, AttributeError):
         return "not run"
-    return status if status in ("pass", "warn", "fail") else "not run"
+    if status not in ("pass", "warn", "fail"):
+        return "not run"
+    made_on = (doc.get("model_sha256"), doc.get("data_sha256"))  # the examples' hash covers their number
+    if None in made_on or made_on != (summary.model_sha256, summary.data_sha256):
+        return STALE
+    return status
 
 
 @dataclass(frozen=True)
@@ -154,10 +166,15 @@ def leaderboard(
     # Said once, naming the rows it concerns (a line per result and metric drowned the table).
     line = few_examples_line([(f.name, f.summary.uncertainty) for f in found.summaries if f.summary.uncertainty is not None])
     few = [line] if line else []
+    audits = {f.name: audit_status(f.folder, f.summary) for f in found.summaries}
+    stale = [name for name, status in audits.items() if status == STALE]
+    if stale:
+        warnings = [*warnings, f"audit {STALE} for {', '.join(stale)}: made on other weights or other examples than "
+                               "the result shown (run wmrbench audit again on the same model and examples)"]
     tables = {}
     for kind in kinds:
         frame = build_table(summaries, LAYOUTS[kind], names)
-        frame["audit"] = frame["Model"].map({f.name: audit_status(f.folder) for f in found.summaries})
+        frame["audit"] = frame["Model"].map(audits)
         frame = sort_rows(frame, sort_column)
         tables[kind] = compare_with_paper(frame, kind) if compare_paper else frame
     if fmt is TableFormat.ROBUSTBENCH:

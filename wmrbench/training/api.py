@@ -39,7 +39,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from wmrbench import distributed
 from wmrbench.attack_config import AttackConfig, Norm, Precision, Start
+from wmrbench.attacks.inputs import check_model, check_value_ranges, probe
 from wmrbench.checks import parse_enum
 from wmrbench.config import CUSTOM_DATASET, Defense, EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet
@@ -148,6 +150,8 @@ def fit(
     ``stop_after_epochs`` ends this call early (resume later). ``show_progress`` False prints
     nothing: no bars and no epoch lines (``history`` holds every epoch). A diverged run raises
     :class:`~wmrbench.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
+    The run draws from torch's global generator with its own ``seed``; the caller's stream (the
+    CPU's and the run's CUDA device's) is restored when ``fit`` returns.
     """
     if not isinstance(model, nn.Module):
         raise WmrbenchError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -175,8 +179,13 @@ def fit(
     )
     task = own_task(model, data, held_out)
     check_before_work(cfg, task)
-    swept = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress,
-                      task=task, epoch_lines=show_progress)
+    # The run seeds torch's global generator (initial weights, dropout): the caller's own stream
+    # is put back as it was afterwards (the CPU's and the run's CUDA device's).
+    resolved = distributed.resolve_device(cfg.device)
+    cuda = [resolved.index or 0] if resolved.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        swept = fit_sweep([cfg], resume=resume, stop_after_epochs=stop_after_epochs, show_progress=show_progress,
+                          task=task, epoch_lines=show_progress)
     if swept.failures:
         raise WmrbenchError(swept.failures[cfg.run])
     result = swept.results[0]
@@ -253,17 +262,11 @@ def _output_width(model: nn.Module, data: ImageSet) -> int:
     the model cannot take the data)."""
     parameter = next(iter(model.parameters()), None)
     where = parameter.device if parameter is not None else torch.device("cpu")
-    was_training = model.training
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        model.eval()
-        try:
-            logits = model(data.x[:1].to(where))
-        except RuntimeError as exc:
-            raise WmrbenchError(f"the model cannot take train_data's images of shape {tuple(data.x.shape[1:])}: "
-                                f"{first_line(exc)}") from None
-        finally:
-            model.train(was_training)
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] < 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise WmrbenchError(f"the model must return logits of shape N x classes (at least 2); got {shape}")
+    check_model(model)
+    first = data.x[:1].to(where)
+    with torch.random.fork_rng(devices=[]):
+        # the attacks' own probe and checks: a tuple, 1 output, or NaN outputs before any step
+        # (blamed on the model, not on the learning rate)
+        logits = probe(model, first, "the model")
+    check_value_ranges(first, None, None, logits=logits, what="train_data", model="the model")
     return int(logits.shape[1])

@@ -21,7 +21,7 @@ from torch import nn
 from wmrbench.config import TrainConfig, to_jsonable, train_config_from_dict
 from wmrbench.errors import WmrbenchError, setting
 from wmrbench.io import atomic_torch_save, atomic_write_text
-from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
+from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, load_state_into, read_checkpoint
 from wmrbench.runtime import provenance
 
 
@@ -62,7 +62,9 @@ def restore(
     Every rank reads the same file (multi-node: a shared --checkpoint-dir); nothing in it
     depends on the number of processes, so any world size can continue any run.
     """
-    model.load_state_dict(saved["model"])
+    # Another architecture than the run's (fit(resume=True) with another model) is one line
+    # naming the mismatched weights, not load_state_dict's traceback.
+    load_state_into(model, saved["model"], "the run's last.pt (resume continues into the architecture it was trained with)")
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     return list(saved["history"]), int(saved["epoch"])

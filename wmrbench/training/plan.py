@@ -27,7 +27,7 @@ def config_for_run(
     with the options on top, where only resumable settings may differ (:func:`merge_resume`)."""
     if options.get("arch") is not None:
         model_spec(options["arch"])  # unknown arch -> one line, before any work
-    fresh = train_config(dataset or DEFAULT_DATASET, defense or DEFAULT_DEFENSE, **given_settings(options))
+    fresh = train_config(DEFAULT_DATASET if dataset is None else dataset, DEFAULT_DEFENSE if defense is None else defense, **given_settings(options))
     if not resume:
         distributed.check_divides(fresh.batch_size, distributed.env_world_size())
         check_before_work(fresh)

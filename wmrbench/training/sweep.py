@@ -80,8 +80,8 @@ def sweep_configs(
     """One config per alpha_train, each built as ``train`` builds a single run's (the preset, or
     with ``resume`` the saved config, with the options on top); ``resume`` reads the runs that
     have a checkpoint and starts the others afresh, but at least one must have one."""
-    data = parse_enum(DatasetName, dataset or DEFAULT_DATASET, "dataset")
-    chosen = parse_enum(Defense, defense or DEFAULT_DEFENSE, "defense")
+    data = parse_enum(DatasetName, DEFAULT_DATASET if dataset is None else dataset, "dataset")
+    chosen = parse_enum(Defense, DEFAULT_DEFENSE if defense is None else defense, "defense")
     cfgs, missing = [], []
     for alpha in alphas:
         name = sweep_run_name(options.get("run"), data, chosen, alpha)
