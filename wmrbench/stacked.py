@@ -172,6 +172,22 @@ def fit_runs(
     return train(cfgs, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
                  show_progress=show_progress)
 
+def fit_groups(
+    groups: Sequence[Sequence[TrainConfig]], *, stack: Stack | str = DEFAULT_STACK, resume: bool = False,
+    missing_ok: bool = False, stop_after_epochs: int | None = None, show_progress: bool = True,
+) -> SweepResult:
+    """``train --seeds``: several sweeps one after the other, each trained by :func:`fit_runs` (one
+    sweep per seed: its runs share the seed's data order, which another seed does not). The
+    results in the order given; a run that diverged is in ``failures`` and the others go on."""
+    results, failures = [], {}
+    for cfgs in groups:
+        done = fit_runs(cfgs, stack=stack, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
+                        show_progress=show_progress)
+        results.extend(done.results)
+        failures.update(done.failures)
+    return SweepResult(results, failures)
+
+
 class GivenMaskDropout(nn.Module):
     """``nn.Dropout`` whose scaled mask (0 or 1/(1-p)) is an input, the buffer ``mask``: the masks of
     every run are drawn outside ``vmap``, each from its run's own generator."""

@@ -186,6 +186,7 @@ PaddingModeOpt = Annotated[str | None, typer.Option(help=f"zeros | reflect: how 
 NTrain = Annotated[int | None, typer.Option(help="A first try on a subset: train on the first N training examples (those not held out by --val-size; default: all). Not the paper's setting.")]
 MaxSteps = Annotated[int | None, typer.Option(help="A first try: end each epoch after N mini-batches (default: every batch). Not the paper's setting.")]
 TrainSeed = Annotated[int | None, typer.Option(help="Seed for weights, shuffling and attack starts (default 0).")]
+TrainSeeds = Annotated[str | None, typer.Option(help="Several training seeds, e.g. 0,1,2: one run per seed (and per --alpha-train), named RUN-sSEED, each the run --seed SEED --run RUN-sSEED trains alone.")]
 CheckpointDir = Annotated[str | None, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt (default checkpoints).")]
 TrainRun = Annotated[str | None, run_option(help="Run name (default: DATASET-DEFENSE-aALPHA).")]
 TrainPrecision = Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")]
