@@ -23,6 +23,8 @@ from wmrbench.uncertainty import BootstrapConfig, Difference, paired, same_examp
 
 DEFAULT_ALPHAS = (1.0, 1.5, 2.0)
 SIGNIFICANCE = 0.05
+# Two single results say nothing of the training run's own randomness (wmrbench.groups).
+ONE_RUN = "one training run each: this interval covers test examples only"
 
 
 class CompareFormat(str, Enum):
@@ -83,13 +85,14 @@ def compare(path_a: str | Path, path_b: str | Path, config: BootstrapConfig = Bo
 
 
 def verdict(d: Difference, level: float = SIGNIFICANCE) -> str:
-    """'A higher (significant at 5%)', 'B higher (not significant)', 'no difference'.
-    Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees in the table)."""
+    """'A higher (significant at 5%; one training run each: ...)', 'B higher (not significant; ...)',
+    'no difference'. Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees
+    in the table). One result per side: the verdict says the interval covers test examples only."""
     if d.difference == 0 and d.lo == d.hi == 0:
         return "no difference"
     side = "A higher" if d.difference > 0 else "B higher" if d.difference < 0 else "equal"
     significant = d.lo > 0 or d.hi < 0
-    return f"{side} ({'significant' if significant else 'not significant'} at {level:.0%})"
+    return f"{side} ({'significant' if significant else 'not significant'} at {level:.0%}; {ONE_RUN})"
 
 
 def comparison_frame(c: Comparison) -> pd.DataFrame:

@@ -44,7 +44,7 @@ PRESET = "default: the paper's evaluation attack for the dataset"
 MODEL = "Model"  # help panel of the options that say which model
 ATTACK = "Attack"
 
-Checkpoint = Annotated[str | None, typer.Option(help="A wmrbench checkpoint (last.pt), or a plain state_dict (with --arch or --model).", rich_help_panel=MODEL)]
+Checkpoint = Annotated[str | None, typer.Option(help="A wmrbench checkpoint (last.pt), or a plain state_dict (with --arch or --model). Several (comma-separated, or a quoted glob 'checkpoints/x-s*/last.pt'): one result each, on the same examples.", rich_help_panel=MODEL)]
 Arch = Annotated[str | None, typer.Option(help="Registered architecture of a plain state_dict (e.g. smallcnn).", rich_help_panel=MODEL)]
 ThreatModel = Annotated[str | None, typer.Option(help="RobustBench threat model of --model-id: Linf | L2 | corruptions (default Linf).", rich_help_panel=MODEL)]
 ModelDir = Annotated[str | None, typer.Option(help="RobustBench cache: MODEL_DIR/<dataset>/<threat_model>/<id>.pt loads offline (default models).", rich_help_panel=MODEL)]
