@@ -86,10 +86,10 @@ def compare(path_a: str | Path, path_b: str | Path, config: BootstrapConfig = Bo
 
 def verdict(d: Difference, level: float = SIGNIFICANCE) -> str:
     """'A higher (significant at 5%; one training run each: ...)', 'B higher (not significant; ...)',
-    'no difference'. Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees
+    'no difference (...)'. Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees
     in the table). One result per side: the verdict says the interval covers test examples only."""
     if d.difference == 0 and d.lo == d.hi == 0:
-        return "no difference"
+        return f"no difference ({ONE_RUN})"
     side = "A higher" if d.difference > 0 else "B higher" if d.difference < 0 else "equal"
     significant = d.lo > 0 or d.hi < 0
     return f"{side} ({'significant' if significant else 'not significant'} at {level:.0%}; {ONE_RUN})"
