@@ -474,3 +474,23 @@ def is_single_run(spec: str | Path | Sequence[str | Path]) -> bool:
     """Whether ``spec`` names one result folder holding one run (no attack seeds beside it)."""
     paths = expand(spec)
     return len(paths) == 1 and len(members_of(paths[0])) == 1
+
+
+def as_summary(group: GroupSummary, like: Summary) -> Summary:
+    """The group as one result row (tables, reports): ``like`` (one of its runs' summaries) with
+    the group's name, the means over its runs as metrics and the two-level intervals as its
+    uncertainty (whose method says so)."""
+    from wmrbench.records import Metrics, Uncertainty
+
+    means: dict[str, Any] = {"A_sa": {}, "A_tr": {}, "A_wc": {}}
+    intervals: dict[str, Any] = {}
+    for m in group.metrics:
+        if m.alpha is None:
+            means[m.metric], intervals[m.metric] = m.mean, (m.lo, m.hi)
+        else:
+            means[m.metric][m.alpha] = m.mean
+            intervals.setdefault(m.metric, {})[m.alpha] = (m.lo, m.hi)
+    metrics = Metrics(group.n_examples, means["A_nat"], means["A_rob"], means["A_sa"], means["A_tr"], means["A_wc"])
+    unc = Uncertainty(f"{group.method}, {len(group.runs)} runs", group.config.level, group.config.resamples,
+                      group.config.seed, intervals, {})
+    return dataclasses.replace(like, run=group.name, metrics=metrics, uncertainty=unc, seed_spread=None)

@@ -39,6 +39,7 @@ def table1(
     checkpoint_dir: Annotated[str, typer.Option(help="The four runs go to CHECKPOINT_DIR/table1-DATASET-DEFENSE-aALPHA/.")] = DEFAULT_CHECKPOINT_DIR,
     results_dir: Annotated[str, typer.Option(help="Evaluations and table1.md / table1.csv go to RESULTS_DIR/table1-DATASET/.")] = DEFAULT_RESULTS_DIR,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training (a time-boxed job); rerun the same command to continue.")] = None,
+    train_seeds: Annotated[int | None, typer.Option(help="Training seeds per model (default 3; --quick: 1): --seed, --seed + 1, ...; with several, rows are means over seeds and gains are tested over seeds.")] = None,
     stack: Annotated[str, typer.Option(help="on = train the four runs as ONE stacked model (one attack and one forward/backward per step, the same checkpoints); off (default) = taking turns, each bit for bit its solo run (docs/reproduction.md: stacking measured and owed).")] = "off",
     quiet: p.QuietBars = False,
 ) -> None:
@@ -60,7 +61,7 @@ def table1(
             quick=quick, epochs=epochs, n_examples=n_examples, restarts=restarts, restart_from=restart_from,
             alpha_test=parse_alphas(alpha_test), seed=seed, device=device, precision=precision,
             data_dir=data_dir or DEFAULT_DATA_DIR, download=download, checkpoint_dir=checkpoint_dir,
-            results_dir=results_dir, stop_after_epochs=stop_after_epochs, stack=stack,
+            results_dir=results_dir, stop_after_epochs=stop_after_epochs, stack=stack, train_seeds=train_seeds,
         )
         outcome = reproduce_table1(cfg, log=typer.echo, show_progress=not quiet)
     if outcome.reproduction is None:
