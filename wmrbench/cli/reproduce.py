@@ -93,6 +93,7 @@ def family(
     checkpoint_dir: Annotated[str, typer.Option(help="The seven runs go to CHECKPOINT_DIR/family-DATASET-DEFENSE-aALPHA/.")] = DEFAULT_CHECKPOINT_DIR,
     results_dir: Annotated[str, typer.Option(help="Evaluations and family.md / family.csv go to RESULTS_DIR/family-DATASET/.")] = DEFAULT_RESULTS_DIR,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training; rerun the same command to continue.")] = None,
+    train_seeds: Annotated[int | None, typer.Option(help="Training seeds per model (default 3; --quick: 1): --seed, --seed + 1, ...; with several, rows are means over seeds with two-level intervals.")] = None,
     quiet: p.QuietBars = False,
 ) -> None:
     """The reweighting family side by side: PGD-AT, TRADES, MART, GAIRAT, MAIL-TRADES, PGD+ours and TRADES+ours,
@@ -112,7 +113,7 @@ def family(
             autoattack_n_examples=autoattack_n_examples, attacks=tuple(a.strip() for a in attacks.split(",") if a.strip()),
             alpha_test=parse_alphas(alpha_test), seed=seed, device=device, precision=precision,
             data_dir=data_dir or DEFAULT_DATA_DIR, download=download, checkpoint_dir=checkpoint_dir,
-            results_dir=results_dir, stop_after_epochs=stop_after_epochs,
+            results_dir=results_dir, stop_after_epochs=stop_after_epochs, train_seeds=train_seeds,
         )
         outcome = reproduce_family(cfg, log=typer.echo, show_progress=not quiet)
     if outcome.table is None:
