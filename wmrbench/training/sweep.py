@@ -54,20 +54,26 @@ class SweepResult:
     failures: dict[str, str]
 
 
-def check_sweep(cfgs: Sequence[TrainConfig]) -> None:
+def check_sweep(cfgs: Sequence[TrainConfig], seeds_may_differ: bool = False) -> None:
     """Several runs may train side by side only if they share the data settings (one line naming
-    the first that differs) and write different folders."""
+    the first that differs) and write different folders. ``seeds_may_differ``: the stacked epoch
+    draws each run's own batches, so only the seed may differ (not with a held-out split, which
+    the seed carves)."""
     folders = [run_dir(cfg).resolve() for cfg in cfgs]
     for i, folder in enumerate(folders):
         if folder in folders[:i]:
             raise WmrbenchError(f"two runs of the sweep write the same folder {run_dir(cfgs[i])}: give each its own {setting('run')}")
+    shared = [n for n in SHARED_BY_SWEEP if not (seeds_may_differ and n == "seed")]
     for cfg in cfgs[1:]:
-        differ = [name for name in SHARED_BY_SWEEP if getattr(cfg, name) != getattr(cfgs[0], name)]
+        differ = [name for name in shared if getattr(cfg, name) != getattr(cfgs[0], name)]
         if differ:
             raise WmrbenchError(
                 f"runs {cfgs[0].run!r} and {cfg.run!r} cannot train side by side: they differ in "
                 f"{', '.join(setting(n) for n in differ)}; the runs of a sweep share the data settings"
             )
+        if cfg.seed != cfgs[0].seed and cfgs[0].val_size:
+            raise WmrbenchError(f"runs {cfgs[0].run!r} and {cfg.run!r} carve their held-out split ({setting('val_size')}) "
+                                "with their own seeds, so they cannot train side by side")
     if len(cfgs) > 1 and distributed.env_world_size() > 1:
         raise WmrbenchError(f"a sweep (several {setting('alpha_train')} values) trains in one process: run it without torchrun, "
                             "or train one alpha_train per torchrun job")
