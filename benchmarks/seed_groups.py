@@ -72,7 +72,8 @@ def main() -> None:
     for m, g in groups.items():
         members = g.members
         grouped, grouped_n = 0, 0
-        for part in itertools.combinations(range(len(members)), 2):
+        # Two groups of at least 2 seeds each (Welch's t needs two runs a side): 4 seeds or more.
+        for part in (itertools.combinations(range(len(members)), 2) if len(members) >= 4 else ()):
             rest = [i for i in range(len(members)) if i not in part]
             a = load_group([str(folders[m][i]) for i in part], name="A")
             b = load_group([str(folders[m][i]) for i in rest], name="B")
@@ -85,9 +86,11 @@ def main() -> None:
             for d in single.differences:
                 old_n += 1
                 old += d.lo > 0 or d.hi < 0
-        print(f"- {names[m]}: groups of 2 seeds against the other 3, Welch t over runs: {grouped} of {grouped_n} metric "
-              f"comparisons significant at 5% ({grouped / grouped_n:.1%}); one seed against another by the old "
-              f"example-only interval: {old} of {old_n} ({old / old_n:.1%})")
+        split = (f"groups of 2 seeds against the other {len(members) - 2}, Welch t over runs: {grouped} of {grouped_n} "
+                 f"metric comparisons significant at 5% ({grouped / grouped_n:.1%})" if grouped_n
+                 else "fewer than 4 seeds: no split into two groups of 2 or more")
+        print(f"- {names[m]}: {split}; one seed against another by the old example-only interval: {old} of {old_n} "
+              f"({old / old_n:.1%}) called significant at 5%")
 
 
 if __name__ == "__main__":

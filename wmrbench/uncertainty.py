@@ -301,11 +301,12 @@ def run_variance_share(points: np.ndarray, within: np.ndarray) -> np.ndarray:
     """Per metric, the share of one run's variance that is due to the run (its training or attack
     seed) rather than to the sampling of test examples: ``between / (between + within)``, with
     ``within`` the mean over runs of each run's example-bootstrap variance and ``between`` the
-    runs' observed variance (ddof 1) less ``within`` (at least 0). NaN with one run."""
+    runs' observed variance (ddof 1). The runs were scored on the SAME examples, so their spread
+    holds no example-sampling noise: nothing is subtracted from it. NaN with one run."""
     if points.shape[0] < 2:
         return np.full(points.shape[1], np.nan)
     within_mean = within.mean(axis=0)
-    between = np.maximum(points.var(axis=0, ddof=1) - within_mean, 0.0)
+    between = points.var(axis=0, ddof=1)
     total = between + within_mean
     return np.divide(between, total, out=np.zeros_like(total), where=total > 0)
 

@@ -113,3 +113,19 @@ def test_reproduce_table1_with_two_seeds_averages_them_and_tests_gains_over_seed
     seeds = [json.loads((table / f"table1-digits-trades-a2-s{s}" / "summary.json").read_text())["metrics"]["A_rob"]
              for s in (0, 1)]
     assert row["A_rob"] == pytest.approx(sum(seeds) / 2)  # the row is the mean over its seeds
+
+
+@pytest.mark.slow  # fourteen one-epoch digits runs and their PGD evaluations on 16 images: about a minute of CPU
+def test_reproduce_family_with_two_seeds_averages_them(tmp_path: Path) -> None:
+    out = invoke("reproduce", "family", "--quick", "--train-seeds", "2", "--epochs", "1", "--n-examples", "16",
+                 "--attacks", "pgd", "--device", "cpu", "--checkpoint-dir", tmp_path / "ck", "--results-dir",
+                 tmp_path / "res", "--quiet")
+    assert out.exit_code == 0, out.output
+    assert len(list((tmp_path / "ck").iterdir())) == 14
+    table = tmp_path / "res" / "family-digits"
+    assert "2 training seeds per model (0, 1)" in (table / "family.md").read_text()
+    frame = pd.read_csv(table / "family.csv")
+    row = frame[(frame["Defense"] == "TRADES+ours") & (frame["alpha_test"] == 2)].iloc[0]
+    seeds = [json.loads((table / f"family-digits-trades-a2-s{s}-pgd" / "summary.json").read_text())["metrics"]["A_nat"]
+             for s in (0, 1)]
+    assert row["A_nat"] == pytest.approx(sum(seeds) / 2)
