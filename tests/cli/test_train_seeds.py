@@ -67,6 +67,16 @@ def test_seeds_train_evaluate_and_compare_as_groups(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     assert "training run each" in out.stdout and "McNemar" in out.stdout
 
+    # The attack's seeds of `evaluate --seeds` are runs too: one folder each side, two runs each.
+    for run in ("d-a2-s0", "d-a0-s0"):
+        out = invoke("evaluate", "--checkpoint", ck / run / "last.pt", "--n-examples", "48", "--steps", "3",
+                     "--alpha-test", "1,2", "--device", "cpu", "--results-dir", tmp_path / "attacks", "--quiet",
+                     "--seeds", "0,1")
+        assert out.exit_code == 0, out.output
+    out = invoke("compare", tmp_path / "attacks" / "d-a2-s0", tmp_path / "attacks" / "d-a0-s0", "--resamples", "300")
+    assert out.exit_code == 0, out.output
+    assert "(2 runs)" in out.stdout and "seeds pair up" in out.stdout and "McNemar" not in out.stdout
+
     # A group whose runs differ in anything but the seed is refused, by name.
     out = invoke("compare", f"{res}/d-a*-s0", f"{res}/d-a*-s1")
     assert_one_line_error(out, "runs d-a0-s0 and d-a2-s0 differ in --alpha-train (0 against 2)")
