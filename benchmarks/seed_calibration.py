@@ -2,8 +2,8 @@
 
 A simulated method is a fixed test set of 360 examples (each with its own difficulty) and training
 runs that each shift every example's margin by the run's own amount (the seed) plus per-example
-noise. The sizes are those measured on the demo's digits runs: over 5 seeds, a run-to-run sd of
-about 1.3 points on A_rob, 2.6 on A_sa(1) and 3.9 on A_sa(2).
+noise, sized so that over 5 seeds the run-to-run sd is about 1.35 points on A_rob, 2.7 on A_sa(1)
+and 4.0 on A_sa(2), near the demo's TRADES over 5 seeds (1.07, 2.80, 3.70; docs/reproduction.md).
 
 Printed: the false-positive rate at 5% of the test over runs (wmrbench.groups.run_test) for 3, 5
 and 10 seeds per side, of the old example-only verdict (the paired bootstrap interval of one seed

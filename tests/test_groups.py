@@ -22,7 +22,7 @@ from wmrbench.uncertainty import BootstrapConfig, paired, uncertainty
 N = 360
 # A fixed test set (each example its own difficulty), runs that shift every margin by their own
 # amount (the seed), per-example noise: over 5 seeds a run-to-run sd of about 1.3 points on A_rob,
-# 2.7 on A_sa(1), 4.0 on A_sa(2), as measured on the demo (TRADES: 1.12, 3.01, 3.93 over 4 seeds).
+# 2.7 on A_sa(1), 4.0 on A_sa(2), near the demo's (TRADES over 5 seeds: 1.07, 2.80, 3.70; docs/reproduction.md).
 MU, SD_DIFFICULTY, SD_RUN, SD_NOISE = 2.2, 1.5, 0.1, 0.6
 
 
