@@ -349,8 +349,9 @@ def _notes(cfg: FamilyConfig, runs: list[TrainConfig], results: list[dict[str, S
     notes.append("gains: each reweighted model minus its unweighted base at the same alpha_test, in points, with its "
                  "95% paired interval [lo, hi] (a percentile bootstrap over the same test images for both models, "
                  "2,000 resamples, seed 0; `wmrbench compare`); one training run each: this interval covers test "
-                 "examples only, not the training seed nor the attack's own randomness (--train-seeds N for a test over "
-                 "seeds): a gain whose interval holds 0 is not shown to be real")
+                 "examples only, not the training seed nor the attack's own randomness "
+                 + render_settings(f"({setting('train_seeds')} N for a test over seeds)")
+                 + ": a gain whose interval holds 0 is not shown to be real")
     return notes
 
 

@@ -40,7 +40,7 @@ from wmrbench.config import (
     to_jsonable,
     with_options,
 )
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.errors import WmrbenchError, render_settings, setting
 from wmrbench.evaluation import evaluate_source
 from wmrbench.io import atomic_write_text, lock_folder
 from wmrbench.models.checkpoint import read_checkpoint
@@ -335,7 +335,8 @@ def _reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list
              "each gain's interval is paired (the same resampled images for both models)", "wall time (the runs train side by side: their epoch times overlap): " + "; ".join(seconds),
              f"versions: {provenance}", f"checkpoints: {Path(cfg.checkpoint_dir)}; results: {cfg.table_dir}",
              "one training run per model: every interval and verdict covers the test images only, not the training "
-             "run's own randomness (seed to seed, about as large as the gains here); --train-seeds N tests over seeds"]
+             "run's own randomness (seed to seed, about as large as the gains here); "
+             + render_settings(f"{setting('train_seeds')} N tests over seeds")]
     if cfg.quick:
         notes.insert(0, "NOT the paper's setting: digits (8x8, 1,797 images, embedded) with its small preset, a "
                         "CPU-sized stand-in; only the '+ours'-vs-baseline comparison carries over, not the numbers")
