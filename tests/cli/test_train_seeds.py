@@ -26,7 +26,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
-@pytest.mark.slow  # seven one-epoch trainings, four 48-image evaluations: 24 s measured on the loaded 2-core CPU
+@pytest.mark.slow  # seven one-epoch trainings, six 48-image evaluations: 24-220 s measured on the shared 2-core CPU (load-bound)
 def test_seeds_train_evaluate_and_compare_as_groups(tmp_path: Path) -> None:
     ck, res = tmp_path / "ck", tmp_path / "res"
     out = _train(ck, "--seeds", "0,1", "--alpha-train", "0,2", "--run", "d")
@@ -106,7 +106,7 @@ def test_seeds_refusals_are_one_line(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.slow  # eight one-epoch digits runs and their 48-image evaluations: 82 s measured on the loaded 2-core CPU
+@pytest.mark.slow  # eight one-epoch digits runs and their 48-image evaluations: 82-374 s measured on the shared 2-core CPU (load-bound)
 def test_reproduce_table1_with_two_seeds_averages_them_and_tests_gains_over_seeds(tmp_path: Path) -> None:
     out = invoke("reproduce", "table1", "--quick", "--train-seeds", "2", "--epochs", "1", "--n-examples", "48",
                  "--restarts", "1", "--device", "cpu", "--checkpoint-dir", tmp_path / "ck", "--results-dir",
@@ -125,7 +125,7 @@ def test_reproduce_table1_with_two_seeds_averages_them_and_tests_gains_over_seed
     assert row["A_rob"] == pytest.approx(sum(seeds) / 2)  # the row is the mean over its seeds
 
 
-@pytest.mark.slow  # fourteen one-epoch digits runs and their PGD evaluations on 16 images: about a minute of CPU
+@pytest.mark.slow  # fourteen one-epoch digits runs and their PGD evaluations on 16 images: 248 s measured on the loaded 2-core CPU
 def test_reproduce_family_with_two_seeds_averages_them(tmp_path: Path) -> None:
     out = invoke("reproduce", "family", "--quick", "--train-seeds", "2", "--epochs", "1", "--n-examples", "16",
                  "--attacks", "pgd", "--device", "cpu", "--checkpoint-dir", tmp_path / "ck", "--results-dir",
