@@ -10,7 +10,8 @@ setting: its table is never put beside the paper's MNIST numbers as if comparabl
 What makes it resumable, on this machine or another one with the folders copied over:
 
 * a run is finished when its ``last.pt`` holds every epoch; an unfinished one is resumed
-  from it (the four runs train side by side, as one sweep: :func:`wmrbench.stacked.fit_runs`, stacked or not);
+  from it (the four runs of a seed train side by side, as one sweep; with several seeds and
+  ``--stack on``, every seed's runs as one stack: :func:`wmrbench.stacked.fit_groups`);
 * an evaluation is done when its ``summary.json`` is complete (its records' hash matches) and
   was measured as planned (attack, alpha_test, examples, seed, precision) on the finished
   model (the checkpoint's epochs); anything else is evaluated again;
@@ -74,7 +75,7 @@ from wmrbench.report.reproduction import (
     to_markdown_report,
 )
 from wmrbench.stacked import Stack
-from wmrbench.stacked import DEFAULT_STACK, fit_runs
+from wmrbench.stacked import DEFAULT_STACK, fit_groups
 from wmrbench.training import SHARED_BY_SWEEP, run_dir, seed_run_name
 from wmrbench.uncertainty import with_uncertainty
 
@@ -279,15 +280,13 @@ def train_pending(runs: list[TrainConfig], log: Log, show_progress: bool, stop_a
     groups: dict[tuple[Any, ...], list[TrainConfig]] = {}
     for run in todo:
         groups.setdefault(tuple(getattr(run, k) for k in SHARED_BY_SWEEP), []).append(run)
-    trained: list[str] = []
-    for group in groups.values():
-        result = fit_runs(group, stack=stack, resume=True, missing_ok=True,
-                          stop_after_epochs=stop_after_epochs, show_progress=show_progress)
-        if result.failures:
-            first, *rest = result.failures.values()
-            raise WmrbenchError(first + (f" (and {len(rest)} more run(s) diverged)" if rest else ""))
-        trained += [run.run for run in group]
-    return trained, [run.run for run in runs if finished_epochs(run) < run.epochs]
+    # One sweep per seed; with --stack on, every seed's runs as one stack (fit_groups).
+    result = fit_groups(list(groups.values()), stack=stack, resume=True, missing_ok=True,
+                        stop_after_epochs=stop_after_epochs, show_progress=show_progress)
+    if result.failures:
+        first, *rest = result.failures.values()
+        raise WmrbenchError(first + (f" (and {len(rest)} more run(s) diverged)" if rest else ""))
+    return [run.run for run in todo], [run.run for run in runs if finished_epochs(run) < run.epochs]
 
 
 def _evaluate(cfg: ReproduceConfig, run: TrainConfig, outcome: Outcome, log: Log, show_progress: bool) -> Summary:
