@@ -90,10 +90,10 @@ else
 fi
 step benchmark 150 "$PYTHON" benchmarks/train.py --only stack "${BENCH_ARGS[@]}" --out "$OUT/bench.json" || true
 
-# 5. Table 1 with 3 training seeds per cell (each seed's four runs stacked: --stack on; the
-#    seeds' sweeps follow one another, since a seed decides the data order), continued for the
-#    minutes left with --stop-after-epochs (every finished epoch checkpoints every run); a later
-#    call continues from state.tar.gz. Its gains are then tested over the 3 seeds.
+# 5. Table 1 with 3 training seeds per cell, the 12 runs as one stack (--stack on: each run
+#    draws its own seed's batches into its own rows), continued for the minutes left with
+#    --stop-after-epochs (every finished epoch checkpoints every run); a later call continues
+#    from state.tar.gz. Its gains are then tested over the 3 seeds.
 if [ "$DRY" = 1 ]; then
   TABLE_SEEDS=${TRAIN_SEEDS_DRY:-1}
   TABLE_ARGS=(--quick --epochs 2 --n-examples 16 --restarts 1 --device cpu --train-seeds "$TABLE_SEEDS")
@@ -108,8 +108,8 @@ rows = json.load(open(sys.argv[1]))["rows"]
 print(int(next(r for r in rows if "vmap" in r["variant"])["s per 60k-image epoch (all its runs)"]) + 1)
 PY
 )
-BENCH_EPOCH_S=$(( BENCH_EPOCH_S * TABLE_SEEDS ))  # one stacked sweep per seed, one after another
-say "table1: the benchmark puts an epoch of the ${TABLE_SEEDS} seeds' stacked sweeps at ${BENCH_EPOCH_S}s"
+BENCH_EPOCH_S=$(( BENCH_EPOCH_S * TABLE_SEEDS ))  # an estimate: the stack holds TABLE_SEEDS times the runs measured
+say "table1: the benchmark puts an epoch of the ${TABLE_SEEDS} seeds' stack at about ${BENCH_EPOCH_S}s"
 # The first invocation trains one epoch (and measures start-up + epoch); each later one as many
 # epochs as fit in the time left, at 1.25x the estimate. A killed invocation loses at most the
 # epoch under way: every finished epoch is checkpointed.
