@@ -16,6 +16,7 @@ from tests.conftest import SHARED_DATA, assert_one_line_error, invoke
 from tests.training.test_sweep import ARCH  # registers the conv + BatchNorm + dropout test architecture
 from wmrbench import training
 from wmrbench.config import TrainConfig
+from wmrbench.errors import WmrbenchError
 from wmrbench.presets import train_config
 from wmrbench.stacked import StackedNet, _Masks, fit_stacked, stacked_step
 
@@ -85,6 +86,29 @@ def test_stacked_run_by_run_equals_each_run_trained_alone_bit_for_bit(solo, tmp_
         assert _load(tmp_path / cfg.run)["epoch"] == 2
     # The control: the runs differ from each other (alpha, defense, lr are not ignored).
     assert _same(solo / "pgd-a0", solo / "pgd-a0.5") and _same(solo / "trades-a0", solo / "trades-a2")
+
+
+@pytest.mark.slow  # 16 s of CPU (76 s of wall time on the loaded 2-core machine): four solo runs, then the stack
+def test_runs_of_other_seeds_stack_each_on_its_own_batches_bit_for_bit(tmp_path):
+    # train --seeds --stack on: one stack for every seed, each run drawing its own data order,
+    # augmentation, starts and dropout, exactly as alone (run by run on the CPU).
+    cfgs = [dataclasses.replace(c, epochs=1, seed=seed, run=f"{c.run}-s{seed}")
+            for c, seed in zip(_cfgs(tmp_path / "stacked"), (0, 1, 0, 1))]
+    alone = tmp_path / "alone"
+    for cfg in cfgs:
+        training.fit(dataclasses.replace(cfg, checkpoint_dir=str(alone)), show_progress=False)
+    result = fit_stacked(cfgs, impl="loop", show_progress=False)
+    assert result.failures == {}
+    for cfg in cfgs:
+        assert _same(tmp_path / "stacked" / cfg.run, alone / cfg.run) == [], cfg.run
+    # The control: another seed is another run.
+    other = dataclasses.replace(cfgs[1], seed=0, checkpoint_dir=str(tmp_path / "other"))
+    training.fit(other, show_progress=False)
+    assert _same(tmp_path / "other" / other.run, alone / cfgs[1].run)
+    # Not with a held-out split: each seed carves its own.
+    with pytest.raises(WmrbenchError, match="carve their held-out split"):
+        fit_stacked([dataclasses.replace(c, val_size=100, checkpoint_dir=str(tmp_path / "val")) for c in cfgs],
+                    impl="loop", show_progress=False)
 
 
 @pytest.mark.slow  # 3 s measured on a loaded 2-core CPU (tests/README.md)

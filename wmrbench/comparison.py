@@ -25,6 +25,8 @@ from wmrbench.uncertainty import BootstrapConfig, Difference, paired, paired_aga
 DEFAULT_ALPHAS = (1.0, 1.5, 2.0)
 SIGNIFICANCE = 0.05
 STDOUT = "-"  # --output -: the table's text goes to standard output, no file is written
+# Two single results say nothing of the training run's own randomness (wmrbench.groups).
+ONE_RUN = "one training run each: this interval covers test examples only"
 
 
 class CompareFormat(str, Enum):
@@ -153,13 +155,14 @@ ZERO = 1e-9
 
 
 def verdict(d: Difference, level: float = SIGNIFICANCE) -> str:
-    """'A higher (significant at 5%)', 'B higher (not significant)', 'no difference'.
-    Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees in the table)."""
+    """'A higher (significant at 5%; one training run each: ...)', 'B higher (not significant; ...)',
+    'no difference (...)'. Significant: the paired interval excludes 0 (for A_nat / A_rob, McNemar agrees
+    in the table). One result per side: the verdict says the interval covers test examples only."""
     if abs(d.difference) <= ZERO and abs(d.lo) <= ZERO and abs(d.hi) <= ZERO:
-        return "no difference"
+        return f"no difference ({ONE_RUN})"
     side = "A higher" if d.difference > ZERO else "B higher" if d.difference < -ZERO else "equal"
     significant = d.lo > ZERO or d.hi < -ZERO
-    return f"{side} ({'significant' if significant else 'not significant'} at {level:.0%})"
+    return f"{side} ({'significant' if significant else 'not significant'} at {level:.0%}; {ONE_RUN})"
 
 
 def comparison_frame(c: Comparison) -> pd.DataFrame:

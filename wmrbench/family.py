@@ -41,8 +41,8 @@ from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, alpha_key, rea
 from wmrbench.report.family import BASE_OF, PRIMARY, ROB_COLUMNS, GainIntervals, family_table, gains_table
 from wmrbench.report.render import CiStyle, to_csv, to_markdown
 from wmrbench.report.tables import defense_label
-from wmrbench.reproduce import EVAL_KEYS, TRAIN_KEYS, train_pending
-from wmrbench.training import run_dir
+from wmrbench.reproduce import EVAL_KEYS, PAPER_TRAIN_SEEDS, TRAIN_KEYS, train_pending
+from wmrbench.training import run_dir, seed_run_name
 
 NAME = "family"
 # (defense, "+ours"?) in table order
@@ -77,8 +77,12 @@ class FamilyConfig:
     results_dir: str = DEFAULT_RESULTS_DIR
     download: bool = False
     stop_after_epochs: int | None = None
+    # Training seeds per model (None: PAPER_TRAIN_SEEDS, or 1 with quick): seed, seed + 1, ...
+    train_seeds: int | None = None
 
     def __post_init__(self) -> None:
+        if self.train_seeds is not None:
+            object.__setattr__(self, "train_seeds", check_int(self.train_seeds, "train_seeds", 1))
         dataset = self.dataset if self.dataset is not None else (DatasetName.DIGITS if self.quick else DatasetName.MNIST)
         object.__setattr__(self, "dataset", parse_enum(DatasetName, dataset, "dataset"))
         object.__setattr__(self, "precision", parse_enum(Precision, self.precision, "precision"))
@@ -103,6 +107,12 @@ class FamilyConfig:
     def table_dir(self) -> Path:
         return Path(self.results_dir) / f"{NAME}-{self.data.value}"
 
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The training seeds of every model: ``seed`` and the ones after it."""
+        n = self.train_seeds if self.train_seeds is not None else (1 if self.quick else PAPER_TRAIN_SEEDS)
+        return tuple(range(self.seed, self.seed + n))
+
     def examples(self, attack: AttackMethod) -> int | None:
         n = self.n_examples if self.n_examples is not None else (QUICK_N if self.quick else None)
         if attack is AttackMethod.AUTOATTACK:
@@ -111,21 +121,28 @@ class FamilyConfig:
         return n
 
 
+def model_name(cfg: FamilyConfig, defense: Defense, alpha: float) -> str:
+    return f"{NAME}-{cfg.data.value}-{defense.value}-a{alpha:g}"
+
+
 def planned_runs(cfg: FamilyConfig) -> list[TrainConfig]:
-    """The seven training runs, ``family-DATASET-DEFENSE-aALPHA``, from their presets."""
+    """The seven training runs per seed, ``family-DATASET-DEFENSE-aALPHA`` (with several seeds,
+    ``...-sSEED``), from their presets."""
     runs = []
-    for defense, ours in MODELS:
-        preset = preset_for(cfg.data, defense)
-        alpha = preset.alpha_train if ours else 0.0
-        epochs = cfg.epochs if cfg.epochs is not None else (QUICK_EPOCHS if cfg.quick else preset.epochs)
-        burn_in = scaled_burn_in(preset, epochs)  # the same share of the run, one epoch at least after it
-        runs.append(train_config(
-            cfg.data, defense, run=f"{NAME}-{cfg.data.value}-{defense.value}-a{alpha:g}", alpha_train=alpha,
-            epochs=epochs, burn_in=burn_in, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
-            data_dir=cfg.data_dir, checkpoint_dir=cfg.checkpoint_dir, download=cfg.download or None,
-        ))
+    for seed in cfg.seeds:
+        for defense, ours in MODELS:
+            preset = preset_for(cfg.data, defense)
+            alpha = preset.alpha_train if ours else 0.0
+            epochs = cfg.epochs if cfg.epochs is not None else (QUICK_EPOCHS if cfg.quick else preset.epochs)
+            burn_in = scaled_burn_in(preset, epochs)  # the same share of the run, one epoch at least after it
+            name = model_name(cfg, defense, alpha)
+            runs.append(train_config(
+                cfg.data, defense, run=seed_run_name(name, seed) if len(cfg.seeds) > 1 else name, alpha_train=alpha,
+                epochs=epochs, burn_in=burn_in, seed=seed, device=cfg.device, precision=cfg.precision,
+                data_dir=cfg.data_dir, checkpoint_dir=cfg.checkpoint_dir, download=cfg.download or None,
+            ))
     first = runs[0]
-    for run in runs[1:]:  # the family's comparison rests on these being equal
+    for run in (r for r in runs[1:] if r.seed == first.seed):  # the family's comparison rests on these being equal
         same = (run.attack.eps, run.attack.steps, run.attack.step_size, run.attack.start, run.batch_size, run.seed)
         if same != (first.attack.eps, first.attack.steps, first.attack.step_size, first.attack.start,
                     first.batch_size, first.seed):
@@ -200,8 +217,13 @@ def reproduce_family(cfg: FamilyConfig, log: Log = lambda line: None, show_progr
             results = [{a.value: _evaluate(cfg, run, a, outcome, log, show_progress) for a in cfg.attacks} for run in runs]
         except KeyboardInterrupt:  # one short line, not one resume command per run
             raise Interrupted(RERUN_TO_CONTINUE) from None
-        outcome.table = family_table(results)
-        outcome.gains = gains_table(outcome.table, paired_gain_intervals(cfg, runs, results))
+        if len(cfg.seeds) > 1:
+            means, intervals = seed_groups(cfg, runs, results)
+            outcome.table = family_table(means)
+            outcome.gains = gains_table(outcome.table, intervals)
+        else:
+            outcome.table = family_table(results)
+            outcome.gains = gains_table(outcome.table, paired_gain_intervals(cfg, runs, results))
         outcome.notes = _notes(cfg, runs, results)
         outcome.files = _write(cfg, outcome)
         return outcome
@@ -259,6 +281,46 @@ def paired_gain_intervals(cfg: FamilyConfig, runs: list[TrainConfig], results: l
     return out
 
 
+def seed_groups(cfg: FamilyConfig, runs: list[TrainConfig],
+                results: list[dict[str, Summary]]) -> tuple[list[dict[str, Summary]], GainIntervals]:
+    """Several seeds per model: each model's row per attack holds the means over its seeds with
+    two-level intervals (seeds, then test images), and each gain is the difference of the means
+    with its two-level interval (:mod:`wmrbench.groups`, ``compare``'s numbers)."""
+    from wmrbench.groups import as_summary, compare_groups, group_summary, load_group
+
+    models: dict[tuple[Defense, float], list[int]] = {}
+    for i, run in enumerate(runs):
+        models.setdefault((run.defense, run.alpha_train), []).append(i)
+    groups: dict[str, dict[str, Any]] = {}
+    means = []
+    for (defense, alpha), members in models.items():
+        per_attack, row = {}, {}
+        for attack in cfg.attacks:
+            folders = [cfg.table_dir / result_name(runs[i], attack) for i in members]
+            per_attack[attack.value] = load_group(folders, name=f"{model_name(cfg, defense, alpha)}-{attack.value}")
+            row[attack.value] = as_summary(group_summary(per_attack[attack.value], alphas=cfg.alpha_test),
+                                           results[members[0]][attack.value])
+        groups[defense_label(row[PRIMARY].model)] = per_attack
+        means.append(row)
+    out: GainIntervals = {}
+    for label, per_attack in groups.items():
+        base = groups.get(BASE_OF.get(label, ""))
+        if base is None:
+            continue
+        for attack in cfg.attacks:
+            compared = compare_groups(per_attack[attack.value], base[attack.value], alphas=list(cfg.alpha_test))
+            for d in compared.differences:
+                if d.metric == "A_rob":
+                    column = ROB_COLUMNS[attack.value]
+                elif attack.value == PRIMARY:
+                    column = d.metric
+                else:
+                    continue
+                for key in ([d.alpha] if d.alpha is not None else [alpha_key(a) for a in cfg.alpha_test]):
+                    out[(label, key, column)] = (d.lo, d.hi)
+    return means, out
+
+
 def _notes(cfg: FamilyConfig, runs: list[TrainConfig], results: list[dict[str, Summary]]) -> list[str]:
     first = runs[0]
     pgd = results[0]["pgd"].config.attack
@@ -281,10 +343,18 @@ def _notes(cfg: FamilyConfig, runs: list[TrainConfig], results: list[dict[str, S
     if cfg.examples(AttackMethod.AUTOATTACK) != cfg.examples(AttackMethod.PGD) and AttackMethod.AUTOATTACK in cfg.attacks:
         notes.append("A_rob AA is measured on fewer images than the other columns (AutoAttack's Square attack is slow "
                      "on a CPU): compare it with the other A_rob columns only roughly")
+    if len(cfg.seeds) > 1:
+        notes.append(f"{len(cfg.seeds)} training seeds per model ({', '.join(map(str, cfg.seeds))}): each row is the mean "
+                     "over its seeds with a two-level 95% interval (seeds resampled, then the same test images for every "
+                     "seed); each gain is the difference of the means with its two-level interval (`wmrbench compare` "
+                     "of the two groups, which also tests it over seeds): a gain whose interval holds 0 is not shown to be real")
+        return notes
     notes.append("gains: each reweighted model minus its unweighted base at the same alpha_test, in points, with its "
                  "95% paired interval [lo, hi] (a percentile bootstrap over the same test images for both models, "
-                 "2,000 resamples, seed 0; `wmrbench compare`); it covers the sampling of test images, not the "
-                 "training seed nor the attack's own randomness: a gain whose interval holds 0 is not shown to be real")
+                 "2,000 resamples, seed 0; `wmrbench compare`); one training run each: this interval covers test "
+                 "examples only, not the training seed nor the attack's own randomness "
+                 + render_settings(f"({setting('train_seeds')} N for a test over seeds)")
+                 + ": a gain whose interval holds 0 is not shown to be real")
     return notes
 
 

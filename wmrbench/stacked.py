@@ -158,7 +158,8 @@ def fit_stacked(
     if cfgs:
         impl = resolve_impl(impl, distributed.resolve_device(cfgs[0].device))
     return fit_sweep(cfgs, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
-                     show_progress=show_progress, train_epoch=functools.partial(train_epoch, impl=impl))
+                     show_progress=show_progress, train_epoch=functools.partial(train_epoch, impl=impl),
+                     seeds_may_differ=True)
 
 
 def fit_runs(
@@ -171,6 +172,28 @@ def fit_runs(
     train = fit_stacked if use_stack(stack, cfgs) else fit_sweep
     return train(cfgs, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
                  show_progress=show_progress)
+
+def fit_groups(
+    groups: Sequence[Sequence[TrainConfig]], *, stack: Stack | str = DEFAULT_STACK, resume: bool = False,
+    missing_ok: bool = False, stop_after_epochs: int | None = None, show_progress: bool = True,
+) -> SweepResult:
+    """``train --seeds``: one sweep per seed (its runs share the seed's data order), trained by
+    :func:`fit_runs` one after the other; with ``stack`` on, every seed's runs as ONE stack
+    instead, each run drawing its own batches into its own rows (no held-out split: the seed
+    carves it). The results in the order given; a run that diverged is in ``failures``."""
+    every = [cfg for cfgs in groups for cfg in cfgs]
+    if len(groups) > 1 and use_stack(stack, every) and not every[0].val_size:
+        # One stack for every seed: each run draws its own batches in its own rows (train_epoch).
+        return fit_stacked(every, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
+                           show_progress=show_progress)
+    results, failures = [], {}
+    for cfgs in groups:
+        done = fit_runs(cfgs, stack=stack, resume=resume, missing_ok=missing_ok, stop_after_epochs=stop_after_epochs,
+                        show_progress=show_progress)
+        results.extend(done.results)
+        failures.update(done.failures)
+    return SweepResult(results, failures)
+
 
 class GivenMaskDropout(nn.Module):
     """``nn.Dropout`` whose scaled mask (0 or 1/(1-p)) is an input, the buffer ``mask``: the masks of
@@ -328,27 +351,35 @@ def _objective(cfg: TrainConfig, logits_nat: Tensor | None, logits_adv: Tensor, 
 
 def stacked_step(
     net: StackedNet, runs: Sequence[Run], x: Tensor, y: Tensor, attack_generators: Sequence[torch.Generator],
-    masks: _Masks, cuda_graph: bool | None = None,
+    masks: _Masks, cuda_graph: bool | None = None, per_run: bool = False,
 ) -> list[tuple[Objective, Tensor]]:
     """One step of every run: one attack, one forward/backward, each run's optimizer step.
     Returns each run's objective and the attack's margins on its rows. No host synchronisation.
     ``cuda_graph``: the attack's steps through one captured CUDA graph (None: on for CUDA inputs,
-    as a solo run's training attack), or eagerly (False)."""
+    as a solo run's training attack), or eagerly (False). ``per_run``: ``x`` and ``y`` hold one
+    block of rows per run, each run's own batch (runs of other seeds draw other batches); else
+    one batch every run takes."""
     cfgs = [run.cfg for run in runs]
     n, attack, precision = len(runs), cfgs[0].attack, cfgs[0].precision
     trades = [r for r, c in enumerate(cfgs) if c.defense is Defense.TRADES]
     device = x.device
     net.load([run.model for run in runs])
-    xs, ys = x.repeat(n, *[1] * (x.dim() - 1)), y.repeat(n)
-    rows = len(y)
+    if per_run:
+        xs, ys = x, y
+        own = list(x.unflatten(0, (n, -1)).unbind(0))  # each run's batch
+    else:
+        xs, ys = x.repeat(n, *[1] * (x.dim() - 1)), y.repeat(n)
+        own = [x] * n
+    rows = len(ys) // n
     alpha = net.constant("alpha", lambda: torch.tensor([c.alpha_train for c in cfgs], dtype=torch.float32), rows)
     kl = None
     natural_logits = None
     if trades:
         kl = net.constant("kl", lambda: torch.tensor([c.defense is Defense.TRADES for c in cfgs]), rows)
-        natural_logits = predict_shared(net, x, precision, trades)
+        natural_logits = predict_shared(net, xs if per_run else x, precision, trades, shared=not per_run)
     # Each run's start from its own generator: what pgd() draws for the run alone.
-    x_start = torch.cat([start_point(x, attack.eps, attack.start, 0, g, norm=attack.norm) for g in attack_generators])
+    x_start = torch.cat([start_point(xr, attack.eps, attack.start, 0, g, norm=attack.norm)
+                         for xr, g in zip(own, attack_generators)])
     result = mixed_pgd(net, xs, ys, x_start.contiguous(memory_format=_memory_format(x)), attack, alpha=alpha, kl=kl,
                        natural_logits=natural_logits, precision=precision, cuda_graph=cuda_graph)
 
@@ -358,12 +389,13 @@ def stacked_step(
     buffers = {k: v for k, v in net.stacked().items() if k in net.buffer_keys}
     base = net.base.train()
     with autocast(device.type, precision):
-        logits_adv = _apply(base, {**params, **buffers, **masks.draw(x, range(n))}, result.x_adv, n, net.impl, False)
+        logits_adv = _apply(base, {**params, **buffers, **masks.draw(own[0], range(n))}, result.x_adv, n, net.impl, False)
         logits_nat, sub = None, {}
         if trades:  # only the TRADES runs take a forward at x (BatchNorm statistics, dropout draws)
             index = net.constant("trades", lambda: torch.tensor(trades), 1)
             sub = {k: v if len(trades) == n else v.index_select(0, index) for k, v in {**params, **buffers}.items()}
-            logits_nat = _apply(base, {**sub, **masks.draw(x, trades)}, x, len(trades), net.impl, True)
+            at = torch.cat([own[t] for t in trades]) if per_run else x
+            logits_nat = _apply(base, {**sub, **masks.draw(own[0], trades)}, at, len(trades), net.impl, not per_run)
     outcomes, losses = [], []
     for r, run in enumerate(runs):
         block = slice(r * rows, (r + 1) * rows)
@@ -372,7 +404,7 @@ def stacked_step(
             assert logits_nat is not None
             t = trades.index(r)
             nat = logits_nat[t * rows:(t + 1) * rows]
-        objective = _objective(run.cfg, nat, logits_adv[block], y)
+        objective = _objective(run.cfg, nat, logits_adv[block], ys[block])
         outcomes.append((objective, result.margin[block]))
         losses.append(objective.loss)
     for run in runs:
@@ -395,10 +427,11 @@ def stacked_step(
     return outcomes
 
 
-def predict_shared(net: StackedNet, x: Tensor, precision: Any, runs: Sequence[int]) -> Tensor:
+def predict_shared(net: StackedNet, x: Tensor, precision: Any, runs: Sequence[int], shared: bool = True) -> Tensor:
     """The eval-mode logits at the same x of the ``runs`` (the TRADES runs: their attack's p(x)), no
     gradients, in every run's block of rows; the other runs' blocks are zeros (their rows ascend
-    CE, which does not read them)."""
+    CE, which does not read them). ``shared=False``: ``x`` holds one block per run of the stack
+    (each run's own batch), and each of ``runs`` is taken at its own block."""
     was_training = net.training
     net.eval()
     net.base.eval()
@@ -407,8 +440,11 @@ def predict_shared(net: StackedNet, x: Tensor, precision: Any, runs: Sequence[in
         if len(runs) != net.n:
             index = net.constant("trades", lambda: torch.tensor(list(runs)), 1)
             tensors = {k: v.index_select(0, index) for k, v in tensors.items()}
+        if not shared:
+            blocks = x.unflatten(0, (net.n, -1))
+            x = blocks.flatten(0, 1) if len(runs) == net.n else torch.cat([blocks[r] for r in runs])
         with torch.no_grad(), autocast(x.device.type, precision):
-            logits = upcast(_apply(net.base, tensors, x, len(runs), net.impl, shared=True))
+            logits = upcast(_apply(net.base, tensors, x, len(runs), net.impl, shared=shared))
     finally:
         net.train(was_training)
     if len(runs) == net.n:
@@ -435,22 +471,31 @@ def train_epoch(
     data = runs[0].cfg
     generators = [epoch_generators(run.cfg.seed, epoch, ctx.rank, device) for run in runs]
     lrs = [run.optimizer.param_groups[0]["lr"] for run in runs]
-    order = torch.randperm(len(train), generator=generators[0]["shuffle"])
+    # Runs of other seeds (train --seeds --stack on) draw their own data order and augmentation:
+    # each run's own batch goes into its own block of rows, as it would alone. One draw per
+    # generator: a second would not be the order the run draws alone.
+    per_run = len({run.cfg.seed for run in runs}) > 1
+    orders = [torch.randperm(len(train), generator=g["shuffle"]) for g in (generators if per_run else generators[:1])]
     batch_size = data.batch_size
-    n_batches = (len(order) + batch_size - 1) // batch_size
+    n_batches = (len(orders[0]) + batch_size - 1) // batch_size
     task = progress.add_task(f"epoch {epoch + 1}/{data.epochs} ({len(runs)} runs stacked)", total=n_batches, info="")
     net = StackedNet([run.model for run in runs], impl).to(device)
     # Under bf16 autocast the layer before dropout gives bf16 activations: its masks are bf16 too.
     mask_dtype = autocast_dtype(data.precision) or torch.float32
     masks = _Masks(net, [run.cfg for run in runs], epoch, ctx.rank, device, mask_dtype)
     tallies = [Tally(device) for _ in runs]
-    for step, (_, x, y) in enumerate(batches(train, batch_size, order)):
-        if data.augment:
-            x = random_crop_flip(x, generators[0]["augment"], padding_mode=data.padding_mode.value)
+    for step, drawn in enumerate(zip(*(batches(train, batch_size, o) for o in orders))):
+        xs, ys = [], []
+        for r, (_, x, y) in enumerate(drawn):
+            if data.augment:
+                x = random_crop_flip(x, generators[r]["augment"], padding_mode=data.padding_mode.value)
+            xs.append(x)
+            ys.append(y)
+        x, y = (torch.cat(xs), torch.cat(ys)) if per_run else (xs[0], ys[0])
         x = prepare_input(x, device)
-        outcomes = stacked_step(net, runs, x, y, [g["attack"] for g in generators], masks)
+        outcomes = stacked_step(net, runs, x, y, [g["attack"] for g in generators], masks, per_run=per_run)
         for tally, (objective, margin) in zip(tallies, outcomes):
-            tally.add(objective, margin, len(y))
+            tally.add(objective, margin, len(ys[0]))
         progress.update(task, completed=step + 1)  # a host-side count: no read-back
     progress.remove_task(task)
     seconds = time.perf_counter() - started

@@ -22,6 +22,14 @@ a second on one core (``benchmarks/bootstrap.py`` measures it).
 Effective sample size (Kish): ``n_eff(alpha) = (sum s)^2 / sum s^2``: N at alpha 0, and the
 number of equally weighted examples that would give the same variance as the weighted mean.
 
+Across runs (:func:`two_level`): a claim about a training method rests on training runs as well
+as on test examples, and an attack repeated with other seeds is a run of its own too. A group of
+runs on the same examples gets a two-level (hierarchical) bootstrap: runs are resampled first,
+then examples, with the same example counts for every run of a resample so that the pairing of
+examples holds (Saravanan, Berman and Sober, "Application of the hierarchical bootstrap to
+multi-level data in neuroscience", Neurons, Behavior, Data analysis, and Theory 3, 2020). The
+count-matrix product above serves every run at once.
+
 McNemar's exact test (McNemar 1947; the exact form is a two-sided binomial test on the
 discordant pairs) is computed with exact integers (``math.comb``), so scipy is not needed.
 """
@@ -136,8 +144,9 @@ def _ratios(records: pd.DataFrame, alphas: list[float]) -> tuple[_Ratios, dict[t
     return _Ratios(names, np.stack(nums, axis=1), np.stack(dens, axis=1), steep), neff
 
 
-def _resampled(ratio_sets: list[_Ratios], config: BootstrapConfig) -> list[np.ndarray]:
-    """Per ratio set, the metric of every resample (B, M), all sets on the SAME resampled indices."""
+def _chunks(ratio_sets: list[_Ratios], config: BootstrapConfig):  # -> Iterator[tuple[np.ndarray, list[np.ndarray]]]
+    """Per chunk of resamples: the count matrix (b, N) and, per ratio set, the metric of every
+    resample (b, M), all sets on the SAME resampled indices."""
     n = ratio_sets[0].num.shape[0]
     if n == 0:
         raise ValueError("no examples to resample")
@@ -145,7 +154,6 @@ def _resampled(ratio_sets: list[_Ratios], config: BootstrapConfig) -> list[np.nd
     chunk = max(1, min(config.resamples, _CHUNK_CELLS // n))
     # Numerators and denominators of every metric side by side: one matrix product per chunk.
     columns = np.concatenate([np.concatenate([r.num, r.den], axis=1) for r in ratio_sets], axis=1)
-    out = []
     for start in range(0, config.resamples, chunk):
         b = min(chunk, config.resamples - start)
         # The index matrix (resample, draw) -> example; int32 draws are 4x faster than int64.
@@ -164,15 +172,18 @@ def _resampled(ratio_sets: list[_Ratios], config: BootstrapConfig) -> list[np.nd
                 m = r.num.shape[1]
                 sums[:, at + column], sums[:, at + m + column] = w @ correct, w.sum(axis=1)
             at += 2 * r.num.shape[1]
-        out.append(sums)
-    sums = np.concatenate(out, axis=0)
-    results, at = [], 0
-    for r in ratio_sets:
-        m = r.num.shape[1]
-        num, den = sums[:, at:at + m], sums[:, at + m:at + 2 * m]
-        at += 2 * m
-        results.append(100.0 * num / den)
-    return results
+        values, at = [], 0
+        for r in ratio_sets:
+            m = r.num.shape[1]
+            values.append(100.0 * sums[:, at:at + m] / sums[:, at + m:at + 2 * m])
+            at += 2 * m
+        yield counts, values
+
+
+def _resampled(ratio_sets: list[_Ratios], config: BootstrapConfig) -> list[np.ndarray]:
+    """Per ratio set, the metric of every resample (B, M), all sets on the SAME resampled indices."""
+    chunks = [values for _, values in _chunks(ratio_sets, config)]
+    return [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(ratio_sets))]
 
 
 def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -263,6 +274,103 @@ def few_examples_line(named: list[tuple[str, Uncertainty]], threshold: float = F
         return None
     return (f"weighted numbers resting on fewer than {threshold:.0f} effective examples (n_eff): "
             f"{', '.join(parts)}; use more test examples")
+
+
+# --- two levels: runs (training or attack seeds), then examples ---------------------------------
+
+
+@dataclass(frozen=True)
+class TwoLevel:
+    """The two-level bootstrap of one or more groups of runs on the same examples.
+
+    ``points[g]`` (R_g, M): each run's own value of every metric; ``means[g]`` (B, M): the group's
+    mean over its resampled runs in each resample; ``within[g]`` (R_g, M): each run's variance over
+    the example resamples alone (the sampling of test examples, for that run)."""
+
+    names: list[tuple[str, str | None]]
+    points: list[np.ndarray]
+    means: list[np.ndarray]
+    within: list[np.ndarray]
+
+
+def common_names(records: list[pd.DataFrame], alphas: list[float]) -> list[tuple[str, str | None]]:
+    """The metrics every one of ``records`` holds (A_tr only where every run has its attack)."""
+    sets = [_ratios(r, alphas)[0].names for r in records]
+    return [n for n in sets[0] if all(n in other for other in sets[1:])]
+
+
+def two_level(groups: list[list[pd.DataFrame]], alphas: list[float], config: BootstrapConfig = BootstrapConfig(),
+              paired: bool = False) -> TwoLevel:
+    """Hierarchical bootstrap (Saravanan, Berman and Sober, "Application of the hierarchical
+    bootstrap to multi-level data in neuroscience", 2020): each resample draws every group's runs
+    with replacement, then the test examples with replacement, with the SAME example counts for
+    every run of every group (the runs were scored on the same examples, and that pairing is kept).
+    A group's value in a resample is the mean over its drawn runs of each run's metric on the drawn
+    examples. ``paired``: the groups' runs pair up (run i of every group shares its seed), and one
+    draw of run indices serves every group. The example draws are :func:`uncertainty`'s, so one run
+    per group gives the example-only intervals exactly; the run draws come from their own stream.
+
+    Speed: the example counts of a chunk are one matrix (:func:`_chunks`), multiplied with the
+    numerators and denominators of every run at once, as for a single result.
+    """
+    if not groups or any(not g for g in groups):
+        raise ValueError("every group needs at least one run")
+    if paired and len({len(g) for g in groups}) != 1:
+        raise ValueError("paired groups need the same number of runs")
+    flat = [r for g in groups for r in g]
+    names = common_names(flat, alphas)
+    sets = []
+    for records in flat:
+        ratios, _ = _ratios(records, alphas)
+        sets.append(ratios.pick([ratios.names.index(n) for n in names]))
+    points = np.stack([100.0 * r.num.sum(axis=0) / r.den.sum(axis=0) for r in sets])  # (R, M)
+    run_rng = np.random.default_rng([config.seed, 1])  # the run draws: a stream of their own
+    sizes = [len(g) for g in groups]
+    starts = np.cumsum([0, *sizes])
+    per_run, means = [], [[] for _ in groups]
+    for _, values in _chunks(sets, config):
+        stacked = np.stack(values, axis=1)  # (b, R, M)
+        per_run.append(stacked)
+        b = stacked.shape[0]
+        shared = None
+        for g, size in enumerate(sizes):
+            if paired and shared is not None:
+                counts = shared
+            else:
+                index = run_rng.integers(0, size, size=(b, size))
+                counts = np.stack([np.bincount(row, minlength=size) for row in index]).astype(np.float64)
+                shared = counts
+            block = stacked[:, starts[g]:starts[g + 1], :]
+            means[g].append(np.einsum("br,brm->bm", counts, block) / size)
+    runs = np.concatenate(per_run, axis=0)  # (B, R, M)
+    within = runs.var(axis=0)  # (R, M)
+    return TwoLevel(names, [points[starts[g]:starts[g + 1]] for g in range(len(groups))],
+                    [np.concatenate(m, axis=0) for m in means],
+                    [within[starts[g]:starts[g + 1]] for g in range(len(groups))])
+
+
+def run_variance_share(points: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """Per metric, the share of one run's variance that is due to the run (its training or attack
+    seed) rather than to the sampling of test examples: ``between / (between + within)``, with
+    ``within`` the mean over runs of each run's example-bootstrap variance and ``between`` the
+    runs' observed variance (ddof 1). The runs were scored on the SAME examples, so their spread
+    holds no example-sampling noise: nothing is subtracted from it. NaN with one run."""
+    if points.shape[0] < 2:
+        return np.full(points.shape[1], np.nan)
+    within_mean = within.mean(axis=0)
+    between = points.var(axis=0, ddof=1)
+    total = between + within_mean
+    return np.divide(between, total, out=np.zeros_like(total), where=total > 0)
+
+
+def percentile_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval of every column of ``values`` (resamples x metrics)."""
+    return _percentiles(values, level)
+
+
+def bootstrap_p(d: np.ndarray) -> np.ndarray:
+    """Two-sided bootstrap p-value of 'no difference' per column of ``d`` (resamples x metrics)."""
+    return _bootstrap_p(d)
 
 
 # --- paired comparison of two results on the same examples --------------------------------------

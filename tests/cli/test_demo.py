@@ -26,6 +26,7 @@ def test_the_demo_trains_evaluates_and_its_gain_holds_on_paired_examples(tmp_pat
     out = invoke("demo", "--checkpoint-dir", tmp_path / "ck", "--results-dir", tmp_path / "res", "--quiet")
     assert out.exit_code == 0, out.output
     assert "A_sa" in out.output and "±" in out.output  # the paper's table, each number with its interval
+    assert "One training run per model: each interval covers the test images only" in out.output
     results = {p.name: p for p in (tmp_path / "res").iterdir() if p.is_dir()}
     assert set(results) == {"demo-trades-a0", "demo-trades-a2"}, results
     for folder in results.values():

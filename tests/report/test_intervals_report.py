@@ -85,6 +85,9 @@ def test_gain_verdicts() -> None:
     assert gain_verdict(Gain(2.0, 0.5, 3.5, 0.01)) == SIGNIFICANT == "holds (significant at 5%)"
     assert gain_verdict(Gain(2.0, -0.5, 4.5, 0.2)) == NOT_SIGNIFICANT == "holds (not significant)"
     assert gain_verdict(Gain(-1.0, -3.0, 1.0, 0.4)) == DOES_NOT_HOLD == "does not hold"
+    # Several seeds per model: the test over seeds decides, as `wmrbench compare` of two groups.
+    assert gain_verdict(Gain(2.0, -0.5, 4.5, 0.01, runs=3)) == SIGNIFICANT
+    assert gain_verdict(Gain(2.0, 0.5, 3.5, 0.2, runs=3)) == NOT_SIGNIFICANT
 
 
 def test_claims_carry_each_gains_paired_interval(results: Path) -> None:
@@ -106,4 +109,8 @@ def test_claims_carry_each_gains_paired_interval(results: Path) -> None:
             assert verdict == (NOT_SIGNIFICANT if alpha == 2.0 else SIGNIFICANT)
     lines = check_claims(table, gains).lines()
     assert "significant at 5% (paired 95% interval above 0)" in lines[0]
+    assert "one training run each: this interval covers test examples only" in lines[0]
+    seeds = {k: Gain(g.difference, g.lo, g.hi, g.p_value, runs=3) for k, g in gains.items()}
+    assert "(paired t over 3 seeds)" in check_claims(table, seeds).lines()[0]
+    assert "covers test examples only" not in check_claims(table, seeds).lines()[0]
     assert "no paired interval" in check_claims(table).lines()[0]

@@ -47,3 +47,6 @@ def demo(
     print_table(result_table(summaries), title)
     for summary in summaries:
         typer.echo(f"{summary.run}: checkpoint {summary.model.checkpoint}, results {summary.config.results_dir}/{summary.run}/")
+    # One training run per model: a gain seen here may be the seed's (docs/reproduction.md: 5 seeds).
+    typer.echo("One training run per model: each interval covers the test images only, not the training run's own "
+               "randomness; for a claim about +ours train several seeds (train --seeds 0,1,2,3,4) and compare the groups.")

@@ -105,7 +105,6 @@ def _evaluate_as_jobs(launch: LaunchSettings, given: dict[str, Any]) -> None:
         style = parse_enum(CiStyle, given["ci"], "ci")
         options = o.options_from(o.EvalOptions, given)
         o.note_precision(options)
-        # Several checkpoints (a later version) plug in here as more sources: one job each.
         sources = o.sources_of(given, given["model_id"], given["defense"], given["alpha_train"])
         specs = eval_specs(sources, options, given["dataset"], given["run"], given["overwrite"], given["resume"])
         launched = run_jobs(specs, launch, resume=given["resume"], show_progress=False)

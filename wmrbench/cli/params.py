@@ -44,7 +44,7 @@ PRESET = "default: the paper's evaluation attack for the dataset"
 MODEL = "Model"  # help panel of the options that say which model
 ATTACK = "Attack"
 
-Checkpoint = Annotated[str | None, typer.Option(help="A wmrbench checkpoint (last.pt), or a plain state_dict (with --arch or --model).", rich_help_panel=MODEL)]
+Checkpoint = Annotated[str | None, typer.Option(help="A wmrbench checkpoint (last.pt), or a plain state_dict (with --arch or --model). Several (comma-separated, or a quoted glob 'checkpoints/x-s*/last.pt'): one result each, on the same examples.", rich_help_panel=MODEL)]
 Arch = Annotated[str | None, typer.Option(help="Registered architecture of a plain state_dict (e.g. smallcnn).", rich_help_panel=MODEL)]
 ThreatModel = Annotated[str | None, typer.Option(help="RobustBench threat model of --model-id: Linf | L2 | corruptions (default Linf).", rich_help_panel=MODEL)]
 ModelDir = Annotated[str | None, typer.Option(help="RobustBench cache: MODEL_DIR/<dataset>/<threat_model>/<id>.pt loads offline (default models).", rich_help_panel=MODEL)]
@@ -186,6 +186,7 @@ PaddingModeOpt = Annotated[str | None, typer.Option(help=f"zeros | reflect: how 
 NTrain = Annotated[int | None, typer.Option(help="A first try on a subset: train on the first N training examples (those not held out by --val-size; default: all). Not the paper's setting.")]
 MaxSteps = Annotated[int | None, typer.Option(help="A first try: end each epoch after N mini-batches (default: every batch). Not the paper's setting.")]
 TrainSeed = Annotated[int | None, typer.Option(help="Seed for weights, shuffling and attack starts (default 0).")]
+TrainSeeds = Annotated[str | None, typer.Option(help="Several training seeds, e.g. 0,1,2: one run per seed (and per --alpha-train), named RUN-sSEED, each the run --seed SEED --run RUN-sSEED trains alone.")]
 CheckpointDir = Annotated[str | None, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt (default checkpoints).")]
 TrainRun = Annotated[str | None, run_option(help="Run name (default: DATASET-DEFENSE-aALPHA).")]
 TrainPrecision = Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).")]

@@ -41,6 +41,7 @@ def table1(
     checkpoint_dir: Annotated[str, typer.Option(help="The four runs go to CHECKPOINT_DIR/table1-DATASET-DEFENSE-aALPHA/.")] = DEFAULT_CHECKPOINT_DIR,
     results_dir: Annotated[str, typer.Option(help="Evaluations and table1.md / table1.csv go to RESULTS_DIR/table1-DATASET/.")] = DEFAULT_RESULTS_DIR,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training (a time-boxed job); rerun the same command to continue.")] = None,
+    train_seeds: Annotated[int | None, typer.Option(help="Training seeds per model (default 3; --quick: 1): --seed, --seed + 1, ...; with several, rows are means over seeds and gains are tested over seeds.")] = None,
     stack: Annotated[str, typer.Option(help="on = train the four runs as ONE stacked model (one attack and one forward/backward per step, the same checkpoints); off (default) = taking turns, each bit for bit its solo run (docs/reproduction.md: stacking measured and owed).")] = "off",
     quiet: p.QuietBars = False,
     launching: Any = p.LAUNCHER,
@@ -65,7 +66,7 @@ def table1(
             quick=quick, epochs=epochs, n_examples=n_examples, restarts=restarts, restart_from=restart_from,
             alpha_test=parse_alphas(alpha_test), seed=seed, device=device, precision=precision,
             data_dir=DEFAULT_DATA_DIR if data_dir is None else data_dir, download=download, checkpoint_dir=checkpoint_dir,
-            results_dir=results_dir, stop_after_epochs=stop_after_epochs, stack=stack,
+            results_dir=results_dir, stop_after_epochs=stop_after_epochs, stack=stack, train_seeds=train_seeds,
         )
         if not _through_launcher(given, lambda: table1_stage(cfg), "wmrbench reproduce table1 ...", stop_after_epochs):
             return
@@ -100,6 +101,7 @@ def family(
     checkpoint_dir: Annotated[str, typer.Option(help="The seven runs go to CHECKPOINT_DIR/family-DATASET-DEFENSE-aALPHA/.")] = DEFAULT_CHECKPOINT_DIR,
     results_dir: Annotated[str, typer.Option(help="Evaluations and family.md / family.csv go to RESULTS_DIR/family-DATASET/.")] = DEFAULT_RESULTS_DIR,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training; rerun the same command to continue.")] = None,
+    train_seeds: Annotated[int | None, typer.Option(help="Training seeds per model (default 3; --quick: 1): --seed, --seed + 1, ...; with several, rows are means over seeds with two-level intervals.")] = None,
     quiet: p.QuietBars = False,
     launching: Any = p.LAUNCHER,
     **given: Any,
@@ -122,7 +124,7 @@ def family(
             autoattack_n_examples=autoattack_n_examples, attacks=tuple(a.strip() for a in attacks.split(",") if a.strip()),
             alpha_test=parse_alphas(alpha_test), seed=seed, device=device, precision=precision,
             data_dir=DEFAULT_DATA_DIR if data_dir is None else data_dir, download=download, checkpoint_dir=checkpoint_dir,
-            results_dir=results_dir, stop_after_epochs=stop_after_epochs,
+            results_dir=results_dir, stop_after_epochs=stop_after_epochs, train_seeds=train_seeds,
         )
         if not _through_launcher(given, lambda: family_stage(cfg), "wmrbench reproduce family ...", stop_after_epochs):
             return

@@ -48,6 +48,7 @@ def train(
     n_train: p.NTrain = None,
     max_steps: p.MaxSteps = None,
     seed: p.TrainSeed = None,
+    seeds: p.TrainSeeds = None,
     data_dir: p.DataDir = None,
     checkpoint_dir: p.CheckpointDir = None,
     run: p.TrainRun = None,
@@ -79,10 +80,10 @@ def train(
     With --launcher local or slurm each run is a job of its own (docs/cluster.md).
     """
     from wmrbench import distributed
-    from wmrbench.config import parse_alphas
+    from wmrbench.config import parse_alphas, parse_ints
     from wmrbench.presets import describe_train_config
-    from wmrbench.stacked import fit_runs
-    from wmrbench.training import sweep_configs
+    from wmrbench.stacked import fit_groups
+    from wmrbench.training import by_seed, check_train_seeds, sweep_configs
     from wmrbench.training import config_for_run, fit
 
     with user_errors():
@@ -92,9 +93,10 @@ def train(
         return
     with user_errors(), distributed.session():
         alphas = parse_alphas(alpha_train, "alpha_train") if alpha_train is not None else None
+        seed_list = check_train_seeds(parse_ints(seeds, "seeds"), seed) if seeds is not None else None
         given = {**locals(), "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None}
         options = o.options_from(o.TrainOptions, given)
-        if alphas is None or len(alphas) == 1:
+        if seed_list is None and (alphas is None or len(alphas) == 1):
             cfg = config_for_run(dataset, defense, options, resume)
             if distributed.is_main_process():
                 typer.echo(describe_train_config(cfg))
@@ -102,12 +104,14 @@ def train(
             if distributed.is_main_process():
                 typer.echo(f"checkpoint: {result.checkpoint}")
             return
-        cfgs = sweep_configs(dataset, defense, options, alphas, resume)
+        cfgs = sweep_configs(dataset, defense, options, alphas or (None,), resume, seeds=seed_list)
         typer.echo(describe_train_config(cfgs[0]))
-        typer.echo(f"sweep: {len(cfgs)} runs side by side, every setting as above but run and alpha_train: "
-                   + ", ".join(f"{c.run} (alpha_train {c.alpha_train:g})" for c in cfgs))
-        sweep = fit_runs(cfgs, stack=stack, resume=resume, missing_ok=True, stop_after_epochs=stop_after_epochs,
-                         show_progress=not quiet)
+        varied = " and ".join(n for n, on in (("alpha_train", alphas is not None and len(alphas) > 1),
+                                             ("seed", seed_list is not None)) if on)
+        typer.echo(f"{len(cfgs)} runs, every setting as above but run and {varied}: "
+                   + ", ".join(f"{c.run} (alpha_train {c.alpha_train:g}, seed {c.seed})" for c in cfgs))
+        sweep = fit_groups(by_seed(cfgs), stack=stack, resume=resume, missing_ok=True,
+                           stop_after_epochs=stop_after_epochs, show_progress=not quiet)
     for cfg, result in zip(cfgs, sweep.results):
         if cfg.run not in sweep.failures:
             typer.echo(f"checkpoint: {result.checkpoint}")
@@ -118,12 +122,13 @@ def train(
 
 
 def _train_as_jobs(launch: LaunchSettings, given: dict) -> None:
-    """One job per run (per --alpha-train value): the configs ``train`` would build, each trained
+    """One job per run (per --alpha-train value and per --seeds seed): the configs ``train`` would build, each trained
     on its own by a local process or a SLURM job."""
     from wmrbench import distributed
-    from wmrbench.config import parse_alphas
+    from wmrbench.config import parse_alphas, parse_ints
     from wmrbench.errors import WmrbenchError, setting
     from wmrbench.launch import launch as run_jobs
+    from wmrbench.training import check_train_seeds
     from wmrbench.launch import train_specs
 
     with user_errors():
@@ -137,7 +142,8 @@ def _train_as_jobs(launch: LaunchSettings, given: dict) -> None:
         alphas = parse_alphas(given["alpha_train"], "alpha_train") if given["alpha_train"] is not None else None
         options = o.options_from(o.TrainOptions, {**given, "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None})
         several = alphas if alphas is not None and len(alphas) > 1 else None
-        specs = train_specs(given["dataset"], given["defense"], options, several, resume)
+        seed_list = check_train_seeds(parse_ints(given["seeds"], "seeds"), given["seed"]) if given["seeds"] is not None else None
+        specs = train_specs(given["dataset"], given["defense"], options, several, resume, seeds=seed_list)
         launched = run_jobs(specs, launch, resume=resume, show_progress=False)
     if report(launched, "wmrbench train ... --resume", "checkpoint:"):
         raise typer.Exit(EXIT_USAGE)

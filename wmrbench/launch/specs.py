@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from wmrbench.checks import parse_enum
-from wmrbench.config import DatasetName, Defense, EvalConfig, TrainConfig
+from wmrbench.config import EvalConfig, TrainConfig
 from wmrbench.errors import WmrbenchError, setting
 from wmrbench.evaluation.partial import has_partial
 from wmrbench.evaluation.pipeline import plan, result_dir
@@ -28,8 +27,7 @@ from wmrbench.evaluation.runs import evaluate_source, options_of
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.models.source import ModelSource
 from wmrbench.records import SUMMARY_NAME
-from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE
-from wmrbench.training import config_for_run, fit_sweep, run_dir, sweep_run_name
+from wmrbench.training import config_for_run, fit_sweep, run_dir, run_options
 
 
 @dataclass(frozen=True)
@@ -108,36 +106,25 @@ Spec = Union[TrainSpec, EvalSpec]
 
 def train_specs(
     dataset: str | None, defense: str | None, options: Mapping[str, Any], alphas: Sequence[float] | None, resume: bool,
+    seeds: Sequence[int] | None = None,
 ) -> list[TrainSpec]:
-    """One job per training run, as ``train`` names and configures it: one per ``--alpha-train``
-    value (``RUN-aALPHA``), or the one run. ``train --seeds`` plugs in here as a second loop, one
-    job per (alpha_train, seed) with the run names it gives them.
+    """One job per training run, as ``train`` names and configures it (:func:`run_options`): one
+    per ``--alpha-train`` value (``RUN-aALPHA``) and per ``--seeds`` seed (``...-sSEED``), or the
+    one run.
 
     ``resume``: a run with a ``last.pt`` continues it with its saved settings, one without starts
     afresh (a job may have been stopped before its first epoch was saved).
     """
-    named = [dict(options)] if not alphas else [_alpha_options(options, dataset, defense, a) for a in alphas]
+    if not alphas and seeds is None:
+        named = [dict(options)]
+    else:
+        named = run_options(dataset, defense, options, alphas or (None,), seeds)
     specs = []
     for own in named:
         fresh = config_for_run(dataset, defense, own, resume=False)
         saved = resume and (run_dir(fresh) / "last.pt").is_file()
         specs.append(TrainSpec(config_for_run(dataset, defense, own, resume=True) if saved else fresh, resume))
     return specs
-
-
-def _alpha_options(options: Mapping[str, Any], dataset: str | None, defense: str | None, alpha: float) -> dict[str, Any]:
-    """One alpha_train's run of a sweep, named and logged as ``train`` names it inline (sweep.py)."""
-    name = sweep_run_name(options.get("run"), _data(dataset), _defense(defense), alpha)
-    board = str(Path(options["tensorboard"]) / name) if options.get("tensorboard") is not None else None
-    return {**options, "alpha_train": alpha, "run": name, "tensorboard": board}
-
-
-def _data(dataset: str | None) -> DatasetName:
-    return parse_enum(DatasetName, dataset or DEFAULT_DATASET, "dataset")
-
-
-def _defense(defense: str | None) -> Defense:
-    return parse_enum(Defense, defense or DEFAULT_DEFENSE, "defense")
 
 
 def eval_specs(

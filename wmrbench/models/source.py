@@ -14,6 +14,7 @@ data set it records, the caller resolves the data set and passes its shape to :f
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -145,8 +146,34 @@ def _sources(
         parse_factory(factory)
         return [ModelSource(SourceKind.FACTORY, factory=factory, checkpoint=checkpoint)]
     if checkpoint:
-        return [ModelSource(SourceKind.CHECKPOINT, checkpoint=checkpoint, arch=arch)]
+        sources = [ModelSource(SourceKind.CHECKPOINT, checkpoint=c, arch=arch) for c in checkpoints(checkpoint)]
+        names = [s.default_run() for s in sources]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise WmrbenchError(f"{sources[names.index(name)].checkpoint} and {sources[i].checkpoint} would both write "
+                                    f"the result {name}: evaluate them one at a time, each with its own {setting('run')}")
+        return sources
     return []
+
+
+def checkpoints(text: str) -> list[str]:
+    """The checkpoints ``--checkpoint`` names: one file, or several (comma-separated, or a quoted
+    glob such as ``'checkpoints/mnist-trades-a2-s*/last.pt'``), each glob's matches sorted. A
+    file that exists is taken as named, commas and all."""
+    if Path(text).exists() or ("," not in text and not glob.has_magic(text)):
+        return [text]
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if glob.has_magic(part) and not Path(part).exists():
+            matches = sorted(glob.glob(part))
+            if not matches:
+                raise WmrbenchError(f"{setting('checkpoint', part)}: no file matches")
+            out.extend(matches)
+        else:
+            out.append(part)
+    return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,13 @@ from wmrbench.training.plan import check_before_work, config_for_run, merge_resu
 from wmrbench.training.rerun import TrainRerun, rerun_training
 from wmrbench.training.step import train_step
 from wmrbench.training.streams import ATTACK, AUGMENT, DROPOUT, SHUFFLE, GlobalRng, epoch_generators, stream_seed
-from wmrbench.training.sweep import SHARED_BY_SWEEP, SweepResult, check_sweep, sweep_configs, sweep_run_name
+from wmrbench.training.sweep import (
+    SHARED_BY_SWEEP, SweepResult, by_seed, check_sweep, check_train_seeds, run_options, seed_run_name, sweep_configs, sweep_run_name,
+)
 
 __all__ = [
     "ATTACK", "AUGMENT", "DROPOUT", "SHUFFLE", "SHARED_BY_SWEEP", "Diverged", "GlobalRng", "SweepResult",
-    "TrainRerun", "TrainResult", "check_before_work", "check_sweep", "config_for_run", "epoch_generators", "fit",
-    "fit_sweep", "merge_resume", "rerun_training", "run_dir", "stream_seed", "sweep_configs", "sweep_run_name",
+    "TrainRerun", "TrainResult", "by_seed", "check_before_work", "check_sweep", "check_train_seeds", "config_for_run", "epoch_generators", "fit",
+    "fit_sweep", "merge_resume", "rerun_training", "run_dir", "run_options", "seed_run_name", "stream_seed", "sweep_configs", "sweep_run_name",
     "train_step",
 ]

@@ -74,7 +74,7 @@ def fit(
 def fit_sweep(
     cfgs: Sequence[TrainConfig], *, resume: bool = False, missing_ok: bool = False,
     stop_after_epochs: int | None = None, show_progress: bool = True, train_epoch: TrainEpoch | None = None,
-    task: Task | None = None, epoch_lines: bool = True,
+    task: Task | None = None, epoch_lines: bool = True, seeds_may_differ: bool = False,
 ) -> SweepResult:
     """Train several runs side by side in this process, each exactly as :func:`fit` trains it alone.
 
@@ -95,10 +95,12 @@ def fit_sweep(
     Each epoch prints one line naming its run (``epoch_lines`` False: none; ``train --quiet``
     keeps them, so a log says what happened; ``demo --quiet`` and ``fit(show_progress=False)``
     drop them).
+    ``seeds_may_differ``: ``train_epoch`` draws each run's own batches (the stacked epoch does), so
+    the runs may differ in their seed too.
     """
     if not cfgs:
         raise ValueError("fit_sweep needs at least one config")
-    check_sweep(cfgs)
+    check_sweep(cfgs, seeds_may_differ=seeds_may_differ and train_epoch is not None)
     task = task or named_task(cfgs[0])  # the runs share the data set; each builds its own model
     device = distributed.resolve_device(cfgs[0].device)
     world_size = distributed.env_world_size()
