@@ -217,3 +217,27 @@ def test_eps_sweep_from_an_audit_document() -> None:
     svg = str(eps_sweep("r0", doc))
     assert svg.startswith("<svg") and svg.count('class="series"') == 2 and "A_sa(2)" in svg
     assert eps_sweep("r0", {"stages": {}}) is None and eps_sweep("r0", None) is None
+
+
+def _as_seed(results: Path, source: str, name: str, seed: int) -> None:
+    """A copy of a real result under the name ``name``, recorded as trained with ``seed``."""
+    summary = read_summary(results / source / "summary.json")
+    model = dataclasses.replace(summary.model, train_config={**(summary.model.train_config or {}), "seed": seed})
+    (results / name).mkdir()
+    shutil.copy(results / source / RECORDS_NAME, results / name / RECORDS_NAME)
+    write_summary(results / name / "summary.json", dataclasses.replace(summary, run=name, model=model))
+
+
+def test_training_seeds_of_one_method_show_as_one_group_row(results: Path, tmp_path: Path) -> None:
+    _as_seed(results, "trades-a0", "m-s0", 0)
+    _as_seed(results, "trades-a0", "m-s1", 1)
+    _as_seed(results, "trades-a0", "x-s0", 0)  # x's two "seeds" are two methods: never one group
+    _as_seed(results, "trades-a2", "x-s1", 1)
+    built = build_report(ReportConfig((str(results),), str(tmp_path / "r.html"), show_progress=False))
+    html = built.path.read_text()
+    a_rob = read_summary(results / "trades-a0" / "summary.json").metrics.A_rob
+    row = re.search(r'<tr id="row-g0"[^>]*data-kind="group">(.*?)</tr>', html, flags=re.S)
+    assert row is not None and "m (2 seeds)" in row.group(1) and "group of 2: m-s0, m-s1" in row.group(1)
+    assert f"{a_rob:.2f}" in row.group(1)  # the mean of two runs with the same records
+    assert html.count('data-kind="group"') == 1
+    assert any(w.startswith("x: its seeds are not shown as a group") and "alpha" in w for w in built.warnings)

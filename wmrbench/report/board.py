@@ -14,6 +14,7 @@ whose ``members`` name its runs and whose cells hold the group's two-level inter
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -130,6 +131,21 @@ def group_row(row_id: str, name: str, members: Sequence[Row], cells: Mapping[str
     first = members[0]
     return replace(first, id=row_id, kind=RowKind.GROUP, name=name, cells=dict(cells), autoattack=None,
                    members=tuple(m.name for m in members), audit=", ".join(sorted({m.audit for m in members})))
+
+
+# A run of a training-seed group is named RUN-sSEED (`train --seeds`, `reproduce --train-seeds`).
+SEED_RUN = re.compile(r"^(?P<base>.+)-s(?P<seed>[0-9]+)$")
+
+
+def seed_bases(names: Sequence[str]) -> dict[str, list[int]]:
+    """The names that share a base and differ in their ``-sSEED`` suffix: base -> their indices,
+    for bases with at least two runs (a group of one is its run)."""
+    bases: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        match = SEED_RUN.match(name)
+        if match:
+            bases.setdefault(match["base"], []).append(i)
+    return {base: idx for base, idx in bases.items() if len(idx) > 1}
 
 
 def _same_model(a: Summary, b: Summary) -> bool:

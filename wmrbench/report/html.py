@@ -41,7 +41,8 @@ from wmrbench.points import DEFAULT_KEEP
 from wmrbench.progress import progress_bar
 from wmrbench.protocol import protocol_text
 from wmrbench.records import RECORDS_NAME, Summary, alpha_key, read_records
-from wmrbench.report.board import Board, Row, RowKind, build_board
+from wmrbench.groups import group_summary, load_group
+from wmrbench.report.board import Board, Cell, Row, RowKind, build_board, group_row, result_row, seed_bases
 from wmrbench.report.gallery import Gallery, gallery
 from wmrbench.report.leaderboard import AUDIT_NAME, Found, audit_status, gather, nothing_found, remove_stale_tmp_beside
 from wmrbench.report.svg import Series, colour, line_chart
@@ -301,17 +302,37 @@ def gather_all(results_dirs: Sequence[str]) -> tuple[list[Found], list[str]]:
     return found, warnings
 
 
-def build_report(cfg: ReportConfig) -> Built:
-    """Gather, build the page, write it atomically to ``cfg.output``.
+def seed_group_rows(found: Sequence[Found], named: Sequence[tuple[str, Summary, str]]) -> tuple[list[Row], list[str]]:
+    """One row per training-seed group: results named ``BASE-sSEED`` that share a base (two runs
+    at least) and pass :func:`wmrbench.groups.load_group`'s checks (the same examples, no setting
+    but the seed different). Its cells are the group's mean over runs with the two-level interval
+    (runs resampled, then examples); its runs keep their own rows. A base whose runs do not make
+    a group is named in a warning, not shown as one."""
+    rows, refused = [], []
+    for k, (base, idx) in enumerate(seed_bases([f.name for f in found]).items()):
+        try:
+            summary = group_summary(load_group([found[i].folder for i in idx], name=base))
+        except WmrbenchError as exc:
+            refused.append(f"{base}: its seeds are not shown as a group ({exc})")
+            continue
+        cells = {(m.metric if m.alpha is None else f"{m.metric}@{m.alpha}"): Cell(m.mean, m.lo, m.hi)
+                 for m in summary.metrics}
+        members = [result_row(f"g{k}m{j}", *named[i]) for j, i in enumerate(idx)]
+        rows.append(group_row(f"g{k}", f"{base} ({len(idx)} seeds)", members, cells))
+    return rows, refused
 
-    Training-seed groups enter as rows: :func:`wmrbench.report.board.group_row` makes one from
-    its member rows and its cells (the group's mean and two-level interval per column), passed
-    to ``build_board(..., groups=...)`` here; the template shows a group's runs in its row."""
+
+def build_report(cfg: ReportConfig) -> Built:
+    """Gather, build the page, write it atomically to ``cfg.output``; training-seed groups
+    enter as rows of their own (:func:`seed_group_rows`)."""
     if cfg.keep < 1:
         raise WmrbenchError(f"keep is {cfg.keep}: show at least 1 example per result")
     target = write_target(cfg.output)  # refused before any work
     found, warnings = gather_all(cfg.results_dirs or ("results",))
-    board = build_board([(f.name, f.summary, audit_status(f.folder, f.summary)) for f in found])
+    named = [(f.name, f.summary, audit_status(f.folder, f.summary)) for f in found]
+    groups, refused = seed_group_rows(found, named)
+    warnings = [*warnings, *refused]
+    board = build_board(named, groups)
     pages = _pages(board, found, cfg.keep, cfg.show_progress)
     text = render_page(board, pages, cfg.title, list(cfg.results_dirs), warnings)
     remove_stale_tmp_beside(target)
