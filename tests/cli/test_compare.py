@@ -5,6 +5,7 @@ real records, not the paper's numbers)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -49,9 +50,9 @@ def test_evaluate_prints_intervals_and_records_them(mnist_results: tuple[Path, d
 
 def _rows(stdout: str) -> dict[str, list[str]]:
     rows = {}
-    for line in stdout.splitlines():
-        cells = [c.strip() for c in line.split("│")[1:-1]]
-        if cells and cells[0].startswith("A_"):
+    for line in stdout.splitlines():  # the terminal table: columns apart by two spaces or more
+        cells = [c.strip() for c in re.split(r"\s{2,}|│", line.strip()) if c.strip()]
+        if len(cells) >= 6 and cells[0].startswith("A_"):  # not the legend under the table
             rows[cells[0] + ("" if cells[1] == "-" else f"({cells[1]})")] = cells
     return rows
 
