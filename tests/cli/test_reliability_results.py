@@ -96,12 +96,12 @@ def die(*a, **k):
 if where == "summary":
     pipeline.write_summary = die
 else:
-    real_replace = os.replace
-    def replace(src, dst, *a, **k):
+    real_rename = io._rename_over_regular  # the one rename into place (renameat2, or os.replace)
+    def rename(src, dst, *a, **k):
         if str(dst).endswith(where):
             die()
-        return real_replace(src, dst, *a, **k)
-    io.os.replace = replace
+        return real_rename(src, dst, *a, **k)
+    io._rename_over_regular = rename
 from wmrbench.cli.app import app
 app(args=args, prog_name="wmrbench")
 """
