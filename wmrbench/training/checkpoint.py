@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def save(
     # with_timing ignores and the next save rewrites, rather than one epoch short.
     timing = [{"epoch": h["epoch"], **{k: h[k] for k in TIMING_KEYS if k in h}} for h in history]
     atomic_write_text(path.parent / TIMING_FILE, "".join(json.dumps(t) + "\n" for t in timing if len(t) > 1))
-    checkpoint = {
+    checkpoint = canonical({
         "format": CHECKPOINT_FORMAT,
         "config": to_jsonable(cfg),
         "epoch": epoch,
@@ -119,12 +120,32 @@ def save(
         "scheduler": scheduler.state_dict(),
         "history": computed,
         "versions": provenance(),
-    }
+    })
     atomic_torch_save(path, checkpoint)
     if best:
         atomic_torch_save(path.parent / "best.pt", checkpoint)
     # metrics.jsonl is rebuilt from the checkpoint's history (with the seconds): it can never disagree with it.
     atomic_write_text(path.parent / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every plain dict, list and tuple rebuilt and every string interned.
+
+    pickle writes a string it has seen before as a reference to it, by object identity: the
+    optimizer state a resumed run loaded from last.pt holds its own copies of keys such as "lr",
+    where a fresh run's are the interned literals the config shares, so the same values would
+    pickle to other bytes. Interned, equal strings are one object in every run. (Other mapping
+    types, such as the scheduler's milestone Counter, are kept as they are: their keys are ints.)
+    """
+    if type(value) is str:  # sys.intern takes no subclass
+        return sys.intern(value)
+    if type(value) is dict:
+        return {canonical(k): canonical(v) for k, v in value.items()}
+    if type(value) is list:
+        return [canonical(v) for v in value]
+    if type(value) is tuple:
+        return tuple(canonical(v) for v in value)
+    return value
 
 
 def interrupted_line(cfg: TrainConfig) -> str:
