@@ -63,7 +63,7 @@ def test_a_checkpoint_that_holds_its_seconds_still_resumes_to_the_same_bytes(tmp
 def test_with_timing_merges_by_epoch_and_skips_what_it_cannot_use(tmp_path):
     history = [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4, "seconds": 9.0}]
     assert with_timing(history, tmp_path) == history  # no sidecar: as it is
-    # a damaged line, an epoch last.pt does not hold yet (killed between the two writes), and an
+    # a damaged line, an epoch last.pt does not hold (another run's file copied in), and an
     # epoch whose seconds the checkpoint itself holds (an old one): only epoch 1 is filled in
     (tmp_path / "timing.jsonl").write_text('{"epoch": 1, "seconds": 2.0}\nnot json\n'
                                            '{"epoch": 2, "seconds": 3.0}\n{"epoch": 3, "seconds": 4.0}\n')

@@ -51,7 +51,8 @@ def run_dir(cfg: TrainConfig) -> Path:
 def with_timing(history: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
     """The history with each epoch's ``seconds`` from ``folder/timing.jsonl`` where the epoch lacks
     it. A checkpoint from before the sidecar holds its seconds itself and is returned as it is; an
-    epoch the sidecar does not name (it was lost or deleted) simply has no seconds."""
+    epoch the sidecar does not name (lost to a kill between the writes, or deleted) has no seconds,
+    and a line for an epoch the history lacks is ignored."""
     path = folder / TIMING_FILE
     if not path.is_file():
         return list(history)
@@ -107,10 +108,6 @@ def save(
     """last.pt (and best.pt, the same checkpoint, when this epoch is the best held-out one), and
     timing.jsonl and metrics.jsonl beside them."""
     computed = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history]
-    # timing.jsonl first: a kill between the two writes leaves it one epoch ahead of last.pt, which
-    # with_timing ignores and the next save rewrites, rather than one epoch short.
-    timing = [{"epoch": h["epoch"], **{k: h[k] for k in TIMING_KEYS if k in h}} for h in history]
-    atomic_write_text(path.parent / TIMING_FILE, "".join(json.dumps(t) + "\n" for t in timing if len(t) > 1))
     checkpoint = canonical({
         "format": CHECKPOINT_FORMAT,
         "config": to_jsonable(cfg),
@@ -124,6 +121,10 @@ def save(
     atomic_torch_save(path, checkpoint)
     if best:
         atomic_torch_save(path.parent / "best.pt", checkpoint)
+    # After the checkpoint: a kill (or a full disk) between the writes costs at most this epoch's
+    # seconds, never the epoch, and the error names last.pt when that is what could not be written.
+    timing = [{"epoch": h["epoch"], **{k: h[k] for k in TIMING_KEYS if k in h}} for h in history]
+    atomic_write_text(path.parent / TIMING_FILE, "".join(json.dumps(t) + "\n" for t in timing if len(t) > 1))
     # metrics.jsonl is rebuilt from the checkpoint's history (with the seconds): it can never disagree with it.
     atomic_write_text(path.parent / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
