@@ -76,7 +76,7 @@ from wmrbench.report.reproduction import (
 )
 from wmrbench.stacked import Stack
 from wmrbench.stacked import DEFAULT_STACK, fit_groups
-from wmrbench.training import SHARED_BY_SWEEP, run_dir, seed_run_name
+from wmrbench.training import SHARED_BY_SWEEP, run_dir, seed_run_name, with_timing
 from wmrbench.uncertainty import with_uncertainty
 
 TABLE = 1
@@ -457,7 +457,8 @@ def _weighted_rule_table(cfg: ReproduceConfig, runs: list[TrainConfig], summarie
 
 
 def _history(run: TrainConfig) -> list[dict[str, Any]]:
-    return list(read_checkpoint(run_dir(run) / "last.pt").get("history", []))
+    # The seconds are in timing.jsonl beside last.pt (older checkpoints hold them themselves).
+    return with_timing(list(read_checkpoint(run_dir(run) / "last.pt").get("history", [])), run_dir(run))
 
 
 def _differences_from_paper(run: TrainConfig, evaluation: EvalConfig, n_examples: int) -> list[str]:

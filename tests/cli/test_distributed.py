@@ -144,9 +144,7 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
     for key in sa:
         assert torch.equal(sa[key]["momentum_buffer"], sb[key]["momentum_buffer"]), key
     assert a["scheduler"] == b["scheduler"]
-    drop = {"seconds"}
-    assert [{k: v for k, v in h.items() if k not in drop} for h in a["history"]] == \
-           [{k: v for k, v in h.items() if k not in drop} for h in b["history"]]
+    assert a["history"] == b["history"]  # every value: the wall-clock seconds are in timing.jsonl, not here
 
 
 @pytest.fixture(scope="module")

@@ -195,7 +195,7 @@ def test_temporary_checkpoint_of_a_killed_training_is_removed_on_resume(tmp_path
 
     out = run_wmrbench(*train, "--epochs", "2", "--resume", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert files_under(folder) == {".lock", "last.pt", "metrics.jsonl"}
+    assert files_under(folder) == {".lock", "last.pt", "metrics.jsonl", "timing.jsonl"}
     assert torch.load(folder / "last.pt", weights_only=True)["epoch"] == 2
 
 

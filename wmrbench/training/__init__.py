@@ -15,7 +15,7 @@ The names below are those other modules use; ``from wmrbench.training import fit
 The weighted objectives (PGD-AT, TRADES) are the defenses' losses: :mod:`wmrbench.defenses.objectives`.
 """
 
-from wmrbench.training.checkpoint import TrainResult, run_dir
+from wmrbench.training.checkpoint import TrainResult, run_dir, with_timing
 from wmrbench.training.divergence import Diverged
 from wmrbench.training.loop import fit, fit_sweep
 from wmrbench.training.plan import check_before_work, config_for_run, merge_resume
@@ -30,5 +30,5 @@ __all__ = [
     "ATTACK", "AUGMENT", "DROPOUT", "SHUFFLE", "SHARED_BY_SWEEP", "Diverged", "GlobalRng", "SweepResult",
     "TrainRerun", "TrainResult", "by_seed", "check_before_work", "check_sweep", "check_train_seeds", "config_for_run", "epoch_generators", "fit",
     "fit_sweep", "merge_resume", "rerun_training", "run_dir", "run_options", "seed_run_name", "stream_seed", "sweep_configs", "sweep_run_name",
-    "train_step",
+    "train_step", "with_timing",
 ]

@@ -5,12 +5,18 @@ A checkpoint is one torch file of plain values and tensors (read with ``weights_
 ``optimizer`` and ``scheduler`` state, ``history`` (one mapping per epoch) and ``versions``. It
 is written atomically once per epoch, with ``metrics.jsonl`` rebuilt from its history, so a run
 killed at any moment resumes from its last finished epoch as if it had never stopped.
+
+The file holds only what the training computed, never wall-clock time: two runs of one config
+(inline, as a local or SLURM job, or interrupted and resumed) write the same bytes on the CPU. Each
+epoch's ``seconds`` lives in ``timing.jsonl`` beside it (one line per epoch) and is merged back into
+the history a run holds in memory and into ``metrics.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +39,31 @@ class TrainResult:
     model: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
+# The history keys that are measured, not computed: they differ between identical runs.
+TIMING_KEYS = ("seconds",)
+TIMING_FILE = "timing.jsonl"
+
+
 def run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.checkpoint_dir) / cfg.run
+
+
+def with_timing(history: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+    """The history with each epoch's ``seconds`` from ``folder/timing.jsonl`` where the epoch lacks
+    it. A checkpoint from before the sidecar holds its seconds itself and is returned as it is; an
+    epoch the sidecar does not name (lost to a kill between the writes, or deleted) has no seconds,
+    and a line for an epoch the history lacks is ignored."""
+    path = folder / TIMING_FILE
+    if not path.is_file():
+        return list(history)
+    timing: dict[int, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            timing[int(entry["epoch"])] = {k: entry[k] for k in TIMING_KEYS if k in entry}
+        except (ValueError, KeyError, TypeError):
+            continue  # a damaged line costs that epoch's time only, never the run
+    return [{**h, **{k: v for k, v in timing.get(int(h["epoch"]), {}).items() if k not in h}} for h in history]
 
 
 def read_training_checkpoint(last: Path, purpose: str | None = None) -> dict[str, Any]:
@@ -57,7 +86,8 @@ def restore(
     saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.MultiStepLR,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Load a checkpoint's state; return its history and the number of finished epochs.
+    """Load a checkpoint's state; return its history (without the seconds of timing.jsonl: see
+    :func:`with_timing`) and the number of finished epochs.
 
     Every rank reads the same file (multi-node: a shared --checkpoint-dir); nothing in it
     depends on the number of processes, so any world size can continue any run.
@@ -75,22 +105,48 @@ def save(
     scheduler: torch.optim.lr_scheduler.MultiStepLR, epoch: int, history: list[dict[str, Any]],
     best: bool = False,
 ) -> None:
-    """last.pt (and best.pt, the same checkpoint, when this epoch is the best held-out one)."""
-    checkpoint = {
+    """last.pt (and best.pt, the same checkpoint, when this epoch is the best held-out one), and
+    timing.jsonl and metrics.jsonl beside them."""
+    computed = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history]
+    checkpoint = canonical({
         "format": CHECKPOINT_FORMAT,
         "config": to_jsonable(cfg),
         "epoch": epoch,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "history": history,
+        "history": computed,
         "versions": provenance(),
-    }
+    })
     atomic_torch_save(path, checkpoint)
     if best:
         atomic_torch_save(path.parent / "best.pt", checkpoint)
-    # metrics.jsonl is rebuilt from the checkpoint's history: it can never disagree with it.
+    # After the checkpoint: a kill (or a full disk) between the writes costs at most this epoch's
+    # seconds, never the epoch, and the error names last.pt when that is what could not be written.
+    timing = [{"epoch": h["epoch"], **{k: h[k] for k in TIMING_KEYS if k in h}} for h in history]
+    atomic_write_text(path.parent / TIMING_FILE, "".join(json.dumps(t) + "\n" for t in timing if len(t) > 1))
+    # metrics.jsonl is rebuilt from the checkpoint's history (with the seconds): it can never disagree with it.
     atomic_write_text(path.parent / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every plain dict, list and tuple rebuilt and every string interned.
+
+    pickle writes a string it has seen before as a reference to it, by object identity: the
+    optimizer state a resumed run loaded from last.pt holds its own copies of keys such as "lr",
+    where a fresh run's are the interned literals the config shares, so the same values would
+    pickle to other bytes. Interned, equal strings are one object in every run. (Other mapping
+    types, such as the scheduler's milestone Counter, are kept as they are: their keys are ints.)
+    """
+    if type(value) is str:  # sys.intern takes no subclass
+        return sys.intern(value)
+    if type(value) is dict:
+        return {canonical(k): canonical(v) for k, v in value.items()}
+    if type(value) is list:
+        return [canonical(v) for v in value]
+    if type(value) is tuple:
+        return tuple(canonical(v) for v in value)
+    return value
 
 
 def interrupted_line(cfg: TrainConfig) -> str:

@@ -3,7 +3,8 @@ and resume, for a run named by its config (:func:`fit`) or several side by side 
 :func:`wmrbench.training.api.fit` trains a user's own model and data through the same loop.
 
 Every epoch ends by writing ``<checkpoint_dir>/<run>/last.pt`` atomically (model, optimizer,
-scheduler, epoch, config, history) and rewriting ``metrics.jsonl`` from the history it holds,
+scheduler, epoch, config, history; no wall-clock time, so identical runs write identical bytes),
+``timing.jsonl`` (each epoch's seconds) and ``metrics.jsonl`` from the history it holds,
 so a run killed at any moment resumes from its last finished epoch exactly as if it had never
 stopped. The run folder has one writer at a time (a lock, :func:`wmrbench.io.lock_folder`), and
 ``--resume`` writes the folder it was given, whatever run name the checkpoint recorded.
@@ -46,7 +47,9 @@ from wmrbench.runtime import prepare_model
 from wmrbench.selection import carve_validation, selected_value, validate
 from wmrbench.tensorboard import EpochLog
 from wmrbench.training import step
-from wmrbench.training.checkpoint import TrainResult, interrupted_line, read_training_checkpoint, restore, run_dir, save
+from wmrbench.training.checkpoint import (
+    TIMING_FILE, TrainResult, interrupted_line, read_training_checkpoint, restore, run_dir, save, with_timing,
+)
 from wmrbench.training.divergence import Diverged, check_finite_weights, check_history, diverged_line
 from wmrbench.training.plan import merge_resume
 from wmrbench.training.step import Run, TrainEpoch
@@ -113,7 +116,7 @@ def fit_sweep(
             raise WmrbenchError(f"run {cfg.run!r} already has a checkpoint at {last}; use {setting('resume', True)} or another {setting('run')}")
         if resume and not missing_ok and not last.is_file():
             raise WmrbenchError(f"{setting('resume', True)}: no checkpoint at {last}")
-        for name in ("last.pt", "best.pt", "metrics.jsonl"):  # never a device or FIFO, and before any work
+        for name in ("last.pt", "best.pt", "metrics.jsonl", TIMING_FILE):  # never a device or FIFO, and before any work
             write_target(run_dir(cfg) / name)
     with contextlib.ExitStack() as folders:
         if distributed.is_main_process():
@@ -187,6 +190,7 @@ def _start_run(
     """A run's model, optimizer and scheduler: fresh from the seed, or restored from ``saved``."""
     model, optimizer, scheduler = build(cfg, device, task)
     history, start_epoch = restore(saved, model, optimizer, scheduler) if saved else ([], 0)
+    history = with_timing(history, run_dir(cfg))  # the seconds live beside last.pt, not in it
     model = distributed.prepare_for_ddp(model, device)
     train_model = distributed.wrap_ddp(model, device)
     if cfg.compile:  # the training forward only; checkpoints keep saving ``model`` (no prefixes)
