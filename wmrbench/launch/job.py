@@ -24,10 +24,19 @@ from wmrbench.training import fit_sweep
 
 
 class RunJob:
-    def __init__(self, spec: Spec) -> None:
+    """``threads``: torch's CPU threads in the job. A local job gets the launching command's
+    count, so that its numbers are the inline run's (2 threads and 1 round float32 sums
+    differently); None (a cluster job) applies the command's own rule there
+    (:func:`wmrbench.runtime.apply_threads`: $OMP_NUM_THREADS, else half the node's cores)."""
+
+    def __init__(self, spec: Spec, threads: int | None = None) -> None:
         self.spec = spec
+        self.threads = threads
 
     def __call__(self) -> RunOutcome:
+        from wmrbench.runtime import apply_threads
+
+        apply_threads(self.threads)
         try:
             if isinstance(self.spec, TrainSpec):
                 return _train_epoch_by_epoch(self.spec)
@@ -39,7 +48,7 @@ class RunJob:
     def checkpoint(self) -> Any:
         import submitit
 
-        return submitit.helpers.DelayedSubmission(RunJob(self.spec.resumed()))
+        return submitit.helpers.DelayedSubmission(RunJob(self.spec.resumed(), self.threads))
 
     def __repr__(self) -> str:  # submitit logs it
         return f"RunJob({self.spec.name!r}, resume={self.spec.resume})"

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from wmrbench.errors import WmrbenchError, first_line, setting
 from wmrbench.launch import ledger
 from wmrbench.launch.job import RunJob
@@ -109,7 +111,7 @@ def submit(specs: Sequence[Spec], settings: LaunchSettings, resume: bool = False
             jobs = []
             for i, spec in enumerate(launched.submitted):
                 ex.update_parameters(**local_gpus(i, settings.slurm.gpus_per_job))
-                jobs.append(ex.submit(RunJob(spec)))
+                jobs.append(ex.submit(RunJob(spec, threads=torch.get_num_threads())))  # as inline runs
         else:
             with ex.batch():  # one job array
                 jobs = [ex.submit(RunJob(spec)) for spec in launched.submitted]
