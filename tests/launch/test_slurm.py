@@ -169,3 +169,25 @@ def test_a_reproduction_submits_its_trainings_first_one_task_per_run(standins: P
     # While they are queued, the same reproduction is refused by job id.
     assert_one_line_error(invoke("reproduce", which, "--quick", "--launcher", "slurm"), "already queued or running", "4201_0")
 
+
+
+def _submitted_specs(count: int) -> list:
+    folder = next(Path("jobs").glob("*/4201_0_submitted.pkl")).parent
+    return [pickle.load(open(folder / f"4201_{i}_submitted.pkl", "rb")).function.spec for i in range(count)]
+
+
+def test_train_seeds_and_an_alpha_sweep_are_one_task_per_run_named_as_inline(standins: Path):
+    out = invoke(*TRAIN, "--seeds", "0,1", "--run", "d", "--launcher", "slurm")
+    assert out.exit_code == 0, out.output
+    assert _sbatch_options((standins / "sbatch-1.sh").read_text())["array"] == "0-3%4"
+    runs = sorted((s.cfg.run, s.cfg.alpha_train, s.cfg.seed) for s in _submitted_specs(4))
+    assert runs == [("d-a0-s0", 0.0, 0), ("d-a0-s1", 0.0, 1), ("d-a2-s0", 2.0, 0), ("d-a2-s1", 2.0, 1)]
+
+
+def test_several_checkpoints_of_a_glob_are_one_task_each(standins: Path, digits_runs: dict[str, Path]):
+    pattern = str(digits_runs["trades-a0"].parent.parent / "*" / "last.pt")
+    out = invoke("evaluate", "--checkpoint", pattern, "--n-examples", "20", "--launcher", "slurm")
+    assert out.exit_code == 0, out.output
+    specs = _submitted_specs(len(digits_runs))
+    assert sorted(s.cfg.run for s in specs) == sorted(digits_runs)
+    assert {s.cfg.n_examples for s in specs} == {20}
