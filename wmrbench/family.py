@@ -19,7 +19,7 @@ finished model is skipped, one killed part-way continues from its saved batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,17 +268,22 @@ def paired_gain_intervals(cfg: FamilyConfig, runs: list[TrainConfig], results: l
             name_a, name_b = result_name(run, attack), result_name(base, attack)
             records = [read_records(cfg.table_dir / n / RECORDS_NAME) for n in (name_a, name_b)]
             compared = compare_records(name_a, records[0], name_b, records[1], alphas=list(cfg.alpha_test))
-            for d in compared.differences:
-                if d.metric == "A_rob":
-                    column = ROB_COLUMNS[attack.value]
-                elif attack.value == PRIMARY:
-                    column = d.metric
-                else:
-                    continue
-                keys = [d.alpha] if d.alpha is not None else [k for k in map(alpha_key, cfg.alpha_test)]
-                for key in keys:
-                    out[(label, key, column)] = (d.lo, d.hi)
+            _gain_cells(cfg, label, attack, compared.differences, out)
     return out
+
+
+def _gain_cells(cfg: FamilyConfig, label: str, attack: AttackMethod, differences: Sequence[Any], out: GainIntervals) -> None:
+    """The table's cells a comparison's intervals go to: A_rob under every attack (its own
+    column), the weighted metrics under the primary attack only, every alpha_test for A_rob."""
+    for d in differences:
+        if d.metric == "A_rob":
+            column = ROB_COLUMNS[attack.value]
+        elif attack.value == PRIMARY:
+            column = d.metric
+        else:
+            continue
+        for key in ([d.alpha] if d.alpha is not None else [alpha_key(a) for a in cfg.alpha_test]):
+            out[(label, key, column)] = (d.lo, d.hi)
 
 
 def seed_groups(cfg: FamilyConfig, runs: list[TrainConfig],
@@ -309,15 +314,7 @@ def seed_groups(cfg: FamilyConfig, runs: list[TrainConfig],
             continue
         for attack in cfg.attacks:
             compared = compare_groups(per_attack[attack.value], base[attack.value], alphas=list(cfg.alpha_test))
-            for d in compared.differences:
-                if d.metric == "A_rob":
-                    column = ROB_COLUMNS[attack.value]
-                elif attack.value == PRIMARY:
-                    column = d.metric
-                else:
-                    continue
-                for key in ([d.alpha] if d.alpha is not None else [alpha_key(a) for a in cfg.alpha_test]):
-                    out[(label, key, column)] = (d.lo, d.hi)
+            _gain_cells(cfg, label, attack, compared.differences, out)
     return means, out
 
 

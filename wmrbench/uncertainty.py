@@ -441,21 +441,7 @@ def paired(records_a: pd.DataFrame, records_b: pd.DataFrame, alphas: list[float]
     ra = ra.pick([ra.names.index(n) for n in names])
     rb = rb.pick([rb.names.index(n) for n in names])
     va, vb = _resampled([ra, rb], config)
-    d = va - vb
-    lo, hi = _percentiles(d, config.level)
-    p = _bootstrap_p(d)
-    point_a = 100.0 * ra.num.sum(axis=0) / ra.den.sum(axis=0)
-    point_b = 100.0 * rb.num.sum(axis=0) / rb.den.sum(axis=0)
-    out = []
-    for i, (metric, key) in enumerate(names):
-        extra: dict[str, object] = {}
-        if metric in ("A_nat", "A_rob"):
-            column = "clean_correct" if metric == "A_nat" else "pgd_correct"
-            only_a, only_b, mp = mcnemar_exact(records_a[column].to_numpy(dtype=bool), records_b[column].to_numpy(dtype=bool))
-            extra = {"mcnemar_p": mp, "only_a": only_a, "only_b": only_b}
-        out.append(Difference(metric, key, float(point_a[i]), float(point_b[i]), float(point_a[i] - point_b[i]),
-                              float(lo[i]), float(hi[i]), float(p[i]), **extra))  # type: ignore[arg-type]
-    return out
+    return _differences(ra, rb, names, va - vb, records_a, records_b, config)
 
 
 def same_examples(records_a: pd.DataFrame, records_b: pd.DataFrame) -> str | None:
