@@ -236,7 +236,7 @@ QuietDemo = Annotated[bool, typer.Option("--quiet", help="No progress bars and n
 Table1Quick = Annotated[bool, typer.Option("--quick", help="A CPU-sized stand-in on the embedded digits set: NOT the paper's setting, not compared with its numbers.", show_default=False)]
 FamilyQuick = Annotated[bool, typer.Option("--quick", help="A CPU-sized demonstration on the embedded digits set (8 epochs, 200 test images). NOT the paper's setting.", show_default=False)]
 FamilyDataset = Annotated[str | None, typer.Option("--dataset", help="A data set with presets for every defense: mnist (default) | cifar10 | digits (--quick's).")]
-ReproEpochs = Annotated[int | None, typer.Option("--epochs", help="Training epochs of every run (default: the preset's; --quick: fewer). Fewer than the paper's are marked.")]
+ReproEpochs = Annotated[int | None, typer.Option("--epochs", help=f"Training epochs of every run (default: the preset's, table1's 100; --quick: table1 30, family 8; {MORE}).")]
 ReproNExamples = Annotated[int | None, typer.Option("--n-examples", help="Evaluate on the first N test images (default: all, as the paper; family --quick: 200).")]
 ReproTrainSeeds = Annotated[int | None, typer.Option("--train-seeds", help="Training seeds per model: --seed, --seed + 1, ... (default 3; --quick: 1); rows are means over seeds.")]
 ReproRestarts = Annotated[int | None, typer.Option("--restarts", help="Evaluation restarts (default: the paper's 10).", rich_help_panel=PROTOCOL)]
