@@ -49,10 +49,10 @@ DEFENSE = "Defense"  # train: the loss's own hyperparameters
 SCHEDULE = "Training schedule"  # train: architecture, optimizer, epochs' data
 VALIDATION = "Validation and logging"  # train: held-out evaluation, TensorBoard, log cadence
 OUTPUT = "Output and resuming"  # where results go, overwriting, resuming, what is shown
-RUNTIME = "Precision and runtime"  # device, precision, batch size, compile: not the numbers' meaning
+PRECISION = "Precision and runtime"  # device, precision, batch size, compile: not the numbers' meaning
 EXPERT = "Expert"  # departures from the paper's algorithm, safety switches, checks
 LAUNCH = "Launcher"  # several runs as jobs
-PANELS = (MODEL, ATTACK, PROTOCOL, DEFENSE, SCHEDULE, VALIDATION, OUTPUT, RUNTIME, EXPERT, LAUNCH)
+PANELS = (MODEL, ATTACK, PROTOCOL, DEFENSE, SCHEDULE, VALIDATION, OUTPUT, PRECISION, EXPERT, LAUNCH)
 
 MORE = "docs/cli.md"  # where an option's help points for what does not fit in two lines
 
@@ -72,7 +72,7 @@ ModelId = Annotated[str | None, typer.Option(help="RobustBench zoo id, e.g. Carm
 Dataset = Annotated[str | None, typer.Option(help="digits | mnist | cifar10 | cifar100 | tinyimagenet (default: the checkpoint's; cifar10 for --model-id).")]
 DataDir = Annotated[str | None, typer.Option(help="Folder holding the data set files (default data).")]
 Download = Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet).", show_default=False)]
-Compile = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the attacked model: faster on a GPU, same results (default: no).", rich_help_panel=RUNTIME)]
+Compile = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the attacked model: faster on a GPU, same results (default: no).", rich_help_panel=PRECISION)]
 VerifyChecksums = Annotated[bool | None, typer.Option("--verify-checksums/--no-verify-checksums", help="Check CIFAR-10's files against their MD5s (default: yes).", rich_help_panel=EXPERT)]
 
 # The attack's settings.
@@ -88,11 +88,11 @@ RestartFromOpt = Annotated[str | None, typer.Option("--restart-from", help="star
 RestartRuleOpt = Annotated[str | None, typer.Option("--restart-rule", help=f"weighted (default: the attacker's best for every alpha) | max-ce (the authors', --protocol paper's; {MORE}).", rich_help_panel=PROTOCOL)]
 StartOpt = Annotated[str | None, typer.Option("--start", help="uniform (Madry; default) | normal (0.001*N(0,I)) | zero.", rich_help_panel=PROTOCOL)]
 NExamples = Annotated[int | None, typer.Option(help="Use the first N examples of the split (default: all).")]
-BatchSize = Annotated[int | None, typer.Option(help="Examples per batch and process (default 256); results do not depend on it.", rich_help_panel=RUNTIME)]
+BatchSize = Annotated[int | None, typer.Option(help="Examples per batch and process (default 256); results do not depend on it.", rich_help_panel=PRECISION)]
 Seed = Annotated[int | None, typer.Option(help="Seed of the random starts, keyed per example (default 0).", rich_help_panel=PROTOCOL)]
 Seeds = Annotated[str | None, typer.Option(help=f"Repeat the attack with other seeds, e.g. 0,1,2: the first's records are the result, the spread is shown ({MORE}).", rich_help_panel=PROTOCOL)]
-Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).", show_default=False, rich_help_panel=RUNTIME)]
-PrecisionOpt = Annotated[str | None, typer.Option("--precision", help=f"fp32 (default; reported numbers are fp32's) | bf16 (faster on a GPU, a weaker attack; {MORE}).", rich_help_panel=RUNTIME)]
+Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default auto).", show_default=False, rich_help_panel=PRECISION)]
+PrecisionOpt = Annotated[str | None, typer.Option("--precision", help=f"fp32 (default; reported numbers are fp32's) | bf16 (faster on a GPU, a weaker attack; {MORE}).", rich_help_panel=PRECISION)]
 ResultsDir = Annotated[str | None, typer.Option(help="Results go to RESULTS_DIR/RUN/ (default results).", rich_help_panel=OUTPUT)]
 Quiet = Annotated[bool, typer.Option(help="No progress bars, and no per-batch lines when not on a terminal.", rich_help_panel=OUTPUT, show_default=False)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace this run's existing result (evaluate: also restart an unfinished one); refused without it.", rich_help_panel=OUTPUT, show_default=False)]
@@ -220,13 +220,13 @@ TrainSeed = Annotated[int | None, typer.Option(help="Seed for weights, shuffling
 TrainSeeds = Annotated[str | None, typer.Option(help="Several training seeds, e.g. 0,1,2: one run each, RUN-sSEED, as --seed SEED --run RUN-sSEED alone.")]
 CheckpointDir = Annotated[str | None, typer.Option(help="Checkpoints go to CHECKPOINT_DIR/RUN/last.pt (default checkpoints).", rich_help_panel=OUTPUT)]
 TrainRun = Annotated[str | None, run_option(help="Run name (default: DATASET-DEFENSE-aALPHA).")]
-TrainPrecision = Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).", rich_help_panel=RUNTIME)]
+TrainPrecision = Annotated[str | None, typer.Option(help="bf16 | fp32 (default: bf16 on CUDA, fp32 on CPU).", rich_help_panel=PRECISION)]
 LogEvery = Annotated[int | None, typer.Option(help="Read the running loss back once per this many steps (default 20).", rich_help_panel=VALIDATION)]
-TrainCompile = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the training forward passes; the attack runs uncompiled (default: no).", rich_help_panel=RUNTIME)]
+TrainCompile = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the training forward passes; the attack runs uncompiled (default: no).", rich_help_panel=PRECISION)]
 DivergenceStop = Annotated[bool | None, typer.Option("--divergence-stop/--no-divergence-stop", help=f"Stop a run whose loss explodes (default); no: only warn ({MORE}).", rich_help_panel=EXPERT)]
 TrainResume = Annotated[bool, typer.Option(help="Continue RUN exactly from its last.pt.", rich_help_panel=OUTPUT, show_default=False)]
 StopAfterEpochs = Annotated[int | None, typer.Option(help="Stop this invocation after N epochs (resume later).", rich_help_panel=OUTPUT)]
-StackOpt = Annotated[str, typer.Option(help=f"on | off (default): train a sweep's runs as one stacked model, or in turns, each its solo run ({MORE}).", show_default=False, rich_help_panel=RUNTIME)]
+StackOpt = Annotated[str, typer.Option(help=f"on | off (default): train a sweep's runs as one stacked model, or in turns, each its solo run ({MORE}).", show_default=False, rich_help_panel=PRECISION)]
 QuietBars = Annotated[bool, typer.Option(help="No progress bars (epoch lines and results still print).", rich_help_panel=OUTPUT, show_default=False)]
 QuietDemo = Annotated[bool, typer.Option("--quiet", help="No progress bars and no epoch lines: the table alone.", rich_help_panel=OUTPUT, show_default=False)]
 
@@ -245,13 +245,13 @@ ReproAlphaTest = Annotated[str, typer.Option("--alpha-test", help="Comma-separat
 ReproSeed = Annotated[int, typer.Option("--seed", help="Seed of training and of the attacks' starts.", rich_help_panel=PROTOCOL)]
 AutoattackNExamples = Annotated[int | None, typer.Option("--autoattack-n-examples", help="AutoAttack on the first N test images (default: --n-examples; --quick: 100).", rich_help_panel=PROTOCOL)]
 FamilyAttacks = Annotated[str, typer.Option("--attacks", help="Attacks for A_rob: pgd, apgd-ce, autoattack (default: all; pgd is required, A_sa and A_tr use it).", show_default=False, rich_help_panel=PROTOCOL)]
-ReproPrecision = Annotated[str, typer.Option("--precision", help="Training precision: fp32 (default, as the authors) | bf16. Evaluation is always fp32.", show_default=False, rich_help_panel=RUNTIME)]
+ReproPrecision = Annotated[str, typer.Option("--precision", help="Training precision: fp32 (default, as the authors) | bf16. Evaluation is always fp32.", show_default=False, rich_help_panel=PRECISION)]
 ReproDataDir = Annotated[str | None, typer.Option("--data-dir", help="Folder holding the data set (default data). Not needed with --quick.")]
 ReproDownload = Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet).", show_default=False)]
 ReproCheckpointDir = Annotated[str, typer.Option("--checkpoint-dir", help="Where the runs' checkpoints go, a folder per run (default checkpoints).", show_default=False, rich_help_panel=OUTPUT)]
 ReproResultsDir = Annotated[str, typer.Option("--results-dir", help="Evaluations and the table (.md, .csv) go to RESULTS_DIR/TABLE-DATASET/ (default results).", show_default=False, rich_help_panel=OUTPUT)]
 ReproStopAfterEpochs = Annotated[int | None, typer.Option("--stop-after-epochs", help="Stop this invocation after N epochs of training; rerun the same command to continue.", rich_help_panel=OUTPUT)]
-ReproStack = Annotated[str, typer.Option("--stack", help=f"on | off (default): train the four runs as one stacked model, or in turns ({MORE}).", show_default=False, rich_help_panel=RUNTIME)]
+ReproStack = Annotated[str, typer.Option("--stack", help=f"on | off (default): train the four runs as one stacked model, or in turns ({MORE}).", show_default=False, rich_help_panel=PRECISION)]
 
 
 # ---- report: the HTML page; evaluate: the examples it shows ----------------------------------
