@@ -14,7 +14,7 @@ from wmrbench.cli.config_file import ConfigFile
 
 def rerun(
     config: ConfigFile = None,
-    path: Annotated[Path, typer.Argument(help="A result's summary.json, or a training checkpoint (last.pt).", show_default=False)] = Path("summary.json"),
+    path: Annotated[Path, typer.Argument(help="A result's summary.json (default), or a training checkpoint (last.pt).", show_default=False)] = Path("summary.json"),
     run: Annotated[str | None, p.run_option(help="Name of the new run (default: RUN-rerun, beside the original).")] = None,
     quiet: p.QuietBars = False,
 ) -> None:
