@@ -15,7 +15,7 @@ from wmrbench.cli.config_file import ConfigFile
 def leaderboard(
     config: ConfigFile = None,
     results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files (default results).", show_default=False)] = "results",
-    fmt: Annotated[str, typer.Option("--format", help=f"md (default) | csv | latex (booktabs) | robustbench (a model_info JSON per result; {p.MORE}).", show_default=False)] = "md",
+    fmt: Annotated[str, typer.Option("--format", help=f"md (default) | csv | latex | robustbench (a model_info JSON per result; {p.MORE}).", show_default=False)] = "md",
     table: Annotated[str, typer.Option(help="all (default) | non-uniform (Tables 1-3) | uniform (Tables 4-5).", show_default=False)] = "all",
     sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (best first), within each data set and alpha_test.", rich_help_panel=p.OUTPUT)] = None,
     compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.", show_default=False)] = False,
