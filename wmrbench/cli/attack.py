@@ -25,7 +25,7 @@ def attack(
     budget: Any = p.BUDGET,
     attack_method: Any = p.ATTACK_METHOD,
     alpha_test: p.AttackAlphaTest = None,
-    restarts: Any = p.RESTARTS,
+    restarting: Any = p.RESTARTS,
     seed: p.Seed = None,
     results_dir: p.ResultsDir = None,
     output: p.AttackOutput = None,

@@ -28,7 +28,7 @@ def evaluate(
     budget: Any = p.BUDGET,
     attack_method: Any = p.ATTACK_METHOD,
     alpha_test: p.EvalAlphaTest = None,
-    restarts: Any = p.RESTARTS,
+    restarting: Any = p.RESTARTS,
     seed: p.Seed = None,
     seeds: p.Seeds = None,
     results_dir: p.ResultsDir = None,
