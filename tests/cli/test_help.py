@@ -75,7 +75,7 @@ def _help(path: tuple[str, ...] = ()) -> str:
     return out.output
 
 
-@pytest.mark.parametrize("path", _commands(), ids=" ".join)
+@pytest.mark.parametrize("path", [(), *_commands()], ids=lambda path: " ".join(path) or "wmrbench")
 def test_every_options_help_takes_at_most_two_lines_at_100_columns(path):
     panels = _panels(_help(path))
     rows = [row for name, rows in panels.items() if name != "Commands" for row in rows]
