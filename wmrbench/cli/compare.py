@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from wmrbench.cli import params as p
@@ -11,12 +9,12 @@ from wmrbench.cli.common import user_errors
 
 
 def compare(
-    result_a: Annotated[str, typer.Argument(metavar="A", help="A result folder, or a group of runs: a glob or comma-separated folders.")],
-    result_b: Annotated[str, typer.Argument(metavar="B", help="Another result folder or group, on the same test examples.")],
-    output: Annotated[str | None, typer.Option(help=f"Also write the table to this file: CSV for a .csv name, else Markdown; - prints it to stdout ({p.MORE}).", rich_help_panel=p.OUTPUT)] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="md | csv for --output (default: from its suffix).", rich_help_panel=p.OUTPUT)] = None,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (default 2000).", show_default=False, rich_help_panel=p.PROTOCOL)] = 2000,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap's resampling (default 0): the same seed, the same intervals.", show_default=False, rich_help_panel=p.PROTOCOL)] = 0,
+    result_a: p.CompareA,
+    result_b: p.CompareB,
+    output: p.CompareOutput = None,
+    fmt: p.CompareFormat = None,
+    resamples: p.Resamples = 2000,
+    seed: p.BootstrapSeed = 0,
 ) -> None:
     """A paired comparison of two results or groups: A - B, its 95% interval, a verdict.
 

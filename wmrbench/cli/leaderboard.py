@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Annotated
 
 import typer
 
@@ -14,12 +13,12 @@ from wmrbench.cli.config_file import ConfigFile
 
 def leaderboard(
     config: ConfigFile = None,
-    results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files (default results).", show_default=False)] = "results",
-    fmt: Annotated[str, typer.Option("--format", help=f"md (default) | csv | latex | robustbench (a model_info JSON per result; {p.MORE}).", show_default=False)] = "md",
-    table: Annotated[str, typer.Option(help="all (default) | non-uniform (Tables 1-3) | uniform (Tables 4-5).", show_default=False)] = "all",
-    sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (best first), within each data set and alpha_test.", rich_help_panel=p.OUTPUT)] = None,
-    compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.", show_default=False)] = False,
-    output: Annotated[str | None, typer.Option(help="Write the tables to this file (default RESULTS_DIR/leaderboard-TABLE.EXT); - prints it to stdout alone.", rich_help_panel=p.OUTPUT)] = None,
+    results_dir: p.SummariesDir = "results",
+    fmt: p.BoardFormat = "md",
+    table: p.BoardTable = "all",
+    sort_by: p.SortBy = None,
+    compare_paper: p.ComparePaper = False,
+    output: p.BoardOutput = None,
     ci: p.Ci = "pm",
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them."""

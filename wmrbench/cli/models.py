@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from wmrbench.cli import params as p
@@ -13,9 +11,9 @@ from wmrbench.cli.config_file import ConfigFile
 
 def models(
     config: ConfigFile = None,
-    dataset: Annotated[str, typer.Option(help="RobustBench data set: cifar10 (default) | cifar100 | imagenet.", show_default=False)] = "cifar10",
-    threat_model: Annotated[str, typer.Option(help="Linf (default) | L2 | corruptions.", show_default=False)] = "Linf",
-    model_dir: Annotated[str, typer.Option(help="RobustBench cache folder (default models): ids whose checkpoint is there are marked.", show_default=False, rich_help_panel=p.MODEL)] = "models",
+    dataset: p.ZooDataset = "cifar10",
+    threat_model: p.ZooThreatModel = "Linf",
+    model_dir: p.ZooModelDir = "models",
 ) -> None:
     """List RobustBench's model ids for `evaluate --model-id`; mark those already cached."""
     from wmrbench.models import cache_state, zoo_ids

@@ -13,6 +13,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
@@ -241,8 +242,8 @@ ReproNExamples = Annotated[int | None, typer.Option("--n-examples", help="Evalua
 ReproTrainSeeds = Annotated[int | None, typer.Option("--train-seeds", help="Training seeds per model: --seed, --seed + 1, ... (default 3; --quick: 1); rows are means over seeds.")]
 ReproRestarts = Annotated[int | None, typer.Option("--restarts", help="Evaluation restarts (default: the paper's 10).", rich_help_panel=PROTOCOL)]
 ReproRestartFrom = Annotated[str, typer.Option("--restart-from", help="start (each restart afresh from x; default) | previous (chained, as the authors' evaluation).", show_default=False, rich_help_panel=PROTOCOL)]
-ReproAlphaTest = Annotated[str, typer.Option("--alpha-test", help="Comma-separated alpha_test values.", rich_help_panel=PROTOCOL)]
-ReproSeed = Annotated[int, typer.Option("--seed", help="Seed of training and of the attacks' starts.", rich_help_panel=PROTOCOL)]
+AlphaTestList = Annotated[str, typer.Option("--alpha-test", help="Comma-separated alpha_test values.", rich_help_panel=PROTOCOL)]
+TrainAttackSeed = Annotated[int, typer.Option("--seed", help="Seed of training and of the attacks' starts.", rich_help_panel=PROTOCOL)]
 AutoattackNExamples = Annotated[int | None, typer.Option("--autoattack-n-examples", help="AutoAttack on the first N test images (default: --n-examples; --quick: 100).", rich_help_panel=PROTOCOL)]
 FamilyAttacks = Annotated[str, typer.Option("--attacks", help="Attacks for A_rob: pgd, apgd-ce, autoattack (default: all; pgd is required, A_sa and A_tr use it).", show_default=False, rich_help_panel=PROTOCOL)]
 ReproPrecision = Annotated[str, typer.Option("--precision", help="Training precision: fp32 (default, as the authors) | bf16. Evaluation is always fp32.", show_default=False, rich_help_panel=PRECISION)]
@@ -252,6 +253,49 @@ ReproCheckpointDir = Annotated[str, typer.Option("--checkpoint-dir", help="Where
 ReproResultsDir = Annotated[str, typer.Option("--results-dir", help="Evaluations and the table (.md, .csv) go to RESULTS_DIR/TABLE-DATASET/ (default results).", show_default=False, rich_help_panel=OUTPUT)]
 ReproStopAfterEpochs = Annotated[int | None, typer.Option("--stop-after-epochs", help="Stop this invocation after N epochs of training; rerun the same command to continue.", rich_help_panel=OUTPUT)]
 ReproStack = Annotated[str, typer.Option("--stack", help=f"on | off (default): train the four runs as one stacked model, or in turns ({MORE}).", show_default=False, rich_help_panel=PRECISION)]
+
+
+# ---- demo ----------------------------------------------------------------------------------------
+
+DemoDefense = Annotated[str, typer.Option(help="pgd | trades (default): the defense trained with and without the weighted risk.", show_default=False)]
+DemoAlphaTrain = Annotated[float | None, typer.Option(help="alpha_train of '+ours' (default: the preset's).")]
+DemoCheckpointDir = Annotated[str, typer.Option(help="Where the two runs' checkpoints go.", rich_help_panel=OUTPUT)]
+DemoResultsDir = Annotated[str, typer.Option(help="Where the two results go.", rich_help_panel=OUTPUT)]
+
+
+# ---- compare A B ---------------------------------------------------------------------------------
+
+CompareA = Annotated[str, typer.Argument(metavar="A", help="A result folder, or a group of runs: a glob or comma-separated folders.")]
+CompareB = Annotated[str, typer.Argument(metavar="B", help="Another result folder or group, on the same test examples.")]
+CompareOutput = Annotated[str | None, typer.Option(help=f"Also write the table to this file: CSV for a .csv name, else Markdown; - prints it to stdout ({MORE}).", rich_help_panel=OUTPUT)]
+CompareFormat = Annotated[str | None, typer.Option("--format", help="md | csv for --output (default: from its suffix).", rich_help_panel=OUTPUT)]
+Resamples = Annotated[int, typer.Option(help="Bootstrap resamples (default 2000).", show_default=False, rich_help_panel=PROTOCOL)]
+BootstrapSeed = Annotated[int, typer.Option(help="Seed of the bootstrap's resampling (default 0): the same seed, the same intervals.", show_default=False, rich_help_panel=PROTOCOL)]
+
+
+# ---- leaderboard, plot ---------------------------------------------------------------------------
+
+SummariesDir = Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files (default results).", show_default=False)]
+BoardFormat = Annotated[str, typer.Option("--format", help=f"md (default) | csv | latex | robustbench (a model_info JSON per result; {MORE}).", show_default=False)]
+BoardTable = Annotated[str, typer.Option(help="all (default) | non-uniform (Tables 1-3) | uniform (Tables 4-5).", show_default=False)]
+SortBy = Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (best first), within each data set and alpha_test.", rich_help_panel=OUTPUT)]
+ComparePaper = Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.", show_default=False)]
+BoardOutput = Annotated[str | None, typer.Option(help="Write the tables to this file (default RESULTS_DIR/leaderboard-TABLE.EXT); - prints it to stdout alone.", rich_help_panel=OUTPUT)]
+PlotOutputDir = Annotated[str | None, typer.Option(help="Where the PNG and SVG files go (default RESULTS_DIR/plots).", rich_help_panel=OUTPUT)]
+PlotRuns = Annotated[list[str] | None, typer.Option(help="Draw the weights histogram for this result only (repeatable; default: every result).", rich_help_panel=OUTPUT)]
+
+
+# ---- models --------------------------------------------------------------------------------------
+
+ZooDataset = Annotated[str, typer.Option(help="RobustBench data set: cifar10 (default) | cifar100 | imagenet.", show_default=False)]
+ZooThreatModel = Annotated[str, typer.Option(help="Linf (default) | L2 | corruptions.", show_default=False)]
+ZooModelDir = Annotated[str, typer.Option(help="RobustBench cache folder (default models): ids whose checkpoint is there are marked.", show_default=False, rich_help_panel=MODEL)]
+
+
+# ---- rerun ---------------------------------------------------------------------------------------
+
+RerunPath = Annotated[Path, typer.Argument(help="A result's summary.json (default), or a training checkpoint (last.pt).", show_default=False)]
+RerunRun = Annotated[str | None, run_option(help="Name of the new run (default: RUN-rerun, beside the original).")]
 
 
 # ---- report: the HTML page; evaluate: the examples it shows ----------------------------------

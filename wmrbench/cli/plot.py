@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from wmrbench.cli import params as p
@@ -13,9 +11,9 @@ from wmrbench.cli.config_file import ConfigFile
 
 def plot(
     config: ConfigFile = None,
-    results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files (default results).", show_default=False)] = "results",
-    output_dir: Annotated[str | None, typer.Option(help="Where the PNG and SVG files go (default RESULTS_DIR/plots).", rich_help_panel=p.OUTPUT)] = None,
-    run: Annotated[list[str] | None, typer.Option(help="Draw the weights histogram for this result only (repeatable; default: every result).", rich_help_panel=p.OUTPUT)] = None,
+    results_dir: p.SummariesDir = "results",
+    output_dir: p.PlotOutputDir = None,
+    run: p.PlotRuns = None,
 ) -> None:
     """Plot A_rob, A_sa and A_tr against alpha_test (a line per model) and the weights."""
     from wmrbench.report import make_plots

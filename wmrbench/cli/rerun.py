@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -14,8 +13,8 @@ from wmrbench.cli.config_file import ConfigFile
 
 def rerun(
     config: ConfigFile = None,
-    path: Annotated[Path, typer.Argument(help="A result's summary.json (default), or a training checkpoint (last.pt).", show_default=False)] = Path("summary.json"),
-    run: Annotated[str | None, p.run_option(help="Name of the new run (default: RUN-rerun, beside the original).")] = None,
+    path: p.RerunPath = Path("summary.json"),
+    run: p.RerunRun = None,
     quiet: p.QuietBars = False,
 ) -> None:
     """Run again what a result or checkpoint records and say whether the numbers match.
