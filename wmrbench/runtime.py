@@ -81,7 +81,7 @@ def resolve_threads(threads: int | None) -> tuple[int, str]:
 def apply_threads(threads: int | None = None, cores: int | None = None) -> int:
     """Set torch's intra-op threads at the start of a command (see :func:`resolve_threads`).
 
-    More threads than cores only make them wait on each other (README, "CPU threads"): such a
+    More threads than cores only make them wait on each other (benchmarks/README.md, "CPU threads"): such a
     count is capped at the cores, with one line on stderr that says so."""
     count, source = resolve_threads(threads)
     cores = cores or os.cpu_count() or 1
