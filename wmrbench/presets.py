@@ -350,7 +350,7 @@ def eval_config(
     """The evaluation of ``dataset`` under ``protocol`` in ``norm``, with the given settings on top.
 
     Reported numbers are fp32's: bf16 steps weaken the attack (on the MNIST TRADES model they
-    overstated A_rob by 0.40 points on 1,000 images and A_tr(2) by 5.5 points on 200; README,
+    overstated A_rob by 0.40 points on 1,000 images and A_tr(2) by 5.5 points on 200; docs/results.md,
     benchmarks/reference/h100/mnist-eval-*.json and cpu-quick/precision.json), so evaluation runs
     in fp32 on every device unless asked.
     """
