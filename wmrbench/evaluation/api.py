@@ -21,7 +21,6 @@ numbers out, a data set's name standing for its attack settings, and a file only
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from wmrbench.attacks.inputs import check_image_shape, check_label_shape, check_
 from wmrbench.checks import check_int, parse_enum
 from wmrbench.config import EvalConfig, Protocol
 from wmrbench.data import ImageSet, dataset_spec
+from wmrbench.defaults import DEFAULTS, scaled_step_size
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, summarize, write_result
 from wmrbench.evaluation.runs import attack_examples
@@ -46,11 +46,6 @@ from wmrbench.presets import DEFAULT_ALPHA_TEST, DEFAULT_EVAL_BATCH_SIZE, DEFAUL
 from wmrbench.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty, alpha_key
 from wmrbench.uncertainty import few_examples_warnings
 
-# Without a data set's preset: PGD-20 (RobustBench's and the L2 presets' step count) with
-# Madry et al.'s step rule, 2.5 * eps / steps (Towards Deep Learning Models Resistant to
-# Adversarial Attacks, 2018, appendix), which lets a walk from the ball's edge reach across it.
-DEFAULT_STEPS = 20
-STEP_RULE = 2.5
 _LOADER_BATCH = 256  # how a Dataset handed over is read (it does not change any result)
 
 
@@ -174,8 +169,10 @@ def evaluate(
 
     The attack: ``dataset="mnist"`` (``cifar10``, ...) takes that data set's preset (the paper's
     eps, steps and step size; ``protocol="paper"`` for the authors' evaluation); any setting
-    given overrides it. Without ``dataset``, ``eps`` is required; ``steps`` defaults to 20 and
-    ``step_size`` to 2.5 * eps / steps. ``attack``: pgd (default), apgd-ce, apgd-dlr or
+    given overrides it. Without ``dataset``, the library's defaults (:mod:`wmrbench.defaults`,
+    the paper's CIFAR-10 evaluation: PGD-20 of step 0.003 at eps 0.031, as ``WeightedPGD``);
+    ``step_size`` left out with another ``eps`` or ``steps`` keeps that walk's reach,
+    ``steps * step_size / eps``. ``attack``: pgd (default), apgd-ce, apgd-dlr or
     autoattack, as ``wmrbench evaluate --attack``. ``seed`` keys the random starts (default 0);
     ``seeds=(0, 1, 2)`` repeats the attack with each (the first is the result's; the summary's
     ``seed_spread`` holds the others'). Every name means what the command's option of the same
@@ -185,7 +182,7 @@ def evaluate(
     command's records.csv and summary.json (``dataset`` must be named, so that the reports can
     place the result), refused if a complete result is there unless ``overwrite``.
 
-    Bad input (no eps and no data set, images of the wrong shape or outside [0, 1], labels that
+    Bad input (images of the wrong shape or outside [0, 1], labels that
     do not match) raises :class:`wmrbench.errors.WmrbenchError` with one line saying why.
     """
     if not isinstance(model, nn.Module):
@@ -254,14 +251,14 @@ def _config(model: nn.Module, **given: Any) -> EvalConfig:
         return eval_config(dataset, run, protocol or Protocol.DEFAULT, norm, **settings)
     if protocol is not None and parse_enum(Protocol, protocol, "protocol") is not Protocol.DEFAULT:
         raise WmrbenchError("protocol: a protocol is a data set's preset; pass dataset= as well")
-    if settings["eps"] is None:
-        raise WmrbenchError("eps is needed: give eps (and steps, step_size), or name a data set whose preset "
-                            "gives them, e.g. dataset='mnist' or dataset='cifar10'")
+    # No data set named: the library's one rule (wmrbench.defaults), as WeightedPGD's defaults.
+    budget = DEFAULTS.eval_attack
     eps = settings.pop("eps")
-    steps = check_int(settings.pop("steps") if settings["steps"] is not None else DEFAULT_STEPS, "steps", 0)
+    eps = budget.eps if eps is None else eps
+    steps = check_int(settings.pop("steps") if settings["steps"] is not None else budget.steps, "steps", 0)
     step_size = settings.pop("step_size")
-    if step_size is None:
-        step_size = STEP_RULE * eps / max(steps, 1) if isinstance(eps, (int, float)) and math.isfinite(eps) else eps
+    if step_size is None:  # keeps the default walk's reach for another eps or steps
+        step_size = scaled_step_size(eps, steps, budget)
     restarts, start, rule = settings.pop("restarts"), settings.pop("start"), settings.pop("restart_rule")
     attack = AttackConfig(
         eps=eps, step_size=step_size, steps=steps, restarts=1 if restarts is None else restarts,

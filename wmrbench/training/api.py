@@ -16,9 +16,11 @@ an ``(x, y)`` pair of tensors (x: N x C x H x W in [0, 1]; y: N integer labels).
 the whole training set is held as one tensor on the device (no loader; the GPU never waits for
 one), so it must fit in memory. The number of classes is what the model outputs.
 
-The attack budget has no data set to come from: give ``eps``, ``step_size`` and ``steps``. The
-defaults are the paper's CIFAR-10 TRADES setting (L-infinity eps 0.031, 10 steps of 0.007,
-beta 5, alpha_train 2); the optimizer is SGD (lr 0.1, momentum 0.9, weight decay 2e-4) with a
+The attack budget has no data set to come from: left out, ``eps``, ``step_size``, ``steps``,
+``beta`` and ``alpha_train`` are the library's defaults (:mod:`wmrbench.defaults`: the paper's
+CIFAR-10 TRADES setting, L-infinity eps 0.031, 10 steps of 0.007, beta 5; alpha_train 0, the
+plain defense); ``step_size`` left out with another ``eps`` or ``steps`` keeps that walk's
+reach (``steps * step_size / eps``). The optimizer is SGD (lr 0.1, momentum 0.9, weight decay 2e-4) with a
 constant rate unless ``milestones`` are given. As in ``train``, the training attack starts at
 x + 0.001 * N(0, I) (Algorithm 1) and the precision defaults to the device's
 (:func:`wmrbench.presets.default_precision`).
@@ -42,10 +44,9 @@ from torch import Tensor, nn
 from wmrbench import distributed
 from wmrbench.attack_config import AttackConfig, Norm, Precision, Start
 from wmrbench.attacks.inputs import check_model, check_value_ranges, probe
-from wmrbench.checks import parse_enum
 from wmrbench.config import CUSTOM_DATASET, Defense, EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet
-from wmrbench.defenses import get_defense
+from wmrbench.defaults import DEFAULTS, scaled_step_size
 from wmrbench.errors import WmrbenchError, first_line
 from wmrbench.presets import default_precision
 from wmrbench.selection import validation_alphas
@@ -55,6 +56,7 @@ from wmrbench.training.plan import check_before_work
 from wmrbench.training.task import Task
 
 DEFAULT_RUN = "custom"
+_TRAIN = DEFAULTS.train_attack  # no data set named: the library's one rule
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,12 @@ def fit(
     train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor],
     *,
     defense: Defense | str = Defense.TRADES,
-    alpha_train: float | None = None,
-    eps: float = 0.031,
-    step_size: float = 0.007,
-    steps: int = 10,
+    alpha_train: float = DEFAULTS.alpha_train,
+    eps: float = _TRAIN.eps,
+    step_size: float | None = None,
+    steps: int = _TRAIN.steps,
     norm: Norm | str = Norm.LINF,
-    beta: float = 5.0,
+    beta: float = DEFAULTS.beta,
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 0.1,
@@ -132,7 +134,7 @@ def fit(
     every epoch.
 
     ``defense``: ``"trades"`` or ``"pgd"``, weighted ("+ours") when ``alpha_train`` > 0 (default
-    2, the paper's TRADES+ours; 0 is the plain defense), or ``"mart"``, ``"gairat"``,
+    0, the plain defense; the paper's "+ours" rows use 2 on CIFAR-10), or ``"mart"``, ``"gairat"``,
     ``"mail-at"``, ``"mail-trades"``, which bring their own weighting (``alpha_train`` stays 0).
     The training attack is PGD with ``steps`` steps of ``step_size`` in the ``norm`` ball of
     radius ``eps`` (``"linf"`` or ``"l2"``), intersected with [0, 1].
@@ -162,8 +164,8 @@ def fit(
             raise WmrbenchError("give val_size (held out of train_data) or val_data, not both")
         held_out = as_image_set(val_data, "val_data")
         val_size = len(held_out)
-    if alpha_train is None:  # the paper's "+ours" where the defense takes the weight, else none
-        alpha_train = 2.0 if get_defense(parse_enum(Defense, defense, "defense")).alpha_weighted else 0.0
+    if step_size is None:  # keeps the default walk's reach for another eps or steps
+        step_size = scaled_step_size(eps, steps, _TRAIN)
     if run is None:
         run = free_run(checkpoint_dir, resume)
     cfg = TrainConfig(
