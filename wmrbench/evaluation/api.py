@@ -21,7 +21,6 @@ numbers out, a data set's name standing for its attack settings, and a file only
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from wmrbench import distributed
 from wmrbench.attack_config import AttackConfig, AttackMethod, Norm, Precision, RestartRule, Start
@@ -38,6 +37,7 @@ from wmrbench.attacks.inputs import check_image_shape, check_label_shape, check_
 from wmrbench.checks import check_int, parse_enum
 from wmrbench.config import EvalConfig, Protocol
 from wmrbench.data import ImageSet, dataset_spec
+from wmrbench.data.reading import labels_of, read_examples
 from wmrbench.defaults import DEFAULTS, scaled_step_size
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, summarize, write_result
@@ -45,9 +45,6 @@ from wmrbench.evaluation.runs import attack_examples
 from wmrbench.presets import DEFAULT_ALPHA_TEST, DEFAULT_EVAL_BATCH_SIZE, DEFAULT_RESULTS_DIR, DEFAULT_SEED, eval_config
 from wmrbench.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty, alpha_key
 from wmrbench.uncertainty import few_examples_warnings
-
-_LOADER_BATCH = 256  # how a Dataset handed over is read (it does not change any result)
-
 
 @dataclass(frozen=True, eq=False)
 class EvaluationResult:
@@ -282,11 +279,11 @@ def examples_of(data: Any, y: Tensor | None, n_examples: int | None = None) -> I
     if isinstance(data, Tensor):
         if y is None:
             raise WmrbenchError("y is needed with a tensor of images: its labels, a tensor of N class indices")
-        x, labels = data, _labels(y)
+        x, labels = data, labels_of(y)
     else:
         if y is not None:
             raise WmrbenchError("y goes with a tensor of images; a DataLoader or Dataset yields its own labels")
-        x, labels = _read(data, n_examples)
+        x, labels = read_examples(data, n_examples)
     if n_examples is not None:
         x, labels = x[:n_examples], labels[:n_examples]
     # The attacks' own input check (WeightedPGD's, losses.*'s): the same lines for the same faults.
@@ -295,37 +292,3 @@ def examples_of(data: Any, y: Tensor | None, n_examples: int | None = None) -> I
     labels = check_label_shape(labels, len(x))
     check_value_ranges(x, labels, None, what="the images")
     return ImageSet(x.detach(), labels.detach())
-
-
-def _labels(y: Any) -> Tensor:
-    labels = torch.as_tensor(y)
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise WmrbenchError(f"y holds {labels.dtype} values; labels are integer class indices")
-    return labels.long()
-
-
-def _read(data: Any, n_examples: int | None) -> tuple[Tensor, Tensor]:
-    """Every (images, labels) batch of a DataLoader or iterable, or every example of a Dataset,
-    in order, until ``n_examples`` are read."""
-    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-        data = DataLoader(data, batch_size=_LOADER_BATCH, shuffle=False)
-    elif isinstance(data, DataLoader) and isinstance(data.sampler, RandomSampler):
-        warnings.warn("the DataLoader shuffles: each call evaluates other examples in another order, so the "
-                      "numbers are not reproducible; pass shuffle=False", stacklevel=3)
-    if not isinstance(data, Iterable):
-        raise WmrbenchError(f"data must be a tensor of images, a DataLoader or a Dataset; got {type(data).__name__}")
-    xs, ys, count = [], [], 0
-    for batch in data:
-        if not isinstance(batch, (list, tuple)) or len(batch) < 2 or not isinstance(batch[0], Tensor):
-            raise WmrbenchError(f"data yields {type(batch).__name__}, not (images, labels) pairs")
-        xs.append(batch[0])
-        ys.append(_labels(batch[1]).reshape(-1))
-        count += len(ys[-1])
-        if n_examples is not None and count >= n_examples:
-            break
-    if not xs:
-        raise WmrbenchError("data yields no examples")
-    try:
-        return torch.cat(xs), torch.cat(ys)
-    except RuntimeError as exc:
-        raise WmrbenchError(f"data yields batches that do not stack: {str(exc).splitlines()[0]}") from None
