@@ -44,7 +44,7 @@ from wmrbench.training import train_step
 # No data set is named here: the library's one rule (wmrbench.defaults, the paper's CIFAR-10
 # TRADES setting) gives the training attack's budget, beta and alpha (0: the plain defense).
 _TRAIN = DEFAULTS.train_attack
-EPS, STEPS, BETA, ALPHA = _TRAIN.eps, _TRAIN.steps, DEFAULTS.beta, DEFAULTS.alpha_train
+_EPS, _STEPS, _BETA, _ALPHA = _TRAIN.eps, _TRAIN.steps, DEFAULTS.beta, DEFAULTS.alpha_train
 
 __all__ = ["LossResult", "gairat", "mail_at", "mail_trades", "mart", "pgd_at", "trades"]
 
@@ -78,8 +78,8 @@ def _run(
     epochs = burn_in + 1 if isinstance(burn_in, int) and not isinstance(burn_in, bool) and burn_in >= 0 else 1
     cfg = TrainConfig(
         run="losses", dataset=CUSTOM_DATASET, arch=type(model).__name__, defense=defense,
-        alpha_train=float(loss_settings.pop("alpha", ALPHA)),  # type: ignore[arg-type]
-        beta=float(loss_settings.pop("beta", BETA)),  # type: ignore[arg-type]
+        alpha_train=float(loss_settings.pop("alpha", _ALPHA)),  # type: ignore[arg-type]
+        beta=float(loss_settings.pop("beta", _BETA)),  # type: ignore[arg-type]
         detach_weights=bool(loss_settings.pop("detach_weights", False)),
         normalize_weights=bool(loss_settings.pop("normalize_weights", False)),
         attack=AttackConfig(eps=eps, step_size=step_size, steps=steps, restarts=1, start=start, norm=norm),
@@ -93,7 +93,8 @@ def _run(
 
 
 def pgd_at(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = EPS, step_size: float | None = None, steps: int = STEPS, alpha: float = ALPHA,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, alpha: float = _ALPHA,
     detach_weights: bool = False, normalize_weights: bool = False, start: str = Start.NORMAL.value,
     norm: str = "linf", attack_mode: str = "eval", generator: torch.Generator | None = None,
     precision: str = "fp32",
@@ -112,8 +113,9 @@ def pgd_at(
 
 
 def trades(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = EPS, step_size: float | None = None, steps: int = STEPS, alpha: float = ALPHA,
-    beta: float = BETA, detach_weights: bool = False, normalize_weights: bool = False,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, alpha: float = _ALPHA,
+    beta: float = _BETA, detach_weights: bool = False, normalize_weights: bool = False,
     start: str = Start.NORMAL.value, norm: str = "linf", attack_mode: str = "eval",
     generator: torch.Generator | None = None, precision: str = "fp32",
 ) -> LossResult:
@@ -130,7 +132,8 @@ def trades(
 
 
 def mart(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = EPS, step_size: float | None = None, steps: int = STEPS, beta: float = BETA,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, beta: float = _BETA,
     start: str = Start.NORMAL.value, norm: str = "linf", attack_mode: str = "eval",
     generator: torch.Generator | None = None, precision: str = "fp32",
 ) -> LossResult:
@@ -141,7 +144,8 @@ def mart(
 
 
 def gairat(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = EPS, step_size: float | None = None, steps: int = STEPS, gair_lambda: float = -1.0,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, gair_lambda: float = -1.0,
     epoch: int = 0, burn_in: int = 0, start: str = Start.NORMAL.value, norm: str = "linf",
     attack_mode: str = "eval", generator: torch.Generator | None = None, precision: str = "fp32",
 ) -> LossResult:
@@ -155,7 +159,8 @@ def gairat(
 
 
 def mail_at(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = EPS, step_size: float | None = None, steps: int = STEPS, mail_bias: float = -1.5,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, mail_bias: float = -1.5,
     mail_slope: float = 1.0, epoch: int = 0, burn_in: int = 0, start: str = Start.NORMAL.value,
     norm: str = "linf", attack_mode: str = "eval", generator: torch.Generator | None = None,
     precision: str = "fp32",
@@ -169,7 +174,8 @@ def mail_at(
 
 
 def mail_trades(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = EPS, step_size: float | None = None, steps: int = STEPS, beta: float = BETA,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, beta: float = _BETA,
     mail_bias: float = -1.5, mail_slope: float = 1.0, epoch: int = 0, burn_in: int = 0,
     start: str = Start.NORMAL.value, norm: str = "linf", attack_mode: str = "eval",
     generator: torch.Generator | None = None, precision: str = "fp32",

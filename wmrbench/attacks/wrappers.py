@@ -128,8 +128,8 @@ class WeightedPGD(_Attack):
     _engine = "pgd"
 
     def __init__(
-        self, model: nn.Module, *, eps: float = _EVAL.eps, step_size: float | None = None, steps: int = _EVAL.steps,
-        alpha: float | Tensor = 0.0, norm: str = "linf", restarts: int = 1, start: str = "uniform", seed: int = 0,
+        self, model: nn.Module, *, eps: float = _EVAL.eps, step_size: float | None = None,
+        steps: int = _EVAL.steps, alpha: float | Tensor = 0.0, norm: str = "linf", restarts: int = 1, start: str = "uniform", seed: int = 0,
         precision: str = "fp32",
     ) -> None:
         if step_size is None:
@@ -147,8 +147,8 @@ class WeightedAPGD(_Attack):
     """
 
     def __init__(
-        self, model: nn.Module, *, eps: float = _EVAL.eps, steps: int = DEFAULTS.apgd_steps, alpha: float | Tensor = 0.0,
-        loss: str = "ce", norm: str = "linf", restarts: int = 1, start: str = "uniform", seed: int = 0,
+        self, model: nn.Module, *, eps: float = _EVAL.eps, steps: int = DEFAULTS.apgd_steps,
+        alpha: float | Tensor = 0.0, loss: str = "ce", norm: str = "linf", restarts: int = 1, start: str = "uniform", seed: int = 0,
         precision: str = "fp32",
     ) -> None:
         if loss not in ("ce", "dlr"):

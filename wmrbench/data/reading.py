@@ -42,7 +42,7 @@ def read_examples(data: Any, n_examples: int | None = None, name: str = "data") 
         if not isinstance(batch, (list, tuple)) or len(batch) < 2 or not isinstance(batch[0], Tensor):
             raise WmrbenchError(f"{name} yields {type(batch).__name__}, not (images, labels) pairs")
         xs.append(batch[0])
-        ys.append(labels_of(batch[1], f"{name}'s labels").reshape(-1))
+        ys.append(labels_of(batch[1], f"{name} (its labels)").reshape(-1))
         count += len(ys[-1])
         if n_examples is not None and count >= n_examples:
             break
