@@ -181,6 +181,22 @@ def test_fit_trains_the_model_in_place_on_its_device_and_leaves_it_in_train_mode
         assert all(p.device.type == "cpu" for p in model.parameters())
 
 
+def test_fit_moves_the_model_only_to_the_resolved_device(tmp_path, digits, monkeypatch):
+    """Device-agnostic: "cpu" resolves to ``torch.device("cpu", 0)`` (unequal to
+    ``torch.device("cpu")``), so a move by any other path than the resolved device is seen."""
+    from wmrbench import distributed
+
+    marked, real = torch.device("cpu", 0), distributed.resolve_device
+    monkeypatch.setattr(distributed, "resolve_device", lambda device: marked if real(device).type == "cpu" else real(device))
+    moves: list[torch.device | None] = []
+    to, cpu = nn.Module.to, nn.Module.cpu
+    monkeypatch.setattr(nn.Module, "to", lambda self, *a, **k: (moves.append(torch._C._nn._parse_to(*a, **k)[0]),
+                                                                  to(self, *a, **k))[1])
+    monkeypatch.setattr(nn.Module, "cpu", lambda self: (moves.append(torch.device("cpu")), cpu(self))[1])
+    fit(fresh(), digits, epochs=1, val_size=40, checkpoint_dir=tmp_path, **SMALL)
+    assert moves and {m for m in moves if m is not None} == {marked}, moves
+
+
 def test_divergence_stops_with_one_line_and_writes_nothing(tmp_path, digits):
     with pytest.raises(WmrbenchError) as caught:
         fit(fresh(), digits, epochs=2, checkpoint_dir=tmp_path, **{**SMALL, "lr": 1e4})
