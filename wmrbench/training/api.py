@@ -163,6 +163,8 @@ def fit(
     :class:`~wmrbench.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
     The run draws from torch's global generator with its own ``seed``; the caller's stream (the
     CPU's and the run's CUDA device's) is restored when ``fit`` returns.
+    ``model`` is trained in place, moved to ``device`` and left there, and left in train mode; a
+    parameter you froze (``requires_grad`` False) stays frozen and is not trained (docs/api.md).
     """
     if not isinstance(model, nn.Module):
         raise WmrbenchError(f"model must be a torch.nn.Module; got {type(model).__name__}")
