@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import click
+from typing import Any
+
 import pytest
 import typer
 
@@ -35,7 +36,8 @@ def _commands() -> list[tuple[str, ...]]:
     return paths
 
 
-def _click_command(path: tuple[str, ...]) -> click.Command:
+def _click_command(path: tuple[str, ...]) -> Any:
+    """The click command (typer's own click) at ``path``."""
     command = typer.main.get_command(app)
     for name in path:
         command = command.commands[name]
@@ -44,9 +46,8 @@ def _click_command(path: tuple[str, ...]) -> click.Command:
 
 @dataclass(frozen=True)
 class Row:
-    panel: str
-    name: str  # the row's first line up to its help text, e.g. "--seed  <int>"
-    lines: list[str]
+    name: str  # the row's first line: its name, type and the start of its help
+    lines: list[str]  # every line it takes, the first included
 
 
 def _panels(output: str) -> dict[str, list[Row]]:
@@ -63,10 +64,10 @@ def _panels(output: str) -> dict[str, list[Row]]:
             content = line[2:-2]
             indent = len(content) - len(content.lstrip())
             if content.strip() and indent < NAME_COLUMN:
-                current.append(Row("", content.strip().lstrip("* "), [content]))
+                current.append(Row(content.strip().lstrip("* "), [content]))
             elif current and content.strip():
                 current[-1].lines.append(content)
-    return {name: [Row(name, r.name, r.lines) for r in rows] for name, rows in panels.items()}
+    return panels
 
 
 def _help(path: tuple[str, ...] = ()) -> str:

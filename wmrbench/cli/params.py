@@ -1,4 +1,4 @@
-"""Every command-line option, declared once: its name, type and help text.
+"""Every command-line option, declared once: its name, type, help text and help panel.
 
 A command's signature names its parameters by setting (``eps: p.Eps = None``), so an option
 reads the same in every command that takes it, and its help is written in one place. Where
