@@ -64,11 +64,23 @@ _one_line_usage_errors()
 
 ROOT_OPTIONS = ("--threads",)  # the root's options that take a value and may follow the command name
 
+# `wmrbench --help` lists the commands in the order a newcomer meets them: see it work (demo),
+# measure a real checkpoint (evaluate), tell two results apart (compare), check the numbers can be
+# trusted (audit), then gather and show them (leaderboard, report, plot); training one's own
+# models and the paper's tables take hours and come next; the tools last.
+FIRST_DAY = ("demo", "evaluate", "compare", "audit", "leaderboard", "report", "plot", "train", "reproduce",
+             "attack", "rerun", "models")
+
 
 class _RootGroup(TyperGroup):
     """``--threads`` belongs to the root (it is applied before any command imports torch's work),
     but users write it after the command too (``wmrbench evaluate --threads 1 ...``): it is
     moved in front of the command name before click parses, so both places mean the same."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """The commands in :data:`FIRST_DAY` order (any other after them, as registered)."""
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: FIRST_DAY.index(n) if n in FIRST_DAY else len(FIRST_DAY))
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         moved: list[str] = []
@@ -98,17 +110,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(train)
-app.command()(evaluate)
-app.command()(demo)
-app.command()(attack)
-app.command()(audit)
-app.command()(leaderboard)
-app.command()(plot)
-app.command()(models)
-app.command()(rerun)
-app.command()(compare)
-app.command()(report)
+for _command in (demo, evaluate, compare, audit, leaderboard, report, plot, train, attack, rerun, models):
+    app.command()(_command)
 app.add_typer(reproduce_app, name="reproduce")
 
 

@@ -19,23 +19,27 @@ def attack(
     model_id: p.ModelId = None,
     model_source: Any = p.MODEL_SOURCE,
     data: Any = p.DATA,
-    split: Annotated[str, typer.Option(help="test | train: the split to attack.")] = "test",
-    compile: p.Compile = None,
-    budget: Any = p.BUDGET,
-    attack_choice: Any = p.ATTACK_CHOICE,
-    alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alphas: one weighted PGD each, beside the unweighted PGD that always runs (default 1,1.5,2).", rich_help_panel=p.ATTACK)] = None,
+    split: p.Split = "test",
     n_examples: p.NExamples = None,
-    runtime: Any = p.RUNTIME,
-    run: Annotated[str | None, p.run_option(help="Name of the attack (default: the model's run, id or function name).")] = None,
-    output: Annotated[str | None, typer.Option(help="The file to write (default RESULTS_DIR/RUN/adversarial.pt). It must be a regular file (a device or FIFO is refused) and not - : the file is binary and is read back by path.")] = None,
+    run: p.AttackRun = None,
+    budget: Any = p.BUDGET,
+    attack_method: Any = p.ATTACK_METHOD,
+    alpha_test: p.AttackAlphaTest = None,
+    restarting: Any = p.RESTARTS,
+    seed: p.Seed = None,
+    results_dir: p.ResultsDir = None,
+    output: p.AttackOutput = None,
     overwrite: p.Overwrite = False,
     quiet: p.Quiet = False,
+    runtime: Any = p.RUNTIME_GROUP,
+    compile: p.Compile = None,
     **given: Any,
 ) -> None:
-    """Attack a model with PGD and weighted PGD; save the points for `evaluate --adversarial`.
+    """Attack a model (PGD, weighted PGD); save the points for `evaluate --adversarial`.
 
-    The file (a .pt readable with torch.load(weights_only=True)) holds the clean inputs, labels and indices, and per attack the adversarial inputs, margins, correctness and normalized weights, with the full config as a JSON string.
-    It is written once, at the end: a killed `attack` starts over (it has no --resume; `evaluate` has).
+    The file (torch.load(..., weights_only=True)) holds the clean inputs, labels and indices, and
+    per attack the adversarial inputs, margins, correctness and normalized weights, with the full
+    config. It is written once, at the end: a killed `attack` starts over (`evaluate` resumes).
     """
     from wmrbench.checks import parse_enum
     from wmrbench.evaluation import Split, run_attack

@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 
 
 def compare(
-    result_a: Annotated[str, typer.Argument(metavar="A", help="A result folder (RESULTS_DIR/RUN) that `wmrbench evaluate` wrote, or a group of runs of one method: a quoted glob ('results/x-a2-s*') or comma-separated folders.")],
-    result_b: Annotated[str, typer.Argument(metavar="B", help="Another result folder or group, on the same test examples.")],
-    output: Annotated[str | None, typer.Option(help="Also write the table to this file: CSV for a .csv name (full precision, the interval as 'A - B_lo' / 'A - B_hi' columns), else Markdown; - prints the file's text instead (nothing else on stdout).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="md | csv for --output (default: from its suffix).")] = None,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (default 2000).")] = 2000,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap's resampling (default 0): the same seed gives the same intervals.")] = 0,
+    result_a: p.CompareA,
+    result_b: p.CompareB,
+    output: p.CompareOutput = None,
+    fmt: p.CompareFormat = None,
+    resamples: p.Resamples = 2000,
+    seed: p.BootstrapSeed = 0,
 ) -> None:
-    """Is A's number really different from B's? Per metric: A - B, its 95% interval, a p-value and a verdict.
+    """A paired comparison of two results or groups: A - B, its 95% interval, a verdict.
 
-    One result each: the paired bootstrap over test examples (the same resampled examples for
-    both), and for A_nat and A_rob McNemar's exact test. That interval covers the test examples
-    only, not the training run's own randomness, and the verdict says so.
-
-    Groups of runs (training seeds, or the attack seeds of `evaluate --seeds`): the difference of
-    the groups' means, its two-level interval (runs resampled, then the shared examples), a t test
-    over runs (paired when the seeds pair up), the probability that a run of A beats a run of B,
-    and each side's sd over runs. A group whose runs differ in a setting other than the seed, or
-    results on different test examples, are refused.
+    Two results: the paired bootstrap over the test examples they share, and McNemar's exact test
+    for A_nat and A_rob; the interval covers the test examples only, not training randomness.
+    Two groups of runs (training seeds, or `evaluate --seeds`): the difference of their means with
+    a two-level interval, a t test over runs and each side's sd over runs (docs/cli.md).
     """
     from wmrbench.checks import parse_enum
     from wmrbench.comparison import STDOUT, CompareFormat, output_format

@@ -116,7 +116,6 @@ ConfigFile = Annotated[
     Path | None,
     typer.Option(
         "--config", is_eager=True, callback=_load, dir_okay=False,
-        help="A TOML file of options (names as on the command line; a [COMMAND] table for one command); "
-        "options on the command line win.",
+        help="A TOML file of options (docs/cli.md); options on the command line win.",
     ),
 ]

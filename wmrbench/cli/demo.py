@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from wmrbench.cli import params as p
@@ -23,13 +21,13 @@ from wmrbench.presets import (
 
 def demo(
     config: ConfigFile = None,
-    defense: Annotated[str, typer.Option(help="pgd | trades: the defense trained with and without the weighted risk (the family's others weight on their own: `wmrbench reproduce family`).")] = DEFAULT_DEFENSE.value,
-    alpha_train: Annotated[float | None, typer.Option(help="alpha_train of '+ours' (default: the preset's).")] = None,
-    alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values.")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
-    checkpoint_dir: Annotated[str, typer.Option(help="Where the two runs' checkpoints go.")] = DEFAULT_CHECKPOINT_DIR,
-    results_dir: Annotated[str, typer.Option(help="Where the two results go.")] = DEFAULT_RESULTS_DIR,
+    defense: p.DemoDefense = DEFAULT_DEFENSE.value,
+    alpha_train: p.DemoAlphaTrain = None,
+    alpha_test: p.AlphaTestList = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
+    checkpoint_dir: p.DemoCheckpointDir = DEFAULT_CHECKPOINT_DIR,
+    results_dir: p.DemoResultsDir = DEFAULT_RESULTS_DIR,
     device: p.Device = DEFAULT_DEVICE,
-    seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = DEFAULT_SEED,
+    seed: p.TrainAttackSeed = DEFAULT_SEED,
     quiet: p.QuietDemo = False,
 ) -> None:
     """Train DEFENSE and DEFENSE+ours on digits, evaluate both, print the paper's table."""

@@ -17,32 +17,36 @@ from wmrbench.launch.settings import Launcher, LaunchSettings
 @p.command
 def evaluate(
     config: ConfigFile = None,
-    model_id: Annotated[list[str] | None, typer.Option(help="RobustBench zoo id, e.g. Carmon2019Unlabeled; repeat (or comma-separate) to evaluate several in turn.", rich_help_panel=p.MODEL)] = None,
+    model_id: p.EvalModelIds = None,
     model_source: Any = p.MODEL_SOURCE,
-    defense: Annotated[str | None, typer.Option(help="pgd | trades: how a plain state_dict, zoo model or your own model was trained (a wmrbench checkpoint records it); labels its rows (PGD, TRADES+ours) and lets leaderboard --compare-paper match them with the paper's.", rich_help_panel=p.MODEL)] = None,
-    alpha_train: Annotated[float | None, typer.Option(help="The alpha_train that model was trained with (with --defense; default 0, the unweighted baseline).", rich_help_panel=p.MODEL)] = None,
-    adversarial: Annotated[str | None, typer.Option(help="Score the points saved by `wmrbench attack` without attacking again: on the attacked model, or on the model the options name (a transfer).", rich_help_panel=p.MODEL)] = None,
     data: Any = p.DATA,
-    compile: p.Compile = None,
-    budget: Any = p.BUDGET,
-    attack_choice: Any = p.ATTACK_CHOICE,
-    alpha_test: Annotated[str | None, typer.Option(help="Comma-separated alpha_test values for A_sa and A_tr (default 1,1.5,2; with --adversarial: the file's).", rich_help_panel=p.ATTACK)] = None,
     n_examples: p.NExamples = None,
-    runtime: Any = p.RUNTIME,
+    run: p.EvalRun = None,
+    defense: p.EvalDefense = None,
+    alpha_train: p.EvalAlphaTrain = None,
+    adversarial: p.Adversarial = None,
+    budget: Any = p.BUDGET,
+    attack_method: Any = p.ATTACK_METHOD,
+    alpha_test: p.EvalAlphaTest = None,
+    restarting: Any = p.RESTARTS,
+    seed: p.Seed = None,
     seeds: p.Seeds = None,
-    keep_examples: p.KeepExamples = None,
-    run: Annotated[str | None, p.run_option(help="Result name (default: the checkpoint's run, the model id, or the function's name; followed by -ATTACK for an --attack other than pgd, e.g. -apgd-ce).")] = None,
+    results_dir: p.ResultsDir = None,
     overwrite: p.Overwrite = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue this run's unfinished evaluation (killed or interrupted) from the batches saved in RESULTS_DIR/RUN/.partial/: the result equals an uninterrupted run's, byte for byte. Settings not given are the saved ones; another setting (but the data folder, the results folder or the device of the same kind), other weights, other examples or another wmrbench/torch version are refused. Not with --adversarial: scoring saved points attacks nothing and simply runs again.")] = False,
-    quiet: p.Quiet = False,
+    resume: p.EvalResume = False,
+    keep_examples: p.KeepExamples = None,
     ci: p.Ci = "pm",
+    quiet: p.Quiet = False,
+    runtime: Any = p.RUNTIME_GROUP,
+    compile: p.Compile = None,
     launching: Any = p.LAUNCHER,
     **given: Any,
 ) -> None:
     """Evaluate a model under uniform (A_rob) and non-uniform (A_sa, A_tr) attacks.
 
-    The model is a wmrbench checkpoint, a RobustBench zoo id (several in turn), your own MODULE:FUNCTION, or the points a previous `wmrbench attack` saved (--adversarial).
-    Each finished batch is saved in RESULTS_DIR/RUN/.partial/ until the result is written: a killed run goes on with --resume.
+    The model is a wmrbench checkpoint, a RobustBench zoo id (several in turn), your own
+    MODULE:FUNCTION, or the points a previous `wmrbench attack` saved (--adversarial).
+    Each finished batch is saved until the result is written: a killed run goes on with --resume.
     Under torchrun the examples are split over the processes; the result is the same.
     With --launcher local or slurm each model is a job of its own (docs/cluster.md).
     """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Annotated
 
 import typer
 
@@ -14,15 +13,15 @@ from wmrbench.cli.config_file import ConfigFile
 
 def leaderboard(
     config: ConfigFile = None,
-    results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files.")] = "results",
-    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) | csv | latex (booktabs) | robustbench (one RobustBench model_info JSON per result, in RESULTS_DIR/robustbench/<dataset>/<Linf|L2>/, or under --output).")] = "md",
-    table: Annotated[str, typer.Option(help="all | non-uniform (Tables 1-3) | uniform (Tables 4-5).")] = "all",
-    sort_by: Annotated[str | None, typer.Option(help="Sort rows by this column, e.g. A_tr (accuracies best first), within each data set and alpha_test.")] = None,
-    compare_paper: Annotated[bool, typer.Option(help="Put the paper's numbers beside ours where data set, defense and alpha match.")] = False,
-    output: Annotated[str | None, typer.Option(help="Write the table(s) to this one file (default: RESULTS_DIR/leaderboard-<table>.<ext>); - prints the file's text to standard output instead (nothing else goes there). A path that exists and is not a regular file (a device, a FIFO, a folder) is refused.")] = None,
+    results_dir: p.SummariesDir = "results",
+    fmt: p.BoardFormat = "md",
+    table: p.BoardTable = "all",
+    sort_by: p.SortBy = None,
+    compare_paper: p.ComparePaper = False,
+    output: p.BoardOutput = None,
     ci: p.Ci = "pm",
 ) -> None:
-    """Gather every summary.json into the paper's tables; print them and write them atomically."""
+    """Gather every summary.json into the paper's tables; print them and write them."""
     from wmrbench.checks import parse_enum
     from wmrbench.io import write_stdout
     from wmrbench.report import TITLES, CiStyle, TableFormat, TableKind, print_table, terminal_view

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
 
 
 def models(
     config: ConfigFile = None,
-    dataset: Annotated[str, typer.Option(help="RobustBench data set: cifar10 | cifar100 | imagenet.")] = "cifar10",
-    threat_model: Annotated[str, typer.Option(help="Linf | L2 | corruptions.")] = "Linf",
-    model_dir: Annotated[str, typer.Option(help="RobustBench cache folder: ids whose checkpoint is there are marked.")] = "models",
+    dataset: p.ZooDataset = "cifar10",
+    threat_model: p.ZooThreatModel = "Linf",
+    model_dir: p.ZooModelDir = "models",
 ) -> None:
-    """List RobustBench's model ids (for `evaluate --model-id`); mark those already in the cache."""
+    """List RobustBench's model ids for `evaluate --model-id`; mark those already cached."""
     from wmrbench.models import cache_state, zoo_ids
 
     with user_errors():

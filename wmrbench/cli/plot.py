@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
+from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
 
 
 def plot(
     config: ConfigFile = None,
-    results_dir: Annotated[str, typer.Argument(help="Folder searched (recursively) for summary.json files.")] = "results",
-    output_dir: Annotated[str | None, typer.Option(help="Where the PNG and SVG files go (default RESULTS_DIR/plots).")] = None,
-    run: Annotated[list[str] | None, typer.Option(help="Draw the weights histogram for this result only (repeatable; default: every result).")] = None,
+    results_dir: p.SummariesDir = "results",
+    output_dir: p.PlotOutputDir = None,
+    run: p.PlotRuns = None,
 ) -> None:
-    """Draw A_rob, A_sa, A_tr against alpha_test (one line per model) and the normalized weights."""
+    """Plot A_rob, A_sa and A_tr against alpha_test (a line per model) and the weights."""
     from wmrbench.report import make_plots
 
     with user_errors():

@@ -17,10 +17,11 @@ def report(
     title: p.ReportTitle = "wmrbench report",
     quiet: p.QuietBars = False,
 ) -> None:
-    """Write one self-contained HTML page: the leaderboard (sortable, filterable, ties with the leader marked), the
-    A_sa / A_tr curves, a page per result with its audit, paired comparison and the examples that decide A_sa.
+    """Write every result into one self-contained HTML page that opens offline.
 
-    It opens from disk with no network: no CDN, no external font or script.
+    The leaderboard (sortable, filterable, ties with the leader marked), the A_sa / A_tr curves,
+    and a page per result with its audit, paired comparisons and the examples that decide A_sa.
+    No network is needed to open it: no CDN, no external font or script.
     """
     from wmrbench.report.html import ReportConfig, build_report
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
@@ -19,7 +19,7 @@ from wmrbench.presets import (
 )
 
 reproduce_app = typer.Typer(
-    help="Reproduce the paper's tables with one command: train, evaluate, compare (resumable; rerun to continue).",
+    help="Reproduce the paper's tables in one resumable command: train, evaluate, compare.",
     no_args_is_help=True,
 )
 
@@ -27,33 +27,34 @@ reproduce_app = typer.Typer(
 @reproduce_app.command("table1")
 @p.command
 def table1(
-    quick: Annotated[bool, typer.Option("--quick", help="A CPU-sized stand-in on the embedded digits set (its small preset, a few minutes on a CPU): NOT the paper's setting, and not compared with the paper's MNIST numbers.")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs of each run (default: the paper's 100; --quick: 30). Fewer epochs are marked as differing from the paper.")] = None,
-    n_examples: Annotated[int | None, typer.Option(help="Evaluate on the first N test images (default: all, as the paper).")] = None,
-    restarts: Annotated[int | None, typer.Option(help="Evaluation restarts (default: the paper's 10).")] = None,
-    restart_from: Annotated[str, typer.Option(help="start (each restart afresh from x; default) | previous (chained from the previous end point, as the authors' evaluation loop).")] = "start",
-    alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values (default: the paper's 1,1.5,2).")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
-    seed: Annotated[int, typer.Option(help="Seed of training and of the attacks' starts.")] = DEFAULT_SEED,
-    device: p.Device = DEFAULT_DEVICE,
-    precision: Annotated[str, typer.Option(help="Training precision: fp32 (default, as the authors' code) | bf16 (faster on a GPU; not the paper's). Evaluation is always fp32.")] = "fp32",
-    data_dir: Annotated[str | None, typer.Option(help="Folder holding MNIST (MNIST/raw/*-ubyte; default data). Not needed with --quick.")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Fetch MNIST into --data-dir first if it is missing (needs the internet).")] = False,
-    checkpoint_dir: Annotated[str, typer.Option(help="The four runs go to CHECKPOINT_DIR/table1-DATASET-DEFENSE-aALPHA/.")] = DEFAULT_CHECKPOINT_DIR,
-    results_dir: Annotated[str, typer.Option(help="Evaluations and table1.md / table1.csv go to RESULTS_DIR/table1-DATASET/.")] = DEFAULT_RESULTS_DIR,
-    stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training (a time-boxed job); rerun the same command to continue.")] = None,
-    train_seeds: Annotated[int | None, typer.Option(help="Training seeds per model (default 3; --quick: 1): --seed, --seed + 1, ...; with several, rows are means over seeds and gains are tested over seeds.")] = None,
-    stack: Annotated[str, typer.Option(help="on = train the four runs as ONE stacked model (one attack and one forward/backward per step, the same checkpoints); off (default) = taking turns, each bit for bit its solo run (docs/reproduction.md: stacking measured and owed).")] = "off",
+    quick: p.Table1Quick = False,
+    epochs: p.ReproEpochs = None,
+    n_examples: p.ReproNExamples = None,
+    train_seeds: p.ReproTrainSeeds = None,
+    data_dir: p.ReproDataDir = None,
+    download: p.ReproDownload = False,
+    restarts: p.ReproRestarts = None,
+    restart_from: p.ReproRestartFrom = "start",
+    alpha_test: p.AlphaTestList = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
+    seed: p.TrainAttackSeed = DEFAULT_SEED,
+    checkpoint_dir: p.ReproCheckpointDir = DEFAULT_CHECKPOINT_DIR,
+    results_dir: p.ReproResultsDir = DEFAULT_RESULTS_DIR,
+    stop_after_epochs: p.ReproStopAfterEpochs = None,
     quiet: p.QuietBars = False,
+    device: p.Device = DEFAULT_DEVICE,
+    precision: p.ReproPrecision = "fp32",
+    stack: p.ReproStack = "off",
     launching: Any = p.LAUNCHER,
     **given: Any,
 ) -> None:
-    """Table 1 (MNIST): PGD, PGD+ours (alpha_train 0.5), TRADES, TRADES+ours (alpha_train 2), trained with the
-    paper's settings, evaluated with the paper's protocol (10 restarts chosen among by the highest cross-entropy, as the
-    authors' evaluation, fp32), beside the paper's numbers; the same attack run is also reported under wmrbench's
-    weighted restart rule.
+    """Table 1 (MNIST): PGD and TRADES with and without the weighted risk, as the paper.
 
-    Rerunning skips finished runs and finished evaluations, and resumes an interrupted run from its last epoch,
-    here or on another machine with the folders copied over (give the same options).
+    Trained with the paper's settings (PGD+ours: alpha_train 0.5, TRADES+ours: 2), evaluated with its
+    protocol (10 restarts, the highest cross-entropy kept, fp32) and shown beside its numbers; the
+    same attack run is also reported under wmrbench's weighted restart rule.
+
+    Rerunning skips finished runs and evaluations and resumes an interrupted run from its last
+    epoch, here or on another machine with the folders copied over (give the same options).
     """
     from wmrbench.config import parse_alphas
     from wmrbench.presets import DEFAULT_DATA_DIR
@@ -86,31 +87,33 @@ def table1(
 @reproduce_app.command("family")
 @p.command
 def family(
-    quick: Annotated[bool, typer.Option("--quick", help="A CPU-sized demonstration on the embedded digits set: 8 epochs, PGD and APGD-CE on 200 test images, AutoAttack on 100 (a few minutes per model on a CPU). NOT the paper's setting.")] = False,
-    dataset: Annotated[str | None, typer.Option(help="Data set with presets for every defense: mnist (default) | cifar10 | digits (--quick's).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs of every run (default: each preset's; --quick: 8). The burn-in of GAIRAT and MAIL scales with it.")] = None,
-    n_examples: Annotated[int | None, typer.Option(help="Evaluate on the first N test images (default: all; --quick: 200).")] = None,
-    autoattack_n_examples: Annotated[int | None, typer.Option(help="AutoAttack on the first N test images (default: --n-examples; --quick: 100).")] = None,
-    attacks: Annotated[str, typer.Option(help="Comma-separated evaluation attacks for A_rob, from pgd, apgd-ce, autoattack (pgd is required: A_sa, A_tr and A_wc come from it).")] = "pgd,apgd-ce,autoattack",
-    alpha_test: Annotated[str, typer.Option(help="Comma-separated alpha_test values (default 1,1.5,2).")] = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
-    seed: Annotated[int, typer.Option(help="Seed of training (weights, data order) and of the attacks' starts.")] = DEFAULT_SEED,
-    device: p.Device = DEFAULT_DEVICE,
-    precision: Annotated[str, typer.Option(help="Training precision: fp32 (default) | bf16. Evaluation is always fp32.")] = "fp32",
-    data_dir: Annotated[str | None, typer.Option(help="Folder holding the data set (default data). Not needed with --quick.")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Fetch the data set into --data-dir first if it is missing (needs the internet).")] = False,
-    checkpoint_dir: Annotated[str, typer.Option(help="The seven runs go to CHECKPOINT_DIR/family-DATASET-DEFENSE-aALPHA/.")] = DEFAULT_CHECKPOINT_DIR,
-    results_dir: Annotated[str, typer.Option(help="Evaluations and family.md / family.csv go to RESULTS_DIR/family-DATASET/.")] = DEFAULT_RESULTS_DIR,
-    stop_after_epochs: Annotated[int | None, typer.Option(help="Stop this invocation after N epochs of training; rerun the same command to continue.")] = None,
-    train_seeds: Annotated[int | None, typer.Option(help="Training seeds per model (default 3; --quick: 1): --seed, --seed + 1, ...; with several, rows are means over seeds with two-level intervals.")] = None,
+    quick: p.FamilyQuick = False,
+    dataset: p.FamilyDataset = None,
+    epochs: p.ReproEpochs = None,
+    n_examples: p.ReproNExamples = None,
+    train_seeds: p.ReproTrainSeeds = None,
+    data_dir: p.ReproDataDir = None,
+    download: p.ReproDownload = False,
+    attacks: p.FamilyAttacks = "pgd,apgd-ce,autoattack",
+    autoattack_n_examples: p.AutoattackNExamples = None,
+    alpha_test: p.AlphaTestList = ",".join(f"{a:g}" for a in DEFAULT_ALPHA_TEST),
+    seed: p.TrainAttackSeed = DEFAULT_SEED,
+    checkpoint_dir: p.ReproCheckpointDir = DEFAULT_CHECKPOINT_DIR,
+    results_dir: p.ReproResultsDir = DEFAULT_RESULTS_DIR,
+    stop_after_epochs: p.ReproStopAfterEpochs = None,
     quiet: p.QuietBars = False,
+    device: p.Device = DEFAULT_DEVICE,
+    precision: p.ReproPrecision = "fp32",
     launching: Any = p.LAUNCHER,
     **given: Any,
 ) -> None:
-    """The reweighting family side by side: PGD-AT, TRADES, MART, GAIRAT, MAIL-TRADES, PGD+ours and TRADES+ours,
-    trained on the same data order and attack budget, each evaluated with PGD, APGD-CE and AutoAttack (A_rob) and
-    A_sa, A_tr, A_wc at each alpha_test; one table, with each model's difference from its unweighted base.
+    """The reweighting family side by side: PGD-AT, TRADES, MART, GAIRAT, MAIL-TRADES, +ours.
 
-    Rerunning skips finished runs and evaluations and resumes interrupted ones (give the same options).
+    The seven models train on the same data order and attack budget; each is evaluated with PGD,
+    APGD-CE and AutoAttack (A_rob) and A_sa, A_tr, A_wc at each alpha_test: one table, with each
+    model's difference from its unweighted base.
+
+    Rerunning skips finished runs and evaluations and resumes interrupted ones (same options).
     """
     from wmrbench.config import parse_alphas
     from wmrbench.family import FamilyConfig, reproduce_family

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -14,14 +13,15 @@ from wmrbench.cli.config_file import ConfigFile
 
 def rerun(
     config: ConfigFile = None,
-    path: Annotated[Path, typer.Argument(help="A result's summary.json, or a training checkpoint (last.pt).")] = Path("summary.json"),
-    run: Annotated[str | None, p.run_option(help="Name of the new run (default: RUN-rerun, beside the original).")] = None,
+    path: p.RerunPath = Path("summary.json"),
+    run: p.RerunRun = None,
     quiet: p.QuietBars = False,
 ) -> None:
-    """Run again exactly what PATH records and say whether the numbers match (exit code 1 if not).
+    """Run again what a result or checkpoint records and say whether the numbers match.
 
     A summary.json is evaluated again (same model, data, attack, seed, precision); a checkpoint is
     trained again from scratch for as many epochs as it holds, and its weights are compared.
+    Exit code 1 when they differ.
     """
     from wmrbench.errors import WmrbenchError
     from wmrbench.evaluation import rerun_result
