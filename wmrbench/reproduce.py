@@ -309,7 +309,7 @@ def paired_gains(table_dir: Path, runs: list[TrainConfig], summaries: list[Summa
                 if any(r is None for r in records):
                     continue
             compared = compare_records(ours_run.run, records[0], base_run.run, records[1],
-                                       alphas=[float(k) for k in ours.metrics.A_sa])
+                                       alphas=ours.metrics.alphas)
         except WmrbenchError:
             continue
         label = defense_label(ours.model)
