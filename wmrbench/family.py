@@ -1,5 +1,5 @@
 """``wmrbench reproduce family``: the instance-reweighting family trained side by side on one
-data set and evaluated with one protocol (issue 19).
+data set and evaluated with one protocol.
 
 The models: PGD-AT, TRADES, MART, GAIRAT, MAIL-TRADES, PGD+ours and TRADES+ours, each with its
 preset (:mod:`wmrbench.presets`; the "+ours" rows at the paper's alpha_train). All seven share

@@ -5,6 +5,11 @@
         out = wmrbench.losses.trades(model, x, y, eps=0.3, step_size=0.01, steps=40, alpha=2.0)
         optimizer.zero_grad(); out.loss.backward(); optimizer.step()
 
+Left out, the attack budget, ``beta`` and ``alpha`` (alpha_train) are the library's defaults
+(:mod:`wmrbench.defaults`: the paper's CIFAR-10 TRADES setting, eps 0.031, 10 steps of 0.007,
+beta 5, alpha 0); ``step_size`` left out with another ``eps`` or ``steps`` keeps that walk's
+reach (``steps * step_size / eps``).
+
 Each function is one call of the training step itself (:func:`wmrbench.training.train_step`),
 with the defense taken from :mod:`wmrbench.defenses` and its formula from
 :mod:`wmrbench.defenses.objectives` or the defense's module: nothing here computes a loss of its own.
@@ -32,8 +37,14 @@ from wmrbench.attacks.wrappers import model_device
 from wmrbench.attack_config import AttackConfig, Precision, Start
 from wmrbench.checks import parse_enum
 from wmrbench.config import CUSTOM_DATASET, AttackMode, Defense, TrainConfig
+from wmrbench.defaults import DEFAULTS, scaled_step_size
 from wmrbench.defenses import check_spec, get_defense
 from wmrbench.training import train_step
+
+# No data set is named here: the library's one rule (wmrbench.defaults, the paper's CIFAR-10
+# TRADES setting) gives the training attack's budget, beta and alpha (0: the plain defense).
+_TRAIN = DEFAULTS.train_attack
+_EPS, _STEPS, _BETA, _ALPHA = _TRAIN.eps, _TRAIN.steps, DEFAULTS.beta, DEFAULTS.alpha_train
 
 __all__ = ["LossResult", "gairat", "mail_at", "mail_trades", "mart", "pgd_at", "trades"]
 
@@ -48,10 +59,12 @@ class LossResult:
 
 
 def _run(
-    defense: Defense, model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float, steps: int,
+    defense: Defense, model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float | None, steps: int,
     start: str, norm: str, attack_mode: str, generator: torch.Generator | None, precision: str, epoch: int = 0,
     **loss_settings: object,
 ) -> LossResult:
+    if step_size is None:  # keeps the default walk's reach for another eps or steps
+        step_size = scaled_step_size(eps, steps, _TRAIN)
     device = model_device(model)
     # The same check as WeightedPGD and wmrbench.evaluate: once per call (one probe, one sync).
     checked = check_attack_inputs(model, x, y, loss_settings.get("alpha", 0.0), device)
@@ -65,8 +78,8 @@ def _run(
     epochs = burn_in + 1 if isinstance(burn_in, int) and not isinstance(burn_in, bool) and burn_in >= 0 else 1
     cfg = TrainConfig(
         run="losses", dataset=CUSTOM_DATASET, arch=type(model).__name__, defense=defense,
-        alpha_train=float(loss_settings.pop("alpha", 0.0)),  # type: ignore[arg-type]
-        beta=float(loss_settings.pop("beta", 6.0)),  # type: ignore[arg-type]
+        alpha_train=float(loss_settings.pop("alpha", _ALPHA)),  # type: ignore[arg-type]
+        beta=float(loss_settings.pop("beta", _BETA)),  # type: ignore[arg-type]
         detach_weights=bool(loss_settings.pop("detach_weights", False)),
         normalize_weights=bool(loss_settings.pop("normalize_weights", False)),
         attack=AttackConfig(eps=eps, step_size=step_size, steps=steps, restarts=1, start=start, norm=norm),
@@ -80,7 +93,8 @@ def _run(
 
 
 def pgd_at(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float, steps: int, alpha: float = 0.0,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, alpha: float = _ALPHA,
     detach_weights: bool = False, normalize_weights: bool = False, start: str = Start.NORMAL.value,
     norm: str = "linf", attack_mode: str = "eval", generator: torch.Generator | None = None,
     precision: str = "fp32",
@@ -99,8 +113,9 @@ def pgd_at(
 
 
 def trades(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float, steps: int, alpha: float = 0.0,
-    beta: float = 6.0, detach_weights: bool = False, normalize_weights: bool = False,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, alpha: float = _ALPHA,
+    beta: float = _BETA, detach_weights: bool = False, normalize_weights: bool = False,
     start: str = Start.NORMAL.value, norm: str = "linf", attack_mode: str = "eval",
     generator: torch.Generator | None = None, precision: str = "fp32",
 ) -> LossResult:
@@ -108,7 +123,8 @@ def trades(
     ``(1/m) sum_i CE(f(x_i), y_i) + beta * (1/m) sum_i s_i * KL(p(x_i) || p(x'_i))``.
 
     ``x'``: (weighted) PGD on the KL term, as in :func:`pgd_at`; the weight multiplies the KL term
-    only; ``beta`` is 1/lambda (6 in the paper's MNIST and Tiny ImageNet settings, 5 on CIFAR-10).
+    only; ``beta`` is 1/lambda (6 in the paper's MNIST and Tiny ImageNet settings, 5 on CIFAR-10:
+    the default, as every default here, is the library's, :mod:`wmrbench.defaults`).
     """
     return _run(Defense.TRADES, model, x, y, eps=eps, step_size=step_size, steps=steps, start=start, norm=norm,
                 attack_mode=attack_mode, generator=generator, precision=precision, alpha=alpha, beta=beta,
@@ -116,7 +132,8 @@ def trades(
 
 
 def mart(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float, steps: int, beta: float = 6.0,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, beta: float = _BETA,
     start: str = Start.NORMAL.value, norm: str = "linf", attack_mode: str = "eval",
     generator: torch.Generator | None = None, precision: str = "fp32",
 ) -> LossResult:
@@ -127,7 +144,8 @@ def mart(
 
 
 def gairat(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float, steps: int, gair_lambda: float = -1.0,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, gair_lambda: float = -1.0,
     epoch: int = 0, burn_in: int = 0, start: str = Start.NORMAL.value, norm: str = "linf",
     attack_mode: str = "eval", generator: torch.Generator | None = None, precision: str = "fp32",
 ) -> LossResult:
@@ -141,7 +159,8 @@ def gairat(
 
 
 def mail_at(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float, steps: int, mail_bias: float = -1.5,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, mail_bias: float = -1.5,
     mail_slope: float = 1.0, epoch: int = 0, burn_in: int = 0, start: str = Start.NORMAL.value,
     norm: str = "linf", attack_mode: str = "eval", generator: torch.Generator | None = None,
     precision: str = "fp32",
@@ -155,7 +174,8 @@ def mail_at(
 
 
 def mail_trades(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float, steps: int, beta: float = 6.0,
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float = _EPS, step_size: float | None = None,
+    steps: int = _STEPS, beta: float = _BETA,
     mail_bias: float = -1.5, mail_slope: float = 1.0, epoch: int = 0, burn_in: int = 0,
     start: str = Start.NORMAL.value, norm: str = "linf", attack_mode: str = "eval",
     generator: torch.Generator | None = None, precision: str = "fp32",

@@ -26,6 +26,7 @@ from wmrbench.config import (
     to_jsonable,
     with_options,
 )
+from wmrbench.defaults import DEFAULTS
 from wmrbench.errors import WmrbenchError, setting
 
 DEFAULT_DATASET = DatasetName.DIGITS  # the embedded offline default
@@ -250,7 +251,7 @@ def train_config(
         given["burn_in"] = scaled_burn_in(preset, check_int(given["epochs"], "epochs", 1))
     run = given.pop("run", None)  # "" is a name given (and refused), not "not given"
     default = TrainConfig(
-        run="unnamed", dataset=dataset, arch=preset.arch, defense=defense, alpha_train=0.0, beta=preset.beta,
+        run="unnamed", dataset=dataset, arch=preset.arch, defense=defense, alpha_train=DEFAULTS.alpha_train, beta=preset.beta,
         detach_weights=False, normalize_weights=False,
         # Algorithm 1 starts the training attack at x + 0.001 * N(0, I).
         attack=AttackConfig(eps=preset.eps, step_size=preset.train_step_size, steps=preset.train_steps,
@@ -350,7 +351,7 @@ def eval_config(
     """The evaluation of ``dataset`` under ``protocol`` in ``norm``, with the given settings on top.
 
     Reported numbers are fp32's: bf16 steps weaken the attack (on the MNIST TRADES model they
-    overstated A_rob by 0.40 points on 1,000 images and A_tr(2) by 5.5 points on 200; README,
+    overstated A_rob by 0.40 points on 1,000 images and A_tr(2) by 5.5 points on 200; docs/results.md,
     benchmarks/reference/h100/mnist-eval-*.json and cpu-quick/precision.json), so evaluation runs
     in fp32 on every device unless asked.
     """

@@ -49,10 +49,10 @@ def default_threads(cores: int | None = None) -> int:
     """torch's intra-op threads when nothing says otherwise: half the cores, at least 1, at most 4.
 
     Why not torch's own default (every core): on a 2-core machine that other jobs share, torch's
-    two threads wait on each other at every operator, and the demo's epoch went from ~3 s to
-    57-431 s (issue 23). Measured (benchmarks/cpu_threads.py, benchmarks/reference/cpu-quick/
-    cpu_threads.json, a shared 2-core machine, load average 16-19): the demo's epoch took 22.2 s
-    with 1 thread and 194 s with 2; under 2 more busy processes, 22.9 s and 419 s. Leaving half
+    two threads wait on each other at every operator. Measured (benchmarks/cpu_threads.py,
+    benchmarks/reference/cpu-quick/cpu_threads.json, a 2-core machine that other jobs shared):
+    the demo's epoch took 22.2 s with 1 thread and 194 s with 2; under 2 more busy processes,
+    22.9 s and 419 s. Leaving half
     the cores free keeps that margin on larger machines; the cap of 4 is a choice for wmrbench's
     small models, not a measurement (use --threads for a large model on an idle machine).
     """
@@ -81,7 +81,7 @@ def resolve_threads(threads: int | None) -> tuple[int, str]:
 def apply_threads(threads: int | None = None, cores: int | None = None) -> int:
     """Set torch's intra-op threads at the start of a command (see :func:`resolve_threads`).
 
-    More threads than cores only make them wait on each other (README, "CPU threads"): such a
+    More threads than cores only make them wait on each other (benchmarks/README.md, "CPU threads"): such a
     count is capped at the cores, with one line on stderr that says so."""
     count, source = resolve_threads(threads)
     cores = cores or os.cpu_count() or 1

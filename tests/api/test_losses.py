@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits
 
 from wmrbench import losses, training
 from wmrbench.config import DatasetName
+from wmrbench.defaults import DEFAULTS
 from wmrbench.models import create_model
 from wmrbench.presets import train_config
 
@@ -40,9 +41,9 @@ CASES = [
     ("pgd_at", dict(alpha=0.0), "pgd", dict(alpha_train=0.0)),
     ("pgd_at", dict(alpha=2.0), "pgd", dict(alpha_train=2.0)),
     ("pgd_at", dict(alpha=2.0, normalize_weights=True), "pgd", dict(alpha_train=2.0, normalize_weights=True)),
-    ("trades", dict(alpha=0.0), "trades", dict(alpha_train=0.0, beta=6.0)),
+    ("trades", dict(alpha=0.0), "trades", dict(alpha_train=0.0, beta=DEFAULTS.beta)),  # the library's beta
     ("trades", dict(alpha=2.0, beta=5.0), "trades", dict(alpha_train=2.0, beta=5.0)),
-    ("trades", dict(alpha=2.0, detach_weights=True), "trades", dict(alpha_train=2.0, beta=6.0, detach_weights=True)),
+    ("trades", dict(alpha=2.0, detach_weights=True), "trades", dict(alpha_train=2.0, beta=DEFAULTS.beta, detach_weights=True)),
     ("mart", dict(beta=6.0), "mart", dict(beta=6.0)),
     ("gairat", dict(gair_lambda=-1.0), "gairat", dict(gair_lambda=-1.0, burn_in=0)),
     ("gairat", dict(epoch=0, burn_in=3), "gairat", dict(burn_in=3)),
@@ -67,13 +68,33 @@ def test_loss_equals_the_training_steps(name, settings, defense, cli_settings):
     assert not ours.weights.requires_grad
 
 
-def test_ours_weights_are_the_papers_and_unweighted_at_alpha_zero():
+def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """DESIGN's margin, computed here from its definition: p_y - max_{t != y} p_t."""
+    p = logits.softmax(dim=1)
+    others = p.scatter(1, y[:, None], float("-inf"))
+    return p.gather(1, y[:, None]).squeeze(1) - others.max(dim=1).values
+
+
+@pytest.mark.parametrize("name", ["pgd_at", "trades"])
+def test_ours_weights_are_the_papers_and_unweighted_at_alpha_zero(name):
+    """s_i = exp(-alpha * margin_i): the sign and the scale, not just "not 1". DigitsNet has no
+    dropout or BatchNorm, so its train-mode logits (the loss's) equal its eval-mode ones."""
     model, x, y = _batch()
-    plain = _seeded(lambda g: losses.trades(model, x, y, **ATTACK, alpha=0.0, generator=g))
+    with torch.no_grad():  # confident logits: margins of both signs and far from 0
+        model.classifier.fc2.weight.mul_(200.0)
+    fn = getattr(losses, name)
+    plain = _seeded(lambda g: fn(model, x, y, **ATTACK, alpha=0.0, generator=g))
     assert torch.equal(plain.weights, torch.ones_like(plain.weights))
-    weighted = _seeded(lambda g: losses.pgd_at(model, x, y, **ATTACK, alpha=2.0, generator=g))
-    assert not torch.equal(weighted.weights, torch.ones_like(weighted.weights))
-    assert weighted.weights.min() > 0
+    # No attack step from a zero start: x' is x, so the margin is computed here, independently.
+    at_x = _seeded(lambda g: fn(model, x, y, eps=0.3, step_size=0.05, steps=0, start="zero", alpha=2.0, generator=g))
+    with torch.no_grad():
+        margin = _margin(model(x), y)
+    assert margin.min() < -0.1 and margin.max() > 0.1  # exp(+2m) is not exp(-2m) on either side
+    torch.testing.assert_close(at_x.weights, torch.exp(-2.0 * margin), rtol=1e-5, atol=0)
+    torch.testing.assert_close(at_x.margin, margin, rtol=0, atol=1e-6)
+    # After the attack's steps: the same formula at the attack's point, at another alpha.
+    attacked = _seeded(lambda g: fn(model, x, y, **ATTACK, alpha=0.7, generator=g))
+    torch.testing.assert_close(attacked.weights, torch.exp(-0.7 * attacked.margin), rtol=1e-5, atol=0)
 
 
 def _grads(loss: torch.Tensor, model: torch.nn.Module) -> list[torch.Tensor]:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, invoke
+from wmrbench.defaults import DEFAULTS
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation.api import EvaluationResult, evaluate
 from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, read_summary, to_csv_text
@@ -80,11 +81,13 @@ def test_tensors_a_dataloader_and_a_dataset_give_the_same_result(mnist_model, mn
         pd.testing.assert_frame_equal(other.records, tensors.records)
         assert other.summary.metrics == tensors.summary.metrics
         assert other.intervals == tensors.intervals
-    # Without a data set, the given eps and steps ran with the default step rule (2.5 eps / steps).
+    # Without a data set, the given eps and steps ran with the library's step rule: the default
+    # walk's reach, steps * step_size / eps, kept (wmrbench.defaults).
     assert tensors.config.dataset is None
     assert tensors.config.attack.step_size == SETTINGS["step_size"]
     default_step = evaluate(mnist_model, x[:8], y[:8], eps=0.3, steps=4, device="cpu", alpha_test=1.0)
-    assert default_step.config.attack.step_size == pytest.approx(2.5 * 0.3 / 4)
+    budget = DEFAULTS.eval_attack
+    assert 4 * default_step.config.attack.step_size / 0.3 == pytest.approx(budget.steps * budget.step_size / budget.eps)
     assert default_step.config.alpha_test == (1.0,)
 
 
@@ -131,7 +134,6 @@ def _one_line(exc: pytest.ExceptionInfo[WmrbenchError], *fragments: str) -> None
 
 
 @pytest.mark.parametrize(("make", "fragments"), [
-    (lambda x, y: ((x, y), {}), ("eps is needed", "dataset=")),  # neither eps nor a data set
     (lambda x, y: ((x[:, 0], y), {"eps": 0.3}), ("shape (4, 28, 28)", "(N, C, H, W)")),
     (lambda x, y: ((x * 2.0, y), {"eps": 0.3}), ("[0, 2]", "[0, 1]")),
     (lambda x, y: ((x - 0.5, y), {"eps": 0.3}), ("[-0.5", "[0, 1]")),

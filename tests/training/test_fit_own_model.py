@@ -15,6 +15,7 @@ from torch import nn
 
 from tests.conftest import HANG_S, REPO
 from wmrbench.config import CUSTOM_DATASET, train_config_from_dict
+from wmrbench.defaults import DEFAULTS
 from wmrbench.errors import WmrbenchError
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.training.api import fit
@@ -126,6 +127,76 @@ def test_a_dataset_of_pairs_trains_exactly_as_the_tensors(tmp_path, digits):
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
 
 
+class Counted(torch.utils.data.Dataset):
+    """A map-style Dataset of (image, int label) pairs that counts each item it hands out."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+        self.reads = [0] * len(y)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        self.reads[i] += 1
+        return self.x[i], int(self.y[i])
+
+
+def test_a_dataloader_trains_exactly_as_the_tensors(tmp_path, digits):
+    """What wmrbench.evaluate takes, fit takes: a DataLoader of (images, labels) batches."""
+    x, y = digits
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=50, shuffle=False)
+    a = fit(fresh(), (x, y), epochs=1, checkpoint_dir=tmp_path / "a", **SMALL)
+    b = fit(fresh(), loader, epochs=1, checkpoint_dir=tmp_path / "b", **SMALL)
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+
+
+def test_a_dataset_is_read_once_in_batches_for_the_whole_run(tmp_path, digits):
+    """Each item once (not once per epoch, not again for the held-out part), and the result is
+    the tensors' bit for bit. A shuffling DataLoader is said to make the run depend on its order."""
+    x, y = digits
+    counted = Counted(x, y)
+    a = fit(fresh(), counted, epochs=2, val_size=40, checkpoint_dir=tmp_path / "a", **SMALL)
+    assert counted.reads == [1] * len(y)
+    b = fit(fresh(), (x, y), epochs=2, val_size=40, checkpoint_dir=tmp_path / "b", **SMALL)
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+    shuffled = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=50, shuffle=True)
+    with pytest.warns(UserWarning, match="shuffles"):
+        fit(fresh(), shuffled, epochs=1, stop_after_epochs=0, checkpoint_dir=tmp_path / "c", **SMALL)
+
+
+def test_fit_trains_the_model_in_place_on_its_device_and_leaves_it_in_train_mode(tmp_path, digits):
+    """What docs/api.md says fit does to a model: trained in place (``result.model`` is it), moved
+    to ``device`` and left there, left in train mode whatever its mode was, and every
+    parameter's requires_grad as it was (a frozen layer stays frozen and is not trained)."""
+    for training in (True, False):
+        model = fresh().train(training)
+        frozen = next(iter(model.parameters()))
+        frozen.requires_grad_(False)
+        before = frozen.detach().clone()
+        result = fit(model, digits, epochs=1, val_size=40, checkpoint_dir=tmp_path / str(training), **SMALL)
+        assert result.model is model and model.training
+        assert [p.requires_grad for p in model.parameters()] == [p is not frozen for p in model.parameters()]
+        assert torch.equal(frozen, before)
+        assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_fit_moves_the_model_only_to_the_resolved_device(tmp_path, digits, monkeypatch):
+    """Device-agnostic: "cpu" resolves to ``torch.device("cpu", 0)`` (unequal to
+    ``torch.device("cpu")``), so a move by any other path than the resolved device is seen."""
+    from wmrbench import distributed
+
+    marked, real = torch.device("cpu", 0), distributed.resolve_device
+    monkeypatch.setattr(distributed, "resolve_device", lambda device: marked if real(device).type == "cpu" else real(device))
+    moves: list[torch.device | None] = []
+    to, cpu = nn.Module.to, nn.Module.cpu
+    monkeypatch.setattr(nn.Module, "to", lambda self, *a, **k: (moves.append(torch._C._nn._parse_to(*a, **k)[0]),
+                                                                  to(self, *a, **k))[1])
+    monkeypatch.setattr(nn.Module, "cpu", lambda self: (moves.append(torch.device("cpu")), cpu(self))[1])
+    fit(fresh(), digits, epochs=1, val_size=40, checkpoint_dir=tmp_path, **SMALL)
+    assert moves and {m for m in moves if m is not None} == {marked}, moves
+
+
 def test_divergence_stops_with_one_line_and_writes_nothing(tmp_path, digits):
     with pytest.raises(WmrbenchError) as caught:
         fit(fresh(), digits, epochs=2, checkpoint_dir=tmp_path, **{**SMALL, "lr": 1e4})
@@ -139,7 +210,8 @@ def test_divergence_stops_with_one_line_and_writes_nothing(tmp_path, digits):
     (lambda x, y: (x, y + 5), r"labels must be 0\.\.9 \(the model has 10 outputs\)"),
     (lambda x, y: (x, y[:-1]), "labels in one dimension"),
     (lambda x, y: (x[:, :, :4], y), "the model cannot take inputs of shape"),
-    (lambda x, y: [1, 2, 3], "must be a torch Dataset or an"),
+    (lambda x, y: [1, 2, 3], r"train_data yields int, not \(images, labels\) pairs"),
+    (lambda x, y: 7, "train_data must be a tensor of images, a DataLoader or a Dataset"),
 ])
 def test_bad_data_is_one_line_before_any_work(tmp_path, digits, data, match):
     with pytest.raises(WmrbenchError, match=match):
@@ -206,7 +278,8 @@ def test_a_defense_with_its_own_weighting_trains_without_alpha_train(tmp_path, d
     cfg = train_config_from_dict(read_checkpoint(result.last)["config"])
     assert cfg.defense.value == "mart" and cfg.alpha_train == 0.0
     trades = fit(fresh(), digits, epochs=1, checkpoint_dir=tmp_path, run="t", **SMALL)
-    assert train_config_from_dict(read_checkpoint(trades.last)["config"]).alpha_train == 2.0
+    # The library's default alpha_train: the plain defense ("+ours" is asked for)
+    assert train_config_from_dict(read_checkpoint(trades.last)["config"]).alpha_train == DEFAULTS.alpha_train == 0.0
 
 
 def test_the_same_model_and_data_train_bit_for_bit_as_the_named_run(tmp_path):

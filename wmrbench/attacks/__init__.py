@@ -1,6 +1,6 @@
 """THE attack engine: the only code that takes gradients with respect to inputs.
 
-``train``, ``attack`` and ``evaluate`` all call it (docs/definitions.md, sections 2-3; README "Layout"):
+``train``, ``attack`` and ``evaluate`` all call it (docs/definitions.md, sections 2-3; docs/layout.md):
 
 * :mod:`.objective`: margin, importance weights, the per-example inner loss, the choice among
   restarts (a misclassified candidate with the lowest margin, else the highest margin: best for

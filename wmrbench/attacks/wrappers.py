@@ -24,7 +24,10 @@ from wmrbench.attacks.objective import AttackResult, importance_weights
 from wmrbench.attacks.registry import get_attack
 from wmrbench.attack_config import AttackConfig, Precision
 from wmrbench.checks import check_alpha, check_seed, parse_enum
+from wmrbench.defaults import DEFAULTS, scaled_step_size
 from wmrbench.errors import WmrbenchError
+
+_EVAL = DEFAULTS.eval_attack  # no data set named: the library's one rule (wmrbench.defaults)
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,10 @@ class WeightedPGD(_Attack):
 
     ``eps``/``step_size``/``steps``/``restarts``: the ``norm`` ball (``"linf"`` or ``"l2"``), the
     step, the number of steps and of restarts (the per-example pick among restarts is the
-    engine's: a misclassified point with the lowest margin, else the highest margin).
+    engine's: a misclassified point with the lowest margin, else the highest margin). The
+    defaults are the library's (:mod:`wmrbench.defaults`: the paper's CIFAR-10 evaluation,
+    PGD-20 of step 0.003 at eps 0.031); ``step_size`` left out with another ``eps`` or ``steps``
+    keeps that walk's reach, ``steps * step_size / eps``.
     ``alpha``: a float >= 0, or a per-example tensor (N,). ``start``: ``"uniform"`` (Madry, the
     evaluation default), ``"normal"`` (x + 0.001 N(0, I), Algorithm 1) or ``"zero"``. ``seed``:
     the keyed starts' seed. ``precision``: ``"fp32"`` or ``"bf16"`` (autocast).
@@ -122,10 +128,12 @@ class WeightedPGD(_Attack):
     _engine = "pgd"
 
     def __init__(
-        self, model: nn.Module, *, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10,
-        alpha: float | Tensor = 0.0, norm: str = "linf", restarts: int = 1, start: str = "uniform", seed: int = 0,
+        self, model: nn.Module, *, eps: float = _EVAL.eps, step_size: float | None = None,
+        steps: int = _EVAL.steps, alpha: float | Tensor = 0.0, norm: str = "linf", restarts: int = 1, start: str = "uniform", seed: int = 0,
         precision: str = "fp32",
     ) -> None:
+        if step_size is None:
+            step_size = scaled_step_size(eps, steps, _EVAL)
         super().__init__(model, eps=eps, step_size=step_size, steps=steps, alpha=alpha, norm=norm, restarts=restarts,
                          start=start, seed=seed, precision=precision)
 
@@ -139,8 +147,8 @@ class WeightedAPGD(_Attack):
     """
 
     def __init__(
-        self, model: nn.Module, *, eps: float = 8 / 255, steps: int = 100, alpha: float | Tensor = 0.0,
-        loss: str = "ce", norm: str = "linf", restarts: int = 1, start: str = "uniform", seed: int = 0,
+        self, model: nn.Module, *, eps: float = _EVAL.eps, steps: int = DEFAULTS.apgd_steps,
+        alpha: float | Tensor = 0.0, loss: str = "ce", norm: str = "linf", restarts: int = 1, start: str = "uniform", seed: int = 0,
         precision: str = "fp32",
     ) -> None:
         if loss not in ("ce", "dlr"):

@@ -1,4 +1,4 @@
-"""``wmrbench audit`` (issue 20): the gradient-masking checklist of Carlini et al. (2019) and
+"""``wmrbench audit``: the gradient-masking checklist of Carlini et al. (2019) and
 Athalye et al. (2018), run by the benchmark itself on a model, so that a "+ours" gain cannot come
 from a masked gradient.
 

@@ -1,4 +1,4 @@
-"""The settings of ``wmrbench audit`` (issue 20): which attacks run, at which budgets, and the
+"""The settings of ``wmrbench audit``: which attacks run, at which budgets, and the
 tolerances its checks use. Every value is recorded in audit.json."""
 
 from __future__ import annotations

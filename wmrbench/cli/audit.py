@@ -1,4 +1,4 @@
-"""``wmrbench audit``: the gradient-masking checklist on one model (issue 20)."""
+"""``wmrbench audit``: the gradient-masking checklist on one model."""
 
 from __future__ import annotations
 

@@ -21,8 +21,6 @@ numbers out, a data set's name standing for its attack settings, and a file only
 from __future__ import annotations
 
 import contextlib
-import math
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from wmrbench import distributed
 from wmrbench.attack_config import AttackConfig, AttackMethod, Norm, Precision, RestartRule, Start
@@ -39,20 +37,14 @@ from wmrbench.attacks.inputs import check_image_shape, check_label_shape, check_
 from wmrbench.checks import check_int, parse_enum
 from wmrbench.config import EvalConfig, Protocol
 from wmrbench.data import ImageSet, dataset_spec
+from wmrbench.data.reading import labels_of, read_examples
+from wmrbench.defaults import DEFAULTS, scaled_step_size
 from wmrbench.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, summarize, write_result
 from wmrbench.evaluation.runs import attack_examples
 from wmrbench.presets import DEFAULT_ALPHA_TEST, DEFAULT_EVAL_BATCH_SIZE, DEFAULT_RESULTS_DIR, DEFAULT_SEED, eval_config
 from wmrbench.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty, alpha_key
 from wmrbench.uncertainty import few_examples_warnings
-
-# Without a data set's preset: PGD-20 (RobustBench's and the L2 presets' step count) with
-# Madry et al.'s step rule, 2.5 * eps / steps (Towards Deep Learning Models Resistant to
-# Adversarial Attacks, 2018, appendix), which lets a walk from the ball's edge reach across it.
-DEFAULT_STEPS = 20
-STEP_RULE = 2.5
-_LOADER_BATCH = 256  # how a Dataset handed over is read (it does not change any result)
-
 
 @dataclass(frozen=True, eq=False)
 class EvaluationResult:
@@ -174,8 +166,10 @@ def evaluate(
 
     The attack: ``dataset="mnist"`` (``cifar10``, ...) takes that data set's preset (the paper's
     eps, steps and step size; ``protocol="paper"`` for the authors' evaluation); any setting
-    given overrides it. Without ``dataset``, ``eps`` is required; ``steps`` defaults to 20 and
-    ``step_size`` to 2.5 * eps / steps. ``attack``: pgd (default), apgd-ce, apgd-dlr or
+    given overrides it. Without ``dataset``, the library's defaults (:mod:`wmrbench.defaults`,
+    the paper's CIFAR-10 evaluation: PGD-20 of step 0.003 at eps 0.031, as ``WeightedPGD``);
+    ``step_size`` left out with another ``eps`` or ``steps`` keeps that walk's reach,
+    ``steps * step_size / eps``. ``attack``: pgd (default), apgd-ce, apgd-dlr or
     autoattack, as ``wmrbench evaluate --attack``. ``seed`` keys the random starts (default 0);
     ``seeds=(0, 1, 2)`` repeats the attack with each (the first is the result's; the summary's
     ``seed_spread`` holds the others'). Every name means what the command's option of the same
@@ -185,7 +179,7 @@ def evaluate(
     command's records.csv and summary.json (``dataset`` must be named, so that the reports can
     place the result), refused if a complete result is there unless ``overwrite``.
 
-    Bad input (no eps and no data set, images of the wrong shape or outside [0, 1], labels that
+    Bad input (images of the wrong shape or outside [0, 1], labels that
     do not match) raises :class:`wmrbench.errors.WmrbenchError` with one line saying why.
     """
     if not isinstance(model, nn.Module):
@@ -254,14 +248,14 @@ def _config(model: nn.Module, **given: Any) -> EvalConfig:
         return eval_config(dataset, run, protocol or Protocol.DEFAULT, norm, **settings)
     if protocol is not None and parse_enum(Protocol, protocol, "protocol") is not Protocol.DEFAULT:
         raise WmrbenchError("protocol: a protocol is a data set's preset; pass dataset= as well")
-    if settings["eps"] is None:
-        raise WmrbenchError("eps is needed: give eps (and steps, step_size), or name a data set whose preset "
-                            "gives them, e.g. dataset='mnist' or dataset='cifar10'")
+    # No data set named: the library's one rule (wmrbench.defaults), as WeightedPGD's defaults.
+    budget = DEFAULTS.eval_attack
     eps = settings.pop("eps")
-    steps = check_int(settings.pop("steps") if settings["steps"] is not None else DEFAULT_STEPS, "steps", 0)
+    eps = budget.eps if eps is None else eps
+    steps = check_int(settings.pop("steps") if settings["steps"] is not None else budget.steps, "steps", 0)
     step_size = settings.pop("step_size")
-    if step_size is None:
-        step_size = STEP_RULE * eps / max(steps, 1) if isinstance(eps, (int, float)) and math.isfinite(eps) else eps
+    if step_size is None:  # keeps the default walk's reach for another eps or steps
+        step_size = scaled_step_size(eps, steps, budget)
     restarts, start, rule = settings.pop("restarts"), settings.pop("start"), settings.pop("restart_rule")
     attack = AttackConfig(
         eps=eps, step_size=step_size, steps=steps, restarts=1 if restarts is None else restarts,
@@ -285,11 +279,11 @@ def examples_of(data: Any, y: Tensor | None, n_examples: int | None = None) -> I
     if isinstance(data, Tensor):
         if y is None:
             raise WmrbenchError("y is needed with a tensor of images: its labels, a tensor of N class indices")
-        x, labels = data, _labels(y)
+        x, labels = data, labels_of(y)
     else:
         if y is not None:
             raise WmrbenchError("y goes with a tensor of images; a DataLoader or Dataset yields its own labels")
-        x, labels = _read(data, n_examples)
+        x, labels = read_examples(data, n_examples)
     if n_examples is not None:
         x, labels = x[:n_examples], labels[:n_examples]
     # The attacks' own input check (WeightedPGD's, losses.*'s): the same lines for the same faults.
@@ -298,37 +292,3 @@ def examples_of(data: Any, y: Tensor | None, n_examples: int | None = None) -> I
     labels = check_label_shape(labels, len(x))
     check_value_ranges(x, labels, None, what="the images")
     return ImageSet(x.detach(), labels.detach())
-
-
-def _labels(y: Any) -> Tensor:
-    labels = torch.as_tensor(y)
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise WmrbenchError(f"y holds {labels.dtype} values; labels are integer class indices")
-    return labels.long()
-
-
-def _read(data: Any, n_examples: int | None) -> tuple[Tensor, Tensor]:
-    """Every (images, labels) batch of a DataLoader or iterable, or every example of a Dataset,
-    in order, until ``n_examples`` are read."""
-    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-        data = DataLoader(data, batch_size=_LOADER_BATCH, shuffle=False)
-    elif isinstance(data, DataLoader) and isinstance(data.sampler, RandomSampler):
-        warnings.warn("the DataLoader shuffles: each call evaluates other examples in another order, so the "
-                      "numbers are not reproducible; pass shuffle=False", stacklevel=3)
-    if not isinstance(data, Iterable):
-        raise WmrbenchError(f"data must be a tensor of images, a DataLoader or a Dataset; got {type(data).__name__}")
-    xs, ys, count = [], [], 0
-    for batch in data:
-        if not isinstance(batch, (list, tuple)) or len(batch) < 2 or not isinstance(batch[0], Tensor):
-            raise WmrbenchError(f"data yields {type(batch).__name__}, not (images, labels) pairs")
-        xs.append(batch[0])
-        ys.append(_labels(batch[1]).reshape(-1))
-        count += len(ys[-1])
-        if n_examples is not None and count >= n_examples:
-            break
-    if not xs:
-        raise WmrbenchError("data yields no examples")
-    try:
-        return torch.cat(xs), torch.cat(ys)
-    except RuntimeError as exc:
-        raise WmrbenchError(f"data yields batches that do not stack: {str(exc).splitlines()[0]}") from None

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from wmrbench import attacks, distributed
 from wmrbench.attacks.inputs import check_dtype, check_model, probe as probe_model
+from wmrbench.attacks.wrappers import model_device
 from wmrbench.attack_config import AttackMethod, Norm
 from wmrbench.checks import parse_enum
 from wmrbench.config import CUSTOM_DATASET, DatasetName, EvalConfig, Protocol, with_options
@@ -167,9 +168,11 @@ def check_model_fits(model: nn.Module, data: ImageSet, what: str) -> None:
             f"{what} has non-finite weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): "
             "a diverged training? it cannot be evaluated"
         )
-    probe = data.images(torch.arange(1))
+    # The probe image goes to the model, wherever the model is (a model an earlier evaluate left on
+    # CUDA stays there): the user's model is never moved here, and never to the CPU behind their back.
+    probe = data.images(torch.arange(1, device=data.y.device)).to(model_device(model))
     check_dtype(model, probe, "the images")
-    logits = probe_model(model.cpu(), probe, what)  # the attacks' own probe: a tuple, 1 output: one line
+    logits = probe_model(model, probe, what)  # the attacks' own probe: a tuple, 1 output: one line
     n_classes = int(data.y.max()) + 1
     if logits.dim() == 2 and logits.shape[1] < 2:  # a margin needs another class to compare with
         raise WmrbenchError(f"{what} gives {logits.shape[1]} output per example; a classifier gives one logit per "

@@ -11,14 +11,20 @@ same model and data; ``batch_size`` stays the global batch), TensorBoard logs.
     result = fit(model, (x_train, y_train), eps=0.1, step_size=0.025, steps=10, epochs=5, run="mine")
     result.last, result.best, result.history, result.model   # result.model is ``model``, trained
 
-``train_data``: a ``torch.utils.data.Dataset`` of (image tensor in [0, 1], integer label) pairs, or
-an ``(x, y)`` pair of tensors (x: N x C x H x W in [0, 1]; y: N integer labels). Like ``train``,
-the whole training set is held as one tensor on the device (no loader; the GPU never waits for
-one), so it must fit in memory. The number of classes is what the model outputs.
+``train_data``: an ``(x, y)`` pair of tensors (x: N x C x H x W in [0, 1]; y: N integer labels),
+or what :func:`wmrbench.evaluate` takes: a ``DataLoader`` (or any iterable) of ``(images,
+labels)`` batches, or a map-style ``Dataset`` of ``(image, label)`` pairs, read through a
+DataLoader. It is read once, in order, before the first epoch (a shuffling loader's order would
+make the run depend on it: ``fit`` shuffles with its seed). Like ``train``, the training set is
+then held as one tensor on the device (the GPU never waits for a loader), so it must fit in
+memory; for data that does not, write the loop with :mod:`wmrbench.losses`. The number of
+classes is what the model outputs.
 
-The attack budget has no data set to come from: give ``eps``, ``step_size`` and ``steps``. The
-defaults are the paper's CIFAR-10 TRADES setting (L-infinity eps 0.031, 10 steps of 0.007,
-beta 5, alpha_train 2); the optimizer is SGD (lr 0.1, momentum 0.9, weight decay 2e-4) with a
+The attack budget has no data set to come from: left out, ``eps``, ``step_size``, ``steps``,
+``beta`` and ``alpha_train`` are the library's defaults (:mod:`wmrbench.defaults`: the paper's
+CIFAR-10 TRADES setting, L-infinity eps 0.031, 10 steps of 0.007, beta 5; alpha_train 0, the
+plain defense); ``step_size`` left out with another ``eps`` or ``steps`` keeps that walk's
+reach (``steps * step_size / eps``). The optimizer is SGD (lr 0.1, momentum 0.9, weight decay 2e-4) with a
 constant rate unless ``milestones`` are given. As in ``train``, the training attack starts at
 x + 0.001 * N(0, I) (Algorithm 1) and the precision defaults to the device's
 (:func:`wmrbench.presets.default_precision`).
@@ -31,22 +37,23 @@ function (``resume=True``), not with ``wmrbench train --resume``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 from wmrbench import distributed
 from wmrbench.attack_config import AttackConfig, Norm, Precision, Start
 from wmrbench.attacks.inputs import check_model, check_value_ranges, probe
-from wmrbench.checks import parse_enum
 from wmrbench.config import CUSTOM_DATASET, Defense, EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet
-from wmrbench.defenses import get_defense
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.data.reading import read_examples
+from wmrbench.defaults import DEFAULTS, scaled_step_size
+from wmrbench.errors import WmrbenchError
 from wmrbench.presets import default_precision
 from wmrbench.selection import validation_alphas
 from wmrbench.training.checkpoint import run_dir
@@ -55,6 +62,10 @@ from wmrbench.training.plan import check_before_work
 from wmrbench.training.task import Task
 
 DEFAULT_RUN = "custom"
+# An (x, y) pair of tensors, a DataLoader or a Dataset of (image, label) pairs, or any iterable of
+# (images, labels) batches: what wmrbench.evaluate takes.
+TrainData = tuple[Tensor, Tensor] | DataLoader | Dataset | Iterable[Any]
+_TRAIN = DEFAULTS.train_attack  # no data set named: the library's one rule
 
 
 @dataclass(frozen=True)
@@ -95,15 +106,15 @@ def free_run(checkpoint_dir: str | Path, resume: bool) -> str:
 
 def fit(
     model: nn.Module,
-    train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor],
+    train_data: TrainData,
     *,
     defense: Defense | str = Defense.TRADES,
-    alpha_train: float | None = None,
-    eps: float = 0.031,
-    step_size: float = 0.007,
-    steps: int = 10,
+    alpha_train: float = DEFAULTS.alpha_train,
+    eps: float = _TRAIN.eps,
+    step_size: float | None = None,
+    steps: int = _TRAIN.steps,
     norm: Norm | str = Norm.LINF,
-    beta: float = 5.0,
+    beta: float = DEFAULTS.beta,
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 0.1,
@@ -117,7 +128,7 @@ def fit(
     resume: bool = False,
     stop_after_epochs: int | None = None,
     val_size: int = 0,
-    val_data: torch.utils.data.Dataset | tuple[Tensor, Tensor] | None = None,
+    val_data: TrainData | None = None,
     eval_every: int = 1,
     select_by: str = "A_rob",
     divergence_stop: bool = True,
@@ -132,7 +143,7 @@ def fit(
     every epoch.
 
     ``defense``: ``"trades"`` or ``"pgd"``, weighted ("+ours") when ``alpha_train`` > 0 (default
-    2, the paper's TRADES+ours; 0 is the plain defense), or ``"mart"``, ``"gairat"``,
+    0, the plain defense; the paper's "+ours" rows use 2 on CIFAR-10), or ``"mart"``, ``"gairat"``,
     ``"mail-at"``, ``"mail-trades"``, which bring their own weighting (``alpha_train`` stays 0).
     The training attack is PGD with ``steps`` steps of ``step_size`` in the ``norm`` ball of
     radius ``eps`` (``"linf"`` or ``"l2"``), intersected with [0, 1].
@@ -152,6 +163,8 @@ def fit(
     :class:`~wmrbench.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
     The run draws from torch's global generator with its own ``seed``; the caller's stream (the
     CPU's and the run's CUDA device's) is restored when ``fit`` returns.
+    ``model`` is trained in place, moved to ``device`` and left there, and left in train mode; a
+    parameter you froze (``requires_grad`` False) stays frozen and is not trained (docs/api.md).
     """
     if not isinstance(model, nn.Module):
         raise WmrbenchError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -162,8 +175,8 @@ def fit(
             raise WmrbenchError("give val_size (held out of train_data) or val_data, not both")
         held_out = as_image_set(val_data, "val_data")
         val_size = len(held_out)
-    if alpha_train is None:  # the paper's "+ours" where the defense takes the weight, else none
-        alpha_train = 2.0 if get_defense(parse_enum(Defense, defense, "defense")).alpha_weighted else 0.0
+    if step_size is None:  # keeps the default walk's reach for another eps or steps
+        step_size = scaled_step_size(eps, steps, _TRAIN)
     if run is None:
         run = free_run(checkpoint_dir, resume)
     cfg = TrainConfig(
@@ -194,28 +207,17 @@ def fit(
     return FitResult(result.checkpoint, best if best.is_file() else None, result.history, result.model)
 
 
-def as_image_set(train_data: torch.utils.data.Dataset | tuple[Tensor, Tensor], name: str = "train_data") -> ImageSet:
+def as_image_set(train_data: TrainData, name: str = "train_data") -> ImageSet:
     """The data (``name`` in the messages) as one float32 N x C x H x W tensor in [0, 1] and int64
     labels, or one line saying what is wrong with it."""
     if isinstance(train_data, (tuple, list)) and len(train_data) == 2 and all(
         isinstance(t, Tensor) for t in train_data
     ):
         x, y = train_data
-    elif isinstance(train_data, torch.utils.data.Dataset):
-        try:
-            pairs = [train_data[i] for i in range(len(train_data))]  # type: ignore[arg-type]
-        except TypeError:
-            raise WmrbenchError(f"{name}: a Dataset needs len() and integer indexing (a map-style Dataset)") from None
-        if not pairs:
-            raise WmrbenchError(f"{name} is empty")
-        try:
-            x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
-            y = torch.as_tensor([int(p[1]) for p in pairs])
-        except (TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise WmrbenchError(f"{name}: items must be (image tensor, integer label) pairs of one shape: "
-                                f"{first_line(exc)}") from None
     else:
-        raise WmrbenchError(f"{name} must be a torch Dataset or an (x, y) pair of tensors; got {type(train_data).__name__}")
+        # A DataLoader, a Dataset or an iterable of (images, labels) batches: read once, in
+        # batches, exactly as wmrbench.evaluate reads them (a Dataset through a DataLoader).
+        x, y = read_examples(train_data, name=name)
     if x.dim() == 3:  # N x H x W: one channel
         x = x.unsqueeze(1)
     if x.dim() != 4:

@@ -3,7 +3,7 @@
 The loop (:mod:`wmrbench.training.loop`) is the same for a run named by its config (a data set
 of :mod:`wmrbench.data` and an architecture of :mod:`wmrbench.models`: :func:`named_task`) and for
 a user's own model and data (:func:`wmrbench.training.api.fit`, which builds its own Task). A
-Task answers the questions the loop used to answer from names: how many classes, a fresh model,
+Task answers the questions the loop would otherwise answer from names: how many classes, a fresh model,
 the training split, whether the model takes the data, and the held-out evaluation's config.
 """
 
