@@ -65,3 +65,19 @@ def test_the_cli_reaches_models_only_through_the_package(tmp_path: Path) -> None
     broken = _lint(copy)
     assert broken.returncode != 0
     assert "The CLI reaches models and audits through their packages' public names only BROKEN" in broken.stdout
+
+
+@pytest.mark.skipif(not Path(LINT_IMPORTS).exists(), reason="import-linter (dev dependency) is not installed")
+def test_an_import_inside_a_function_from_report_into_evaluation_breaks_their_independence(tmp_path: Path) -> None:
+    """The HTML report reads result files and never runs the evaluation: an import made inside a
+    function (run only when called) counts as one made at the top of the module."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copy(REPO / "pyproject.toml", copy)
+    shutil.copytree(REPO / "wmrbench", copy / "wmrbench", ignore=shutil.ignore_patterns("__pycache__"))
+    bad = copy / "wmrbench" / "report" / "svg.py"
+    bad.write_text(bad.read_text() + "\n\ndef _late() -> None:\n    from wmrbench.evaluation.partial import has_partial  # noqa: F401\n")
+    broken = _lint(copy)
+    assert broken.returncode != 0
+    assert "Reports and the evaluation do not know each other BROKEN" in broken.stdout
+    assert "wmrbench.report.svg -> wmrbench.evaluation.partial" in broken.stdout

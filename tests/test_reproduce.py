@@ -16,7 +16,8 @@ from wmrbench.errors import WmrbenchError
 from wmrbench.family import FamilyConfig
 from wmrbench.family import planned_runs as family_runs
 from wmrbench.presets import DEFAULT_ALPHA_TEST, preset_for
-from wmrbench.reproduce import ReproduceConfig, current_result, finished_epochs, planned_eval, planned_runs
+from wmrbench.planner import current_result, finished_epochs
+from wmrbench.reproduce import ReproduceConfig, plan, planned_runs
 
 TABLE1_RUNS = ["table1-digits-pgd-a0", "table1-digits-pgd-a0.5", "table1-digits-trades-a0", "table1-digits-trades-a2"]
 
@@ -24,16 +25,18 @@ TABLE1_RUNS = ["table1-digits-pgd-a0", "table1-digits-pgd-a0.5", "table1-digits-
 def test_table1_plans_the_four_runs_and_their_evaluations(tmp_path):
     cfg = ReproduceConfig(quick=True, epochs=2, n_examples=30, checkpoint_dir=str(tmp_path / "ck"),
                           results_dir=str(tmp_path / "res"))
-    runs = planned_runs(cfg)
+    planned = plan(cfg)
+    runs = planned.runs
     assert [r.run for r in runs] == TABLE1_RUNS
-    for run in runs:
+    assert [e.model for e in planned.evals] == list(runs) and [e.name for e in planned.evals] == TABLE1_RUNS
+    for run, evaluation in zip(runs, planned.evals):
         assert run.dataset == DatasetName.DIGITS and run.epochs == 2 and run.seed == cfg.seed
         expected = preset_for(DatasetName.DIGITS, run.defense).alpha_train if not run.run.endswith("-a0") else 0.0
         assert run.alpha_train == expected
-        evaluation = planned_eval(cfg, run)
-        assert evaluation.n_examples == 30 and tuple(evaluation.alpha_test) == DEFAULT_ALPHA_TEST
+        assert evaluation.config.n_examples == 30 and evaluation.config.alpha_test == DEFAULT_ALPHA_TEST
+        assert evaluation.folder == cfg.table_dir / run.run
     assert {r.attack.eps for r in runs} == {runs[0].attack.eps}  # one threat model for the table
-    assert current_result(cfg, runs[0])[0] is None  # nothing evaluated yet
+    assert current_result(planned.evals[0]) == (None, "not evaluated yet")
 
 
 def test_a_checkpoint_on_disk_counts_its_epochs_and_one_from_another_run_is_refused(tmp_path, digits_runs):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -363,42 +363,6 @@ def with_options(cfg: Config, given: Mapping[str, Any] | None = None, /, **more:
 def given_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """The settings of ``options`` that were given (``None`` means "not given")."""
     return {k: v for k, v in (options or {}).items() if v is not None}
-
-
-@dataclass(frozen=True)
-class GivenSettings(Mapping[str, Any]):
-    """Settings given on top of a base config that is not known yet (None: not given).
-
-    A command often cannot build its config before it knows the data set (a checkpoint records
-    it) or the saved config (resuming): it hands the library what was given, and the library
-    applies it with :func:`with_options` once the base is known. As a mapping it holds only the
-    settings given; as an object every setting reads by name (``options.norm``). Its fields are
-    the config's own (:func:`settings_class`), never a hand-kept copy.
-    """
-
-    def given(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
-
-    def apply(self, cfg: Config) -> Config:
-        return with_options(cfg, self.given())
-
-    def __getitem__(self, name: str) -> Any:
-        return self.given()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.given())
-
-    def __len__(self) -> int:
-        return len(self.given())
-
-
-def settings_class(name: str, config: type, exclude: tuple[str, ...] = (), base: type = GivenSettings) -> type:
-    """A frozen :class:`GivenSettings` dataclass with one optional field per flat setting of
-    ``config`` (:func:`flat_settings`) but ``exclude``: derived, so it cannot drift from the config."""
-    fields = [(n, Any, field(default=None)) for n in flat_settings(config, exclude)]
-    cls = dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True)
-    cls.__module__ = base.__module__
-    return cls
 
 
 def fields_with(cls: type, flag: dict[str, bool]) -> frozenset[str]:

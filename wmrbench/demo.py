@@ -1,7 +1,8 @@
 """The paper's loop end to end on the embedded digits data: train the baseline and "+ours" for
 one defense, evaluate both under uniform and non-uniform attacks, return their summaries.
 
-Re-running the demo reuses finished runs (and resumes unfinished ones), so it is idempotent.
+Re-running the demo reuses finished runs (and resumes unfinished ones), so it is idempotent. Its
+runs and evaluations are planned as the reproductions' are (:mod:`wmrbench.planner`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from pathlib import Path
 from wmrbench.config import DatasetName, Defense, number_key
 from wmrbench.defenses import get_defense
 from wmrbench.errors import WmrbenchError, setting
-from wmrbench.evaluation import evaluate_source
 from wmrbench.models.checkpoint import read_checkpoint
-from wmrbench.models.source import ModelSource, SourceKind
+from wmrbench.planner import Plan, evaluate_planned, planned_eval
 from wmrbench.presets import (
     DEFAULT_ALPHA_TEST, DEFAULT_CHECKPOINT_DIR, DEFAULT_DEVICE, DEFAULT_RESULTS_DIR, DEFAULT_SEED, preset_for,
     train_config,
@@ -36,18 +36,18 @@ def run_demo(
     if not alpha_ours > 0:  # alpha_train 0 is the baseline itself: the demo would train and score it twice
         raise WmrbenchError(f"{setting('alpha_train', f'{alpha_ours:g}')}: '+ours' needs a value above 0 (0 is the baseline "
                             f"the demo trains beside it); give e.g. {setting('alpha_train', 2)}, or leave it out for the preset's")
+    runs = tuple(train_config(
+        DatasetName.DIGITS, defense, run=f"demo-{defense.value}-a{number_key(alpha)}", alpha_train=alpha,
+        checkpoint_dir=checkpoint_dir, device=device, seed=seed,
+    ) for alpha in (0.0, alpha_ours))
+    options = dict(alpha_test=alpha_test, results_dir=results_dir, device=device, seed=seed)
+    plan = Plan(Path(results_dir), runs, tuple(planned_eval(run, run.run, DatasetName.DIGITS, options) for run in runs))
     summaries = []
-    for alpha in (0.0, alpha_ours):
-        cfg = train_config(
-            DatasetName.DIGITS, defense, run=f"demo-{defense.value}-a{number_key(alpha)}", alpha_train=alpha,
-            checkpoint_dir=checkpoint_dir, device=device, seed=seed,
-        )
-        last = Path(checkpoint_dir) / cfg.run / "last.pt"
+    for planned in plan.evals:
+        cfg, last = planned.model, planned.checkpoint
         done = last.is_file() and int(read_checkpoint(last).get("epoch", 0)) >= cfg.epochs
         if not done:
             fit(cfg, resume=last.is_file(), show_progress=show_progress, epoch_lines=show_progress)
-        options = dict(alpha_test=alpha_test, results_dir=results_dir, device=device, seed=seed)
-        source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(last))
         # The demo's own results: a rerun replaces them (with the same numbers).
-        summaries.append(evaluate_source(source, options, run=cfg.run, show_progress=show_progress, overwrite=True).summary)
+        summaries.append(evaluate_planned(planned, lambda line: None, show_progress, replace=True)[0])
     return summaries

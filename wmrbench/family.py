@@ -9,9 +9,10 @@ steps, step size, start). Each model is then evaluated with PGD, APGD-CE and Aut
 same test examples and seed; A_sa, A_tr and A_wc at each alpha_test come from the PGD
 evaluation (the paper's protocol).
 
-Resumable as ``reproduce table1``: a run whose ``last.pt`` holds every epoch is skipped, an
-unfinished one resumes; an evaluation whose ``summary.json`` was measured as planned on the
-finished model is skipped, one killed part-way continues from its saved batches.
+Resumable as ``reproduce table1``, by the same planner (:mod:`wmrbench.planner`): a run whose
+``last.pt`` holds every epoch is skipped, an unfinished one resumes; an evaluation whose
+``summary.json`` was measured as planned on the finished model is skipped, one killed part-way
+continues from its saved batches.
 
 ``--epochs`` other than the preset's scales the burn-in of GAIRAT and MAIL by the same ratio
 (rounded), so that the reweighted epochs keep their share of the run.
@@ -26,23 +27,21 @@ from typing import Any
 
 from wmrbench.attack_config import AttackMethod, Precision
 from wmrbench.checks import check_int, check_seed, parse_enum
-from wmrbench.config import DatasetName, Defense, EvalConfig, Protocol, TrainConfig, to_jsonable, with_options
-from wmrbench.errors import RERUN_TO_CONTINUE, Interrupted, WmrbenchError, render_settings, setting
-from wmrbench.evaluation import evaluate_source
-from wmrbench.io import atomic_write_text, lock_folder
-from wmrbench.models.source import ModelSource, SourceKind
+from wmrbench.config import DatasetName, Defense, Protocol, TrainConfig
+from wmrbench.errors import WmrbenchError, render_settings, setting
+from wmrbench.io import atomic_write_text
+from wmrbench.planner import TRAIN_KEYS, Plan, Work, carry_out, planned_eval
 from wmrbench.presets import (
     DEFAULT_ALPHA_TEST, DEFAULT_CHECKPOINT_DIR, DEFAULT_DATA_DIR, DEFAULT_DEVICE, DEFAULT_RESULTS_DIR, DEFAULT_SEED,
-    PAPER_PROTOCOLS, eval_config, preset_for, scaled_burn_in, train_config,
+    PAPER_PROTOCOLS, preset_for, scaled_burn_in, train_config,
 )
 from wmrbench.comparison import compare_records
-from wmrbench.evaluation.partial import has_partial
-from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, alpha_key, read_records, read_summary
+from wmrbench.records import RECORDS_NAME, Summary, alpha_key, read_records
 from wmrbench.report.family import BASE_OF, PRIMARY, ROB_COLUMNS, GainIntervals, family_table, gains_table
 from wmrbench.report.render import CiStyle, to_csv, to_markdown
 from wmrbench.report.tables import defense_label
-from wmrbench.reproduce import EVAL_KEYS, PAPER_TRAIN_SEEDS, TRAIN_KEYS, train_pending
-from wmrbench.training import run_dir, seed_run_name
+from wmrbench.reproduce import PAPER_TRAIN_SEEDS
+from wmrbench.training import seed_run_name
 
 NAME = "family"
 # (defense, "+ours"?) in table order
@@ -168,26 +167,14 @@ def protocol(cfg: FamilyConfig) -> Protocol:
     return Protocol.PAPER if not cfg.quick and cfg.data in PAPER_PROTOCOLS else Protocol.DEFAULT
 
 
-def planned_eval(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> EvalConfig:
-    return with_options(eval_config(cfg.data, result_name(run, attack), protocol(cfg)), eval_options(cfg, run, attack))
-
-
-def current_result(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod) -> tuple[Summary | None, str]:
-    """The evaluation's complete result when measured as planned on the finished model, else (None, why)."""
-    path = cfg.table_dir / result_name(run, attack) / SUMMARY_NAME
-    if not path.is_file():
-        return None, "not evaluated yet"
-    try:
-        summary = read_summary(path)
-    except WmrbenchError as exc:
-        return None, f"its result is not usable ({exc})"
-    want, have = to_jsonable(planned_eval(cfg, run, attack)), to_jsonable(summary.config)
-    differ = [k for k in EVAL_KEYS if want[k] != have.get(k)]
-    planned, trained = to_jsonable(run), summary.model.train_config
-    differ += [f"model {k}" for k in (*TRAIN_KEYS, "burn_in") if trained.get(k) != planned[k]]
-    if differ:
-        return None, f"its result was measured otherwise: {', '.join(differ)}"
-    return summary, "evaluated already"
+def plan(cfg: FamilyConfig) -> Plan:
+    """The seven runs per seed and their evaluations, one per attack, ``RUN-ATTACK`` (every setting
+    checked). A result must also have been measured on the planned burn-in (GAIRAT, MAIL)."""
+    runs = tuple(planned_runs(cfg))
+    evals = tuple(planned_eval(run, result_name(run, attack), cfg.data, eval_options(cfg, run, attack),
+                               (*TRAIN_KEYS, "burn_in"))
+                  for run in runs for attack in cfg.attacks)
+    return Plan(cfg.table_dir, runs, evals)
 
 
 @dataclass
@@ -203,20 +190,14 @@ class FamilyOutcome:
 
 def reproduce_family(cfg: FamilyConfig, log: Log = lambda line: None, show_progress: bool = True) -> FamilyOutcome:
     """Train what is not trained, evaluate what is not evaluated, write the table (see the module)."""
-    runs = planned_runs(cfg)
-    for run in runs:
-        for attack in cfg.attacks:
-            planned_eval(cfg, run, attack)  # every setting checked before any work
-    with lock_folder(cfg.table_dir, "reproduction folder", "wait for that reproduce to finish"):
-        outcome = FamilyOutcome()
-        try:
-            _train(cfg, runs, outcome, log, show_progress)
-            if outcome.unfinished:
-                log(f"stopped with {len(outcome.unfinished)} run(s) unfinished; run the same command again to continue")
-                return outcome
-            results = [{a.value: _evaluate(cfg, run, a, outcome, log, show_progress) for a in cfg.attacks} for run in runs]
-        except KeyboardInterrupt:  # one short line, not one resume command per run
-            raise Interrupted(RERUN_TO_CONTINUE) from None
+    planned = plan(cfg)
+    runs = list(planned.runs)
+    outcome = FamilyOutcome()
+
+    def write(work: Work) -> None:
+        # the summaries come run by run, each run's attacks in cfg.attacks' order
+        per_run = iter(work.summaries)
+        results = [{a.value: next(per_run) for a in cfg.attacks} for _ in runs]
         if len(cfg.seeds) > 1:
             means, intervals = seed_groups(cfg, runs, results)
             outcome.table = family_table(means)
@@ -226,31 +207,12 @@ def reproduce_family(cfg: FamilyConfig, log: Log = lambda line: None, show_progr
             outcome.gains = gains_table(outcome.table, paired_gain_intervals(cfg, runs, results))
         outcome.notes = _notes(cfg, runs, results)
         outcome.files = _write(cfg, outcome)
-        return outcome
 
-
-def _train(cfg: FamilyConfig, runs: list[TrainConfig], outcome: FamilyOutcome, log: Log, show_progress: bool) -> None:
     # With the presets all seven share the data settings: one sweep, taking turns (--stack off:
     # the stacked step trains pgd and trades only).
-    outcome.trained, outcome.unfinished = train_pending(runs, log, show_progress, cfg.stop_after_epochs)
-
-
-def _evaluate(cfg: FamilyConfig, run: TrainConfig, attack: AttackMethod, outcome: FamilyOutcome, log: Log,
-              show_progress: bool) -> Summary:
-    name = result_name(run, attack)
-    summary, why = current_result(cfg, run, attack)
-    if summary is not None:
-        log(f"{name}: {why}, skipped")
-        return summary
-    log(f"{name}: evaluating ({why})")
-    folder = cfg.table_dir / name
-    stale = (folder / SUMMARY_NAME).exists()
-    resume = not stale and has_partial(folder)
-    source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(run_dir(run) / "last.pt"))
-    result = evaluate_source(source, eval_options(cfg, run, attack), cfg.data, name, show_progress=show_progress,
-                             overwrite=stale, resume=resume)
-    outcome.evaluated.append(name)
-    return result.summary
+    work, _ = carry_out(planned, write, log, show_progress, cfg.stop_after_epochs)
+    outcome.trained, outcome.evaluated, outcome.unfinished = work.trained, work.evaluated, work.unfinished
+    return outcome
 
 
 def paired_gain_intervals(cfg: FamilyConfig, runs: list[TrainConfig], results: list[dict[str, Summary]]) -> GainIntervals:

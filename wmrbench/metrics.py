@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wmrbench.records import Metrics, alpha_key, tr_alphas, tr_columns
+from wmrbench.records import Metrics, alpha_key, attack_column_pairs, tr_alphas, tr_columns
 
 ArrayLike = Any  # a numpy array, a sequence of numbers or a torch tensor
 
@@ -64,8 +64,7 @@ def normalized_weights(margin: ArrayLike, alpha: float) -> np.ndarray:
 def worst_case_points(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per example, (correct, margin) of the attacker's best point among every point the
     records hold: clean, unweighted PGD and each weighted attack."""
-    pairs = [("clean_correct", "clean_margin"), ("pgd_correct", "pgd_margin")]
-    pairs += [tr_columns(alpha) for alpha in tr_alphas(records)]
+    pairs = [("clean_correct", "clean_margin"), *attack_column_pairs(records)]
     pairs = [(c, m) for c, m in pairs if c in records and m in records]
     correct = np.stack([records[c].to_numpy(dtype=bool) for c, _ in pairs])  # (candidates, N)
     margin = np.stack([records[m].to_numpy(dtype=np.float64) for _, m in pairs])

@@ -83,8 +83,22 @@ def under_weighted_rule(records: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def tr_alphas(records: pd.DataFrame) -> list[float]:
-    """The alpha_test values whose weighted-attack columns the records hold, in column order."""
+    """The alpha_test values whose weighted-attack columns the records hold, in column order: the
+    one place a column's name is read back as a number (:func:`tr_columns` makes the names)."""
     return [float(c[len(TR_CORRECT):]) for c in records.columns if c.startswith(TR_CORRECT)]
+
+
+def attack_column_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
+    """(correct, margin) columns of every attack the records hold: the unweighted PGD's, then each
+    weighted attack's in column order (the weighted rule's copies are not among them)."""
+    return [("pgd_correct", "pgd_margin"), *(tr_columns(alpha) for alpha in tr_alphas(records))]
+
+
+def is_margin_column(name: str) -> bool:
+    """Whether a column holds margins: the clean and PGD ones, each weighted attack's, and the
+    weighted rule's copies of them (``weighted_rule.tr_margin@2``)."""
+    name = name.removeprefix(WEIGHTED_RULE)
+    return name.endswith("_margin") or name.startswith(TR_MARGIN)
 
 
 def to_csv_text(records: pd.DataFrame) -> str:
@@ -288,6 +302,8 @@ class Metrics:
 
     @property
     def alphas(self) -> list[float]:
+        """The alpha_test values, as numbers: the one place a metrics key is read back as one
+        (:func:`alpha_key` makes the keys)."""
         return [float(key) for key in self.A_sa]
 
     @classmethod

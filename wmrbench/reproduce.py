@@ -7,16 +7,11 @@ Table 1 (MNIST, SmallCNN): PGD, PGD+ours (alpha_train 0.5), TRADES and TRADES+ou
 ``quick`` does the same on the embedded digits set with its small preset (not the paper's
 setting: its table is never put beside the paper's MNIST numbers as if comparable).
 
-What makes it resumable, on this machine or another one with the folders copied over:
-
-* a run is finished when its ``last.pt`` holds every epoch; an unfinished one is resumed
-  from it (the four runs of a seed train side by side, as one sweep; with several seeds and
-  ``--stack on``, every seed's runs as one stack: :func:`wmrbench.stacked.fit_groups`);
-* an evaluation is done when its ``summary.json`` is complete (its records' hash matches) and
-  was measured as planned (attack, alpha_test, examples, seed, precision) on the finished
-  model (the checkpoint's epochs); anything else is evaluated again;
-* every path comes from the options (``checkpoint_dir``, ``results_dir``, ``data_dir``), never
-  from the files, so copied folders continue where they are.
+Resumable at every point, on this machine or another one with the folders copied over: the
+runs and evaluations are planned once and carried out by :mod:`wmrbench.planner`, which
+``reproduce family`` and ``demo`` share (the four runs of a seed train side by side, as one
+sweep; with several seeds and ``--stack on``, every seed's runs as one stack:
+:func:`wmrbench.stacked.fit_groups`).
 """
 
 from __future__ import annotations
@@ -31,21 +26,11 @@ import pandas as pd
 
 from wmrbench.attack_config import Precision, RestartFrom, RestartRule
 from wmrbench.checks import check_int, check_seed, parse_enum
-from wmrbench.config import (
-    DatasetName,
-    Defense,
-    EvalConfig,
-    Protocol,
-    TrainConfig,
-    number_key,
-    to_jsonable,
-    with_options,
-)
-from wmrbench.errors import RERUN_TO_CONTINUE, Interrupted, WmrbenchError, render_settings, setting
-from wmrbench.evaluation import evaluate_source
-from wmrbench.io import atomic_write_text, lock_folder
+from wmrbench.config import DatasetName, Defense, EvalConfig, Protocol, TrainConfig, number_key
+from wmrbench.errors import WmrbenchError, render_settings, setting
+from wmrbench.io import atomic_write_text
 from wmrbench.models.checkpoint import read_checkpoint
-from wmrbench.models.source import ModelSource, SourceKind
+from wmrbench.planner import Plan, Work, carry_out, planned_eval
 from wmrbench.presets import (
     DEFAULT_ALPHA_TEST,
     DEFAULT_CHECKPOINT_DIR,
@@ -54,14 +39,12 @@ from wmrbench.presets import (
     DEFAULT_RESULTS_DIR,
     DEFAULT_SEED,
     PAPER_PROTOCOLS,
-    eval_config,
     preset_for,
     train_config,
 )
 from wmrbench.comparison import compare_records
 from wmrbench.metrics import compute_metrics
-from wmrbench.evaluation.partial import has_partial
-from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, Summary, alpha_key, read_records, read_summary, under_weighted_rule
+from wmrbench.records import RECORDS_NAME, Summary, alpha_key, read_records, under_weighted_rule
 from wmrbench.report.paper import paper_tables
 from wmrbench.report.tables import defense_label
 from wmrbench.report.reproduction import (
@@ -74,10 +57,8 @@ from wmrbench.report.reproduction import (
     to_csv_report,
     to_markdown_report,
 )
-from wmrbench.stacked import Stack
-from wmrbench.stacked import DEFAULT_STACK, fit_groups
-from wmrbench.training import SHARED_BY_SWEEP, run_dir, seed_run_name, with_timing
-from wmrbench.uncertainty import with_uncertainty
+from wmrbench.stacked import DEFAULT_STACK, Stack
+from wmrbench.training import run_dir, seed_run_name, with_timing
 
 TABLE = 1
 DEFENSES = (Defense.PGD, Defense.TRADES)  # each as its baseline (alpha_train 0) and "+ours"
@@ -162,66 +143,24 @@ def planned_runs(cfg: ReproduceConfig) -> list[TrainConfig]:
     return runs
 
 
-def eval_options(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Protocol, dict[str, Any]]:
+def eval_options(cfg: ReproduceConfig, run: TrainConfig) -> dict[str, Any]:
     """The paper's protocol on MNIST; on digits (not in the paper) its preset attack with the
     paper's 10 restarts; fp32 either way."""
-    protocol = Protocol.DEFAULT if cfg.quick else Protocol.PAPER
     restarts = cfg.restarts if cfg.restarts is not None else PAPER_RESTARTS
-    return protocol, dict(
+    return dict(
         # The paper's choice among restarts, so that the numbers beside the paper's are measured
         # like them; the same attack run also records wmrbench's weighted rule (reported too).
-        protocol=protocol, restarts=restarts, restart_from=cfg.restart_from, restart_rule=RestartRule.MAX_CE,
-        alpha_test=cfg.alpha_test, n_examples=cfg.n_examples, seed=cfg.seed,
+        protocol=Protocol.DEFAULT if cfg.quick else Protocol.PAPER, restarts=restarts, restart_from=cfg.restart_from,
+        restart_rule=RestartRule.MAX_CE, alpha_test=cfg.alpha_test, n_examples=cfg.n_examples, seed=cfg.seed,
         device=cfg.device, precision=Precision.FP32, results_dir=str(cfg.table_dir), data_dir=run.data_dir,
         download=cfg.download or None,
     )
 
 
-def planned_eval(cfg: ReproduceConfig, run: TrainConfig) -> EvalConfig:
-    """The evaluation config :func:`wmrbench.evaluation.evaluate_source` will build for ``run``."""
-    protocol, options = eval_options(cfg, run)
-    return with_options(eval_config(cfg.dataset, run.run, protocol), options)
-
-
-# What an evaluation must have been measured with to count as done.
-EVAL_KEYS = ("dataset", "attack", "alpha_test", "n_examples", "seed", "precision", "protocol", "method")
-# What the evaluated model must have been trained with (from the checkpoint's config it records).
-TRAIN_KEYS = ("defense", "alpha_train", "epochs", "seed", "arch")
-
-
-def finished_epochs(run: TrainConfig) -> int:
-    """Epochs in ``run``'s last.pt (0 without one); more than planned is an error (another run)."""
-    last = run_dir(run) / "last.pt"
-    if not last.is_file():
-        return 0
-    done = int(read_checkpoint(last).get("epoch", 0))
-    if done > run.epochs:
-        raise WmrbenchError(
-            f"{last} holds {done} epochs, more than the {run.epochs} planned: it is another run; "
-            f"give the {setting('epochs')} it was trained with, or another {setting('checkpoint_dir')}"
-        )
-    return done
-
-
-def current_result(cfg: ReproduceConfig, run: TrainConfig) -> tuple[Summary | None, str]:
-    """The run's complete result when it was measured as planned on the finished model, else
-    (None, why it must be evaluated)."""
-    path = cfg.table_dir / run.run / SUMMARY_NAME
-    if not path.is_file():
-        return None, "not evaluated yet"
-    try:
-        summary = with_uncertainty(read_summary(path), path.parent)  # a v1 summary: intervals from its records
-    except WmrbenchError as exc:
-        return None, f"its result is not usable ({exc})"
-    want = to_jsonable(planned_eval(cfg, run))
-    have = to_jsonable(summary.config)
-    differ = [k for k in EVAL_KEYS if want[k] != have.get(k)]
-    trained = summary.model.train_config
-    planned = to_jsonable(run)
-    differ += [f"model {k}" for k in TRAIN_KEYS if trained.get(k) != planned[k]]
-    if differ:
-        return None, f"its result was measured otherwise: {', '.join(differ)}"
-    return summary, "evaluated already"
+def plan(cfg: ReproduceConfig) -> Plan:
+    """The four runs per seed and one evaluation of each, named as the run (every setting checked)."""
+    runs = tuple(planned_runs(cfg))
+    return Plan(cfg.table_dir, runs, tuple(planned_eval(run, run.run, cfg.dataset, eval_options(cfg, run)) for run in runs))
 
 
 @dataclass
@@ -237,78 +176,15 @@ class Outcome:
 
 def reproduce_table1(cfg: ReproduceConfig, log: Log = lambda line: None, show_progress: bool = True) -> Outcome:
     """Train what is not trained, evaluate what is not evaluated, write the table (see the module)."""
-    runs = planned_runs(cfg)
-    for run in runs:  # every result's settings are checked before any work
-        planned_eval(cfg, run)
-    # One reproduction writes a table folder at a time; taking it also checks it is writable,
-    # before hours of training rather than after.
-    with lock_folder(cfg.table_dir, "reproduction folder", "wait for that reproduce to finish"):
-        try:
-            return _reproduce(cfg, runs, log, show_progress)
-        except KeyboardInterrupt:  # one short line, not one resume command per run
-            raise Interrupted(RERUN_TO_CONTINUE) from None
+    planned = plan(cfg)
 
+    def write(work: Work) -> tuple[Reproduction, list[Path]]:
+        reproduction = _reproduction(cfg, list(planned.runs), work.summaries)
+        return reproduction, _write(cfg, reproduction)
 
-def _reproduce(cfg: ReproduceConfig, runs: list[TrainConfig], log: Log, show_progress: bool) -> Outcome:
-    outcome = Outcome(None)
-    _train(cfg, runs, outcome, log, show_progress)
-    if outcome.unfinished:
-        log(f"stopped with {len(outcome.unfinished)} run(s) unfinished ({', '.join(outcome.unfinished)}); "
-            "run the same command again to continue")
-        return outcome
-    summaries = [_evaluate(cfg, run, outcome, log, show_progress) for run in runs]
-    outcome.reproduction = _reproduction(cfg, runs, summaries)
-    outcome.files = _write(cfg, outcome.reproduction)
-    return outcome
-
-
-def _train(cfg: ReproduceConfig, runs: list[TrainConfig], outcome: Outcome, log: Log, show_progress: bool) -> None:
-    outcome.trained, outcome.unfinished = train_pending(runs, log, show_progress, cfg.stop_after_epochs, cfg.stack)
-
-
-def train_pending(runs: list[TrainConfig], log: Log, show_progress: bool, stop_after_epochs: int | None,
-                  stack: Stack | str = DEFAULT_STACK) -> tuple[list[str], list[str]]:
-    """Train what is not trained: finished runs (every epoch in ``last.pt``) are skipped, unfinished
-    ones resume; runs with the same data settings train side by side as one sweep. Returns (the
-    runs that took epochs now, the runs still short of their epochs). A run that diverged ends it
-    in one line. Shared by ``reproduce table1`` and ``reproduce family``."""
-    todo = []
-    for run in runs:
-        done = finished_epochs(run)
-        if done == run.epochs:
-            log(f"{run.run}: trained ({done}/{run.epochs} epochs), skipped")
-        else:
-            log(f"{run.run}: resuming at epoch {done + 1} of {run.epochs}" if done else f"{run.run}: training, {run.epochs} epochs")
-            todo.append(run)
-    groups: dict[tuple[Any, ...], list[TrainConfig]] = {}
-    for run in todo:
-        groups.setdefault(tuple(getattr(run, k) for k in SHARED_BY_SWEEP), []).append(run)
-    # One sweep per seed; with --stack on, every seed's runs as one stack (fit_groups).
-    result = fit_groups(list(groups.values()), stack=stack, resume=True, missing_ok=True,
-                        stop_after_epochs=stop_after_epochs, show_progress=show_progress)
-    if result.failures:
-        first, *rest = result.failures.values()
-        raise WmrbenchError(first + (f" (and {len(rest)} more run(s) diverged)" if rest else ""))
-    return [run.run for run in todo], [run.run for run in runs if finished_epochs(run) < run.epochs]
-
-
-def _evaluate(cfg: ReproduceConfig, run: TrainConfig, outcome: Outcome, log: Log, show_progress: bool) -> Summary:
-    summary, why = current_result(cfg, run)
-    if summary is not None:
-        log(f"{run.run}: {why}, skipped")
-        return summary
-    log(f"{run.run}: evaluating ({why})")
-    _, options = eval_options(cfg, run)
-    source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(run_dir(run) / "last.pt"))
-    folder = cfg.table_dir / run.run
-    stale = (folder / SUMMARY_NAME).exists()  # a result measured otherwise is replaced
-    # An evaluation killed part-way continues from its saved batches (the same records as one
-    # uninterrupted run); saved batches of settings that differ are refused by name.
-    resume = not stale and has_partial(folder)
-    result = evaluate_source(source, options, cfg.dataset, run.run, show_progress=show_progress, overwrite=stale,
-                             resume=resume)
-    outcome.evaluated.append(run.run)
-    return result.summary
+    work, table = carry_out(planned, write, log, show_progress, cfg.stop_after_epochs, cfg.stack)
+    reproduction, files = table if table is not None else (None, [])
+    return Outcome(reproduction, files, work.trained, work.evaluated, work.unfinished)
 
 
 def _reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries: list[Summary]) -> Reproduction:
@@ -433,7 +309,7 @@ def paired_gains(table_dir: Path, runs: list[TrainConfig], summaries: list[Summa
                 if any(r is None for r in records):
                     continue
             compared = compare_records(ours_run.run, records[0], base_run.run, records[1],
-                                       alphas=[float(k) for k in ours.metrics.A_sa])
+                                       alphas=ours.metrics.alphas)
         except WmrbenchError:
             continue
         label = defense_label(ours.model)

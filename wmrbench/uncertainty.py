@@ -468,7 +468,7 @@ def with_uncertainty(summary: Summary, folder: str | Path | None) -> Summary:
     if not path.is_file():
         return summary
     records = read_records(path)
-    alphas = [float(k) for k in summary.metrics.A_sa]
+    alphas = summary.metrics.alphas
     return dataclasses.replace(summary, uncertainty=uncertainty(records, alphas))
 
 

@@ -55,10 +55,20 @@ def test_accuracy_back_at_chance_after_clearly_above_is_diverged():
 
 
 def test_the_rule_is_pure_and_deterministic():
-    history = epochs((1.0, 0.45), (2.0, 0.10))
-    copy = [dict(h) for h in history]
-    assert diverged(history, DivergenceRule(10)) == diverged(history, DivergenceRule(10))
-    assert history == copy
+    """The answer depends on the history given and nothing else: not on the histories judged
+    before (no peak or ceiling carried between calls, which would flag a healthy run after a
+    diverged one, or miss one), and the history is left as it was."""
+    rule = DivergenceRule(10)
+    collapsed = epochs((1.0, 0.45), (2.0, 0.10))
+    flat = epochs((2.3, 0.10), (2.2, 0.10))  # never above chance: nothing fell
+    copy = [dict(h) for h in collapsed]
+    expected = diverged(collapsed, rule)
+    assert expected is not None and expected.epoch == 2
+    assert diverged(flat, rule) is None  # right after a collapse: its 45% peak is not this run's
+    assert diverged(collapsed, rule) == expected  # after a healthy run: still the same answer
+    assert diverged(flat, rule) is None
+    assert diverged(collapsed, DivergenceRule(10)) == expected  # a fresh rule of the same run: the same
+    assert collapsed == copy
 
 
 def test_the_likely_cause_names_the_rate_and_alpha():

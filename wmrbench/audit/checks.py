@@ -22,7 +22,7 @@ import pandas as pd
 from wmrbench.audit.config import Tolerances
 from wmrbench.errors import setting
 from wmrbench.metrics import accuracy, compute_metrics, weighted_accuracy
-from wmrbench.records import TR_CORRECT, alpha_key
+from wmrbench.records import alpha_key, attack_column_pairs
 
 PASS, WARN, FAIL, NOT_RUN = "pass", "warn", "fail", "not run"
 _ORDER = {NOT_RUN: -1, PASS: 0, WARN: 1, FAIL: 2}
@@ -210,8 +210,7 @@ def a_wc(frames: dict[str, pd.DataFrame], names: Sequence[str], alphas: Sequence
     candidates = [("clean_correct", "clean_margin", first)]
     for name in names:
         frame = frames[name]
-        candidates += [(c, c.replace("correct", "margin"), frame) for c in frame.columns
-                       if c == "pgd_correct" or c.startswith(TR_CORRECT)]
+        candidates += [(c, m, frame) for c, m in attack_column_pairs(frame)]
     correct = np.stack([f[c].to_numpy(dtype=bool) for c, _, f in candidates])
     margin = np.stack([f[m].to_numpy(dtype=np.float64) for _, m, f in candidates])
     key = np.where(correct, -margin, margin - 10.0)  # margins lie in [-1, 1]: errors first, lowest margin

@@ -46,7 +46,7 @@ def attack(
     from wmrbench.models import MODEL_OPTIONS
 
     with user_errors():
-        options = o.options_from(o.EvalOptions, {**locals(), **given})
+        options = o.options_from(o.EVAL_SETTINGS, {**locals(), **given})
         o.note_precision(options)
         sources = o.sources_of(given, [model_id] if model_id else None)
         if len(sources) > 1:

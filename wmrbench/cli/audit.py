@@ -47,7 +47,7 @@ def audit(
     from wmrbench.models import MODEL_OPTIONS, model_sources
 
     with user_errors():
-        options = o.options_from(o.EvalOptions, {**locals(), **given})
+        options = o.options_from(o.EVAL_SETTINGS, {**locals(), **given})
         o.note_precision(options)
         sources = o.sources_of(given, [model_id] if model_id else None)
         ref = None

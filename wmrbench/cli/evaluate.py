@@ -63,7 +63,7 @@ def evaluate(
         return
     with user_errors(), distributed.session():
         style = parse_enum(CiStyle, ci, "ci")
-        options = o.options_from(o.EvalOptions, {**locals(), **given})
+        options = o.options_from(o.EVAL_SETTINGS, {**locals(), **given})
         o.note_precision(options)
         sources = o.sources_of(given, model_id, defense, alpha_train)
         results, failures = evaluate_models(sources, options, given["dataset"], run, adversarial, show_progress=not quiet,
@@ -107,7 +107,7 @@ def _evaluate_as_jobs(launch: LaunchSettings, given: dict[str, Any]) -> None:
             which = "adversarial" if given["adversarial"] is not None else "seeds"
             raise WmrbenchError(f"{setting(which)} is not for {setting('launcher', launch.launcher.value)}: run it inline")
         style = parse_enum(CiStyle, given["ci"], "ci")
-        options = o.options_from(o.EvalOptions, given)
+        options = o.options_from(o.EVAL_SETTINGS, given)
         o.note_precision(options)
         sources = o.sources_of(given, given["model_id"], given["defense"], given["alpha_train"])
         specs = eval_specs(sources, options, given["dataset"], given["run"], given["overwrite"], given["resume"])

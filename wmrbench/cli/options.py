@@ -1,17 +1,18 @@
-"""What a command's given options become: a typed options object the library applies on top of
-its base config, and how the CLI names a setting in a message.
+"""What a command's given options become: the settings the user gave explicitly, parsed to the
+types of their config fields, which the library applies on top of its base config
+(:func:`wmrbench.config.with_options`); and how the CLI names a setting in a message.
 
-The options classes are derived from the config dataclasses (:func:`wmrbench.config.settings_class`):
-a command's parameters are named exactly like the config's fields (one name per setting
-everywhere), so a new config field becomes an option by adding its parameter, never by copying
-a field list by hand.
+A command often cannot build its config before it knows the data set (a checkpoint records it)
+or the saved config (resuming), so it hands the library only what was given: a plain mapping
+from setting name to value, holding no entry for a setting left out. A command's parameters are
+named exactly like the config's fields (one name per setting everywhere), and the names a command
+hands over are the config's own (:func:`wmrbench.config.flat_settings`), never a hand-kept copy.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
@@ -20,18 +21,15 @@ from wmrbench.checks import parse_enum
 from wmrbench.config import (
     AttackMode,
     EvalConfig,
-    GivenSettings,
     PaddingMode,
     Protocol,
     TrainConfig,
     check_seeds,
+    flat_settings,
     parse_alphas,
     parse_ints,
-    settings_class,
 )
 from wmrbench.errors import WmrbenchError
-
-O = TypeVar("O", bound=GivenSettings)
 
 # Settings whose command-line option has another name than the field (``--attack`` reads better
 # than ``--method``, and ``attack`` is the field of the attack's own settings).
@@ -52,23 +50,11 @@ def flag_text(name: str, value: str | None) -> str:
     return option if value is None else f"{option} {value}"
 
 
-class _CommandOptions(GivenSettings):
-    """What the CLI adds to given settings: ``--seeds 3,4`` makes 3 the result's seed."""
-
-    def __post_init__(self) -> None:
-        seeds, seed = getattr(self, "seeds", None), getattr(self, "seed", None)
-        if seeds and seed is None:
-            object.__setattr__(self, "seed", seeds[0])
-            seed = seeds[0]
-        if seeds is not None and seed is not None:
-            check_seeds(seeds, seed)
-
-
 # ``evaluate``, ``attack`` and ``audit``: every EvalConfig setting but the data set and the run,
 # which the command resolves itself (a checkpoint records its data set; a run is named per model).
-EvalOptions = settings_class("EvalOptions", EvalConfig, exclude=("dataset", "run"), base=_CommandOptions)
+EVAL_SETTINGS = flat_settings(EvalConfig, exclude=("dataset", "run"))
 # ``train``: every TrainConfig setting but the data set and the defense, which pick the preset.
-TrainOptions = settings_class("TrainOptions", TrainConfig, exclude=("dataset", "defense"), base=_CommandOptions)
+TRAIN_SETTINGS = flat_settings(TrainConfig, exclude=("dataset", "defense"))
 
 
 # Options given as text whose config field is an Enum (messages name them as "aa-version", as before).
@@ -96,20 +82,26 @@ def _parsed(name: str, value: Any) -> Any:
     return value
 
 
-def options_from(cls: type[O], values: dict[str, Any]) -> O:
-    """The options object of a command, from its parameters (pass ``locals()``).
+def options_from(settings: tuple[str, ...], values: dict[str, Any]) -> dict[str, Any]:
+    """The settings among ``settings`` that a command was given, from its parameters (pass
+    ``locals()``), each parsed to its config field's type; ``None`` (not given) is left out.
 
-    A command's parameters are named exactly like the fields of its options dataclass (one name
-    per setting everywhere), so the object is built by name; the command's other parameters
-    (model source, --run, --quiet ...) are ignored here.
+    The command's other parameters (model source, --run, --quiet ...) are ignored here.
+    ``--seeds 3,4`` without ``--seed`` makes 3 the result's seed; a ``--seed`` that is not the
+    first of ``--seeds`` is refused in one line.
     """
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{name: _parsed(name, value) for name, value in values.items() if name in names})
+    given = {name: _parsed(name, values[name]) for name in settings if name in values}
+    given = {name: value for name, value in given.items() if value is not None}
+    if given.get("seeds") and "seed" not in given:
+        given["seed"] = given["seeds"][0]
+    if "seeds" in given and "seed" in given:
+        check_seeds(given["seeds"], given["seed"])
+    return given
 
 
-def note_precision(options: GivenSettings) -> None:
+def note_precision(options: dict[str, Any]) -> None:
     """Say, before any work, that a bf16 evaluation does not give fp32's (reported) numbers."""
-    if options.precision is Precision.BF16:
+    if options.get("precision") is Precision.BF16:
         typer.echo(
             "Note: --precision bf16 runs the attack in bf16 autocast: a weaker attack than fp32's "
             "(on the MNIST TRADES model it overstated A_rob by 0.40 points (1,000 images, GPU) and A_tr(2) by 5.5 points (200 images, CPU)); the result records bf16, "

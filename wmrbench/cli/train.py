@@ -96,7 +96,7 @@ def train(
         alphas = parse_alphas(alpha_train, "alpha_train") if alpha_train is not None else None
         seed_list = check_train_seeds(parse_ints(seeds, "seeds"), seed) if seeds is not None else None
         given = {**locals(), "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None}
-        options = o.options_from(o.TrainOptions, given)
+        options = o.options_from(o.TRAIN_SETTINGS, given)
         if seed_list is None and (alphas is None or len(alphas) == 1):
             cfg = config_for_run(dataset, defense, options, resume)
             if distributed.is_main_process():
@@ -141,7 +141,7 @@ def _train_as_jobs(launch: LaunchSettings, given: dict) -> None:
                                 f"each run is a job of its own (a job's time limit is {setting('time_min')})")
         resume = given["resume"]
         alphas = parse_alphas(given["alpha_train"], "alpha_train") if given["alpha_train"] is not None else None
-        options = o.options_from(o.TrainOptions, {**given, "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None})
+        options = o.options_from(o.TRAIN_SETTINGS, {**given, "alpha_train": alphas[0] if alphas and len(alphas) == 1 else None})
         several = alphas if alphas is not None and len(alphas) > 1 else None
         seed_list = check_train_seeds(parse_ints(given["seeds"], "seeds"), given["seed"]) if given["seeds"] is not None else None
         specs = train_specs(given["dataset"], given["defense"], options, several, resume, seeds=seed_list)

@@ -51,8 +51,8 @@ from wmrbench.presets import eval_config
 from wmrbench.progress import AttackBar, progress_bar
 from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file, write_target
 from wmrbench.records import (
-    RECORDS_NAME, SUMMARY_NAME, TR_MARGIN, AdversarialOrigin, ModelInfo, SeedSpread, Summary, seed_records_name, sha256_text,
-    to_csv_text, write_summary,
+    RECORDS_NAME, SUMMARY_NAME, AdversarialOrigin, ModelInfo, SeedSpread, Summary, is_margin_column, seed_records_name,
+    sha256_text, to_csv_text, write_summary,
 )
 from wmrbench.runtime import prepare_input, prepare_model, provenance
 
@@ -339,7 +339,7 @@ def claim_file(path: Path, overwrite: bool, what: str) -> Iterator[Path]:
 
 def check_finite_records(records: pd.DataFrame, what: str) -> None:
     """Margins that are not finite (a model or an attack that went NaN) never make a result."""
-    margins = [c for c in records.columns if c.endswith("_margin") or TR_MARGIN in c]  # weighted_rule.* too
+    margins = [c for c in records.columns if is_margin_column(c)]  # weighted_rule.* too
     bad = {c: int((~np.isfinite(records[c].to_numpy(dtype=np.float64))).sum()) for c in margins}
     bad = {c: n for c, n in bad.items() if n}
     if bad:

@@ -61,7 +61,7 @@ from wmrbench.evaluation.scorers import AttackScorer, PointsScorer, ReplayScorer
 from wmrbench.models.source import MODEL_OPTIONS, ModelSource, OpenedSource, SourceKind, open_source
 from wmrbench.records import (
     PYTHON_SOURCE,
-    TR_MARGIN,
+    is_margin_column,
     AdversarialOrigin,
     ModelInfo,
     Summary,
@@ -236,7 +236,7 @@ def _attack(
 ) -> AdversarialSet:
     prepared = prepare(opened, cfg, train_split=split is Split.TRAIN)
     cols = collect(prepared.model, prepared.data, cfg, PointsScorer(cfg), show_progress, device=device)
-    margins = {key: values for key, values in cols.items() if key.endswith("_margin") or key.startswith(TR_MARGIN)}
+    margins = {key: values for key, values in cols.items() if is_margin_column(key)}
     check_finite_records(records_frame(margins), prepared.info.name)  # no NaN points or weights are saved
     found = {PGD: AttackPoints.of(0.0, cols["pgd_x_adv"], cols["pgd_margin"], cols["pgd_correct"], cols["pgd_restart"])}
     for j, alpha in enumerate(cfg.alpha_test):

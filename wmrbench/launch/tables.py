@@ -10,18 +10,17 @@ again, moves to the next stage: the reproduction's own resume rule decides what 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from wmrbench import family, reproduce
-from wmrbench.config import DatasetName, TrainConfig
+from wmrbench.config import TrainConfig
 from wmrbench.evaluation.partial import has_partial
-from wmrbench.evaluation.pipeline import plan, result_dir
+from wmrbench.evaluation.pipeline import plan as plan_evaluation
+from wmrbench.evaluation.pipeline import result_dir
 from wmrbench.launch.specs import EvalSpec, Spec, TrainSpec
 from wmrbench.models.source import ModelSource, SourceKind
+from wmrbench.planner import Plan, PlannedEval, current_result, finished_epochs
 from wmrbench.records import SUMMARY_NAME
-from wmrbench.training import run_dir
 
 
 @dataclass(frozen=True)
@@ -32,40 +31,33 @@ class Stage:
     specs: tuple[Spec, ...] = ()
 
 
-def _train_stage(runs: list[TrainConfig]) -> Stage | None:
+def _train_stage(runs: tuple[TrainConfig, ...]) -> Stage | None:
     # resume=True: a run with a last.pt continues from it, one without starts (fit_sweep's missing_ok).
-    todo = tuple(TrainSpec(run, resume=True) for run in runs if reproduce.finished_epochs(run) < run.epochs)
+    todo = tuple(TrainSpec(run, resume=True) for run in runs if finished_epochs(run) < run.epochs)
     return Stage("train", todo) if todo else None
 
 
-def _eval_spec(run: TrainConfig, options: Mapping[str, Any], dataset: DatasetName, name: str) -> EvalSpec:
-    source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(run_dir(run) / "last.pt"))
-    _, cfg = plan(source, options, dataset, name)
+def _eval_spec(planned: PlannedEval) -> EvalSpec:
+    source = ModelSource(SourceKind.CHECKPOINT, checkpoint=str(planned.checkpoint))
+    _, cfg = plan_evaluation(source, planned.options, planned.dataset, planned.name)
     folder = result_dir(cfg)
     stale = (folder / SUMMARY_NAME).exists()  # a result measured otherwise is replaced, as inline
     return EvalSpec(source, cfg, overwrite=stale, resume=not stale and has_partial(folder))
 
 
-def table1_stage(cfg: reproduce.ReproduceConfig) -> Stage:
-    runs = reproduce.planned_runs(cfg)
-    for run in runs:
-        reproduce.planned_eval(cfg, run)  # every result's settings are checked before any work
-    training = _train_stage(runs)
+def stage(plan: Plan) -> Stage:
+    """The next stage of a planned reproduction: its runs short of their epochs, else its
+    evaluations not measured as planned, else its table."""
+    training = _train_stage(plan.runs)
     if training is not None:
         return training
-    todo = tuple(_eval_spec(run, reproduce.eval_options(cfg, run)[1], cfg.dataset, run.run)
-                 for run in runs if reproduce.current_result(cfg, run)[0] is None)
+    todo = tuple(_eval_spec(planned) for planned in plan.evals if current_result(planned)[0] is None)
     return Stage("evaluate", todo) if todo else Stage("table")
+
+
+def table1_stage(cfg: reproduce.ReproduceConfig) -> Stage:
+    return stage(reproduce.plan(cfg))
 
 
 def family_stage(cfg: family.FamilyConfig) -> Stage:
-    runs = family.planned_runs(cfg)
-    for run in runs:
-        for attack in cfg.attacks:
-            family.planned_eval(cfg, run, attack)
-    training = _train_stage(runs)
-    if training is not None:
-        return training
-    todo = tuple(_eval_spec(run, family.eval_options(cfg, run, attack), cfg.data, family.result_name(run, attack))
-                 for run in runs for attack in cfg.attacks if family.current_result(cfg, run, attack)[0] is None)
-    return Stage("evaluate", todo) if todo else Stage("table")
+    return stage(family.plan(cfg))

@@ -86,8 +86,8 @@ def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str,
     }
     if not per_alpha:
         return [common]
-    return [{**common, "alpha_test": float(key), "A_sa": a_sa, "A_tr": metrics.A_tr.get(key),
-             WC_COLUMN: metrics.A_wc.get(key)} for key, a_sa in metrics.A_sa.items()]
+    return [{**common, "alpha_test": alpha, "A_sa": metrics.A_sa[key], "A_tr": metrics.A_tr.get(key),
+             WC_COLUMN: metrics.A_wc.get(key)} for alpha, key in ((a, alpha_key(a)) for a in metrics.alphas)]
 
 
 def _interval_cells(summary: Summary, alpha: str | None) -> dict[str, float | None]:
