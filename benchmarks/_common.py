@@ -26,8 +26,8 @@ if str(REPO) not in sys.path:  # `python benchmarks/x.py` from a source checkout
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from wmrbench.io import atomic_write_json  # noqa: E402
-from wmrbench.runtime import provenance  # noqa: E402
+from wmrbench.core.io import atomic_write_json  # noqa: E402
+from wmrbench.core.runtime import provenance  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 

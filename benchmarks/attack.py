@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmrbench import attacks
-from wmrbench.attack_config import AttackConfig, Precision, Start
+from wmrbench.core.attack_config import AttackConfig, Precision, Start
 from wmrbench.models import create_model
-from wmrbench.runtime import prepare_input, prepare_model
+from wmrbench.core.runtime import prepare_input, prepare_model
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 20
 SHAPES = {"resnet18": (3, 32, 32), "smallcnn": (1, 28, 28)}

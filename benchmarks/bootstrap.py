@@ -1,4 +1,4 @@
-"""The bootstrap's cost (wmrbench.uncertainty): intervals for every metric of a real result, as
+"""The bootstrap's cost (wmrbench.results.uncertainty): intervals for every metric of a real result, as
 a ratio to the time the evaluation (its attacks) took on the same records; and the issue's size,
 10,000 examples x 7 alphas x 2,000 resamples, on one core.
 
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wmrbench.records import read_records
-from wmrbench.uncertainty import paired, uncertainty
+from wmrbench.results.records import read_records
+from wmrbench.results.uncertainty import paired, uncertainty
 
 SYNTHETIC_ALPHAS = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0]
 

@@ -25,10 +25,10 @@ import torch
 
 from wmrbench.data import ImageSet, load_split
 from wmrbench.evaluation import evaluate_model
-from wmrbench.metrics import compute_metrics
+from wmrbench.results.metrics import compute_metrics
 from wmrbench.models import create_model
 from wmrbench.models.checkpoint import load_model_from_checkpoint
-from wmrbench.presets import eval_config
+from wmrbench.core.presets import eval_config
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"

@@ -24,11 +24,13 @@ from _common import command_line, environment, parser, print_table, resolve_devi
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from wmrbench import distributed, training
-from wmrbench.config import DatasetName, Defense
+from wmrbench.core import distributed
+
+from wmrbench import training
+from wmrbench.core.config import DatasetName, Defense
 from wmrbench.data import ImageSet
-from wmrbench.presets import train_config
-from wmrbench.progress import progress_bar
+from wmrbench.core.presets import train_config
+from wmrbench.core.progress import progress_bar
 
 # Operator name fragments -> group (first match wins; order matters).
 GROUPS = (

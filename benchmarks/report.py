@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wmrbench.config import DatasetName
+from wmrbench.core.config import DatasetName
 from wmrbench.evaluation.pipeline import summarize
-from wmrbench.points import EXAMPLES_NAME, DecidingExamples, deciding_order, save_examples
-from wmrbench.presets import eval_config
-from wmrbench.records import ModelInfo, write_summary
+from wmrbench.results.points import EXAMPLES_NAME, DecidingExamples, deciding_order, save_examples
+from wmrbench.core.presets import eval_config
+from wmrbench.results.records import ModelInfo, write_summary
 from wmrbench.report.html import ReportConfig, build_report
 
 ALPHAS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)

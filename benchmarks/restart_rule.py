@@ -29,11 +29,11 @@ import torch
 
 from wmrbench.attacks import AttackResult, margin, predict
 from wmrbench.data import load_split
-from wmrbench.metrics import compute_metrics
+from wmrbench.results.metrics import compute_metrics
 from wmrbench.models.checkpoint import load_model_from_checkpoint
-from wmrbench.presets import eval_config
-from wmrbench.records import alpha_key, tr_columns
-from wmrbench.uncertainty import paired
+from wmrbench.core.presets import eval_config
+from wmrbench.results.records import alpha_key, tr_columns
+from wmrbench.results.uncertainty import paired
 
 from precision import SHARED
 

@@ -22,9 +22,9 @@ import torch
 
 from wmrbench import attacks
 from wmrbench.data import load_split
-from wmrbench.metrics import weighted_accuracy
+from wmrbench.results.metrics import weighted_accuracy
 from wmrbench.models.checkpoint import load_model_from_checkpoint
-from wmrbench.presets import eval_config
+from wmrbench.core.presets import eval_config
 
 from precision import SHARED
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from wmrbench.attacks import attack_mode
-from wmrbench.runtime import prepare_model
+from wmrbench.core.runtime import prepare_model
 
 from attack import DATA, EPS, STEP, STEPS, TORCHATTACKS, make_task, over_batches, torchattacks_attack, wmrbench_attack
 

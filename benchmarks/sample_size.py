@@ -28,8 +28,8 @@ from wmrbench import attacks
 from wmrbench.data import load_split
 from wmrbench.evaluation.scorers import _attack_options
 from wmrbench.models.checkpoint import load_model_from_checkpoint
-from wmrbench.presets import eval_config
-from wmrbench.uncertainty import uncertainty
+from wmrbench.core.presets import eval_config
+from wmrbench.results.uncertainty import uncertainty
 
 from precision import SHARED
 

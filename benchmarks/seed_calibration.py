@@ -5,9 +5,9 @@ runs that each shift every example's margin by the run's own amount (the seed) p
 noise, sized so that over 5 seeds the run-to-run sd is about 1.35 points on A_rob, 2.7 on A_sa(1)
 and 4.0 on A_sa(2), near the demo's TRADES over 5 seeds (1.07, 2.80, 3.70; docs/reproduction.md).
 
-Printed: the false-positive rate at 5% of the test over runs (wmrbench.groups.run_test) for 3, 5
+Printed: the false-positive rate at 5% of the test over runs (wmrbench.results.groups.run_test) for 3, 5
 and 10 seeds per side, of the old example-only verdict (the paired bootstrap interval of one seed
-against one seed, wmrbench.uncertainty.paired), of the two-level interval alone, and the power of
+against one seed, wmrbench.results.uncertainty.paired), of the two-level interval alone, and the power of
 the test over runs for a real 2-point gain on A_rob and on A_sa(2).
 
     OMP_NUM_THREADS=1 uv run python benchmarks/seed_calibration.py
@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wmrbench.groups import run_test
-from wmrbench.uncertainty import BootstrapConfig, paired, two_level
+from wmrbench.results.groups import run_test
+from wmrbench.results.uncertainty import BootstrapConfig, paired, two_level
 
 N = 360
 ALPHAS = (1.0, 2.0)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wmrbench.comparison import compare
-from wmrbench.groups import compare_groups, group_summary, group_verdict, load_group
+from wmrbench.results.comparison import compare
+from wmrbench.results.groups import compare_groups, group_summary, group_verdict, load_group
 
 SHOWN = [("A_rob", None), ("A_sa", "1"), ("A_tr", "1"), ("A_sa", "2"), ("A_tr", "2")]
 

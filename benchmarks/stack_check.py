@@ -19,8 +19,8 @@ import torch
 
 from wmrbench.evaluation import evaluate_source
 from wmrbench.models.source import ModelSource, SourceKind
-from wmrbench.reproduce import ReproduceConfig, eval_options, planned_runs
-from wmrbench.stacked import fit_stacked
+from wmrbench.studies.reproduce import ReproduceConfig, eval_options, planned_runs
+from wmrbench.training.stacked import fit_stacked
 from wmrbench.training import fit_sweep
 
 

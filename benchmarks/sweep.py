@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from wmrbench import attacks
-from wmrbench.attack_config import AttackConfig, Start
-from wmrbench.runtime import prepare_input, prepare_model
+from wmrbench.core.attack_config import AttackConfig, Start
+from wmrbench.core.runtime import prepare_input, prepare_model
 
 from attack import DATA, EPS, STEP, STEPS, Task, make_task
 

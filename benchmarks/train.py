@@ -19,7 +19,7 @@ one after another.
 
 * ``stack``: the four runs of Table 1 (MNIST SmallCNN: PGD-AT alpha 0 and 0.5, TRADES alpha 0 and
   2; the paper's 40-step attack, batch 128) trained as ONE stacked model
-  (:func:`wmrbench.stacked.stacked_step`, run by run and through vmap) against the same four
+  (:func:`wmrbench.training.stacked.stacked_step`, run by run and through vmap) against the same four
   runs' steps one after another (``training.train_step``), and against one TRADES+ours run alone,
   on MNIST-shaped data, the same batches; seconds extrapolated to a 60,000-image epoch. On CUDA
   the solo run is also timed with its attack eager (no CUDA graph).
@@ -46,13 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmrbench.attack_config import Precision
-from wmrbench.config import DatasetName, Defense, TrainConfig
+from wmrbench.core.attack_config import Precision
+from wmrbench.core.config import DatasetName, Defense, TrainConfig
 from wmrbench.data import ImageSet, batches
 from wmrbench.models import create_model
-from wmrbench.presets import train_config
-from wmrbench.runtime import prepare_input, prepare_model
-from wmrbench.stacked import StackedNet, _Masks, stacked_step
+from wmrbench.core.presets import train_config
+from wmrbench.core.runtime import prepare_input, prepare_model
+from wmrbench.training.stacked import StackedNet, _Masks, stacked_step
 from wmrbench.training import fit, fit_sweep, stream_seed, train_step
 from wmrbench.training.loop import build as _build
 

@@ -74,7 +74,7 @@ def mnist_model():
 @pytest.fixture
 def mnist_test():
     require_mnist()
-    from wmrbench.config import DatasetName
+    from wmrbench.core.config import DatasetName
     from wmrbench.data import load_split
 
     return load_split(DatasetName.MNIST, str(MNIST_DIR), train=False)
@@ -91,15 +91,15 @@ def digits_model():
 
 @pytest.fixture
 def digits_test():
-    from wmrbench.config import DatasetName
+    from wmrbench.core.config import DatasetName
     from wmrbench.data import load_split
 
     return load_split(DatasetName.DIGITS, "", train=False)
 
 
 from wmrbench.cli.app import app
-from wmrbench.config import DatasetName, Defense
-from wmrbench.presets import train_config
+from wmrbench.core.config import DatasetName, Defense
+from wmrbench.core.presets import train_config
 from wmrbench.training import fit
 
 # A ResNet-18 entry of RobustBench's cifar10/Linf zoo: a small architecture keeps CPU time low.
@@ -154,7 +154,7 @@ def write_cifar10_test_batch(data_dir: Path, n: int = 4, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
     """RobustBench's cache layout holding a freshly initialised checkpoint of a real zoo id."""
-    from wmrbench.compat import robustbench_api
+    from wmrbench.core.compat import robustbench_api
 
     api = robustbench_api()
     entry = api.model_dicts[api.BenchmarkDataset("cifar10")][api.ThreatModel("Linf")][ZOO_ID]

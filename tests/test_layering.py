@@ -21,14 +21,23 @@ def _contracts() -> dict[str, dict]:
     return {c["name"]: c for c in config["tool"]["importlinter"]["contracts"]}
 
 
-def test_the_cli_contracts_name_every_other_top_level_module() -> None:
+FLOORS = "The package's floors, each above the ones it uses"
+
+
+def _floor_names(contract: dict) -> list[set[str]]:
+    return [{name.strip() for name in layer.replace(":", "|").split("|")} for layer in contract["layers"]]
+
+
+def test_the_package_root_holds_floors_only_and_the_floors_contract_names_each() -> None:
     package = REPO / "wmrbench"
-    modules = {f"wmrbench.{p.stem}" for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
-    modules |= {f"wmrbench.{p.name}" for p in package.iterdir() if (p / "__init__.py").is_file()}
-    modules -= {"wmrbench.cli"}
-    contracts = _contracts()
-    for name in ("Only the CLI imports Typer", "Nothing imports the CLI"):
-        assert set(contracts[name]["source_modules"]) == modules, name
+    loose = sorted(p.name for p in package.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert not loose, f"modules at the package root, outside every floor: {loose}"
+    packages = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    floors = _floor_names(_contracts()[FLOORS])
+    assert set().union(*floors) == packages
+    assert floors[0] == {"cli"} and floors[-1] == {"core"}
+    typer_free = set(_contracts()["Only the CLI imports Typer"]["source_modules"])
+    assert typer_free == {f"wmrbench.{name}" for name in packages - {"cli"}}
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess[str]:
@@ -49,7 +58,8 @@ def test_lint_imports_passes_and_fails_on_a_forbidden_import(tmp_path: Path) -> 
     bad.write_text(bad.read_text() + "\nfrom wmrbench.evaluation import pipeline  # noqa: E402,F401\n")
     broken = _lint(copy)
     assert broken.returncode != 0
-    assert "The attack engine knows nothing of training, evaluation, reports or the CLI BROKEN" in broken.stdout
+    assert f"{FLOORS} BROKEN" in broken.stdout
+    assert "wmrbench.attacks.noise -> wmrbench.evaluation" in broken.stdout
 
 
 @pytest.mark.skipif(not Path(LINT_IMPORTS).exists(), reason="import-linter (dev dependency) is not installed")
@@ -81,3 +91,18 @@ def test_an_import_inside_a_function_from_report_into_evaluation_breaks_their_in
     assert broken.returncode != 0
     assert "Reports and the evaluation do not know each other BROKEN" in broken.stdout
     assert "wmrbench.report.svg -> wmrbench.evaluation.partial" in broken.stdout
+
+
+@pytest.mark.skipif(not Path(LINT_IMPORTS).exists(), reason="import-linter (dev dependency) is not installed")
+def test_an_import_inside_a_function_from_the_foundation_upwards_breaks_the_floors(tmp_path: Path) -> None:
+    """The foundation imports nothing above it, not even lazily inside a function."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copy(REPO / "pyproject.toml", copy)
+    shutil.copytree(REPO / "wmrbench", copy / "wmrbench", ignore=shutil.ignore_patterns("__pycache__"))
+    bad = copy / "wmrbench" / "core" / "io.py"
+    bad.write_text(bad.read_text() + "\n\ndef _late() -> None:\n    from wmrbench.results import records  # noqa: F401\n")
+    broken = _lint(copy)
+    assert broken.returncode != 0
+    assert f"{FLOORS} BROKEN" in broken.stdout
+    assert "wmrbench.core.io -> wmrbench.results.records" in broken.stdout

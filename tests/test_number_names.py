@@ -1,7 +1,7 @@
 """Issue 23, item 2: values that differ but print alike never share a name.
 
 Everywhere a number becomes a name (record columns, metrics keys in summary.json, run and
-folder names of a sweep, table cells), ``wmrbench.config.number_key`` gives it: ``{x:g}`` where
+folder names of a sweep, table cells), ``wmrbench.core.config.number_key`` gives it: ``{x:g}`` where
 that reads back as x (the names results always had), else the shortest round-trip form. Two
 alphas that ``:g`` prints alike (0.1 and 0.10000000001; 1e-07 and 1.0000001e-07) get two names.
 """
@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import assert_one_line_error, invoke
-from wmrbench.config import SelectBy, number_key
-from wmrbench.errors import WmrbenchError
-from wmrbench.presets import default_train_run
-from wmrbench.records import alpha_key, read_records, tr_columns
+from wmrbench.core.config import SelectBy, number_key
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.presets import default_train_run
+from wmrbench.results.records import alpha_key, read_records, tr_columns
 from wmrbench.training.sweep import sweep_run_name
 
 ALIKE = [(0.1, 0.10000000001), (1e-7, 1.0000001e-7), (2.0, 2.0000000000000004)]
@@ -31,7 +31,7 @@ def test_values_that_g_prints_alike_get_distinct_names_everywhere(a, b):
     assert tr_columns(a) != tr_columns(b)
     assert str(SelectBy("A_tr", a)) != str(SelectBy("A_tr", b))
     assert sweep_run_name("r", "digits", "trades", a) != sweep_run_name("r", "digits", "trades", b)
-    from wmrbench.config import DatasetName, Defense
+    from wmrbench.core.config import DatasetName, Defense
     assert default_train_run(DatasetName.DIGITS, Defense.TRADES, a) != default_train_run(DatasetName.DIGITS, Defense.TRADES, b)
 
 
@@ -76,7 +76,7 @@ def test_a_summary_with_one_alpha_under_two_keys_is_skipped_with_its_reason(digi
     path.write_text(json.dumps(summary))
     out = invoke("leaderboard", results)
     assert_one_line_error(out, "no summary.json under", "skipped 1 bad file")
-    from wmrbench.records import read_summary
+    from wmrbench.results.records import read_summary
     with pytest.raises(WmrbenchError, match=r"has the keys '1' and '1.0' for one alpha 1"):
         read_summary(path)
 

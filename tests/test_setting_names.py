@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from wmrbench.cli.options import flag_text
-from wmrbench.attack_config import AttackConfig
-from wmrbench.config import EvalConfig, check_seeds
-from wmrbench.errors import WmrbenchError, rendering_settings, setting
+from wmrbench.core.attack_config import AttackConfig
+from wmrbench.core.config import EvalConfig, check_seeds
+from wmrbench.core.errors import WmrbenchError, rendering_settings, setting
 from wmrbench.models import model_sources
 
 PACKAGE = Path(__file__).resolve().parent.parent / "wmrbench"

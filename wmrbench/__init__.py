@@ -31,24 +31,24 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-# name -> the module that defines it (a module named like the name is the module itself).
+# name -> the module that defines it (a module whose last part is the name is the module itself).
 # Imported on first use, by name: no static import of these modules here, so `import wmrbench`
 # loads no torch, and the import-linter layering (which reads static imports) sees the package
-# root as depending on nothing (modules such as wmrbench.runtime import __version__ from it).
+# root as depending on nothing (modules such as wmrbench.core.runtime import __version__ from it).
 _LAZY = {
     "WeightedPGD": "wmrbench.attacks.wrappers",
     "WeightedAPGD": "wmrbench.attacks.wrappers",
     "WeightedAttackResult": "wmrbench.attacks.wrappers",
-    "losses": "wmrbench.losses",
+    "losses": "wmrbench.training.losses",
     "evaluate": "wmrbench.evaluation.api",
     "EvaluationResult": "wmrbench.evaluation.api",
     "fit": "wmrbench.training.api",
     "FitResult": "wmrbench.training.api",
-    "metrics": "wmrbench.metrics",
-    "accuracy": "wmrbench.metrics",
-    "weighted_accuracy": "wmrbench.metrics",
-    "normalized_weights": "wmrbench.metrics",
-    "compute_metrics": "wmrbench.metrics",
+    "metrics": "wmrbench.results.metrics",
+    "accuracy": "wmrbench.results.metrics",
+    "weighted_accuracy": "wmrbench.results.metrics",
+    "normalized_weights": "wmrbench.results.metrics",
+    "compute_metrics": "wmrbench.results.metrics",
     "create_model": "wmrbench.models",
 }
 
@@ -60,7 +60,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'wmrbench' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = module if module_name == f"{__name__}.{name}" else getattr(module, name)
+    value = module if module_name.rsplit(".", 1)[-1] == name else getattr(module, name)
     globals()[name] = value  # later lookups skip this function
     return value
 

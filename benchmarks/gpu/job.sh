@@ -77,7 +77,7 @@ if [ -f "$CARRY/state.tar.gz" ]; then
 fi
 
 # 3. The CUDA tests (on the CPU they skip, each with its printed reason).
-CUDA_TESTS=(tests/test_stacked_cuda.py)
+CUDA_TESTS=(tests/training/test_stacked_cuda.py)
 [ "$DRY" = 0 ] && CUDA_TESTS+=(tests/attacks/test_fastpaths.py)
 step cuda-tests 150 "$PYTHON" -m pytest -q -rs -s -p no:cacheprovider "${CUDA_TESTS[@]}" || true
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from wmrbench import losses
+from wmrbench.training import losses
 from wmrbench.attacks import WeightedAPGD, WeightedPGD
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.evaluation import evaluate
 from wmrbench.models import create_model
 

@@ -12,11 +12,13 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from wmrbench import losses, training
-from wmrbench.config import DatasetName
-from wmrbench.defaults import DEFAULTS
+from wmrbench.training import losses
+
+from wmrbench import training
+from wmrbench.core.config import DatasetName
+from wmrbench.core.defaults import DEFAULTS
 from wmrbench.models import create_model
-from wmrbench.presets import train_config
+from wmrbench.core.presets import train_config
 
 ATTACK = dict(eps=0.3, step_size=0.05, steps=4)
 
@@ -119,7 +121,7 @@ def test_gradient_flows_through_the_weight_unless_detached(name):
 
 
 def test_one_line_errors():
-    from wmrbench.errors import WmrbenchError
+    from wmrbench.core.errors import WmrbenchError
 
     model, x, y = _batch(4)
     with pytest.raises(WmrbenchError, match=r"\[0, 1\]"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wmrbench.metrics import accuracy, normalized_weights, weighted_accuracy
+from wmrbench.results.metrics import accuracy, normalized_weights, weighted_accuracy
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0, 80.0])
@@ -27,7 +27,7 @@ def test_values_by_hand_and_alpha_zero_is_plain_accuracy():
     margin = torch.tensor([0.5, -0.2, 0.1])
     s = np.exp(-2.0 * np.array([0.5, -0.2, 0.1], dtype=np.float32).astype(np.float64))
     assert weighted_accuracy(correct, margin, 2.0) == pytest.approx(100 * (s[0] + s[2]) / s.sum(), rel=1e-12)
-    assert weighted_accuracy(correct, margin, 0.0) == 100.0 * (2 / 3)  # as tests/test_metrics.py by hand
+    assert weighted_accuracy(correct, margin, 0.0) == 100.0 * (2 / 3)  # as tests/results/test_metrics.py by hand
     assert accuracy(correct) == pytest.approx(100.0 * 2 / 3, rel=1e-15)
     assert isinstance(normalized_weights(margin, 1.0), np.ndarray)
 

@@ -56,7 +56,7 @@ def test_version_and_unknown_names():
     assert isinstance(wmrbench.__version__, str) and wmrbench.__version__
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         wmrbench.nope  # noqa: B018
-    assert isinstance(wmrbench.losses, types.ModuleType) and wmrbench.metrics is sys.modules["wmrbench.metrics"]
+    assert isinstance(wmrbench.losses, types.ModuleType) and wmrbench.metrics is sys.modules["wmrbench.results.metrics"]
     assert wmrbench.WeightedPGD is wmrbench.attacks.WeightedPGD
 
 

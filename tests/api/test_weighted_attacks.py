@@ -13,8 +13,8 @@ import torch
 from tests.conftest import require_mnist
 from wmrbench.attacks import apgd, pgd
 from wmrbench.attacks.wrappers import WeightedAPGD, WeightedPGD
-from wmrbench.attack_config import AttackConfig
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import AttackConfig
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.models import create_model
 
 
@@ -93,8 +93,8 @@ def test_same_points_as_the_cli_evaluation_on_real_mnist(mnist_model, mnist_test
     """The CLI's evaluation (evaluate_model: ``wmrbench evaluate``) and the API, same examples
     and seed: A_rob's points are WeightedPGD(alpha=0)'s and A_tr(2)'s are WeightedPGD(alpha=2)'s."""
     require_mnist()
-    from wmrbench.attack_config import Precision
-    from wmrbench.config import DatasetName, EvalConfig
+    from wmrbench.core.attack_config import Precision
+    from wmrbench.core.config import DatasetName, EvalConfig
     from wmrbench.evaluation import evaluate_model
 
     n = 40

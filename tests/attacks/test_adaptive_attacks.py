@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from wmrbench import attacks
-from wmrbench.attack_config import AttackConfig, Start
+from wmrbench.core.attack_config import AttackConfig, Start
 
 EPS, STEP, STEPS = 0.3, 0.01, 10
 PGD10 = AttackConfig(eps=EPS, step_size=STEP, steps=STEPS)

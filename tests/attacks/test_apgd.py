@@ -9,9 +9,9 @@ import torch
 
 from wmrbench import attacks
 from wmrbench.attacks.apgd import ApgdLoss, _setup, checkpoints, run_from
-from wmrbench.attack_config import AttackConfig, Norm, Precision, Start
-from wmrbench.errors import WmrbenchError
-from wmrbench.metrics import weighted_accuracy
+from wmrbench.core.attack_config import AttackConfig, Norm, Precision, Start
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.results.metrics import weighted_accuracy
 
 APGDAttack = pytest.importorskip("pyautoattack.autopgd_base").APGDAttack
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from wmrbench import attacks
 from wmrbench.attacks import AttackResult, choose_among
-from wmrbench.attack_config import AttackConfig, InnerLoss, Start
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import AttackConfig, InnerLoss, Start
+from wmrbench.core.errors import WmrbenchError
 
 EPS, STEP, STEPS = 0.3, 0.01, 10
 PGD10 = AttackConfig(eps=EPS, step_size=STEP, steps=STEPS)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from wmrbench import attacks
-from wmrbench.attack_config import AttackConfig, Norm
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import AttackConfig, Norm
+from wmrbench.core.errors import WmrbenchError
 
 pytest.importorskip("pyautoattack")
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from wmrbench import attacks
-from wmrbench.attack_config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, Start
-from wmrbench.config import DatasetName, EvalConfig
+from wmrbench.core.attack_config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, Start
+from wmrbench.core.config import DatasetName, EvalConfig
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CUDA graphs, GPU kernels)")
 
@@ -248,7 +248,7 @@ def test_failed_capture_is_logged_once_then_runs_eagerly_emulated(emulated_cuda_
 
 @pytest.fixture
 def cuda_mnist(mnist_model, mnist_test):
-    from wmrbench.runtime import prepare_model
+    from wmrbench.core.runtime import prepare_model
 
     return prepare_model(mnist_model, torch.device("cuda")), mnist_test
 
@@ -372,7 +372,7 @@ def test_compiled_and_graphed_attack_matches_eager_on_cuda(cuda_mnist):
 def test_gpu_evaluation_matches_cpu(mnist_model, mnist_test):
     """The whole evaluation on CUDA (graphs, padded batches) against the CPU reference path."""
     from wmrbench.evaluation import evaluate_model
-    from wmrbench.metrics import compute_metrics
+    from wmrbench.results.metrics import compute_metrics
 
     cfg = dict(dataset=DatasetName.MNIST, attack=AttackConfig(eps=EPS, step_size=STEP, steps=20),
                alpha_test=(0.0, 2.0), n_examples=300, batch_size=128, seed=0, data_dir="",

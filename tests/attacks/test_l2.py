@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from wmrbench import attacks
-from wmrbench.attack_config import AttackConfig, InnerLoss, Norm, RestartFrom, Start
+from wmrbench.core.attack_config import AttackConfig, InnerLoss, Norm, RestartFrom, Start
 
 L2 = AttackConfig(eps=2.0, step_size=0.5, steps=5, norm=Norm.L2)
 

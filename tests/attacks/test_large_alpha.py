@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from tests.conftest import assert_one_line_error, invoke
 from wmrbench import attacks
 from wmrbench.attacks import objective
-from wmrbench.attack_config import STABLE_ALPHA, AttackConfig, Start
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import STABLE_ALPHA, AttackConfig, Start
+from wmrbench.core.errors import WmrbenchError
 
 
 def _batch(mnist_test, n=16):

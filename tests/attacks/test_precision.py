@@ -11,8 +11,8 @@ import torch
 
 from tests.conftest import SHARED_DATA
 from wmrbench import attacks
-from wmrbench.attack_config import AttackConfig, Precision
-from wmrbench.config import DatasetName
+from wmrbench.core.attack_config import AttackConfig, Precision
+from wmrbench.core.config import DatasetName
 from wmrbench.data import load_split
 from wmrbench.models.checkpoint import load_model_from_checkpoint
 

@@ -21,11 +21,11 @@ from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, assert_one_line_error, i
 from tests.attacks.test_restarts import chained_start, reference_run
 from wmrbench import attacks
 from wmrbench.attacks import AttackResult, choose_max_ce
-from wmrbench.attack_config import AttackConfig, RestartFrom, RestartRule
-from wmrbench.config import DatasetName, eval_config_from_dict
-from wmrbench.metrics import compute_metrics
-from wmrbench.presets import eval_config
-from wmrbench.records import WEIGHTED_RULE, read_summary, under_weighted_rule
+from wmrbench.core.attack_config import AttackConfig, RestartFrom, RestartRule
+from wmrbench.core.config import DatasetName, eval_config_from_dict
+from wmrbench.results.metrics import compute_metrics
+from wmrbench.core.presets import eval_config
+from wmrbench.results.records import WEIGHTED_RULE, read_summary, under_weighted_rule
 
 # Weak on purpose (3 steps of 0.03 in a 0.3 ball): the start matters, so the restarts differ.
 WEAK = AttackConfig(eps=0.3, step_size=0.03, steps=3, restarts=4)

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, require_mnist
 from wmrbench import attacks
 from wmrbench.attacks import AttackResult
-from wmrbench.attack_config import AttackConfig, InnerLoss, RestartFrom, Start
-from wmrbench.config import DatasetName
-from wmrbench.metrics import weighted_accuracy
+from wmrbench.core.attack_config import AttackConfig, InnerLoss, RestartFrom, Start
+from wmrbench.core.config import DatasetName
+from wmrbench.results.metrics import weighted_accuracy
 
 ALPHAS = (0.5, 1.0, 2.0, 5.0)
 # Weak on purpose (at most 0.09 of travel in a 0.3 ball): the start matters, so restarts do.

@@ -112,9 +112,9 @@ def test_compare_markdown_output(mnist_results, tmp_path: Path) -> None:
 def test_compare_against_one_reference_is_compare_records_pair_by_pair(mnist_results) -> None:
     """What the HTML report runs: every result against its leader in one bootstrap pass, the same
     Comparison as `compare` would give each pair, and a pair on other examples refused in place."""
-    from wmrbench.comparison import compare_against, compare_records
-    from wmrbench.errors import WmrbenchError
-    from wmrbench.records import read_records
+    from wmrbench.results.comparison import compare_against, compare_records
+    from wmrbench.core.errors import WmrbenchError
+    from wmrbench.results.records import read_records
 
     root, _ = mnist_results
     records = {run: read_records(root / run / "records.csv") for run in ("pgd", "pgd-seed1", "apgd")}

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from tests.conftest import assert_one_line_error, files_under, invoke
-from wmrbench.errors import WmrbenchError
-from wmrbench.records import read_records
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.results.records import read_records
 
 # three evaluations of 40 digits (8 s) and about 150 compare runs over cut records: 23 s measured
-# on the loaded 2-core machine; the checks themselves are unit-tested in tests/test_records.py
+# on the loaded 2-core machine; the checks themselves are unit-tested in tests/results/test_records.py
 pytestmark = pytest.mark.slow
 
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from tests.conftest import HANG_S, REPO, invoke
-from wmrbench.comparison import compare_records
-from wmrbench.records import RECORDS_NAME, read_records
+from wmrbench.results.comparison import compare_records
+from wmrbench.results.records import RECORDS_NAME, read_records
 
 FAMILY = ("mart", "gairat", "mail-at", "mail-trades")
 TINY = ("--epochs", "2", "--burn-in", "1", "--steps", "2", "--batch-size", "256", "--device", "cpu", "--quiet")

@@ -20,8 +20,8 @@ def test_the_demo_trains_evaluates_and_its_gain_holds_on_paired_examples(tmp_pat
     """README's command 1 end to end: both runs train, both results carry their intervals, and
     the demo's claim (TRADES+ours beats TRADES on A_sa(2) and A_tr(2), measured +20.7 and +19.5
     points with paired intervals excluding 0) holds as a paired comparison on the same images."""
-    from wmrbench.comparison import compare
-    from wmrbench.records import read_summary
+    from wmrbench.results.comparison import compare
+    from wmrbench.results.records import read_summary
 
     out = invoke("demo", "--checkpoint-dir", tmp_path / "ck", "--results-dir", tmp_path / "res", "--quiet")
     assert out.exit_code == 0, out.output

@@ -28,10 +28,10 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import HANG_S, REPO, hung
-from wmrbench import distributed
+from wmrbench.core import distributed
 from wmrbench.cli.app import app
-from wmrbench.config import DatasetName, Defense
-from wmrbench.presets import train_config
+from wmrbench.core.config import DatasetName, Defense
+from wmrbench.core.presets import train_config
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.training import fit, stream_seed
 

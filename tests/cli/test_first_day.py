@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 from tests.conftest import MNIST_DIR, invoke, require_mnist
-from wmrbench.io import atomic_write_text
+from wmrbench.core.io import atomic_write_text
 from wmrbench.report.render import _paper_cell
 
 
@@ -28,9 +28,9 @@ def test_evaluate_uses_the_data_folder_the_checkpoint_records(tmp_path: Path) ->
     import torch
 
     from tests.conftest import MNIST_CHECKPOINT
-    from wmrbench.config import to_jsonable
+    from wmrbench.core.config import to_jsonable
     from wmrbench.models.checkpoint import CHECKPOINT_FORMAT
-    from wmrbench.presets import train_config
+    from wmrbench.core.presets import train_config
 
     cfg = train_config("mnist", "trades", run="m", data_dir=str(MNIST_DIR), device="cpu")
     state = torch.load(MNIST_CHECKPOINT, map_location="cpu", weights_only=True)  # real weights, our format

@@ -13,7 +13,7 @@ from torch import nn
 
 import wmrbench
 from tests.conftest import assert_one_line_error, invoke
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 
 
 def test_threads_works_after_the_command_name_too(tmp_path: Path) -> None:

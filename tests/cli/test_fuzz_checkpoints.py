@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MNIST_CHECKPOINT, SHARED_DATA, assert_one_line_error, files_under, invoke, require_mnist
-from wmrbench.errors import WmrbenchError
-from wmrbench.io import safe_torch_load
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.io import safe_torch_load
 
 SEED = 20210201
 

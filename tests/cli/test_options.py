@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 from typer.main import get_command
 
-from wmrbench.attack_config import AttackConfig, AttackMethod
+from wmrbench.core.attack_config import AttackConfig, AttackMethod
 from wmrbench.cli import options as o
 from wmrbench.cli.app import app
-from wmrbench.config import EvalConfig, TrainConfig, with_options
-from wmrbench.errors import WmrbenchError
-from wmrbench.presets import eval_config
+from wmrbench.core.config import EvalConfig, TrainConfig, with_options
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.presets import eval_config
 
 
 def _flat(cls: type) -> set[str]:

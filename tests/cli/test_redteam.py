@@ -220,7 +220,7 @@ def test_an_evaluation_logs_one_line_per_batch_without_a_terminal_and_says_it_cl
                  "100000", "--batch-size", "200", "--steps", "1", "--alpha-test", "1", "--device", "cpu",
                  "--results-dir", results, "--run", "all")
     assert out.exit_code == 0, out.output
-    from wmrbench.config import DatasetName
+    from wmrbench.core.config import DatasetName
     from wmrbench.data import load_split
 
     n = len(load_split(DatasetName.DIGITS, "", train=False))

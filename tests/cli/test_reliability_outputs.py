@@ -1,6 +1,6 @@
 """Issue 23, item 0: a write never replaces what is not a regular file.
 
-Every write goes through wmrbench.io's atomic writer (temporary file, then rename). A rename over
+Every write goes through wmrbench.core.io's atomic writer (temporary file, then rename). A rename over
 a device node or a FIFO would replace the node with a regular file (as root, ``--output
 /dev/full`` destroyed /dev/full). These tests make real nodes in tmp_path (a FIFO with
 os.mkfifo, a character device with os.mknod, the numbers of /dev/null) and check, through the
@@ -19,8 +19,8 @@ import torch
 
 from tests.conftest import HANG_S, PYTHON, REPO, assert_one_line_error, invoke
 from tests.cli.test_reliability_results import no_attack  # noqa: F401  (fixture: fails if the attack starts)
-from wmrbench.errors import WmrbenchError
-from wmrbench.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.io import atomic_torch_save, atomic_write_json, atomic_write_text
 
 
 def _fifo(path: Path) -> Path:

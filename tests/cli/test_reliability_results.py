@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from tests.conftest import HANG_S, PYTHON, REPO, assert_one_line_error, files_under, invoke, run_wmrbench
-from wmrbench.records import read_summary, sha256_file
+from wmrbench.results.records import read_summary, sha256_file
 
 EVAL = ("--n-examples", "30", "--steps", "1", "--alpha-test", "0,1", "--device", "cpu", "--quiet")
 
@@ -90,7 +90,7 @@ KILLED_AT = """
 import os, signal, sys
 where, args = sys.argv[1], sys.argv[2:]
 import wmrbench.evaluation.pipeline as pipeline
-import wmrbench.io as io
+import wmrbench.core.io as io
 def die(*a, **k):
     os.kill(os.getpid(), signal.SIGKILL)
 if where == "summary":
@@ -249,7 +249,7 @@ def test_read_only_results_folder_is_refused_before_any_work(tmp_path, digits_ru
 
 def test_a_full_disk_is_one_line_and_leaves_no_result(tmp_path, digits_runs, monkeypatch):
     # Without a small tmpfs, the disk fills up where ext4 says so: at write or fsync time.
-    import wmrbench.io as io
+    import wmrbench.core.io as io
 
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

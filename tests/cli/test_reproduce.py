@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from tests.conftest import PYTHON, REPO, invoke, run_wmrbench, wait_until
-from wmrbench.metrics import compute_metrics
-from wmrbench.records import under_weighted_rule
+from wmrbench.results.metrics import compute_metrics
+from wmrbench.results.records import under_weighted_rule
 
 # --quick with tiny settings: 1-2 epochs of digits, 30 test images, 2 restarts.
 TINY = ("reproduce", "table1", "--quick", "--n-examples", "30", "--restarts", "2", "--device", "cpu", "--quiet")
@@ -147,7 +147,7 @@ def test_a_killed_reproduction_resumes(tmp_path):
 def test_the_paper_is_beside_each_number_with_the_difference_and_the_claim_is_checked(digits_results):
     # The MNIST table's layout, on real results (digits TRADES and TRADES+ours, alpha_train 2):
     # paper cells matched by defense, alpha_train and alpha_test; none where the paper has none.
-    from wmrbench.records import read_summary
+    from wmrbench.results.records import read_summary
     from wmrbench.report.paper import paper_tables
     from wmrbench.report.reproduction import (
         Reproduction,

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, assert_one_line_error, invoke, require_mnist
-from wmrbench.errors import WmrbenchError
-from wmrbench.metrics import compute_metrics
-from wmrbench.records import metric_values, read_summary, seed_records_name
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.results.metrics import compute_metrics
+from wmrbench.results.records import metric_values, read_summary, seed_records_name
 
 
 def _evaluate(tmp_path, run, *extra):

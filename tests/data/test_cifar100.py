@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from tests.conftest import invoke
-from wmrbench.config import DatasetName, Defense
+from wmrbench.core.config import DatasetName, Defense
 from wmrbench.data import dataset_spec, load_split
-from wmrbench.errors import WmrbenchError
-from wmrbench.presets import train_config
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.presets import train_config
 
 ZOO_ID = "Addepalli2022Efficient_RN18"  # a ResNet-18 of RobustBench's cifar100/Linf zoo: small on a CPU
 
@@ -79,7 +79,7 @@ def test_train_one_epoch_on_cifar100_files(tmp_path: Path) -> None:
 
 
 def test_a_cifar100_zoo_id_evaluates_offline_from_the_cache_layout(tmp_path: Path) -> None:
-    from wmrbench.compat import robustbench_api
+    from wmrbench.core.compat import robustbench_api
 
     api = robustbench_api()
     entry = api.model_dicts[api.BenchmarkDataset("cifar100")][api.ThreatModel("Linf")][ZOO_ID]

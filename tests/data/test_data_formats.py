@@ -24,10 +24,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from wmrbench.cli.app import app
-from wmrbench.config import DatasetName
+from wmrbench.core.config import DatasetName
 from wmrbench.data import load_split
 from wmrbench.data.tinyimagenet import tiny_imagenet_cache_path
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.models import create_model
 
 runner = CliRunner()

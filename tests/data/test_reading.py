@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from wmrbench.data.reading import READ_BATCH, read_examples
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 
 
 class Batched(Dataset):

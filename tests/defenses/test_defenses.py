@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from wmrbench.attacks import pgd
-from wmrbench.attack_config import AttackConfig, InnerLoss, Start
-from wmrbench.config import Defense
+from wmrbench.core.attack_config import AttackConfig, InnerLoss, Start
+from wmrbench.core.config import Defense
 from wmrbench.defenses import LossInputs, get_defense, list_defenses
 from wmrbench.defenses.gairat import gair_weights, gairat_objective
 from wmrbench.defenses.mail import mail_at_objective, mail_trades_objective, mail_weights
 from wmrbench.defenses.mart import mart_objective
-from wmrbench.presets import train_config
+from wmrbench.core.presets import train_config
 
 TOL = 1e-6
 
@@ -308,7 +308,7 @@ def test_a_shorter_run_scales_the_burn_in_and_keeps_an_epoch_to_reweight(dataset
 def test_a_burn_in_covering_every_epoch_is_refused(defense):
     """Never a run labelled as a defense whose reweighting never ran."""
     from wmrbench.defenses import check_spec
-    from wmrbench.errors import WmrbenchError
+    from wmrbench.core.errors import WmrbenchError
 
     base = "TRADES" if defense == "mail-trades" else "PGD-AT"
     for epochs, burn_in in ((3, 15), (3, 3), (1, 1)):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import invoke
-from wmrbench.records import read_records
+from wmrbench.results.records import read_records
 
 SETTINGS = ("--n-examples", "40", "--steps", "3", "--alpha-test", "1,2", "--batch-size", "16")
 

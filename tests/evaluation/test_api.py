@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, invoke
-from wmrbench.defaults import DEFAULTS
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.defaults import DEFAULTS
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.evaluation.api import EvaluationResult, evaluate
-from wmrbench.records import RECORDS_NAME, SUMMARY_NAME, read_summary, to_csv_text
+from wmrbench.results.records import RECORDS_NAME, SUMMARY_NAME, read_summary, to_csv_text
 
 N = 64
 # A strong enough attack that the model errs on some examples (so that A_rob, A_sa and A_tr are
@@ -82,7 +82,7 @@ def test_tensors_a_dataloader_and_a_dataset_give_the_same_result(mnist_model, mn
         assert other.summary.metrics == tensors.summary.metrics
         assert other.intervals == tensors.intervals
     # Without a data set, the given eps and steps ran with the library's step rule: the default
-    # walk's reach, steps * step_size / eps, kept (wmrbench.defaults).
+    # walk's reach, steps * step_size / eps, kept (wmrbench.core.defaults).
     assert tensors.config.dataset is None
     assert tensors.config.attack.step_size == SETTINGS["step_size"]
     default_step = evaluate(mnist_model, x[:8], y[:8], eps=0.3, steps=4, device="cpu", alpha_test=1.0)
@@ -119,7 +119,7 @@ def test_results_dir_writes_the_command_result(mnist_model, mnist_test, tmp_path
     assert again.summary.metrics == result.summary.metrics
 
 
-# Errors the checks of wmrbench.config word (alpha_test, attack, dataset, device): their
+# Errors the checks of wmrbench.core.config word (alpha_test, attack, dataset, device): their
 # --flag wording is the CLI boundary's to translate (issue 22's cli part), not this module's.
 CONFIG_WORDED = ("alpha", "attack", "dataset", "device")
 

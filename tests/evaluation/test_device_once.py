@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, invoke, require_mnist
-from wmrbench import distributed
+from wmrbench.core import distributed
 
 MARKED = torch.device("cpu", 0)  # what the spy resolves "cpu" to: distinguishable from torch.device("cpu")
 

@@ -22,11 +22,11 @@ import pytest
 import torch
 
 from tests.conftest import HANG_S, PYTHON, REPO, assert_one_line_error, files_under, invoke, wait_until
-from wmrbench.attack_config import AttackConfig, AttackMethod
-from wmrbench.config import DatasetName
+from wmrbench.core.attack_config import AttackConfig, AttackMethod
+from wmrbench.core.config import DatasetName
 from wmrbench.evaluation import evaluate_model
 from wmrbench.models.checkpoint import load_model_from_checkpoint
-from wmrbench.presets import eval_config
+from wmrbench.core.presets import eval_config
 
 # 64 examples in 8 batches of 8: long enough (a second or two) to be killed in the middle.
 EVAL = ("--n-examples", "64", "--batch-size", "8", "--steps", "10", "--alpha-test", "0,1", "--device", "cpu",

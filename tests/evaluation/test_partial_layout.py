@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from tests.conftest import HANG_S, REPO
-from wmrbench import records
+from wmrbench.results import records
 from wmrbench.evaluation import partial
 
 
@@ -33,4 +33,4 @@ def test_the_reports_load_no_attack_engine() -> None:
     code = ("import sys, wmrbench.report.leaderboard; "
             "print(sorted(m for m in sys.modules if m.startswith(('wmrbench.attacks', 'wmrbench.evaluation.'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=HANG_S, check=True)
-    assert out.stdout.strip() == "[]", out.stdout  # the layout is read from wmrbench.partial_layout
+    assert out.stdout.strip() == "[]", out.stdout  # the layout is read from wmrbench.results.partial_layout

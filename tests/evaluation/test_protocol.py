@@ -8,12 +8,12 @@ import json
 import pytest
 
 from tests.conftest import MNIST_CHECKPOINT, MNIST_DIR, invoke, require_mnist
-from wmrbench.attack_config import Norm, Precision, RestartFrom, RestartRule, Start
-from wmrbench.config import Protocol
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.core.config import Protocol
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import threat_norm
 from wmrbench.models.source import ModelSource, SourceKind
-from wmrbench.presets import PAPER_PROTOCOLS, eval_config
+from wmrbench.core.presets import PAPER_PROTOCOLS, eval_config
 
 
 @pytest.mark.parametrize(("dataset", "eps", "steps", "step_size"), [

@@ -13,10 +13,10 @@ import submitit
 import torch
 
 from tests.conftest import wait_until
-from wmrbench.config import DatasetName, Defense
+from wmrbench.core.config import DatasetName, Defense
 from wmrbench.launch.job import RunJob
 from wmrbench.launch.specs import TrainSpec
-from wmrbench.presets import train_config
+from wmrbench.core.presets import train_config
 
 
 class Requeued(Exception):

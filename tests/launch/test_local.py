@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from tests.conftest import invoke, wait_until
-from wmrbench.config import DatasetName, Defense
+from wmrbench.core.config import DatasetName, Defense
 from wmrbench.launch import EvalSpec, Launcher, LaunchSettings, TrainSpec, eval_specs, launch, submit
 from wmrbench.models.source import ModelSource, SourceKind
-from wmrbench.presets import train_config
+from wmrbench.core.presets import train_config
 
 pytestmark = pytest.mark.slow  # real processes (each imports torch), real training: see each test's time
 

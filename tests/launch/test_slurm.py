@@ -139,10 +139,10 @@ def test_bad_launcher_settings_are_one_line_before_any_submission(standins: Path
 
 
 def test_a_job_checkpoints_as_the_same_run_resumed():
-    from wmrbench.config import DatasetName, Defense
+    from wmrbench.core.config import DatasetName, Defense
     from wmrbench.launch.job import RunJob
     from wmrbench.launch.specs import TrainSpec
-    from wmrbench.presets import train_config
+    from wmrbench.core.presets import train_config
 
     spec = TrainSpec(train_config(DatasetName.DIGITS, Defense.TRADES, run="r", epochs=1))
     delayed = RunJob(spec).checkpoint()

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tests.conftest import ZOO_ID, invoke
-from wmrbench.compat import robustbench_api
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.compat import robustbench_api
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.models.robustbench import load_zoo_model
 
 # Any attempt to reach the network fails at once: a proxy on a closed local port.

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, invoke
-from wmrbench.records import RECORDS_NAME, read_summary, write_summary
+from wmrbench.results.records import RECORDS_NAME, read_summary, write_summary
 
 pytestmark = pytest.mark.slow  # 34 s measured for the module on the loaded 2-core machine: its fixture trains the digits runs, attacks and builds the page; each test then takes under 1 s in Chromium
 

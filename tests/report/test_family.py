@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from wmrbench.records import alpha_key, read_summary
+from wmrbench.results.records import alpha_key, read_summary
 from wmrbench.report.family import family_table, gains_table
 
 

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from tests.conftest import assert_one_line_error, invoke
-from wmrbench.metrics import normalized_weights
-from wmrbench.points import EXAMPLES_NAME, DecidingExamples, load_examples, save_examples
-from wmrbench.records import RECORDS_NAME, read_records, read_summary, write_summary
+from wmrbench.results.metrics import normalized_weights
+from wmrbench.results.points import EXAMPLES_NAME, DecidingExamples, load_examples, save_examples
+from wmrbench.results.records import RECORDS_NAME, read_records, read_summary, write_summary
 from wmrbench.report.board import Cell, Column, Row, RowKind, build_board, group_row, mark_ties
 from wmrbench.report.gallery import gallery, png_data_url
 from wmrbench.report.html import ReportConfig, build_report, eps_sweep, render_page

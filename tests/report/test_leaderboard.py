@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO, invoke
-from wmrbench.config import DatasetName
-from wmrbench.records import read_summary, write_summary
+from wmrbench.core.config import DatasetName
+from wmrbench.results.records import read_summary, write_summary
 from wmrbench.report import paper_tables
 
 PROTOCOL = ["Attack", "Norm", "eps", "Steps", "Step size", "Restarts", "Restart rule", "Examples", "Precision"]

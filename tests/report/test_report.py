@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import REPO
 from wmrbench.cli.app import app
-from wmrbench.errors import WmrbenchError
-from wmrbench.metrics import compute_metrics
-from wmrbench.presets import eval_config
-from wmrbench.records import ModelInfo, Summary, read_summary, tr_columns, write_records, write_summary
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.results.metrics import compute_metrics
+from wmrbench.core.presets import eval_config
+from wmrbench.results.records import ModelInfo, Summary, read_summary, tr_columns, write_records, write_summary
 from wmrbench.report import (
     TableFormat, TableKind, compare_with_paper, defense_label, gather, leaderboard, make_plots, paper_tables,
     print_table, render, result_table,

@@ -11,8 +11,8 @@ from rich.console import Console
 from tests.conftest import invoke
 from wmrbench.report import print_table, terminal_view
 from wmrbench.report.render import legend
-from wmrbench.uncertainty import few_examples_line
-from wmrbench.records import Uncertainty
+from wmrbench.results.uncertainty import few_examples_line
+from wmrbench.results.records import Uncertainty
 
 
 def test_protocol_settings_that_differ_fold_into_one_column() -> None:

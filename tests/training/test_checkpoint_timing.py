@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from wmrbench.config import DatasetName, Defense
-from wmrbench.presets import train_config
+from wmrbench.core.config import DatasetName, Defense
+from wmrbench.core.presets import train_config
 from wmrbench.training import fit, with_timing
 
 

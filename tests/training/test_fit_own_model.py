@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from tests.conftest import HANG_S, REPO
-from wmrbench.config import CUSTOM_DATASET, train_config_from_dict
-from wmrbench.defaults import DEFAULTS
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.config import CUSTOM_DATASET, train_config_from_dict
+from wmrbench.core.defaults import DEFAULTS
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.training.api import fit
 
@@ -184,7 +184,7 @@ def test_fit_trains_the_model_in_place_on_its_device_and_leaves_it_in_train_mode
 def test_fit_moves_the_model_only_to_the_resolved_device(tmp_path, digits, monkeypatch):
     """Device-agnostic: "cpu" resolves to ``torch.device("cpu", 0)`` (unequal to
     ``torch.device("cpu")``), so a move by any other path than the resolved device is seen."""
-    from wmrbench import distributed
+    from wmrbench.core import distributed
 
     marked, real = torch.device("cpu", 0), distributed.resolve_device
     monkeypatch.setattr(distributed, "resolve_device", lambda device: marked if real(device).type == "cpu" else real(device))
@@ -287,7 +287,7 @@ def test_the_same_model_and_data_train_bit_for_bit_as_the_named_run(tmp_path):
     gives exactly the weights ``wmrbench train --dataset digits`` gives with the same settings."""
     from wmrbench.data import load_split
     from wmrbench.models import create_model
-    from wmrbench.presets import train_config
+    from wmrbench.core.presets import train_config
     from wmrbench.training import fit as fit_named
 
     cfg = train_config("digits", "trades", run="named", epochs=1, steps=2, device="cpu", checkpoint_dir=str(tmp_path))

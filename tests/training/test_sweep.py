@@ -130,7 +130,7 @@ def test_a_run_that_diverges_stops_and_the_others_go_on(tmp_path):
 
 def test_an_empty_dataset_or_defense_is_refused_not_taken_as_the_default():
     """Only None means "not given" (``x or DEFAULT`` turned "" into MNIST / PGD-AT silently)."""
-    from wmrbench.errors import WmrbenchError
+    from wmrbench.core.errors import WmrbenchError
     from wmrbench.training.plan import config_for_run
     from wmrbench.training.sweep import sweep_configs
 

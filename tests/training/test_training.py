@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from wmrbench.config import DatasetName, Defense
-from wmrbench.presets import train_config
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.config import DatasetName, Defense
+from wmrbench.core.presets import train_config
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.training import fit
 
 
@@ -115,7 +115,7 @@ def test_attack_mode_train_attacks_with_batch_statistics_and_is_recorded(tmp_pat
     import torch
 
     from wmrbench import attacks
-    from wmrbench.attack_config import AttackConfig
+    from wmrbench.core.attack_config import AttackConfig
     from wmrbench.models import create_model
 
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def test_attack_mode_train_attacks_with_batch_statistics_and_is_recorded(tmp_pat
 def test_held_out_evaluation_keeps_best_pt_and_resume_keeps_the_best(tmp_path):
     """--eval-every / --val-size / --select-by on digits: the held-out split comes from the
     training set, best.pt is the best evaluated epoch, and a resumed run agrees."""
-    from wmrbench.selection import carve_validation
+    from wmrbench.training.selection import carve_validation
     from wmrbench.data import load_split
 
     common = dict(epochs=3, steps=1, milestones=(), eval_every=1, val_size=100, select_by="A_tr@2", log_every=1)

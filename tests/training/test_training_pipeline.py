@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from wmrbench.attack_config import Precision
-from wmrbench.config import DatasetName, Defense
-from wmrbench.presets import describe_train_config, train_config
+from wmrbench.core.attack_config import Precision
+from wmrbench.core.config import DatasetName, Defense
+from wmrbench.core.presets import describe_train_config, train_config
 from wmrbench.models.checkpoint import read_checkpoint
-from wmrbench.runtime import autocast_dtype
+from wmrbench.core.runtime import autocast_dtype
 from wmrbench.training import fit
 
 
@@ -89,7 +89,7 @@ def test_a_training_step_on_cuda_makes_no_host_sync() -> None:
     debug mode set to error: any device-to-host read (an .item(), a bool of a tensor) raises."""
     from wmrbench.data.augment import random_crop_flip
     from wmrbench.models import create_model
-    from wmrbench.runtime import prepare_input, prepare_model
+    from wmrbench.core.runtime import prepare_input, prepare_model
     from wmrbench.training import train_step
 
     device = torch.device("cuda")

@@ -52,8 +52,8 @@ from wmrbench.attacks.objective import (
 from wmrbench.attacks.pgd import _restarts
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import Forward, model_forward
-from wmrbench.attack_config import AttackConfig, Norm, Precision, check_apgd_alpha
-from wmrbench.checks import parse_enum
+from wmrbench.core.attack_config import AttackConfig, Norm, Precision, check_apgd_alpha
+from wmrbench.core.checks import parse_enum
 
 MOMENTUM = 0.75  # weight of the new step; 1 - MOMENTUM on the previous displacement
 RHO = 0.75  # a window with at most RHO * k objective-raising steps halves the step

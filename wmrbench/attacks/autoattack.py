@@ -38,9 +38,9 @@ from torch import Tensor, nn
 
 from wmrbench.attacks.objective import Alpha, AttackResult, attack_mode, autocast, margin, predict, upcast
 from wmrbench.attacks.registry import register_attack
-from wmrbench.attack_config import AttackConfig, Norm, Precision
-from wmrbench.checks import parse_enum
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import AttackConfig, Norm, Precision
+from wmrbench.core.checks import parse_enum
+from wmrbench.core.errors import WmrbenchError
 
 VERSIONS = ("standard", "plus", "rand")
 _THEIR_NORM = {Norm.LINF: "Linf", Norm.L2: "L2"}

@@ -27,7 +27,7 @@ from wmrbench.attacks.objective import Alpha, AttackResult, upcast
 from wmrbench.attacks.pgd import ascend, run_steps
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import Forward, StepInputs
-from wmrbench.attack_config import AttackConfig, Precision
+from wmrbench.core.attack_config import AttackConfig, Precision
 
 
 def logit_margin(logits: Tensor, y: Tensor) -> Tensor:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from wmrbench.checks import check_alpha
-from wmrbench.errors import WmrbenchError, first_line
+from wmrbench.core.checks import check_alpha
+from wmrbench.core.errors import WmrbenchError, first_line
 
 
 

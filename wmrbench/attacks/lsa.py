@@ -32,8 +32,8 @@ from wmrbench.attacks.objective import Alpha, AttackResult, choose_among, choose
 from wmrbench.attacks.pgd import ascend, run_steps
 from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import Forward, StepInputs
-from wmrbench.attack_config import AttackConfig, Precision, RestartRule
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import AttackConfig, Precision, RestartRule
+from wmrbench.core.errors import WmrbenchError
 
 # Log-spaced around 1: 0.1 sharpens, 10 softens, 1e4 undoes a softmax saturated by logits
 # scaled up by ~1e4 (the masked fixture of tests/audit/test_audit.py); T = 1 is plain PGD-CE.

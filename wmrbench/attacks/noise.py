@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from wmrbench.attacks.norms import TINY, l2_norm, project_l2
-from wmrbench.attack_config import Norm, Start
-from wmrbench.checks import parse_enum
+from wmrbench.core.attack_config import Norm, Start
+from wmrbench.core.checks import parse_enum
 
 _MASK32 = 0xFFFFFFFF
 

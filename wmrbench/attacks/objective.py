@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmrbench.attack_config import STABLE_ALPHA, InnerLoss, Precision
-from wmrbench.checks import parse_enum
-from wmrbench.errors import WmrbenchError
-from wmrbench.runtime import autocast_dtype
+from wmrbench.core.attack_config import STABLE_ALPHA, InnerLoss, Precision
+from wmrbench.core.checks import parse_enum
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.runtime import autocast_dtype
 
 Alpha = float | Tensor | None
 
@@ -80,7 +80,7 @@ def step_weights(logits: Tensor, y: Tensor, alpha: float | Tensor) -> Tensor:
     The gradient of ``s_i * l_i`` with respect to example i's input is
     ``s_i * (grad l_i - alpha * l_i * grad m_i)``: a step that uses only its direction per example
     (the sign for L-infinity, the normalized gradient for L2) does not see the factor ``s_i``.
-    Above :data:`wmrbench.attack_config.STABLE_ALPHA` (40), ``exp(-alpha * margin)`` overflows to inf
+    Above :data:`wmrbench.core.attack_config.STABLE_ALPHA` (40), ``exp(-alpha * margin)`` overflows to inf
     (a NaN step) or underflows to 0 (no step at all) in float32, so there the weight is ``exp(-alpha * (m_i - m_i.detach()))``:
     its value is 1, its gradient ``-alpha * grad m_i``, and the step is the same as with ``s_i``,
     with no overflow at any alpha. At or below it (every alpha the paper uses) the weight is

@@ -26,8 +26,8 @@ from wmrbench.attacks.registry import register_attack
 from wmrbench.attacks.stepper import (
     Forward, Stepper, StepFn, StepInputs, make_stepper, model_forward, use_cuda_graph,
 )
-from wmrbench.attack_config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, RestartRule, Start
-from wmrbench.checks import parse_enum
+from wmrbench.core.attack_config import AttackConfig, InnerLoss, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.core.checks import parse_enum
 
 
 def _step(forward: Forward, x_adv: Tensor, inputs: StepInputs) -> Tensor:

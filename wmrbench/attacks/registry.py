@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from wmrbench.attacks.objective import AttackResult
-from wmrbench.attack_config import AttackConfig
-from wmrbench.registry import Registry
+from wmrbench.core.attack_config import AttackConfig
+from wmrbench.core.registry import Registry
 
 
 class AttackFn(Protocol):

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 from wmrbench.attacks.autoattack import _Logits, _quiet, _refuse_weights
 from wmrbench.attacks.objective import Alpha, AttackResult, attack_mode, margin, predict
 from wmrbench.attacks.registry import register_attack
-from wmrbench.attack_config import AttackConfig, Norm, Precision
-from wmrbench.checks import parse_enum
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import AttackConfig, Norm, Precision
+from wmrbench.core.checks import parse_enum
+from wmrbench.core.errors import WmrbenchError
 
 QUERIES = 1000  # wmrbench audit's default (AutoAttack runs 5000)
 

@@ -1,5 +1,5 @@
 """One training attack for several runs at once: (weighted) PGD where each example carries its
-own run's inner loss (CE or TRADES' KL) and alpha (:mod:`wmrbench.stacked`).
+own run's inner loss (CE or TRADES' KL) and alpha (:mod:`wmrbench.training.stacked`).
 
 The runs of a stacked sweep attack their own copies of the same batch, side by side in one batch
 of ``runs * batch`` examples: ``model`` maps that batch to its logits (each run's block of rows
@@ -25,8 +25,8 @@ from wmrbench.attacks.objective import (
     AttackResult, attack_mode, inner_loss, margin, predict, step_weights, upcast,
 )
 from wmrbench.attacks.stepper import Forward, StepInputs, make_stepper, model_forward, use_cuda_graph
-from wmrbench.attack_config import AttackConfig, InnerLoss, Norm, Precision
-from wmrbench.checks import parse_enum
+from wmrbench.core.attack_config import AttackConfig, InnerLoss, Norm, Precision
+from wmrbench.core.checks import parse_enum
 
 
 @dataclass

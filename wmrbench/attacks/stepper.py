@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench.attacks.objective import Alpha, autocast
-from wmrbench.attack_config import InnerLoss, Norm, Precision
+from wmrbench.core.attack_config import InnerLoss, Norm, Precision
 
 logger = logging.getLogger("wmrbench.attacks")
 

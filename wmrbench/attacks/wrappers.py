@@ -22,12 +22,12 @@ from torch import Tensor, nn
 from wmrbench.attacks.inputs import check_attack_inputs
 from wmrbench.attacks.objective import AttackResult, importance_weights
 from wmrbench.attacks.registry import get_attack
-from wmrbench.attack_config import AttackConfig, Precision
-from wmrbench.checks import check_alpha, check_seed, parse_enum
-from wmrbench.defaults import DEFAULTS, scaled_step_size
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.attack_config import AttackConfig, Precision
+from wmrbench.core.checks import check_alpha, check_seed, parse_enum
+from wmrbench.core.defaults import DEFAULTS, scaled_step_size
+from wmrbench.core.errors import WmrbenchError
 
-_EVAL = DEFAULTS.eval_attack  # no data set named: the library's one rule (wmrbench.defaults)
+_EVAL = DEFAULTS.eval_attack  # no data set named: the library's one rule (wmrbench.core.defaults)
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class WeightedPGD(_Attack):
     ``eps``/``step_size``/``steps``/``restarts``: the ``norm`` ball (``"linf"`` or ``"l2"``), the
     step, the number of steps and of restarts (the per-example pick among restarts is the
     engine's: a misclassified point with the lowest margin, else the highest margin). The
-    defaults are the library's (:mod:`wmrbench.defaults`: the paper's CIFAR-10 evaluation,
+    defaults are the library's (:mod:`wmrbench.core.defaults`: the paper's CIFAR-10 evaluation,
     PGD-20 of step 0.003 at eps 0.031); ``step_size`` left out with another ``eps`` or ``steps``
     keeps that walk's reach, ``steps * step_size / eps``.
     ``alpha``: a float >= 0, or a per-example tensor (N,). ``start``: ``"uniform"`` (Madry, the

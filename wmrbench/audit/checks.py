@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from wmrbench.audit.config import Tolerances
-from wmrbench.errors import setting
-from wmrbench.metrics import accuracy, compute_metrics, weighted_accuracy
-from wmrbench.records import alpha_key, attack_column_pairs
+from wmrbench.core.errors import setting
+from wmrbench.results.metrics import accuracy, compute_metrics, weighted_accuracy
+from wmrbench.results.records import alpha_key, attack_column_pairs
 
 PASS, WARN, FAIL, NOT_RUN = "pass", "warn", "fail", "not run"
 _ORDER = {NOT_RUN: -1, PASS: 0, WARN: 1, FAIL: 2}

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from wmrbench.attacks.lsa import TEMPERATURES
 from wmrbench.attacks.square import QUERIES
-from wmrbench.checks import check_int, check_range
-from wmrbench.config import EvalConfig
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.checks import check_int, check_range
+from wmrbench.core.config import EvalConfig
+from wmrbench.core.errors import WmrbenchError
 
 DEFAULT_N_EXAMPLES = 500
 AUDIT_ALPHAS = (1.0, 2.0)  # check 6: A_sa and A_tr at these alpha_test

@@ -11,11 +11,11 @@ import pandas as pd
 
 from wmrbench.audit.checks import Check, weighted_metrics
 from wmrbench.audit.config import AuditConfig
-from wmrbench.config import to_jsonable
-from wmrbench.io import atomic_write, atomic_write_json, atomic_write_text
-from wmrbench.metrics import accuracy
-from wmrbench.records import ModelInfo
-from wmrbench.runtime import provenance
+from wmrbench.core.config import to_jsonable
+from wmrbench.core.io import atomic_write, atomic_write_json, atomic_write_text
+from wmrbench.results.metrics import accuracy
+from wmrbench.results.records import ModelInfo
+from wmrbench.core.runtime import provenance
 
 AUDIT_JSON, AUDIT_MD, AUDIT_PLOT = "audit.json", "audit.md", "audit-eps.png"
 

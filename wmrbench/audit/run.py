@@ -19,13 +19,13 @@ from wmrbench.audit.stages import (
     STAGES_DIR, Fingerprint, Stage, adaptive_stages, base_stage, budget_stages, eps_stages, square_stage, run_stage,
 )
 from wmrbench.audit.transfer import transfer_records
-from wmrbench import distributed
-from wmrbench.config import DatasetName, EvalConfig
+from wmrbench.core import distributed
+from wmrbench.core.config import DatasetName, EvalConfig
 from wmrbench.data import ImageSet
-from wmrbench.errors import WmrbenchError, render_settings, setting
+from wmrbench.core.errors import WmrbenchError, render_settings, setting
 from wmrbench.evaluation.partial import model_sha256, tensors_sha256
 from wmrbench.evaluation.pipeline import check_model_fits, load_model, plan, prepare, result_dir
-from wmrbench.io import lock_folder, remove_file
+from wmrbench.core.io import lock_folder, remove_file
 from wmrbench.models.source import ModelSource, open_source
 
 SUGGEST = {

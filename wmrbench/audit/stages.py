@@ -27,13 +27,13 @@ from torch import Tensor, nn
 
 from wmrbench import attacks
 from wmrbench.audit.config import AuditConfig
-from wmrbench.attack_config import AttackConfig, InnerLoss
-from wmrbench.config import EvalConfig, to_jsonable
+from wmrbench.core.attack_config import AttackConfig, InnerLoss
+from wmrbench.core.config import EvalConfig, to_jsonable
 from wmrbench.data import ImageSet
 from wmrbench.evaluation.pipeline import collect, records_frame
 from wmrbench.evaluation.scorers import Stage as ShowStage, batch_columns, no_stage
-from wmrbench.io import atomic_write_json, atomic_write_text
-from wmrbench.records import to_csv_text
+from wmrbench.core.io import atomic_write_json, atomic_write_text
+from wmrbench.results.records import to_csv_text
 
 STAGES_DIR = "audit"
 

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from wmrbench.audit.stages import Fingerprint, load_saved, save
-from wmrbench.config import EvalConfig, to_jsonable
+from wmrbench.core.config import EvalConfig, to_jsonable
 from wmrbench.data import ImageSet
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.evaluation.partial import model_sha256
 from wmrbench.evaluation.pipeline import collect, load_model, records_frame
 from wmrbench.evaluation.runs import options_of, run_attack

@@ -129,7 +129,7 @@ def _root(
     threads: Annotated[int | None, typer.Option("--threads", help="torch's CPU threads, before or after the command (default $WMRBENCH_THREADS, $OMP_NUM_THREADS, else half the cores, 1-4).")] = None,
 ) -> None:
     """wmrbench: train and audit classifiers under non-uniform adversarial attacks."""
-    from wmrbench.runtime import apply_threads
+    from wmrbench.core.runtime import apply_threads
 
     with user_errors():
         apply_threads(threads)

@@ -10,7 +10,7 @@ from wmrbench.cli import options as o
 from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 
 
 @p.command
@@ -41,7 +41,7 @@ def attack(
     per attack the adversarial inputs, margins, correctness and normalized weights, with the full
     config. It is written once, at the end: a killed `attack` starts over (`evaluate` resumes).
     """
-    from wmrbench.checks import parse_enum
+    from wmrbench.core.checks import parse_enum
     from wmrbench.evaluation import Split, run_attack
     from wmrbench.models import MODEL_OPTIONS
 

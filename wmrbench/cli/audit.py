@@ -43,7 +43,7 @@ def audit(
     Writes audit.json, audit.md and audit-eps.png into RESULTS_DIR/RUN/ (docs/audit.md).
     """
     from wmrbench.audit import lines, run_audit
-    from wmrbench.errors import WmrbenchError
+    from wmrbench.core.errors import WmrbenchError
     from wmrbench.models import MODEL_OPTIONS, model_sources
 
     with user_errors():

@@ -10,7 +10,7 @@ from typing import NoReturn
 import typer
 
 from wmrbench.cli.options import flag_text
-from wmrbench.errors import Interrupted, WmrbenchError, rendering_settings
+from wmrbench.core.errors import Interrupted, WmrbenchError, rendering_settings
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C

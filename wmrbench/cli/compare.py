@@ -23,14 +23,14 @@ def compare(
     Two groups of runs (training seeds, or `evaluate --seeds`): the difference of their means with
     a two-level interval, a t test over runs and each side's sd over runs (docs/cli.md).
     """
-    from wmrbench.checks import parse_enum
-    from wmrbench.comparison import STDOUT, CompareFormat, output_format
-    from wmrbench.io import write_stdout
+    from wmrbench.core.checks import parse_enum
+    from wmrbench.results.comparison import STDOUT, CompareFormat, output_format
+    from wmrbench.core.io import write_stdout
     from wmrbench.report import print_table
-    from wmrbench.uncertainty import BootstrapConfig
+    from wmrbench.results.uncertainty import BootstrapConfig
 
     with user_errors():
-        from wmrbench import comparison, groups
+        from wmrbench.results import comparison, groups
 
         chosen = parse_enum(CompareFormat, fmt, "format") if fmt is not None else None
         config = BootstrapConfig(resamples=resamples, seed=seed)

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import click
 import typer
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,9 +7,9 @@ import typer
 from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.config_file import ConfigFile
-from wmrbench.checks import parse_enum
-from wmrbench.config import Defense, parse_alphas
-from wmrbench.presets import (
+from wmrbench.core.checks import parse_enum
+from wmrbench.core.config import Defense, parse_alphas
+from wmrbench.core.presets import (
     DEFAULT_ALPHA_TEST,
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_DEFENSE,
@@ -31,7 +31,7 @@ def demo(
     quiet: p.QuietDemo = False,
 ) -> None:
     """Train DEFENSE and DEFENSE+ours on digits, evaluate both, print the paper's table."""
-    from wmrbench.demo import run_demo
+    from wmrbench.studies.demo import run_demo
     from wmrbench.report import print_table, protocol_text, result_table
 
     with user_errors():

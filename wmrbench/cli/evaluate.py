@@ -50,11 +50,11 @@ def evaluate(
     Under torchrun the examples are split over the processes; the result is the same.
     With --launcher local or slurm each model is a job of its own (docs/cluster.md).
     """
-    from wmrbench import distributed
+    from wmrbench.core import distributed
     from wmrbench.evaluation import evaluate_models
-    from wmrbench.checks import parse_enum
+    from wmrbench.core.checks import parse_enum
     from wmrbench.report import CiStyle, print_table, protocol_text, result_table, seed_spread_table
-    from wmrbench.uncertainty import few_examples_warnings
+    from wmrbench.results.uncertainty import few_examples_warnings
 
     with user_errors():
         launch = settings_from(given)
@@ -93,9 +93,9 @@ def evaluate(
 def _evaluate_as_jobs(launch: LaunchSettings, given: dict[str, Any]) -> None:
     """One job per model: the config ``evaluate`` would build for it, evaluated by a local process
     or a SLURM job, into RESULTS_DIR/RUN/ as inline."""
-    from wmrbench import distributed
-    from wmrbench.errors import WmrbenchError, setting
-    from wmrbench.checks import parse_enum
+    from wmrbench.core import distributed
+    from wmrbench.core.errors import WmrbenchError, setting
+    from wmrbench.core.checks import parse_enum
     from wmrbench.launch import eval_specs
     from wmrbench.launch import launch as run_jobs
     from wmrbench.report import CiStyle
@@ -114,7 +114,7 @@ def _evaluate_as_jobs(launch: LaunchSettings, given: dict[str, Any]) -> None:
         launched = run_jobs(specs, launch, resume=given["resume"], show_progress=False)
     from pathlib import Path
 
-    from wmrbench.records import SUMMARY_NAME, read_summary
+    from wmrbench.results.records import SUMMARY_NAME, read_summary
     from wmrbench.report import print_table, protocol_text, result_table
 
     for outcome in launched.outcomes:  # local: each model's table, as inline prints it

@@ -11,7 +11,7 @@ import typer
 from wmrbench.cli.common import EXIT_USAGE
 
 from wmrbench.cli.options import flag_text
-from wmrbench.errors import render_settings, rendering_settings
+from wmrbench.core.errors import render_settings, rendering_settings
 from wmrbench.launch import Launched, Launcher, LaunchSettings
 from wmrbench.launch.settings import launch_settings
 from wmrbench.launch.tables import Stage

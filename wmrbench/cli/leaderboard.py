@@ -22,8 +22,8 @@ def leaderboard(
     ci: p.Ci = "pm",
 ) -> None:
     """Gather every summary.json into the paper's tables; print them and write them."""
-    from wmrbench.checks import parse_enum
-    from wmrbench.io import write_stdout
+    from wmrbench.core.checks import parse_enum
+    from wmrbench.core.io import write_stdout
     from wmrbench.report import TITLES, CiStyle, TableFormat, TableKind, print_table, terminal_view
     from wmrbench.report import leaderboard as build
 

@@ -1,12 +1,12 @@
 """What a command's given options become: the settings the user gave explicitly, parsed to the
 types of their config fields, which the library applies on top of its base config
-(:func:`wmrbench.config.with_options`); and how the CLI names a setting in a message.
+(:func:`wmrbench.core.config.with_options`); and how the CLI names a setting in a message.
 
 A command often cannot build its config before it knows the data set (a checkpoint records it)
 or the saved config (resuming), so it hands the library only what was given: a plain mapping
 from setting name to value, holding no entry for a setting left out. A command's parameters are
 named exactly like the config's fields (one name per setting everywhere), and the names a command
-hands over are the config's own (:func:`wmrbench.config.flat_settings`), never a hand-kept copy.
+hands over are the config's own (:func:`wmrbench.core.config.flat_settings`), never a hand-kept copy.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import typer
 
-from wmrbench.attack_config import AAVersion, AttackMethod, Norm, Precision, RestartFrom, RestartRule, Start
-from wmrbench.checks import parse_enum
-from wmrbench.config import (
+from wmrbench.core.attack_config import AAVersion, AttackMethod, Norm, Precision, RestartFrom, RestartRule, Start
+from wmrbench.core.checks import parse_enum
+from wmrbench.core.config import (
     AttackMode,
     EvalConfig,
     PaddingMode,
@@ -29,7 +29,7 @@ from wmrbench.config import (
     parse_alphas,
     parse_ints,
 )
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 
 # Settings whose command-line option has another name than the field (``--attack`` reads better
 # than ``--method``, and ``attack`` is the field of the attack's own settings).
@@ -42,7 +42,7 @@ def option_name(name: str) -> str:
 
 
 def flag_text(name: str, value: str | None) -> str:
-    """A marked setting (:func:`wmrbench.errors.setting`) as the CLI names it: ``--alpha-test``,
+    """A marked setting (:func:`wmrbench.core.errors.setting`) as the CLI names it: ``--alpha-test``,
     ``--alpha-test 2``; a boolean as its flag (``--no-verify-checksums``)."""
     option = option_name(name)
     if value in ("True", "False"):

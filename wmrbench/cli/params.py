@@ -18,8 +18,8 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from wmrbench.config import check_run_name
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.config import check_run_name
+from wmrbench.core.errors import WmrbenchError
 
 
 def _check_run(value: str | None) -> str | None:

@@ -10,7 +10,7 @@ import typer
 from wmrbench.cli import params as p
 from wmrbench.cli.common import user_errors
 from wmrbench.cli.launching import run_stages, settings_from
-from wmrbench.presets import (
+from wmrbench.core.presets import (
     DEFAULT_ALPHA_TEST,
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_DEVICE,
@@ -56,11 +56,11 @@ def table1(
     Rerunning skips finished runs and evaluations and resumes an interrupted run from its last
     epoch, here or on another machine with the folders copied over (give the same options).
     """
-    from wmrbench.config import parse_alphas
-    from wmrbench.presets import DEFAULT_DATA_DIR
+    from wmrbench.core.config import parse_alphas
+    from wmrbench.core.presets import DEFAULT_DATA_DIR
     from wmrbench.report import print_table
     from wmrbench.launch.tables import table1_stage
-    from wmrbench.reproduce import ReproduceConfig, reproduce_table1
+    from wmrbench.studies.reproduce import ReproduceConfig, reproduce_table1
 
     with user_errors():
         cfg = ReproduceConfig(
@@ -115,10 +115,10 @@ def family(
 
     Rerunning skips finished runs and evaluations and resumes interrupted ones (same options).
     """
-    from wmrbench.config import parse_alphas
-    from wmrbench.family import FamilyConfig, reproduce_family
+    from wmrbench.core.config import parse_alphas
+    from wmrbench.studies.family import FamilyConfig, reproduce_family
     from wmrbench.launch.tables import family_stage
-    from wmrbench.presets import DEFAULT_DATA_DIR
+    from wmrbench.core.presets import DEFAULT_DATA_DIR
     from wmrbench.report import print_table
 
     with user_errors():
@@ -145,7 +145,7 @@ def family(
 def _through_launcher(given: dict[str, Any], next_stage: Any, command: str, stop_after_epochs: int | None) -> bool:
     """With --launcher local|slurm: launch the next stage's runs as jobs; True when the table
     is all that is left (written here, inline), False when jobs were submitted. Inline: True."""
-    from wmrbench.errors import WmrbenchError, setting
+    from wmrbench.core.errors import WmrbenchError, setting
     from wmrbench.launch import Launcher
 
     settings = settings_from(given)

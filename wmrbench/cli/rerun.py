@@ -23,7 +23,7 @@ def rerun(
     trained again from scratch for as many epochs as it holds, and its weights are compared.
     Exit code 1 when they differ.
     """
-    from wmrbench.errors import WmrbenchError
+    from wmrbench.core.errors import WmrbenchError
     from wmrbench.evaluation import rerun_result
     from wmrbench.training import rerun_training
 

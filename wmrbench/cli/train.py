@@ -80,10 +80,10 @@ def train(
     one run each. Under torchrun (torchrun --nproc-per-node N -m wmrbench -- train ...) it trains
     with DDP; with --launcher local or slurm each run is a job of its own (docs/cluster.md).
     """
-    from wmrbench import distributed
-    from wmrbench.config import parse_alphas, parse_ints
-    from wmrbench.presets import describe_train_config
-    from wmrbench.stacked import fit_groups
+    from wmrbench.core import distributed
+    from wmrbench.core.config import parse_alphas, parse_ints
+    from wmrbench.core.presets import describe_train_config
+    from wmrbench.training.stacked import fit_groups
     from wmrbench.training import by_seed, check_train_seeds, sweep_configs
     from wmrbench.training import config_for_run, fit
 
@@ -125,9 +125,9 @@ def train(
 def _train_as_jobs(launch: LaunchSettings, given: dict) -> None:
     """One job per run (per --alpha-train value and per --seeds seed): the configs ``train`` would build, each trained
     on its own by a local process or a SLURM job."""
-    from wmrbench import distributed
-    from wmrbench.config import parse_alphas, parse_ints
-    from wmrbench.errors import WmrbenchError, setting
+    from wmrbench.core import distributed
+    from wmrbench.core.config import parse_alphas, parse_ints
+    from wmrbench.core.errors import WmrbenchError, setting
     from wmrbench.launch import launch as run_jobs
     from wmrbench.training import check_train_seeds
     from wmrbench.launch import train_specs

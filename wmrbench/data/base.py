@@ -17,9 +17,9 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from wmrbench.config import DatasetName
-from wmrbench.errors import WmrbenchError
-from wmrbench.registry import Registry
+from wmrbench.core.config import DatasetName
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from urllib.error import URLError
 import numpy as np
 import torch
 
-from wmrbench.config import DatasetName
+from wmrbench.core.config import DatasetName
 from wmrbench.data.base import DatasetInfo, ImageSet, register_dataset
-from wmrbench.errors import WmrbenchError, first_line, setting
+from wmrbench.core.errors import WmrbenchError, first_line, setting
 
 CIFAR_IMAGE_BYTES = 3 * 32 * 32  # one row of b'data': 1024 red, then 1024 green, then 1024 blue
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from wmrbench.config import DatasetName
+from wmrbench.core.config import DatasetName
 from wmrbench.data.base import DatasetInfo, ImageSet, register_dataset
 
 DIGITS_TEST_FRACTION = 0.2

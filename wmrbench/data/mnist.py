@@ -8,9 +8,9 @@ from urllib.error import URLError
 
 import torch
 
-from wmrbench.config import DatasetName
+from wmrbench.core.config import DatasetName
 from wmrbench.data.base import DatasetInfo, ImageSet, register_dataset
-from wmrbench.errors import WmrbenchError, first_line, setting
+from wmrbench.core.errors import WmrbenchError, first_line, setting
 
 
 # IDX: a magic number (0, 0, type 0x08 = uint8, number of dimensions), the dimensions as

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 
 READ_BATCH = 256  # how a Dataset handed over is read (it changes no result: the batches are concatenated)
 

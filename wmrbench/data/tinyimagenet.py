@@ -11,10 +11,10 @@ from urllib.error import URLError
 import numpy as np
 import torch
 
-from wmrbench.config import DatasetName
+from wmrbench.core.config import DatasetName
 from wmrbench.data.base import DatasetInfo, ImageSet, register_dataset
-from wmrbench.errors import WmrbenchError, first_line, setting
-from wmrbench.io import atomic_torch_save, safe_torch_load
+from wmrbench.core.errors import WmrbenchError, first_line, setting
+from wmrbench.core.io import atomic_torch_save, safe_torch_load
 
 TINY_FOLDER = "tiny-imagenet-200"
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"

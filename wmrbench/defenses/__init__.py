@@ -3,8 +3,8 @@
 Every defense is a :class:`DefenseSpec`: its training attack's inner loss, whether its loss
 needs the clean logits or the PGD steps each example survived, and its loss. Training calls
 them through one interface (:func:`wmrbench.training.train_step`); adding a defense is one
-module here, one registry line below, its name in :class:`wmrbench.config.Defense` and its
-presets (:mod:`wmrbench.presets`).
+module here, one registry line below, its name in :class:`wmrbench.core.config.Defense` and its
+presets (:mod:`wmrbench.core.presets`).
 
 * ``pgd``, ``trades``: Madry et al. PGD-AT and TRADES, with the paper's exp(-alpha * margin)
   weight when alpha_train > 0 ("+ours"; :mod:`wmrbench.defenses.objectives`);

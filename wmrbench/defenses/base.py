@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from wmrbench.attack_config import InnerLoss
-from wmrbench.config import TrainConfig
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.core.attack_config import InnerLoss
+from wmrbench.core.config import TrainConfig
+from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.defenses.objectives import Objective
 
 
@@ -37,7 +37,7 @@ LossFn = Callable[[LossInputs, TrainConfig], Objective]
 
 @dataclass(frozen=True)
 class DefenseSpec:
-    name: str  # the --defense value (a wmrbench.config.Defense value)
+    name: str  # the --defense value (a wmrbench.core.config.Defense value)
     summary: str  # one line for --help and docs
     inner_loss: InnerLoss  # what the training attack ascends: CE, or TRADES' KL (needs f(x))
     natural_forward: bool  # the loss also needs the train-mode logits at the clean x

@@ -3,8 +3,8 @@ weight ("+ours"): the formulas are :mod:`wmrbench.defenses.objectives`' (docs/de
 
 from __future__ import annotations
 
-from wmrbench.attack_config import InnerLoss
-from wmrbench.config import Defense, TrainConfig
+from wmrbench.core.attack_config import InnerLoss
+from wmrbench.core.config import Defense, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
 from wmrbench.defenses.objectives import Objective, pgd_at_objective, trades_objective

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wmrbench.attacks import upcast
-from wmrbench.attack_config import InnerLoss
-from wmrbench.config import Defense, TrainConfig
+from wmrbench.core.attack_config import InnerLoss
+from wmrbench.core.config import Defense, TrainConfig
 from wmrbench.defenses.base import DefenseSpec, LossInputs
 from wmrbench.defenses.registry import register_defense
 from wmrbench.defenses.objectives import Objective

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from wmrbench.config import Defense
+from wmrbench.core.config import Defense
 from wmrbench.defenses.base import DefenseSpec
-from wmrbench.registry import Registry
+from wmrbench.core.registry import Registry
 
 DEFENSES: Registry[DefenseSpec] = Registry("defense")
 

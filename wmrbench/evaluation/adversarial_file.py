@@ -29,17 +29,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wmrbench import distributed
-from wmrbench.config import EvalConfig, eval_config_from_dict, to_jsonable
+from wmrbench.core import distributed
+from wmrbench.core.config import EvalConfig, eval_config_from_dict, to_jsonable
 from wmrbench.data import check_labels, dataset_spec
-from wmrbench.errors import WmrbenchError
-from wmrbench.io import atomic_torch_save, safe_torch_load
-from wmrbench.metrics import normalized_weights
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.io import atomic_torch_save, safe_torch_load
+from wmrbench.results.metrics import normalized_weights
 from wmrbench.models.source import ModelSource
-from wmrbench.records import ModelInfo
+from wmrbench.results.records import ModelInfo
 
 # The format's names have one home below the evaluation and the reports (which read the file too).
-from wmrbench.points import ADVERSARIAL_FORMAT, ADVERSARIAL_NAME, PGD  # noqa: E402,F401
+from wmrbench.results.points import ADVERSARIAL_FORMAT, ADVERSARIAL_NAME, PGD  # noqa: E402,F401
 EPS_SLACK = 1e-6  # float32 rounding of x +- eps
 
 

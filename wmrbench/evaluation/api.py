@@ -31,20 +31,20 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from wmrbench import distributed
-from wmrbench.attack_config import AttackConfig, AttackMethod, Norm, Precision, RestartRule, Start
+from wmrbench.core import distributed
+from wmrbench.core.attack_config import AttackConfig, AttackMethod, Norm, Precision, RestartRule, Start
 from wmrbench.attacks.inputs import check_image_shape, check_label_shape, check_value_ranges
-from wmrbench.checks import check_int, parse_enum
-from wmrbench.config import EvalConfig, Protocol
+from wmrbench.core.checks import check_int, parse_enum
+from wmrbench.core.config import EvalConfig, Protocol
 from wmrbench.data import ImageSet, dataset_spec
 from wmrbench.data.reading import labels_of, read_examples
-from wmrbench.defaults import DEFAULTS, scaled_step_size
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.defaults import DEFAULTS, scaled_step_size
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, summarize, write_result
 from wmrbench.evaluation.runs import attack_examples
-from wmrbench.presets import DEFAULT_ALPHA_TEST, DEFAULT_EVAL_BATCH_SIZE, DEFAULT_RESULTS_DIR, DEFAULT_SEED, eval_config
-from wmrbench.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty, alpha_key
-from wmrbench.uncertainty import few_examples_warnings
+from wmrbench.core.presets import DEFAULT_ALPHA_TEST, DEFAULT_EVAL_BATCH_SIZE, DEFAULT_RESULTS_DIR, DEFAULT_SEED, eval_config
+from wmrbench.results.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty, alpha_key
+from wmrbench.results.uncertainty import few_examples_warnings
 
 @dataclass(frozen=True, eq=False)
 class EvaluationResult:
@@ -52,7 +52,7 @@ class EvaluationResult:
 
     ``A_sa``, ``A_tr`` and ``A_wc`` map each alpha_test (a float) to its value. ``intervals``
     holds every metric's 95% percentile-bootstrap interval and the effective sample size n_eff
-    of each weighted metric (:mod:`wmrbench.uncertainty`, the bootstrap the command's summary
+    of each weighted metric (:mod:`wmrbench.results.uncertainty`, the bootstrap the command's summary
     holds); :meth:`interval` and :meth:`n_eff` read it. ``records``: one row per example, the
     columns of records.csv. ``config``: every setting that ran. ``summary``: the typed summary
     the command would write (``out_dir`` is where it was written, None when nothing was).
@@ -99,7 +99,7 @@ class EvaluationResult:
 
     def summary_text(self) -> str:
         """A small table: the settings, then every metric with its interval (and n_eff)."""
-        from wmrbench.protocol import protocol_text  # the command's own title line
+        from wmrbench.core.protocol import protocol_text  # the command's own title line
 
         cfg = self.config
         where = cfg.dataset.value if cfg.dataset is not None else "your examples"
@@ -166,7 +166,7 @@ def evaluate(
 
     The attack: ``dataset="mnist"`` (``cifar10``, ...) takes that data set's preset (the paper's
     eps, steps and step size; ``protocol="paper"`` for the authors' evaluation); any setting
-    given overrides it. Without ``dataset``, the library's defaults (:mod:`wmrbench.defaults`,
+    given overrides it. Without ``dataset``, the library's defaults (:mod:`wmrbench.core.defaults`,
     the paper's CIFAR-10 evaluation: PGD-20 of step 0.003 at eps 0.031, as ``WeightedPGD``);
     ``step_size`` left out with another ``eps`` or ``steps`` keeps that walk's reach,
     ``steps * step_size / eps``. ``attack``: pgd (default), apgd-ce, apgd-dlr or
@@ -180,7 +180,7 @@ def evaluate(
     place the result), refused if a complete result is there unless ``overwrite``.
 
     Bad input (images of the wrong shape or outside [0, 1], labels that
-    do not match) raises :class:`wmrbench.errors.WmrbenchError` with one line saying why.
+    do not match) raises :class:`wmrbench.core.errors.WmrbenchError` with one line saying why.
     """
     if not isinstance(model, nn.Module):
         raise WmrbenchError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -248,7 +248,7 @@ def _config(model: nn.Module, **given: Any) -> EvalConfig:
         return eval_config(dataset, run, protocol or Protocol.DEFAULT, norm, **settings)
     if protocol is not None and parse_enum(Protocol, protocol, "protocol") is not Protocol.DEFAULT:
         raise WmrbenchError("protocol: a protocol is a data set's preset; pass dataset= as well")
-    # No data set named: the library's one rule (wmrbench.defaults), as WeightedPGD's defaults.
+    # No data set named: the library's one rule (wmrbench.core.defaults), as WeightedPGD's defaults.
     budget = DEFAULTS.eval_attack
     eps = settings.pop("eps")
     eps = budget.eps if eps is None else eps

@@ -4,7 +4,7 @@ After the records are written, the K examples with the largest share of the norm
 at the largest alpha_test are attacked again, alone, with the same keyed starts (seed, example
 index) in a batch of the evaluation's size, so their points are the ones the records scored.
 That is checked: each point's margin and verdict must match its record, or nothing is written
-and the caller is told why. The file (:mod:`wmrbench.points`) is a few images, not the whole
+and the caller is told why. The file (:mod:`wmrbench.results.points`) is a few images, not the whole
 adversarial set: what the HTML report shows.
 """
 
@@ -17,13 +17,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from wmrbench.config import EvalConfig
+from wmrbench.core.config import EvalConfig
 from wmrbench.data import ImageSet
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.evaluation.scorers import PointsScorer
-from wmrbench.points import EXAMPLES_NAME, DecidingExamples, deciding_order, save_examples
-from wmrbench.records import RECORDS_NAME, sha256_file
-from wmrbench.runtime import prepare_input, prepare_model
+from wmrbench.results.points import EXAMPLES_NAME, DecidingExamples, deciding_order, save_examples
+from wmrbench.results.records import RECORDS_NAME, sha256_file
+from wmrbench.core.runtime import prepare_input, prepare_model
 
 # float32 margins of the same point computed in a batch of other examples: equal up to rounding.
 MARGIN_TOLERANCE = 1e-4

@@ -24,7 +24,7 @@ never writes a summary, so a folder holding ``.partial/`` and no summary.json is
 result (:func:`unfinished`, which ``leaderboard`` and ``plot`` use to skip it with a warning).
 
 This module is the one home of that layout (the folder's and files' names, reading and writing
-them); :mod:`wmrbench.records` keeps the records and summary schema. It imports no part of the
+them); :mod:`wmrbench.results.records` keeps the records and summary schema. It imports no part of the
 pipeline, so readers such as the reports may import it.
 """
 
@@ -43,15 +43,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wmrbench import resume as resume_rule
-from wmrbench.config import EvalConfig, eval_config_from_dict, to_jsonable
-from wmrbench.errors import WmrbenchError, setting
-from wmrbench.io import atomic_torch_save, atomic_write_json, remove_stale_temporaries, safe_torch_load
-from wmrbench.records import SUMMARY_NAME, ModelInfo
+from wmrbench.core import resume as resume_rule
+from wmrbench.core.config import EvalConfig, eval_config_from_dict, to_jsonable
+from wmrbench.core.errors import WmrbenchError, setting
+from wmrbench.core.io import atomic_torch_save, atomic_write_json, remove_stale_temporaries, safe_torch_load
+from wmrbench.results.records import SUMMARY_NAME, ModelInfo
 
 # The folder's and files' names and what a reader of result folders needs (is it unfinished, how
-# far did it get) live in wmrbench.partial_layout, below the reports and the evaluation alike.
-from wmrbench.partial_layout import (  # noqa: F401  (this module's public names, as before)
+# far did it get) live in wmrbench.results.partial_layout, below the reports and the evaluation alike.
+from wmrbench.results.partial_layout import (  # noqa: F401  (this module's public names, as before)
     BATCH_FILE, MANIFEST_NAME, PARTIAL_DIR, Unfinished, batch_path, has_partial, partial_dir, partial_progress,
     saved_batches, unfinished,
 )
@@ -150,7 +150,7 @@ def _shown(value: Any) -> str:
 def resume_config(saved: EvalConfig, requested: EvalConfig, folder: Path) -> EvalConfig:
     """The saved config with the requested resumable settings (where things are, which device);
     any other setting that differs is refused by name: a result holds one evaluation
-    (:mod:`wmrbench.resume`, the rule training's resume follows too)."""
+    (:mod:`wmrbench.core.resume`, the rule training's resume follows too)."""
     changed = resume_rule.changed(saved, requested)
     if changed:
         before, after = resume_rule.settings_of(saved), resume_rule.settings_of(requested)

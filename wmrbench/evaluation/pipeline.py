@@ -34,27 +34,29 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from wmrbench import attacks, distributed
+from wmrbench import attacks
+
+from wmrbench.core import distributed
 from wmrbench.attacks.inputs import check_dtype, check_model, probe as probe_model
 from wmrbench.attacks.wrappers import model_device
-from wmrbench.attack_config import AttackMethod, Norm
-from wmrbench.checks import parse_enum
-from wmrbench.config import CUSTOM_DATASET, DatasetName, EvalConfig, Protocol, with_options
+from wmrbench.core.attack_config import AttackMethod, Norm
+from wmrbench.core.checks import parse_enum
+from wmrbench.core.config import CUSTOM_DATASET, DatasetName, EvalConfig, Protocol, with_options
 from wmrbench.data import ImageSet, dataset_spec, load_split
-from wmrbench.errors import WmrbenchError, first_line, render_settings, setting
+from wmrbench.core.errors import WmrbenchError, first_line, render_settings, setting
 from wmrbench.evaluation import partial
 from wmrbench.evaluation.partial import PartialStore
-from wmrbench.metrics import compute_metrics
-from wmrbench.uncertainty import uncertainty
+from wmrbench.results.metrics import compute_metrics
+from wmrbench.results.uncertainty import uncertainty
 from wmrbench.models.source import ModelSource, OpenedSource, SourceKind, build_model, open_source
-from wmrbench.presets import eval_config
-from wmrbench.progress import AttackBar, progress_bar
-from wmrbench.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file, write_target
-from wmrbench.records import (
+from wmrbench.core.presets import eval_config
+from wmrbench.core.progress import AttackBar, progress_bar
+from wmrbench.core.io import atomic_write_text, check_writable, lock_folder, make_folder, remove_file, write_target
+from wmrbench.results.records import (
     RECORDS_NAME, SUMMARY_NAME, AdversarialOrigin, ModelInfo, SeedSpread, Summary, is_margin_column, seed_records_name,
     sha256_text, to_csv_text, write_summary,
 )
-from wmrbench.runtime import prepare_input, prepare_model, provenance
+from wmrbench.core.runtime import prepare_input, prepare_model, provenance
 
 # (model, index, x, y, stage=...) -> per-example columns (1-D tensors) for one batch; ``stage`` is
 # told the name of each attack as it starts (wmrbench.evaluation.scorers)
@@ -280,8 +282,8 @@ def refuse_existing(path: Path, overwrite: bool, what: str) -> None:
 def claim_folder(folder: Path, done: Path, overwrite: bool, what: str) -> Iterator[Path]:
     """Before any work: ``folder`` can be written, ``done`` (the file that marks a complete
     result) is not there unless ``overwrite``, and the folder is this process's until the body
-    ends (:func:`wmrbench.io.lock_folder`). Under torchrun only rank 0 writes and locks."""
-    if not done.is_dir():  # never a device or FIFO (wmrbench.io); a folder gets refuse_existing's line
+    ends (:func:`wmrbench.core.io.lock_folder`). Under torchrun only rank 0 writes and locks."""
+    if not done.is_dir():  # never a device or FIFO (wmrbench.core.io); a folder gets refuse_existing's line
         write_target(done)
     refuse_existing(done, overwrite, what)  # every rank answers the same, before any work
     if not distributed.is_main_process():
@@ -302,7 +304,7 @@ def claim_result(cfg: EvalConfig, overwrite: bool, resume: bool = False) -> Iter
     folder = result_dir(cfg)
 
     def check() -> None:
-        for name in (RECORDS_NAME, SUMMARY_NAME):  # never a device or FIFO (wmrbench.io), and before any work
+        for name in (RECORDS_NAME, SUMMARY_NAME):  # never a device or FIFO (wmrbench.core.io), and before any work
             if not (folder / name).is_dir():
                 write_target(folder / name)
         if not resume:

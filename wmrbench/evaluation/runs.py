@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from wmrbench import distributed
-from wmrbench import resume as resume_rule
-from wmrbench.config import (
+from wmrbench.core import distributed
+from wmrbench.core import resume as resume_rule
+from wmrbench.core.config import (
     ATTACK_FIELDS,
     FIXED_BY_ATTACK,
     DatasetName,
@@ -25,7 +25,7 @@ from wmrbench.config import (
     with_options,
 )
 from wmrbench.data import ImageSet
-from wmrbench.errors import Interrupted, WmrbenchError, first_line, setting
+from wmrbench.core.errors import Interrupted, WmrbenchError, first_line, setting
 from wmrbench.evaluation import partial
 from wmrbench.evaluation.adversarial_file import (
     ADVERSARIAL_NAME,
@@ -37,8 +37,8 @@ from wmrbench.evaluation.adversarial_file import (
     save_adversarial,
 )
 from wmrbench.evaluation.examples import write_examples
-from wmrbench.io import remove_file
-from wmrbench.points import EXAMPLES_NAME
+from wmrbench.core.io import remove_file
+from wmrbench.results.points import EXAMPLES_NAME
 from wmrbench.evaluation.partial import PartialStore
 from wmrbench.evaluation.pipeline import (
     EvalResult,
@@ -59,7 +59,7 @@ from wmrbench.evaluation.pipeline import (
 )
 from wmrbench.evaluation.scorers import AttackScorer, PointsScorer, ReplayScorer
 from wmrbench.models.source import MODEL_OPTIONS, ModelSource, OpenedSource, SourceKind, open_source
-from wmrbench.records import (
+from wmrbench.results.records import (
     PYTHON_SOURCE,
     is_margin_column,
     AdversarialOrigin,
@@ -71,7 +71,7 @@ from wmrbench.records import (
     tr_columns,
     tr_restart_column,
 )
-from wmrbench.runtime import provenance
+from wmrbench.core.runtime import provenance
 
 
 def evaluate_model(

@@ -24,10 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from wmrbench import attacks
-from wmrbench.attack_config import AttackMethod, InnerLoss
-from wmrbench.config import EvalConfig
+from wmrbench.core.attack_config import AttackMethod, InnerLoss
+from wmrbench.core.config import EvalConfig
 from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet
-from wmrbench.records import WEIGHTED_RULE, alpha_key, tr_columns, tr_restart_column
+from wmrbench.results.records import WEIGHTED_RULE, alpha_key, tr_columns, tr_restart_column
 
 Stage = Callable[[str], None]
 CLEAN_COLUMNS = ("index", "label", "clean_correct", "clean_margin")  # the same under any restart rule

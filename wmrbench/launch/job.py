@@ -18,7 +18,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from wmrbench.errors import WmrbenchError
+from wmrbench.core.errors import WmrbenchError
 from wmrbench.launch.specs import RunOutcome, Spec, TrainSpec
 from wmrbench.training import fit_sweep
 
@@ -27,14 +27,14 @@ class RunJob:
     """``threads``: torch's CPU threads in the job. A local job gets the launching command's
     count, so that its numbers are the inline run's (2 threads and 1 round float32 sums
     differently); None (a cluster job) applies the command's own rule there
-    (:func:`wmrbench.runtime.apply_threads`: $OMP_NUM_THREADS, else half the node's cores)."""
+    (:func:`wmrbench.core.runtime.apply_threads`: $OMP_NUM_THREADS, else half the node's cores)."""
 
     def __init__(self, spec: Spec, threads: int | None = None) -> None:
         self.spec = spec
         self.threads = threads
 
     def __call__(self) -> RunOutcome:
-        from wmrbench.runtime import apply_threads
+        from wmrbench.core.runtime import apply_threads
 
         apply_threads(self.threads)
         try:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wmrbench.errors import WmrbenchError
-from wmrbench.io import atomic_write_json
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.io import atomic_write_json
 from wmrbench.launch.settings import Launcher
 
 # sacct's states of a job that may still write (the others are ended: COMPLETED, FAILED, ...).

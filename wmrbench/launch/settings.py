@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from wmrbench.checks import check_int, parse_enum
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.core.checks import check_int, parse_enum
+from wmrbench.core.errors import WmrbenchError, setting
 
 DEFAULT_LAUNCHER_DIR = "jobs"
 INSTALL_HINT = "pip install 'wmrbench[slurm]'"

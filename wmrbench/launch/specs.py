@@ -19,21 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from wmrbench.config import EvalConfig, TrainConfig
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.core.config import EvalConfig, TrainConfig
+from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.evaluation.partial import has_partial
 from wmrbench.evaluation.pipeline import plan, result_dir
 from wmrbench.evaluation.runs import evaluate_source, options_of
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.models.source import ModelSource
-from wmrbench.records import SUMMARY_NAME
+from wmrbench.results.records import SUMMARY_NAME
 from wmrbench.training import config_for_run, fit_sweep, run_dir, run_options
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     """What one job did: where its result lies, or its one-line error (settings marked as
-    :func:`wmrbench.errors.setting` marks them; :func:`wmrbench.errors.render_settings` names them)."""
+    :func:`wmrbench.core.errors.setting` marks them; :func:`wmrbench.core.errors.render_settings` names them)."""
 
     name: str
     path: str | None = None

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from wmrbench.errors import WmrbenchError, first_line, setting
+from wmrbench.core.errors import WmrbenchError, first_line, setting
 from wmrbench.launch import ledger
 from wmrbench.launch.job import RunJob
 from wmrbench.launch.settings import INSTALL_HINT, Launcher, LaunchSettings

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wmrbench import family, reproduce
-from wmrbench.config import TrainConfig
+from wmrbench.studies import family, reproduce
+from wmrbench.core.config import TrainConfig
 from wmrbench.evaluation.partial import has_partial
 from wmrbench.evaluation.pipeline import plan as plan_evaluation
 from wmrbench.evaluation.pipeline import result_dir
 from wmrbench.launch.specs import EvalSpec, Spec, TrainSpec
 from wmrbench.models.source import ModelSource, SourceKind
-from wmrbench.planner import Plan, PlannedEval, current_result, finished_epochs
-from wmrbench.records import SUMMARY_NAME
+from wmrbench.studies.planner import Plan, PlannedEval, current_result, finished_epochs
+from wmrbench.results.records import SUMMARY_NAME
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Checkpoint files: wmrbench training checkpoints and plain state_dicts (``--checkpoint``).
 
 A checkpoint is untrusted input: it is read once, with ``torch.load(..., weights_only=True)``
-(:func:`wmrbench.io.safe_torch_load`), which unpickles tensors and plain containers only.
+(:func:`wmrbench.core.io.safe_torch_load`), which unpickles tensors and plain containers only.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from wmrbench.config import CUSTOM_DATASET
-from wmrbench.errors import WmrbenchError, setting
-from wmrbench.io import safe_torch_load
+from wmrbench.core.config import CUSTOM_DATASET
+from wmrbench.core.errors import WmrbenchError, setting
+from wmrbench.core.io import safe_torch_load
 from wmrbench.models.registry import create_model, model_spec
 
 CHECKPOINT_FORMAT = "wmrbench-checkpoint-v1"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.core.errors import WmrbenchError, setting
 
 
 class Normalized(nn.Module):

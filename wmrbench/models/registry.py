@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from wmrbench.registry import Registry
+from wmrbench.core.registry import Registry
 
 
 @dataclass(frozen=True)

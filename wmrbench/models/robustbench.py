@@ -32,9 +32,9 @@ from typing import Any
 
 from torch import nn
 
-from wmrbench.compat import RobustBenchAPI, robustbench_api
-from wmrbench.errors import WmrbenchError, first_line, setting
-from wmrbench.io import write_target
+from wmrbench.core.compat import RobustBenchAPI, robustbench_api
+from wmrbench.core.errors import WmrbenchError, first_line, setting
+from wmrbench.core.io import write_target
 from wmrbench.models.checkpoint import read_checkpoint
 
 DEFAULT_ZOO_DATASET = "cifar10"
@@ -151,7 +151,7 @@ def _download(api: RobustBenchAPI, gdrive_id: str, path: Path) -> None:
             read_checkpoint(tmp)
         except WmrbenchError as exc:  # e.g. Google's HTML quota page instead of the file
             raise WmrbenchError(f"the download of {path.name} is not a valid checkpoint ({exc}); {place_by_hand}") from None
-        os.replace(tmp, write_target(path))  # never over a device or FIFO (see wmrbench.io)
+        os.replace(tmp, write_target(path))  # never over a device or FIFO (see wmrbench.core.io)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 

@@ -23,14 +23,14 @@ from typing import Any
 
 from torch import nn
 
-from wmrbench.checks import check_alpha, parse_enum
-from wmrbench.config import Defense
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.core.checks import check_alpha, parse_enum
+from wmrbench.core.config import Defense
+from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.models.checkpoint import extract_state_dict, load_state_into, model_from_checkpoint, read_checkpoint, train_config_of
 from wmrbench.models.normalize import Normalized, check_normalization
 from wmrbench.models.robustbench import DEFAULT_MODEL_DIR, DEFAULT_THREAT_MODEL, DEFAULT_ZOO_DATASET, load_zoo_model
 from wmrbench.models.user_code import build_from_factory, parse_factory
-from wmrbench.records import ModelInfo
+from wmrbench.results.records import ModelInfo
 
 MODEL_OPTIONS = f"{setting('checkpoint')} PATH [{setting('arch')} NAME], {setting('model_id')} NAME, or {setting('factory')} MODULE:FUNCTION [{setting('checkpoint')} PATH]"
 

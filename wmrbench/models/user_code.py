@@ -16,7 +16,7 @@ from types import ModuleType
 
 from torch import nn
 
-from wmrbench.errors import WmrbenchError, first_line, setting
+from wmrbench.core.errors import WmrbenchError, first_line, setting
 
 
 def _import(module: str) -> ModuleType:

@@ -1,6 +1,6 @@
 """Results -> the paper's tables (terminal, Markdown, CSV, LaTeX), leaderboards and plots.
 
-Everything here reads typed results (:class:`wmrbench.records.Summary`) and never runs a model:
+Everything here reads typed results (:class:`wmrbench.results.records.Summary`) and never runs a model:
 the package imports neither the attack engine nor the CLI.
 
 * :mod:`.tables`: summaries -> DataFrames in the paper's layouts (the one row builder).

@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from wmrbench.attack_config import AttackMethod
-from wmrbench.protocol import protocol_columns
-from wmrbench.records import Summary
+from wmrbench.core.attack_config import AttackMethod
+from wmrbench.core.protocol import protocol_columns
+from wmrbench.results.records import Summary
 from wmrbench.report.tables import defense_label
 
 WEIGHTED = ("A_sa", "A_tr", "A_wc")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.records import Summary, alpha_key
+from wmrbench.results.records import Summary, alpha_key
 from wmrbench.report.tables import HI, LO, defense_label
 
 # The attack whose evaluation gives A_sa, A_tr and A_wc (the paper's), and each attack's column.
@@ -46,7 +46,7 @@ def family_table(results: Sequence[Mapping[str, Summary]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# (Defense label, alpha key, column) -> the gain's 95% paired interval (wmrbench.comparison, on the
+# (Defense label, alpha key, column) -> the gain's 95% paired interval (wmrbench.results.comparison, on the
 # same test images for the model and its base).
 GainIntervals = Mapping[tuple[str, str, str], tuple[float, float]]
 

@@ -19,12 +19,12 @@ import numpy as np
 from PIL import Image, features
 from torch import Tensor
 
-from wmrbench.errors import WmrbenchError
-from wmrbench.points import (
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.results.points import (
     ADVERSARIAL_NAME, DEFAULT_KEEP, EXAMPLES_NAME, UNKNOWN_PRED, DecidingExamples, deciding_order, examples_from_adversarial,
     load_examples,
 )
-from wmrbench.records import RECORDS_NAME, Summary, read_records
+from wmrbench.results.records import RECORDS_NAME, Summary, read_records
 
 
 @dataclass(frozen=True)

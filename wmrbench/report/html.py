@@ -34,19 +34,19 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
-from wmrbench.comparison import Comparison, compare_against, verdict
-from wmrbench.errors import WmrbenchError, first_line
-from wmrbench.io import atomic_write_text, write_target
-from wmrbench.points import DEFAULT_KEEP
-from wmrbench.progress import progress_bar
-from wmrbench.protocol import protocol_text
-from wmrbench.records import RECORDS_NAME, Summary, alpha_key, read_records
-from wmrbench.groups import group_summary, load_group
+from wmrbench.results.comparison import Comparison, compare_against, verdict
+from wmrbench.core.errors import WmrbenchError, first_line
+from wmrbench.core.io import atomic_write_text, write_target
+from wmrbench.results.points import DEFAULT_KEEP
+from wmrbench.core.progress import progress_bar
+from wmrbench.core.protocol import protocol_text
+from wmrbench.results.records import RECORDS_NAME, Summary, alpha_key, read_records
+from wmrbench.results.groups import group_summary, load_group
 from wmrbench.report.board import Board, Cell, Row, RowKind, build_board, group_row, result_row, seed_bases
 from wmrbench.report.gallery import Gallery, gallery
 from wmrbench.report.leaderboard import AUDIT_NAME, Found, audit_status, gather, nothing_found, remove_stale_tmp_beside
 from wmrbench.report.svg import Series, colour, line_chart
-from wmrbench.uncertainty import BootstrapConfig
+from wmrbench.results.uncertainty import BootstrapConfig
 
 TEMPLATE = "report.html.j2"
 SHOWN_CURVES = 5  # rows whose curves show when the page opens (the first of the leaderboard)
@@ -304,7 +304,7 @@ def gather_all(results_dirs: Sequence[str]) -> tuple[list[Found], list[str]]:
 
 def seed_group_rows(found: Sequence[Found], named: Sequence[tuple[str, Summary, str]]) -> tuple[list[Row], list[str]]:
     """One row per training-seed group: results named ``BASE-sSEED`` that share a base (two runs
-    at least) and pass :func:`wmrbench.groups.load_group`'s checks (the same examples, no setting
+    at least) and pass :func:`wmrbench.results.groups.load_group`'s checks (the same examples, no setting
     but the seed different). Its cells are the group's mean over runs with the two-level interval
     (runs resampled, then examples); its runs keep their own rows. A base whose runs do not make
     a group is named in a warning, not shown as one."""

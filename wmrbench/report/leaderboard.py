@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from wmrbench.errors import WmrbenchError, render_settings, setting
-from wmrbench.partial_layout import PARTIAL_DIR, unfinished
-from wmrbench.io import TMP_SUFFIX, atomic_write_text, write_target
-from wmrbench.records import Summary, read_summary
+from wmrbench.core.errors import WmrbenchError, render_settings, setting
+from wmrbench.results.partial_layout import PARTIAL_DIR, unfinished
+from wmrbench.core.io import TMP_SUFFIX, atomic_write_text, write_target
+from wmrbench.results.records import Summary, read_summary
 from wmrbench.report.paper import compare_with_paper
 from wmrbench.report.render import CiStyle, TableFormat, render
 from wmrbench.report.robustbench import write_model_infos
-from wmrbench.uncertainty import few_examples_line, with_uncertainty
+from wmrbench.results.uncertainty import few_examples_line, with_uncertainty
 from wmrbench.report.tables import LAYOUTS, TITLES, TableKind, build_table, resolve_sort_column, sort_rows
 
 
@@ -201,7 +201,7 @@ STALE_AFTER_S = 600.0
 
 
 def remove_stale_tmp_beside(path: Path, now: float | None = None) -> list[Path]:
-    """Delete the temporary files ``.<NAME>.<12 hex>.tmp`` (wmrbench.io's atomic write, exactly)
+    """Delete the temporary files ``.<NAME>.<12 hex>.tmp`` (wmrbench.core.io's atomic write, exactly)
     that an interrupted write of ``path`` left beside it, when older than STALE_AFTER_S."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{12}}{re.escape(TMP_SUFFIX)}")
     now = time.time() if now is None else now

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.config import DatasetName
-from wmrbench.presets import PAPER_PROTOCOLS, PAPER_RESTART_RULE
+from wmrbench.core.config import DatasetName
+from wmrbench.core.presets import PAPER_PROTOCOLS, PAPER_RESTART_RULE
 from wmrbench.report.tables import METRIC_COLUMNS, PAPER_SUFFIX, TableKind, eps_text
 
 PAPER_TABLES = {TableKind.NON_UNIFORM: (1, 2, 3), TableKind.UNIFORM: (4, 5)}

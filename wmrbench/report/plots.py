@@ -1,7 +1,7 @@
 """``plot``: metrics against alpha_test, and where a non-uniform attacker puts its mass.
 
 * ``metrics-<dataset>.{png,svg}``: A_rob, A_sa and A_tr against alpha_test, one line per model,
-  each with its 95% bootstrap interval as a band (wmrbench.uncertainty).
+  each with its 95% bootstrap interval as a band (wmrbench.results.uncertainty).
 * ``weights-<model>.{png,svg}``: for one result's records.csv, the normalized weights
   ``s_i = exp(-alpha * pgd_margin_i) / sum_j exp(-alpha * pgd_margin_j)`` of the unweighted-PGD
   points (those A_sa counts): left, the attacker's mass over the PGD margin (the paper's
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from wmrbench.errors import WmrbenchError, first_line
-from wmrbench.io import atomic_write
-from wmrbench.metrics import normalized_weights
-from wmrbench.records import alpha_key, read_records
+from wmrbench.core.errors import WmrbenchError, first_line
+from wmrbench.core.io import atomic_write
+from wmrbench.results.metrics import normalized_weights
+from wmrbench.results.records import alpha_key, read_records
 from wmrbench.report.leaderboard import Found, gather, nothing_found, remove_stale_tmp_beside
 
 FORMATS = ("png", "svg")
@@ -40,7 +40,7 @@ def attack_names(summaries: Sequence[Any]) -> tuple[str, str]:
     """The uniform attack and the weighted one the results ran (PGD, APGD-CE, APGD-DLR, AutoAttack,
     whose weighted form is APGD-CE), so that a title never says PGD for an APGD result; results that
     ran different attacks are "the uniform attack" and "the weighted attack"."""
-    from wmrbench.attack_config import AttackMethod
+    from wmrbench.core.attack_config import AttackMethod
 
     methods = {s.config.method for s in summaries}
     if len(methods) != 1:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.comparison import ONE_RUN
-from wmrbench.records import Summary, Uncertainty, alpha_key
+from wmrbench.results.comparison import ONE_RUN
+from wmrbench.results.records import Summary, Uncertainty, alpha_key
 from wmrbench.report.render import to_csv, to_markdown
 from wmrbench.report.paper import INSIDE_COLUMN
 from wmrbench.report.tables import PAPER_SUFFIX, defense_label
@@ -33,7 +33,7 @@ DOES_NOT_HOLD = "does not hold"
 @dataclass(frozen=True)
 class Gain:
     """A "+ours" model minus its baseline on one metric, paired on the same test images
-    (:func:`wmrbench.uncertainty.paired`): the difference, its 95% interval and p-value."""
+    (:func:`wmrbench.results.uncertainty.paired`): the difference, its 95% interval and p-value."""
 
     difference: float
     lo: float

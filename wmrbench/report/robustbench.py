@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from wmrbench.errors import WmrbenchError
-from wmrbench.io import atomic_write_text
-from wmrbench.records import Summary
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.io import atomic_write_text
+from wmrbench.results.records import Summary
 from wmrbench.report.tables import defense_label, eps_text, protocol_columns, protocol_text
 
 

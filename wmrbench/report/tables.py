@@ -19,11 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.errors import WmrbenchError, setting
-from wmrbench.records import ModelInfo, Summary, alpha_key, metric_values
+from wmrbench.core.errors import WmrbenchError, setting
+from wmrbench.results.records import ModelInfo, Summary, alpha_key, metric_values
 # The protocol's wording lives below the reports, so that evaluate's own title line shares it
-# without importing the reports (wmrbench.protocol); these names stay importable from here.
-from wmrbench.protocol import USES_STEP_SIZE, eps_text, protocol_columns, protocol_text  # noqa: F401
+# without importing the reports (wmrbench.core.protocol); these names stay importable from here.
+from wmrbench.core.protocol import USES_STEP_SIZE, eps_text, protocol_columns, protocol_text  # noqa: F401
 
 WC_COLUMN = "A_wc (wmrbench)"  # wmrbench's worst-case accuracy, never to be read as the paper's A_tr
 METRIC_COLUMNS = ("A_nat", "A_rob", "A_sa", "A_tr", "A_wc")

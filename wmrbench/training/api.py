@@ -21,16 +21,16 @@ memory; for data that does not, write the loop with :mod:`wmrbench.losses`. The 
 classes is what the model outputs.
 
 The attack budget has no data set to come from: left out, ``eps``, ``step_size``, ``steps``,
-``beta`` and ``alpha_train`` are the library's defaults (:mod:`wmrbench.defaults`: the paper's
+``beta`` and ``alpha_train`` are the library's defaults (:mod:`wmrbench.core.defaults`: the paper's
 CIFAR-10 TRADES setting, L-infinity eps 0.031, 10 steps of 0.007, beta 5; alpha_train 0, the
 plain defense); ``step_size`` left out with another ``eps`` or ``steps`` keeps that walk's
 reach (``steps * step_size / eps``). The optimizer is SGD (lr 0.1, momentum 0.9, weight decay 2e-4) with a
 constant rate unless ``milestones`` are given. As in ``train``, the training attack starts at
 x + 0.001 * N(0, I) (Algorithm 1) and the precision defaults to the device's
-(:func:`wmrbench.presets.default_precision`).
+(:func:`wmrbench.core.presets.default_precision`).
 
 The checkpoint has ``train``'s format and is read with ``weights_only=True``; its config
-records ``dataset: "custom"`` (:data:`wmrbench.config.CUSTOM_DATASET`) and ``arch``: the
+records ``dataset: "custom"`` (:data:`wmrbench.core.config.CUSTOM_DATASET`) and ``arch``: the
 model's class name. wmrbench cannot load that data by name, so such a run is continued with this
 function (``resume=True``), not with ``wmrbench train --resume``.
 """
@@ -46,16 +46,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from wmrbench import distributed
-from wmrbench.attack_config import AttackConfig, Norm, Precision, Start
+from wmrbench.core import distributed
+from wmrbench.core.attack_config import AttackConfig, Norm, Precision, Start
 from wmrbench.attacks.inputs import check_model, check_value_ranges, probe
-from wmrbench.config import CUSTOM_DATASET, Defense, EvalConfig, SelectBy, TrainConfig
+from wmrbench.core.config import CUSTOM_DATASET, Defense, EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet
 from wmrbench.data.reading import read_examples
-from wmrbench.defaults import DEFAULTS, scaled_step_size
-from wmrbench.errors import WmrbenchError
-from wmrbench.presets import default_precision
-from wmrbench.selection import validation_alphas
+from wmrbench.core.defaults import DEFAULTS, scaled_step_size
+from wmrbench.core.errors import WmrbenchError
+from wmrbench.core.presets import default_precision
+from wmrbench.training.selection import validation_alphas
 from wmrbench.training.checkpoint import run_dir
 from wmrbench.training.loop import fit_sweep
 from wmrbench.training.plan import check_before_work
@@ -160,7 +160,7 @@ def fit(
     ``val_size`` is then the held-out split's size.
     ``stop_after_epochs`` ends this call early (resume later). ``show_progress`` False prints
     nothing: no bars and no epoch lines (``history`` holds every epoch). A diverged run raises
-    :class:`~wmrbench.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
+    :class:`~wmrbench.core.errors.WmrbenchError` with one line; ``last.pt`` keeps the last good epoch.
     The run draws from torch's global generator with its own ``seed``; the caller's stream (the
     CPU's and the run's CUDA device's) is restored when ``fit`` returns.
     ``model`` is trained in place, moved to ``device`` and left there, and left in train mode; a

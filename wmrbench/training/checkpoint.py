@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from wmrbench.config import TrainConfig, to_jsonable, train_config_from_dict
-from wmrbench.errors import WmrbenchError, setting
-from wmrbench.io import atomic_torch_save, atomic_write_text
+from wmrbench.core.config import TrainConfig, to_jsonable, train_config_from_dict
+from wmrbench.core.errors import WmrbenchError, setting
+from wmrbench.core.io import atomic_torch_save, atomic_write_text
 from wmrbench.models.checkpoint import CHECKPOINT_FORMAT, load_state_into, read_checkpoint
-from wmrbench.runtime import provenance
+from wmrbench.core.runtime import provenance
 
 
 @dataclass

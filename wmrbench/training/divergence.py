@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from wmrbench.config import Defense, TrainConfig
-from wmrbench.errors import WmrbenchError, render_settings, setting
+from wmrbench.core.config import Defense, TrainConfig
+from wmrbench.core.errors import WmrbenchError, render_settings, setting
 
 LOSS_FACTOR = 10.0  # the loss ceiling is this many times the largest starting loss
 CHANCE_TOLERANCE = 1.5  # "at chance": training attack accuracy <= this many times 1/C

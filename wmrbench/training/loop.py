@@ -6,7 +6,7 @@ Every epoch ends by writing ``<checkpoint_dir>/<run>/last.pt`` atomically (model
 scheduler, epoch, config, history; no wall-clock time, so identical runs write identical bytes),
 ``timing.jsonl`` (each epoch's seconds) and ``metrics.jsonl`` from the history it holds,
 so a run killed at any moment resumes from its last finished epoch exactly as if it had never
-stopped. The run folder has one writer at a time (a lock, :func:`wmrbench.io.lock_folder`), and
+stopped. The run folder has one writer at a time (a lock, :func:`wmrbench.core.io.lock_folder`), and
 ``--resume`` writes the folder it was given, whatever run name the checkpoint recorded.
 
 A run that diverges stops with one line naming the epoch and the steps (the loss is checked
@@ -37,15 +37,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wmrbench import distributed
-from wmrbench.config import TrainConfig, parse_select_by, train_config_from_dict
+from wmrbench.core import distributed
+from wmrbench.core.config import TrainConfig, parse_select_by, train_config_from_dict
 from wmrbench.data import ImageSet
-from wmrbench.errors import Interrupted, WmrbenchError, setting
-from wmrbench.io import lock_folder, write_target
-from wmrbench.progress import progress_bar
-from wmrbench.runtime import prepare_model
-from wmrbench.selection import carve_validation, selected_value, validate
-from wmrbench.tensorboard import EpochLog
+from wmrbench.core.errors import Interrupted, WmrbenchError, setting
+from wmrbench.core.io import lock_folder, write_target
+from wmrbench.core.progress import progress_bar
+from wmrbench.core.runtime import prepare_model
+from wmrbench.training.selection import carve_validation, selected_value, validate
+from wmrbench.core.tensorboard import EpochLog
 from wmrbench.training import step
 from wmrbench.training.checkpoint import (
     TIMING_FILE, TrainResult, interrupted_line, read_training_checkpoint, restore, run_dir, save, with_timing,
@@ -93,7 +93,7 @@ def fit_sweep(
     stops (its last good checkpoint is kept) and the others go on; it is in ``failures``.
 
     ``train_epoch`` takes each epoch of the runs in place of :func:`~wmrbench.training.step.train_epoch`
-    (the stacked step of :mod:`wmrbench.stacked`, ``--stack on``); everything around the epoch
+    (the stacked step of :mod:`wmrbench.training.stacked`, ``--stack on``); everything around the epoch
     stays this. ``task`` is what they train (default: what the configs name, :func:`named_task`).
     Each epoch prints one line naming its run (``epoch_lines`` False: none; ``train --quiet``
     keeps them, so a log says what happened; ``demo --quiet`` and ``fit(show_progress=False)``

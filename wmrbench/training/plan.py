@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wmrbench import distributed
-from wmrbench import resume as resume_rule
-from wmrbench.config import DatasetName, Defense, TrainConfig, given_settings, train_config_from_dict
+from wmrbench.core import distributed
+from wmrbench.core import resume as resume_rule
+from wmrbench.core.config import DatasetName, Defense, TrainConfig, given_settings, train_config_from_dict
 from wmrbench.defenses import check_spec, get_defense
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.models import model_spec
-from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, train_config
+from wmrbench.core.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, train_config
 from wmrbench.training.checkpoint import read_training_checkpoint, run_dir
 from wmrbench.training.task import Task, named_task
 
@@ -50,7 +50,7 @@ def check_before_work(cfg: TrainConfig, task: Task | None = None) -> None:
 
 def merge_resume(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
     """The saved config, with the requested values of the resumable settings; any other
-    setting that differs is refused by name (:mod:`wmrbench.resume`, evaluation's rule too)."""
+    setting that differs is refused by name (:mod:`wmrbench.core.resume`, evaluation's rule too)."""
     changed = resume_rule.changed(saved, requested)
     if changed:
         raise WmrbenchError(

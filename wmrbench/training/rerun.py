@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from wmrbench.config import train_config_from_dict
-from wmrbench.errors import WmrbenchError, setting
+from wmrbench.core.config import train_config_from_dict
+from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.models.checkpoint import read_checkpoint
 from wmrbench.training.checkpoint import TrainResult, read_training_checkpoint
 from wmrbench.training.loop import fit

@@ -16,16 +16,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wmrbench import distributed
+from wmrbench.core import distributed
 from wmrbench.attacks import autocast, pgd, predict
-from wmrbench.attack_config import InnerLoss, Precision
-from wmrbench.config import AttackMode, TrainConfig
+from wmrbench.core.attack_config import InnerLoss, Precision
+from wmrbench.core.config import AttackMode, TrainConfig
 from wmrbench.data import ImageSet, batches
 from wmrbench.data.augment import random_crop_flip
 from wmrbench.defenses import LossInputs, get_defense
 from wmrbench.defenses.objectives import Objective
-from wmrbench.runtime import prepare_input
-from wmrbench.tensorboard import EpochLog
+from wmrbench.core.runtime import prepare_input
+from wmrbench.core.tensorboard import EpochLog
 from wmrbench.training.divergence import Diverged
 from wmrbench.training.streams import GlobalRng, epoch_generators
 

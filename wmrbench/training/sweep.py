@@ -16,8 +16,8 @@ the seeds' sweeps follow one another (:func:`by_seed`).
 The runs share every setting but alpha_train, hence the same data order and augmentation:
 :func:`wmrbench.training.loop.fit_sweep` draws and augments each batch once and lets every run take its
 step on it with its own random streams, so each run is bit for bit the run trained alone (CPU).
-``--stack on`` trains them as one stacked model instead (:mod:`wmrbench.stacked`, whose
-:func:`~wmrbench.stacked.fit_runs` chooses between the two): one attack and one forward/backward
+``--stack on`` trains them as one stacked model instead (:mod:`wmrbench.training.stacked`, whose
+:func:`~wmrbench.training.stacked.fit_runs` chooses between the two): one attack and one forward/backward
 for all runs per step, the same folders and checkpoints.
 """
 
@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wmrbench import distributed
-from wmrbench.checks import parse_enum
-from wmrbench.checks import check_seed
-from wmrbench.config import DatasetName, Defense, TrainConfig, given_settings, number_key
-from wmrbench.errors import WmrbenchError, setting
-from wmrbench.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run, train_config
+from wmrbench.core import distributed
+from wmrbench.core.checks import parse_enum
+from wmrbench.core.checks import check_seed
+from wmrbench.core.config import DatasetName, Defense, TrainConfig, given_settings, number_key
+from wmrbench.core.errors import WmrbenchError, setting
+from wmrbench.core.presets import DEFAULT_DATASET, DEFAULT_DEFENSE, default_train_run, train_config
 from wmrbench.training.checkpoint import TrainResult, run_dir
 from wmrbench.training.plan import config_for_run
 

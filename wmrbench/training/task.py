@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from wmrbench.config import CUSTOM_DATASET, EvalConfig, SelectBy, TrainConfig
+from wmrbench.core.config import CUSTOM_DATASET, EvalConfig, SelectBy, TrainConfig
 from wmrbench.data import ImageSet, dataset_spec, load_split
-from wmrbench.errors import WmrbenchError, first_line, setting
+from wmrbench.core.errors import WmrbenchError, first_line, setting
 from wmrbench.models import create_model
 
 
