@@ -3,8 +3,8 @@
     uv run python examples/weighted_attack_mnist.py [--checkpoint PATH] [--data-dir DIR] [--n N]
 
 Defaults, inside the repository: the TRADES SmallCNN state_dict at
-``models/trades_mnist_smallcnn.pt`` and MNIST under ``data/mnist`` (torchvision's layout,
-``MNIST/raw/``; ``torchvision.datasets.MNIST("data/mnist", download=True)`` fetches it), and the first
+``models/trades_mnist_smallcnn.pt`` and MNIST under ``data`` (torchvision's layout, ``MNIST/raw/``,
+where ``wmrbench evaluate --dataset mnist --download`` puts it), and the first
 100 test images (``models/`` is where ``wmrbench evaluate`` keeps downloaded models). Pass other
 paths to use files kept elsewhere (the tests pass ``../shared/data/...``). About 15 s on one
 CPU core.
@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--checkpoint", type=Path, default=REPO / "models" / "trades_mnist_smallcnn.pt",
                     help="a SmallCNN state_dict (default: models/trades_mnist_smallcnn.pt in the repository)")
-parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "mnist",
-                    help="the folder holding MNIST/raw/ (default: data/mnist in the repository)")
+parser.add_argument("--data-dir", type=Path, default=REPO / "data",
+                    help="the folder holding MNIST/raw/ (default: data in the repository)")
 parser.add_argument("--n", type=int, default=100, help="the first N test images (default 100)")
 args = parser.parse_args()
 

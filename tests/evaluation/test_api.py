@@ -9,6 +9,7 @@ DataLoader, a Dataset) give the same records; bad input is one WmrbenchError lin
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -161,3 +162,23 @@ def test_a_model_that_does_not_fit_the_images_is_one_line(mnist_model) -> None:
     with pytest.raises(WmrbenchError) as exc:
         evaluate(mnist_model, x, torch.zeros(4, dtype=torch.long), eps=0.1, device="cpu")
     _one_line(exc, "cannot take inputs of shape (3, 32, 32)")
+
+
+def test_one_channel_images_without_dataset_or_eps_warn_of_the_cifar_budget(mnist_model, mnist_test) -> None:
+    """The library's default budget is CIFAR-10's (eps 0.031); on MNIST-shaped images, whose threat
+    model is eps 0.3, a result made with it says so instead of passing silently."""
+    x, y = _mnist_examples(mnist_test, 4)
+    with pytest.warns(UserWarning, match="CIFAR-10 budget .eps 0.031. attacks these one-channel images"):
+        result = evaluate(mnist_model, x, y, steps=1, device="cpu")
+    assert result.summary.config.attack.eps == DEFAULTS.eval_attack.eps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # eps given: the user chose the threat model, nothing to say
+        evaluate(mnist_model, x, y, eps=0.3, steps=1, device="cpu")
+
+
+def test_an_l2_attack_without_eps_or_dataset_is_refused_in_one_line(mnist_model, mnist_test) -> None:
+    x, y = _mnist_examples(mnist_test, 4)
+    with pytest.raises(WmrbenchError) as exc:
+        evaluate(mnist_model, x, y, norm="l2", device="cpu")
+    _one_line(exc, "with norm='l2' give eps")
+    assert evaluate(mnist_model, x, y, norm="l2", eps=2.0, steps=1, device="cpu").n_examples == 4

@@ -21,6 +21,7 @@ numbers out, a data set's name standing for its attack settings, and a file only
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,10 @@ def evaluate(
     examples = examples_of(data, y, cfg.n_examples)
     if dataset is not None:
         _check_dataset_shape(examples, cfg.dataset)
+    elif eps is None and examples.x.shape[1] == 1:
+        # One channel is MNIST's shape, whose threat model (eps 0.3) is ten times the default's.
+        warnings.warn(f"no dataset and no eps given: the CIFAR-10 budget (eps {cfg.attack.eps:g}) attacks these "
+                      "one-channel images; pass dataset='mnist' or eps= for their own threat model", stacklevel=2)
     info = ModelInfo(name=cfg.run, source=PYTHON_SOURCE, arch=type(model).__name__)
     training = model.training
     claim = claim_result(cfg, overwrite) if results_dir is not None else contextlib.nullcontext()
@@ -226,7 +231,7 @@ def _check_dataset_shape(examples: ImageSet, dataset: Any) -> None:
 
 def _config(model: nn.Module, **given: Any) -> EvalConfig:
     """The EvalConfig of one call: the data set's preset with the settings given on top, or,
-    without a data set, the settings given (eps required)."""
+    without a data set, the library's defaults (:mod:`wmrbench.core.defaults`) with them on top."""
     alpha_test = given.pop("alpha_test")
     if isinstance(alpha_test, (int, float)) and not isinstance(alpha_test, bool):
         alpha_test = (alpha_test,)  # one alpha_test given as a number
@@ -251,6 +256,9 @@ def _config(model: nn.Module, **given: Any) -> EvalConfig:
     # No data set named: the library's one rule (wmrbench.core.defaults), as WeightedPGD's defaults.
     budget = DEFAULTS.eval_attack
     eps = settings.pop("eps")
+    if eps is None and norm is not None and str(getattr(norm, "value", norm)).lower() == "l2":
+        raise WmrbenchError("eps: the default budget is L-infinity's; with norm='l2' give eps, or name a dataset "
+                            "(its L2 preset)")
     eps = budget.eps if eps is None else eps
     steps = check_int(settings.pop("steps") if settings["steps"] is not None else budget.steps, "steps", 0)
     step_size = settings.pop("step_size")
