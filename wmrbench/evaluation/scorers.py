@@ -170,7 +170,7 @@ class ReplayScorer:
 
     def __init__(self, adv: AdversarialSet, cfg: EvalConfig) -> None:
         self.adv, self.cfg = adv, cfg
-        self.keys: list[float] = [float(a) for a in cfg.alpha_test]
+        self.keys: list[float] = list(cfg.alpha_test)  # the file's weighted attacks, by their alphas
         self.held: dict[str | float, Tensor] = {}
 
     def __call__(self, model: nn.Module, pos: Tensor, x: Tensor, y: Tensor, stage: Stage = no_stage) -> dict[str, Tensor]:
