@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import assert_one_line_error, invoke
-from wmrbench.core.config import SelectBy, number_key
+from wmrbench.core.config import SelectBy, metric_label, number_from_key, number_key, parse_metric_label
 from wmrbench.core.errors import WmrbenchError
 from wmrbench.core.presets import default_train_run
-from wmrbench.results.records import alpha_key, read_records, tr_columns
+from wmrbench.results.records import read_records, tr_columns
 from wmrbench.training.sweep import sweep_run_name
 
 ALIKE = [(0.1, 0.10000000001), (1e-7, 1.0000001e-7), (2.0, 2.0000000000000004)]
@@ -27,7 +27,8 @@ ALIKE = [(0.1, 0.10000000001), (1e-7, 1.0000001e-7), (2.0, 2.0000000000000004)]
 @pytest.mark.parametrize(("a", "b"), ALIKE)
 def test_values_that_g_prints_alike_get_distinct_names_everywhere(a, b):
     assert f"{a:g}" == f"{b:g}"  # the old names collided
-    assert alpha_key(a) != alpha_key(b)
+    assert number_key(a) != number_key(b)
+    assert metric_label("A_sa", a) != metric_label("A_sa", b)
     assert tr_columns(a) != tr_columns(b)
     assert str(SelectBy("A_tr", a)) != str(SelectBy("A_tr", b))
     assert sweep_run_name("r", "digits", "trades", a) != sweep_run_name("r", "digits", "trades", b)
@@ -42,6 +43,8 @@ def test_names_read_back_as_the_same_number_and_keep_the_old_spellings():
     values = [rng.uniform(0, 10) for _ in range(2000)] + [rng.expovariate(1.0) * 10 ** rng.randint(-12, 12) for _ in range(2000)]
     for x in values:
         assert float(number_key(x)) == x
+        assert number_from_key(number_key(x)) == x  # the one parse undoes the one name
+        assert parse_metric_label(metric_label("A_tr", x)) == ("A_tr", x)
     assert len({number_key(x) for x in values}) == len(set(values))
 
 

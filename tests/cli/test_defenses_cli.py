@@ -120,7 +120,7 @@ def test_reproduce_family_writes_one_table_and_a_rerun_skips_what_is_done(tmp_pa
     res = tmp_path / "res" / "family-digits"
     compared = compare_records("ours", read_records(res / "family-digits-trades-a2-pgd" / RECORDS_NAME),
                                "base", read_records(res / "family-digits-trades-a0-pgd" / RECORDS_NAME), alphas=[2.0])
-    a_sa2 = next(d for d in compared.differences if d.metric == "A_sa" and d.alpha == "2")
+    a_sa2 = next(d for d in compared.differences if d.metric == "A_sa" and d.alpha == 2.0)
     assert f"[{a_sa2.lo:.2f}, {a_sa2.hi:.2f}]" in rows[2]
     # GAIRAT's and MAIL's burn-in scale with the epochs: 1 of 2 here (15 and 18 of digits' 30)
     cfg = torch.load(tmp_path / "ck" / "family-digits-gairat-a0" / "last.pt", weights_only=True)["config"]

@@ -34,5 +34,5 @@ def test_the_demo_trains_evaluates_and_its_gain_holds_on_paired_examples(tmp_pat
         assert summary.uncertainty is not None and summary.metrics.n_examples == 360
     comparison, _ = compare(results["demo-trades-a2"], results["demo-trades-a0"])
     gains = {(d.metric, d.alpha): d for d in comparison.differences}
-    for key in (("A_sa", "2"), ("A_tr", "2")):
+    for key in (("A_sa", 2.0), ("A_tr", 2.0)):
         assert gains[key].lo > 0, f"{key}: {gains[key]}"  # significant at 5%, paired on the same 360 images

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import PYTHON, REPO, invoke, run_wmrbench, wait_until
+from wmrbench.core.config import number_key
 from wmrbench.results.metrics import compute_metrics
 from wmrbench.results.records import under_weighted_rule
 
@@ -70,9 +71,10 @@ def test_reproduce_writes_the_table_and_a_rerun_skips_what_is_done(tmp_path):
         summary = json.loads((table / run / "summary.json").read_text())
         weighted = compute_metrics(under_weighted_rule(records))
         assert weighted.A_nat == summary["metrics"]["A_nat"]
-        for key, value in weighted.A_sa.items():
+        for alpha, value in weighted.A_sa.items():
+            key = number_key(alpha)  # summary.json's name of the alpha
             assert value <= summary["metrics"]["A_sa"][key] + 1e-9 and f"{value:.2f}" in section
-            assert weighted.A_tr[key] <= summary["metrics"]["A_tr"][key] + 1e-9 and f"{weighted.A_tr[key]:.2f}" in section
+            assert weighted.A_tr[alpha] <= summary["metrics"]["A_tr"][key] + 1e-9 and f"{weighted.A_tr[alpha]:.2f}" in section
     records = pd.read_csv(table / RUNS[0] / "records.csv")
     assert "weighted_rule.pgd_correct" in records.columns
     assert {p.name for p in ck.iterdir()} == set(RUNS)

@@ -20,7 +20,7 @@ from tests.conftest import assert_one_line_error, invoke
 from wmrbench.results.metrics import normalized_weights
 from wmrbench.results.points import EXAMPLES_NAME, DecidingExamples, load_examples, save_examples
 from wmrbench.results.records import RECORDS_NAME, read_records, read_summary, write_summary
-from wmrbench.report.board import Cell, Column, Row, RowKind, build_board, group_row, mark_ties
+from wmrbench.report.board import A_ROB, Cell, Column, Row, RowKind, build_board, group_row, mark_ties
 from wmrbench.report.gallery import gallery, png_data_url
 from wmrbench.report.html import ReportConfig, build_report, eps_sweep, render_page
 
@@ -35,28 +35,28 @@ def results(digits_results: Path, tmp_path: Path) -> Path:
 
 def _row(i: int, value: float, lo: float | None, hi: float | None, dataset: str = "mnist") -> Row:
     return Row(f"r{i}", RowKind.RESULT, f"run{i}", dataset, "TRADES", "smallcnn", "PGD", "Linf 0.3", {}, "not run",
-               {"A_rob": Cell(value, lo, hi)}, 100)
+               {A_ROB: Cell(value, lo, hi)}, 100)
 
 
 def test_ties_with_the_leader_follow_the_intervals() -> None:
     rows = [_row(0, 60.0, 55.0, 65.0), _row(1, 57.0, 52.0, 62.0), _row(2, 40.0, 35.0, 45.0),
             _row(3, 30.0, 25.0, 35.0, dataset="cifar10")]
-    marked = {r.name: r for r in mark_ties(rows, [Column("A_rob", "A_rob")])}
-    assert marked["run0"].cells["A_rob"].leader and marked["run0"].rank == "1"
-    assert marked["run1"].cells["A_rob"].tied and marked["run1"].rank == "=1"  # [52, 62] overlaps [55, 65]
-    assert not marked["run2"].cells["A_rob"].tied and marked["run2"].rank == "3"
+    marked = {r.name: r for r in mark_ties(rows, [Column("A_rob")])}
+    assert marked["run0"].cells[A_ROB].leader and marked["run0"].rank == "1"
+    assert marked["run1"].cells[A_ROB].tied and marked["run1"].rank == "=1"  # [52, 62] overlaps [55, 65]
+    assert not marked["run2"].cells[A_ROB].tied and marked["run2"].rank == "3"
     # Another data set is another ranking: its only row leads it.
-    assert marked["run3"].cells["A_rob"].leader and marked["run3"].rank == "1"
+    assert marked["run3"].cells[A_ROB].leader and marked["run3"].rank == "1"
     # Without intervals only an equal value ties.
-    bare = mark_ties([_row(0, 60.0, None, None), _row(1, 59.9, None, None)], [Column("A_rob", "A_rob")])
-    assert not bare[1].cells["A_rob"].tied
+    bare = mark_ties([_row(0, 60.0, None, None), _row(1, 59.9, None, None)], [Column("A_rob")])
+    assert not bare[1].cells[A_ROB].tied
 
 
 def test_a_group_row_holds_its_runs_and_its_own_interval() -> None:
     members = [_row(0, 60.0, 55.0, 65.0), _row(1, 58.0, 53.0, 63.0)]
-    group = group_row("g0", "TRADES (2 seeds)", members, {"A_rob": Cell(59.0, 50.0, 68.0)})
+    group = group_row("g0", "TRADES (2 seeds)", members, {A_ROB: Cell(59.0, 50.0, 68.0)})
     assert group.kind is RowKind.GROUP and group.members == ("run0", "run1")
-    assert group.cells["A_rob"].lo == 50.0 and group.dataset == "mnist"
+    assert group.cells[A_ROB].lo == 50.0 and group.dataset == "mnist"
     with pytest.raises(ValueError):
         group_row("g1", "empty", [], {})
     # On the page a group is one row naming its runs, beside the results' rows.
@@ -71,7 +71,7 @@ def test_the_page_holds_every_result_and_fetches_nothing(results: Path, tmp_path
     html = (tmp_path / "report.html").read_text()
     for run in ("trades-a0", "trades-a2"):
         summary = read_summary(results / run / "summary.json")
-        assert f">{run}</a>" in html and f"{summary.metrics.A_sa['2']:.2f}" in html
+        assert f">{run}</a>" in html and f"{summary.metrics.A_sa[2.0]:.2f}" in html
     assert html.count('class="page" id="page-') == 2
     # Self-contained: no URL the browser would fetch (images are data: URLs, the script inline).
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)

@@ -28,14 +28,14 @@ def results(tmp_path: Path) -> Path:
     return root
 
 
-def _interval(results: Path, run: str, metric: str, alpha: str | None = None) -> tuple[float, float]:
+def _interval(results: Path, run: str, metric: str, alpha: float | None = None) -> tuple[float, float]:
     (found,) = [f for f in gather(results).summaries if f.name == run]
     return found.summary.uncertainty.interval(metric, alpha)
 
 
 def test_every_format_shows_the_interval_as_asked(results: Path) -> None:
     frame = leaderboard(results).tables[TableKind.NON_UNIFORM]
-    lo, hi = _interval(results, "trades-a2", "A_sa", "1")
+    lo, hi = _interval(results, "trades-a2", "A_sa", 1.0)
     a2 = frame[(frame["Model"] == "trades-a2") & (frame["alpha_test"] == 1.0)].iloc[0]
     point = f"{a2['A_sa']:.2f}"
     md = {style: render(frame, TableFormat.MD, ci=style) for style in CiStyle}
@@ -75,7 +75,7 @@ def test_plot_bands_are_the_intervals(results: Path) -> None:
     (found, _) = gather(results).summaries
     bands = _bands(found, [0.0, 1.0, 2.0])
     unc = found.summary.uncertainty
-    assert list(bands["A_sa"][0]) == [unc.interval("A_sa", k)[0] for k in ("0", "1", "2")]
+    assert list(bands["A_sa"][0]) == [unc.interval("A_sa", k)[0] for k in (0.0, 1.0, 2.0)]
     assert list(bands["A_rob"][1]) == [unc.interval("A_rob")[1]] * 3
     bare = type(found)(found.name, found.folder, __import__("dataclasses").replace(found.summary, uncertainty=None))
     assert np.isnan(_bands(bare, [1.0])["A_tr"][0]).all()  # no interval: no band, never a made-up one
@@ -95,8 +95,8 @@ def test_claims_carry_each_gains_paired_interval(results: Path) -> None:
     table = comparison_table(summaries)
     assert {"A_sa_lo", "A_sa_hi", "A_rob_lo"} <= set(table.columns)
     gains = {("TRADES+ours", k, m): Gain(1.0 if m == "A_sa" else 2.0, 0.2, 1.8 if m == "A_sa" else 3.0, 0.03)
-             for k in ("0", "1", "2") for m in ("A_nat", "A_rob", "A_sa", "A_tr")}
-    gains[("TRADES+ours", "2", "A_tr")] = Gain(2.0, -1.0, 5.0, 0.3)
+             for k in (0.0, 1.0, 2.0) for m in ("A_nat", "A_rob", "A_sa", "A_tr")}
+    gains[("TRADES+ours", 2.0, "A_tr")] = Gain(2.0, -1.0, 5.0, 0.3)
     claims = check_claims(table, gains).table
     assert list(claims["A_sa gain_lo"]) == [0.2] * 3
     verdicts = dict(zip(claims["alpha_test"], claims["holds"]))

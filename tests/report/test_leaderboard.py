@@ -54,7 +54,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
                                       ["digits", "trades-a2", "TRADES+ours", "6", "2"]]
     assert "| digits    | trades-a2 | TRADES+ours |" in non_uniform  # text left, numbers right
     summary = read_summary(results / "trades-a2" / "summary.json")
-    assert f"{summary.metrics.A_tr['2']:.2f}" in non_uniform
+    assert f"{summary.metrics.A_tr[2.0]:.2f}" in non_uniform
     # Each row says how it was measured (the fixture's evaluate: 3 steps of the digits preset on 60 images).
     assert cells[1][7:] == ["PGD", "Linf", "0.1", "3", "0.01", "1", "weighted", "60", "fp32", "not run"]
 

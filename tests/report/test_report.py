@@ -106,7 +106,7 @@ def test_markdown_tables_in_the_papers_format(results: Path) -> None:
     assert all(" ± " in cell for cell in row[5:9]), row
     row = [cell.split(" ± ")[0] for cell in row]
     assert row == ["digits", "trades-a2", "TRADES+ours", "2", "2", f"{a2.metrics.A_rob:.2f}",
-                   f"{a2.metrics.A_sa['2']:.2f}", f"{a2.metrics.A_tr['2']:.2f}", f"{a2.metrics.A_wc['2']:.2f}",
+                   f"{a2.metrics.A_sa[2.0]:.2f}", f"{a2.metrics.A_tr[2.0]:.2f}", f"{a2.metrics.A_wc[2.0]:.2f}",
                    "PGD", "Linf", "0.1", "20", "0.01", "1", "weighted", "60", "fp32", "not run"]  # how it was measured; no audit
 
 
@@ -117,8 +117,8 @@ def test_csv_gives_metrics_and_their_intervals_to_the_same_six_decimals(results:
     a0 = read_summary(results / "trades-a0" / "summary.json")
     rows = table[table["Model"] == "trades-a0"]
     assert list(rows["alpha_test"]) == [0.0, 1.0, 2.0] and rows["alpha_train"].isna().all()
-    assert list(rows["A_sa"]) == [round(a0.metrics.A_sa[k], 6) for k in ("0", "1", "2")]
-    assert list(rows["A_tr"]) == [round(a0.metrics.A_tr[k], 6) for k in ("0", "1", "2")]
+    assert list(rows["A_sa"]) == [round(a0.metrics.A_sa[k], 6) for k in (0.0, 1.0, 2.0)]
+    assert list(rows["A_tr"]) == [round(a0.metrics.A_tr[k], 6) for k in (0.0, 1.0, 2.0)]
     assert rows["A_sa"].iloc[0] == rows["A_tr"].iloc[0] == round(a0.metrics.A_rob, 6)  # alpha 0 is A_rob exactly
     # every accuracy and interval bound: at most six decimals (38.333333, not 38.333333333333336)
     assert not re.search(r"\.\d{7,}", text), text
@@ -296,7 +296,7 @@ def test_result_table_and_defense_labels(tmp_path: Path) -> None:
                                    "A_wc (wmrbench)", "A_wc (wmrbench)_lo", "A_wc (wmrbench)_hi"]
     assert frame[["Model", "Defense", "alpha_test"]].values.tolist() == [
         ["ours", "PGD+ours", 1.0], ["ours", "PGD+ours", 1.5], ["Zoo2021", "-", 1.0], ["Zoo2021", "-", 1.5]]
-    assert frame["A_tr"].tolist()[:2] == [ours.metrics.A_tr["1"], ours.metrics.A_tr["1.5"]]
+    assert frame["A_tr"].tolist()[:2] == [ours.metrics.A_tr[1.0], ours.metrics.A_tr[1.5]]
     console = Console(record=True, width=120)
     print_table(frame, "two results", console)
     text = console.export_text()
@@ -363,5 +363,5 @@ def test_robustbench_format_writes_one_model_info_json_per_result(results: Path)
     a2 = read_summary(results / "trades-a2" / "summary.json")
     assert info["clean_acc"] == f"{a2.metrics.A_nat:.2f}" and info["eps"] == "0.1" and info["dataset"] == "digits"
     assert "autoattack_acc" not in info  # only when AutoAttack ran
-    assert info["wmrbench"]["A_sa"]["2"] == f"{a2.metrics.A_sa['2']:.2f}"
+    assert info["wmrbench"]["A_sa"]["2"] == f"{a2.metrics.A_sa[2.0]:.2f}"
     assert info["wmrbench"]["protocol"]["Restarts"] == 1 and "PGD-20" in info["footnote"]

@@ -41,7 +41,7 @@ def test_the_legend_says_only_what_the_table_shows() -> None:
 
 def test_few_examples_is_one_line_naming_the_results() -> None:
     def unc(n: float) -> Uncertainty:
-        return Uncertainty("m", 0.95, 10, 0, {}, {"A_sa": {"1": 300.0, "2": n}, "A_tr": {"2": n + 1}})
+        return Uncertainty("m", 0.95, 10, 0, {}, {"A_sa": {1.0: 300.0, 2.0: n}, "A_tr": {2.0: n + 1}})
 
     line = few_examples_line([("a", unc(40.2)), ("b", unc(500.0)), ("c", unc(12.0))])
     assert line is not None and "\n" not in line

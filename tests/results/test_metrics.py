@@ -31,7 +31,7 @@ def test_alpha_zero_metrics_equal_a_rob_exactly():
         "tr_correct@0": (margin > 0).astype(int), "tr_margin@0": margin,
     })
     m = compute_metrics(records, [0.0])
-    assert m.A_sa["0"] == m.A_tr["0"] == m.A_rob
+    assert m.A_sa[0.0] == m.A_tr[0.0] == m.A_rob
     assert m.alphas == [0.0] and m.n_examples == 1001
 
 
@@ -50,10 +50,10 @@ def test_real_evaluation_invariants(mnist_model, mnist_test):
     )
     records = evaluate_model(mnist_model, mnist_test.subset(200), cfg, show_progress=False)
     m = compute_metrics(records)
-    assert m.A_sa["0"] == m.A_tr["0"] == m.A_rob
+    assert m.A_sa[0.0] == m.A_tr[0.0] == m.A_rob
     assert m.A_nat >= m.A_rob
-    assert m.A_rob > m.A_sa["1"] > m.A_sa["2"]
-    assert m.A_tr["2"] <= m.A_sa["2"] + 1.0  # the weighted attack is the stronger one
+    assert m.A_rob > m.A_sa[1.0] > m.A_sa[2.0]
+    assert m.A_tr[2.0] <= m.A_sa[2.0] + 1.0  # the weighted attack is the stronger one
     # Records recompute the metrics exactly after a CSV round trip.
     from wmrbench.results.records import read_records, write_records
     import tempfile, pathlib
@@ -76,7 +76,7 @@ def test_worst_case_accuracy_is_at_most_every_attacks_weighted_accuracy(mnist_mo
     metrics = compute_metrics(evaluate_model(mnist_model, data, cfg, show_progress=False))
     for key, a_wc in metrics.A_wc.items():
         assert a_wc <= min(metrics.A_sa[key], metrics.A_tr[key]) + 1e-12, key
-    assert metrics.A_wc["0"] <= metrics.A_rob
+    assert metrics.A_wc[0.0] <= metrics.A_rob
     assert any(metrics.A_wc[k] < min(metrics.A_sa[k], metrics.A_tr[k]) for k in metrics.A_wc)  # it can bite
 
 

@@ -63,7 +63,7 @@ def test_a_sa_interval_covers_the_population_value_in_92_to_98_percent_of_sample
         idx = rng.integers(0, POPULATION, 500)
         a, b = records(correct[idx], margin[idx]), records(correct_b[idx], margin_b[idx])
         cfg = BootstrapConfig(resamples=1000, seed=k)
-        lo, hi = uncertainty(a, [2.0], cfg).interval("A_sa", "2")
+        lo, hi = uncertainty(a, [2.0], cfg).interval("A_sa", 2.0)
         covered += lo <= truth <= hi
         (d,) = [d for d in paired(a, b, [2.0], cfg) if d.metric == "A_sa"]
         covered_diff += d.lo <= truth_diff <= d.hi
@@ -80,9 +80,9 @@ def test_widths_shrink_as_one_over_the_square_root_of_n_eff() -> None:
         for k in range(8):
             idx = rng.integers(0, POPULATION, n)
             unc = uncertainty(records(correct[idx], margin[idx]), [2.0], BootstrapConfig(resamples=500, seed=k))
-            lo, hi = unc.interval("A_sa", "2")
+            lo, hi = unc.interval("A_sa", 2.0)
             widths.append(hi - lo)
-            effs.append(unc.n_eff["A_sa"]["2"])
+            effs.append(unc.n_eff["A_sa"][2.0])
         scaled[n] = float(np.mean(widths) * math.sqrt(np.mean(effs)))
         assert np.mean(effs) < 0.4 * n  # alpha 2 concentrates the weights: n_eff well below n
     # width * sqrt(n_eff) stays about constant while n grows 16-fold (the width itself shrinks ~4x).
@@ -93,10 +93,10 @@ def test_alpha_zero_is_a_rob_and_n_eff_is_n() -> None:
     correct, margin, _, _ = population()
     recs = records(correct[:700], margin[:700])
     unc = uncertainty(recs, [0.0, 2.0])
-    assert unc.interval("A_sa", "0") == unc.interval("A_rob")  # the same resamples, the same numbers
-    assert unc.n_eff["A_sa"]["0"] == pytest.approx(700)
-    assert unc.n_eff["A_sa"]["2"] < 700
-    assert unc.n_eff["A_sa"]["2"] == pytest.approx(n_eff(recs["pgd_margin"].to_numpy(), 2.0), abs=1e-3)
+    assert unc.interval("A_sa", 0.0) == unc.interval("A_rob")  # the same resamples, the same numbers
+    assert unc.n_eff["A_sa"][0.0] == pytest.approx(700)
+    assert unc.n_eff["A_sa"][2.0] < 700
+    assert unc.n_eff["A_sa"][2.0] == pytest.approx(n_eff(recs["pgd_margin"].to_numpy(), 2.0), abs=1e-3)
 
 
 def test_n_eff_is_kish_and_survives_huge_alphas() -> None:
@@ -105,7 +105,7 @@ def test_n_eff_is_kish_and_survives_huge_alphas() -> None:
     assert n_eff(margin, 1.5) == pytest.approx(s.sum() ** 2 / (s**2).sum())
     assert n_eff(margin, 5000.0) == pytest.approx(1.0)  # exp(2500) would overflow without the shift
     unc = uncertainty(records(margin > 0, margin), [5000.0])
-    assert all(math.isfinite(v) for v in unc.interval("A_sa", "5000"))
+    assert all(math.isfinite(v) for v in unc.interval("A_sa", 5000.0))
 
 
 def test_intervals_are_seeded_and_hold_the_point_estimate() -> None:
@@ -115,7 +115,7 @@ def test_intervals_are_seeded_and_hold_the_point_estimate() -> None:
     assert a == b
     assert uncertainty(recs, [1.0, 2.0], BootstrapConfig(seed=1)) != a
     metrics = compute_metrics(recs, [1.0, 2.0])
-    for key in ("1", "2"):
+    for key in (1.0, 2.0):
         lo, hi = a.interval("A_sa", key)
         assert lo <= metrics.A_sa[key] <= hi
     assert (a.method, a.level, a.resamples, a.seed) == ("percentile bootstrap over examples", 0.95, 2000, 0)
@@ -125,7 +125,7 @@ def test_few_examples_warning_names_the_metric_and_alpha() -> None:
     correct, margin, _, _ = population()
     unc = uncertainty(records(correct[:500], margin[:500]), [1.0, 2.0])
     lines = few_examples_warnings(unc)
-    expected = round(unc.n_eff["A_sa"]["2"])
+    expected = round(unc.n_eff["A_sa"][2.0])
     assert f"A_sa at alpha 2 rests on about {expected} examples; use more test examples" in lines
     assert few_examples_warnings(unc, threshold=1) == []
 
@@ -257,7 +257,7 @@ def test_an_interval_never_collapses_to_a_point(n: int, right: bool) -> None:
     for metric in ("A_nat", "A_rob"):
         lo, hi = unc.interval(metric)
         assert hi - lo > 1.0, (metric, lo, hi)
-    lo, hi = unc.interval("A_sa", "2")
+    lo, hi = unc.interval("A_sa", 2.0)
     assert hi - lo > 1.0
     assert "Wilson score interval where every resample was alike: A_nat, A_rob, A_sa@2" in unc.method
     assert any("every example alike" in line for line in few_examples_warnings(unc))

@@ -42,5 +42,5 @@ def test_validation_logs_the_paper_alphas_and_selects_what_it_names(digits_model
     assert digits_model.training  # the model's mode is given back
     assert metrics.n_examples == 40
     assert selected_value(metrics, SelectBy("A_rob", None)) == metrics.A_rob
-    assert selected_value(metrics, by_tr) == metrics.A_tr["3"]
+    assert selected_value(metrics, by_tr) == metrics.A_tr[3.0]
     assert 0.0 <= metrics.A_rob <= metrics.A_nat <= 1.0

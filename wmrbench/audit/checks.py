@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from wmrbench.audit.config import Tolerances
+from wmrbench.core.config import metric_label
 from wmrbench.core.errors import setting
 from wmrbench.results.metrics import accuracy, compute_metrics, weighted_accuracy
-from wmrbench.results.records import alpha_key, attack_column_pairs
+from wmrbench.results.records import attack_column_pairs
 
 PASS, WARN, FAIL, NOT_RUN = "pass", "warn", "fail", "not run"
 _ORDER = {NOT_RUN: -1, PASS: 0, WARN: 1, FAIL: 2}
@@ -102,8 +103,8 @@ def paired(frames: dict[str, pd.DataFrame], weaker: str, stronger: str) -> Paire
 def weighted_metrics(frame: pd.DataFrame, alphas: Sequence[float]) -> dict[str, float]:
     """A_sa (and A_tr where the stage ran its weighted form) at each alpha, keyed ``A_sa@1``."""
     m = compute_metrics(frame, list(alphas))
-    out = {f"A_sa@{k}": v for k, v in m.A_sa.items()}
-    out.update({f"A_tr@{k}": v for k, v in m.A_tr.items()})
+    out = {metric_label("A_sa", a): v for a, v in m.A_sa.items()}
+    out.update({metric_label("A_tr", a): v for a, v in m.A_tr.items()})
     return out
 
 
@@ -218,7 +219,7 @@ def a_wc(frames: dict[str, pd.DataFrame], names: Sequence[str], alphas: Sequence
     cols = np.arange(correct.shape[1])
     correct, margin = correct[best, cols], margin[best, cols]
     out = {"A_rob": accuracy(correct)}
-    out.update({f"A_wc@{alpha_key(a)}": weighted_accuracy(correct, margin, a) for a in alphas})
+    out.update({metric_label("A_wc", a): weighted_accuracy(correct, margin, a) for a in alphas})
     return out
 
 

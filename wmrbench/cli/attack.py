@@ -42,6 +42,7 @@ def attack(
     config. It is written once, at the end: a killed `attack` starts over (`evaluate` resumes).
     """
     from wmrbench.core.checks import parse_enum
+    from wmrbench.core.config import number_key
     from wmrbench.evaluation import Split, run_attack
     from wmrbench.models import MODEL_OPTIONS
 
@@ -57,7 +58,7 @@ def attack(
                                show_progress=not quiet, overwrite=overwrite)
     n = len(adv.label)
     for key, points in adv.attacks.items():
-        what = "unweighted PGD" if key == "pgd" else f"weighted PGD, alpha {points.alpha:g}"
+        what = "unweighted PGD" if key == "pgd" else f"weighted PGD, alpha {number_key(points.alpha)}"
         accuracy = 100.0 * float(points.correct.double().mean())
         weighted = 100.0 * float((points.weight * points.correct.double()).sum())
         typer.echo(f"{what}: accuracy {accuracy:.2f}%, weighted accuracy {weighted:.2f}% ({n} examples)")

@@ -128,6 +128,30 @@ def number_key(value: float) -> str:
     return short if float(short) == value else repr(value)
 
 
+def number_from_key(name: str) -> float:
+    """The number a name made by :func:`number_key` stands for ('1.5' -> 1.5), read back where a
+    file is read (a record column, a summary's metrics key). ValueError for anything else."""
+    if not isinstance(name, str):
+        raise ValueError(f"{name!r} is not a number's name")
+    return float(name) + 0.0
+
+
+def metric_label(metric: str, alpha: float | None = None, paren: bool = False) -> str:
+    """How a metric at one alpha_test is labelled wherever it is shown or flattened into one name
+    (a table's column, ``--select-by``, a seed spread's key): 'A_sa@2', 'A_tr@1.5'; 'A_rob' without
+    one. ``paren``: the paper's notation for prose and legends, 'A_sa(2)'."""
+    if alpha is None:
+        return metric
+    return f"{metric}({number_key(alpha)})" if paren else f"{metric}@{number_key(alpha)}"
+
+
+def parse_metric_label(label: str) -> tuple[str, float | None]:
+    """The inverse of :func:`metric_label` (the '@' form), where a file that holds labels is read:
+    'A_sa@2' -> ('A_sa', 2.0), 'A_rob' -> ('A_rob', None). ValueError when the alpha is no number."""
+    metric, at, alpha = str(label).partition("@")
+    return metric, (number_from_key(alpha) if at else None)
+
+
 def parse_alphas(text: str, option: str = "alpha_test") -> tuple[float, ...]:
     """'1,1.5,2' -> (1.0, 1.5, 2.0); duplicates removed, order kept."""
     values: list[float] = []
@@ -166,7 +190,7 @@ class SelectBy:
     alpha: float | None  # for A_sa / A_tr
 
     def __str__(self) -> str:
-        return self.metric if self.alpha is None else f"{self.metric}@{number_key(self.alpha)}"
+        return metric_label(self.metric, self.alpha)
 
 
 def parse_select_by(text: str) -> SelectBy:
@@ -380,7 +404,8 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        # alpha_test keys are floats in memory and number names in files: 2.0 -> "2", never "2.0"
+        return {number_key(k) if isinstance(k, float) else str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, float) and not math.isfinite(obj):
         return None  # JSON has no NaN or Infinity
     return obj

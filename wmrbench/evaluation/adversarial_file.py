@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from wmrbench.core import distributed
-from wmrbench.core.config import EvalConfig, eval_config_from_dict, to_jsonable
+from wmrbench.core.config import EvalConfig, eval_config_from_dict, number_from_key, number_key, to_jsonable
 from wmrbench.data import check_labels, dataset_spec
 from wmrbench.core.errors import WmrbenchError
 from wmrbench.core.io import atomic_torch_save, safe_torch_load
@@ -74,7 +74,8 @@ class AdversarialSet:
     index: Tensor
     label: Tensor
     x: Tensor
-    attacks: dict[str, AttackPoints]
+    # PGD for the unweighted attack, else the weighted attack's alpha_test (in the file: its name)
+    attacks: dict[str | float, AttackPoints]
 
     def header(self) -> dict[str, Any]:
         return {
@@ -89,7 +90,7 @@ def save_adversarial(path: str | Path, adv: AdversarialSet) -> Path:
         "format": ADVERSARIAL_FORMAT,
         "config": json.dumps(adv.header(), sort_keys=True),
         "index": adv.index, "label": adv.label, "x": adv.x,
-        "attacks": {key: {"alpha": float(p.alpha), "x_adv": p.x_adv, "margin": p.margin, "correct": p.correct,
+        "attacks": {_name(key): {"alpha": float(p.alpha), "x_adv": p.x_adv, "margin": p.margin, "correct": p.correct,
                           "weight": p.weight, "restart": p.restart} for key, p in adv.attacks.items()},
     }
     if distributed.is_main_process():  # under torchrun every rank holds all points; one writes
@@ -97,10 +98,20 @@ def save_adversarial(path: str | Path, adv: AdversarialSet) -> Path:
     return Path(path)
 
 
+def _name(key: str | float) -> str:
+    """An attack's name in the file: PGD, or the weighted attack's alpha_test by its number name."""
+    return key if isinstance(key, str) else number_key(key)
+
+
+def _key(name: str) -> str | float:
+    """The inverse of :func:`_name`, where the file is read."""
+    return name if name == PGD else number_from_key(name)
+
+
 def _parse(obj: dict[str, Any], bad: str) -> AdversarialSet:
     try:
         header = json.loads(obj["config"])
-        attacks = {key: AttackPoints(float(a["alpha"]), a["x_adv"], a["margin"], a["correct"], a["weight"],
+        attacks = {_key(key): AttackPoints(float(a["alpha"]), a["x_adv"], a["margin"], a["correct"], a["weight"],
                                      a.get("restart"))
                    for key, a in obj["attacks"].items()}
         return AdversarialSet(
@@ -134,12 +145,12 @@ def load_adversarial(path: str | Path) -> AdversarialSet:
     if not bool(adv.x.isfinite().all()) or adv.x.min() < 0 or adv.x.max() > 1:
         raise WmrbenchError(f"adversarial file {path} is corrupt: its clean images x are not all in [0, 1]")
     eps = adv.config.attack.eps
-    for key, p in adv.attacks.items():
+    for name, p in ((_name(key), p) for key, p in adv.attacks.items()):
         if p.x_adv.shape != adv.x.shape:
-            raise WmrbenchError(f"{bad} (attack {key}: x_adv has shape {tuple(p.x_adv.shape)}, x {tuple(adv.x.shape)})")
+            raise WmrbenchError(f"{bad} (attack {name}: x_adv has shape {tuple(p.x_adv.shape)}, x {tuple(adv.x.shape)})")
         if not all(bool(t.isfinite().all()) for t in (p.x_adv, p.margin, p.weight)):
-            raise WmrbenchError(f"{bad} (attack {key} holds non-finite points, margins or weights)")
+            raise WmrbenchError(f"{bad} (attack {name} holds non-finite points, margins or weights)")
         # A point outside the threat model would make every number computed from it meaningless.
         if (p.x_adv - adv.x).abs().max() > eps + EPS_SLACK or p.x_adv.min() < 0 or p.x_adv.max() > 1:
-            raise WmrbenchError(f"{path}: attack {key} leaves the eps={eps:g} ball around x or [0, 1]")
+            raise WmrbenchError(f"{path}: attack {name} leaves the eps={eps:g} ball around x or [0, 1]")
     return adv

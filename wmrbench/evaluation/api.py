@@ -36,7 +36,7 @@ from wmrbench.core import distributed
 from wmrbench.core.attack_config import AttackConfig, AttackMethod, Norm, Precision, RestartRule, Start
 from wmrbench.attacks.inputs import check_image_shape, check_label_shape, check_value_ranges
 from wmrbench.core.checks import check_int, parse_enum
-from wmrbench.core.config import EvalConfig, Protocol
+from wmrbench.core.config import EvalConfig, Protocol, number_key
 from wmrbench.data import ImageSet, dataset_spec
 from wmrbench.data.reading import labels_of, read_examples
 from wmrbench.core.defaults import DEFAULTS, scaled_step_size
@@ -44,7 +44,7 @@ from wmrbench.core.errors import WmrbenchError
 from wmrbench.evaluation.pipeline import Timer, check_model_fits, claim_result, summarize, write_result
 from wmrbench.evaluation.runs import attack_examples
 from wmrbench.core.presets import DEFAULT_ALPHA_TEST, DEFAULT_EVAL_BATCH_SIZE, DEFAULT_RESULTS_DIR, DEFAULT_SEED, eval_config
-from wmrbench.results.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty, alpha_key
+from wmrbench.results.records import PYTHON_SOURCE, Metrics, ModelInfo, Summary, Uncertainty
 from wmrbench.results.uncertainty import few_examples_warnings
 
 @dataclass(frozen=True, eq=False)
@@ -75,8 +75,8 @@ class EvaluationResult:
         metrics: Metrics = summary.metrics
         alphas = summary.config.alpha_test
 
-        def per_alpha(table: dict[str, float]) -> dict[float, float]:
-            return {alpha: table[alpha_key(alpha)] for alpha in alphas if alpha_key(alpha) in table}
+        def per_alpha(table: dict[float, float]) -> dict[float, float]:
+            return {alpha: table[alpha] for alpha in alphas if alpha in table}
 
         assert summary.uncertainty is not None  # summarize() always computes it
         return cls(metrics.A_nat, metrics.A_rob, per_alpha(metrics.A_sa), per_alpha(metrics.A_tr),
@@ -88,15 +88,15 @@ class EvaluationResult:
 
     def interval(self, metric: str, alpha: float | None = None) -> tuple[float, float]:
         """The 95% interval of ``metric`` (A_nat, A_rob; A_sa, A_tr, A_wc at ``alpha``), in percent."""
-        found = self.intervals.interval(metric, None if alpha is None else alpha_key(alpha))
+        found = self.intervals.interval(metric, alpha)
         if found is None:
-            at = "" if alpha is None else f" at alpha {alpha:g}"
+            at = "" if alpha is None else f" at alpha {number_key(alpha)}"
             raise KeyError(f"no interval of {metric}{at}")
         return found
 
     def n_eff(self, alpha: float, metric: str = "A_sa") -> float:
         """The effective sample size ``(sum s)^2 / sum s^2`` of ``metric``'s weights at ``alpha``."""
-        return self.intervals.n_eff[metric][alpha_key(alpha)]
+        return self.intervals.n_eff[metric][alpha]
 
     def summary_text(self) -> str:
         """A small table: the settings, then every metric with its interval (and n_eff)."""
@@ -112,11 +112,10 @@ class EvaluationResult:
         lines.append(f"  A_nat {cell(self.A_nat, self.intervals.interval('A_nat'))}")
         lines.append(f"  A_rob {cell(self.A_rob, self.intervals.interval('A_rob'))}")
         for alpha in cfg.alpha_test:
-            key = alpha_key(alpha)
-            parts = [f"{name} {cell(getattr(self, name)[alpha], self.intervals.interval(name, key))}"
+            parts = [f"{name} {cell(getattr(self, name)[alpha], self.intervals.interval(name, alpha))}"
                      for name in ("A_sa", "A_tr", "A_wc") if alpha in getattr(self, name)]
-            n_eff = self.intervals.n_eff.get("A_sa", {}).get(key)
-            lines.append(f"  alpha {key:>4}: " + "  ".join(parts) + (f"  n_eff {n_eff:.0f}" if n_eff is not None else ""))
+            n_eff = self.intervals.n_eff.get("A_sa", {}).get(alpha)
+            lines.append(f"  alpha {number_key(alpha):>4}: " + "  ".join(parts) + (f"  n_eff {n_eff:.0f}" if n_eff is not None else ""))
         lines.append(f"  ({self.intervals.level:.0%} {self.intervals.method}; n_eff: of A_sa's weights)")
         lines += [f"  Warning: {line}" for line in few_examples_warnings(self.intervals)]  # as the command warns
         return "\n".join(lines)
@@ -125,7 +124,7 @@ class EvaluationResult:
         return self.summary_text()
 
     def __repr__(self) -> str:
-        tr = ", ".join(f"{a:g}: {v:.2f}" for a, v in self.A_tr.items())
+        tr = ", ".join(f"{number_key(a)}: {v:.2f}" for a, v in self.A_tr.items())
         return f"EvaluationResult(n_examples={self.n_examples}, A_nat={self.A_nat:.2f}, A_rob={self.A_rob:.2f}, A_tr={{{tr}}})"
 
 

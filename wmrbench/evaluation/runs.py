@@ -65,7 +65,6 @@ from wmrbench.results.records import (
     AdversarialOrigin,
     ModelInfo,
     Summary,
-    alpha_key,
     read_summary,
     to_csv_text,
     tr_columns,
@@ -238,10 +237,11 @@ def _attack(
     cols = collect(prepared.model, prepared.data, cfg, PointsScorer(cfg), show_progress, device=device)
     margins = {key: values for key, values in cols.items() if is_margin_column(key)}
     check_finite_records(records_frame(margins), prepared.info.name)  # no NaN points or weights are saved
-    found = {PGD: AttackPoints.of(0.0, cols["pgd_x_adv"], cols["pgd_margin"], cols["pgd_correct"], cols["pgd_restart"])}
+    found: dict[str | float, AttackPoints] = {
+        PGD: AttackPoints.of(0.0, cols["pgd_x_adv"], cols["pgd_margin"], cols["pgd_correct"], cols["pgd_restart"])}
     for j, alpha in enumerate(cfg.alpha_test):
         correct_col, margin_col = tr_columns(alpha)
-        found[alpha_key(alpha)] = AttackPoints.of(
+        found[alpha] = AttackPoints.of(
             alpha, cols["tr_x_adv"][:, j], cols[margin_col], cols[correct_col], cols[tr_restart_column(alpha)]
         )
     adv = AdversarialSet(

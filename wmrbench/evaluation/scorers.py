@@ -25,9 +25,9 @@ from torch import Tensor, nn
 
 from wmrbench import attacks
 from wmrbench.core.attack_config import AttackMethod, InnerLoss
-from wmrbench.core.config import EvalConfig
+from wmrbench.core.config import EvalConfig, number_key
 from wmrbench.evaluation.adversarial_file import PGD, AdversarialSet
-from wmrbench.results.records import WEIGHTED_RULE, alpha_key, tr_columns, tr_restart_column
+from wmrbench.results.records import WEIGHTED_RULE, tr_columns, tr_restart_column
 
 Stage = Callable[[str], None]
 CLEAN_COLUMNS = ("index", "label", "clean_correct", "clean_margin")  # the same under any restart rule
@@ -81,7 +81,7 @@ def run_batch_attacks(
     alpha = torch.tensor(cfg.alpha_test, device=x.device).repeat_interleave(n)
     weighted = _attack_options(cfg, weighted=True)
     # Every alpha_test runs at once, stacked in one call: one stage names them all.
-    stage(f"weighted {weighted[0]}, alpha {', '.join(alpha_key(a) for a in cfg.alpha_test)}")
+    stage(f"weighted {weighted[0]}, alpha {', '.join(number_key(a) for a in cfg.alpha_test)}")
     stacked = _run(weighted, model, x.repeat(k, 1, 1, 1), y.repeat(k), cfg, alpha, index.repeat(k))
     return BatchAttacks(clean_logits, rob, stacked)
 
@@ -170,8 +170,8 @@ class ReplayScorer:
 
     def __init__(self, adv: AdversarialSet, cfg: EvalConfig) -> None:
         self.adv, self.cfg = adv, cfg
-        self.keys = [alpha_key(a) for a in cfg.alpha_test]
-        self.held: dict[str, Tensor] = {}
+        self.keys: list[float] = list(cfg.alpha_test)  # the file's weighted attacks, by their alphas
+        self.held: dict[str | float, Tensor] = {}
 
     def __call__(self, model: nn.Module, pos: Tensor, x: Tensor, y: Tensor, stage: Stage = no_stage) -> dict[str, Tensor]:
         stage("saved points")

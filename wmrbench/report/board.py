@@ -20,11 +20,13 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from wmrbench.core.attack_config import AttackMethod
+from wmrbench.core.config import metric_label
 from wmrbench.core.protocol import protocol_columns
 from wmrbench.results.records import Summary
 from wmrbench.report.tables import defense_label
 
 WEIGHTED = ("A_sa", "A_tr", "A_wc")
+A_ROB = ("A_rob", None)  # the rank's column
 
 
 class RowKind(str, Enum):
@@ -46,15 +48,22 @@ class Cell:
         return self.lo is not None and self.hi is not None
 
 
+# A cell's place in a row: (metric, alpha_test), ("A_rob", None) or ("A_sa", 2.0).
+CellKey = tuple[str, float | None]
+
+
 @dataclass(frozen=True)
 class Column:
-    key: str  # "A_rob", "A_sa@2"
     metric: str  # A_nat, A_rob, A_sa, A_tr, A_wc
-    alpha: str | None = None  # alpha key of a weighted metric
+    alpha: float | None = None  # the alpha_test of a weighted metric
+
+    @property
+    def key(self) -> CellKey:
+        return (self.metric, self.alpha)
 
     @property
     def label(self) -> str:
-        return self.metric if self.alpha is None else f"{self.metric}({self.alpha})"
+        return metric_label(self.metric, self.alpha, paren=True)
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ class Row:
     threat: str  # "Linf 0.3": rows are ranked only against rows of the same data set and threat
     protocol: dict[str, str]  # the protocol columns, as text
     audit: str  # pass | warn | fail | not run
-    cells: dict[str, Cell]
+    cells: dict[CellKey, Cell]
     n_examples: int
     autoattack: Cell | None = None  # A_rob of an AutoAttack result of the same model, where one exists
     members: tuple[str, ...] = ()  # a group's runs
@@ -80,13 +89,13 @@ class Row:
 class Board:
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
-    alphas: tuple[str, ...]  # every alpha_test found, ascending (the curves' x)
+    alphas: tuple[float, ...]  # every alpha_test found, ascending (the curves' x)
     datasets: tuple[str, ...]
     defenses: tuple[str, ...]
     attacks: tuple[str, ...]
 
 
-def _cell(summary: Summary, metric: str, alpha: str | None = None) -> Cell | None:
+def _cell(summary: Summary, metric: str, alpha: float | None = None) -> Cell | None:
     m, u = summary.metrics, summary.uncertainty
     if alpha is None:
         value = getattr(m, metric)
@@ -109,12 +118,12 @@ def result_row(row_id: str, name: str, summary: Summary, audit: str) -> Row:
     """A result's row: every metric it holds, with its interval and n_eff."""
     cfg = summary.config
     protocol = {k: _text(v) for k, v in protocol_columns(cfg, summary.metrics.n_examples).items()}
-    cells = {key: c for key, c in (("A_nat", _cell(summary, "A_nat")), ("A_rob", _cell(summary, "A_rob"))) if c}
+    cells: dict[CellKey, Cell] = {(m, None): c for m in ("A_nat", "A_rob") if (c := _cell(summary, m))}
     for metric in WEIGHTED:
         for alpha in getattr(summary.metrics, metric):
             found = _cell(summary, metric, alpha)
             if found is not None:
-                cells[f"{metric}@{alpha}"] = found
+                cells[(metric, alpha)] = found
     return Row(
         id=row_id, kind=RowKind.RESULT, name=name, dataset=summary.dataset or "custom", defense=defense_label(summary.model),
         model=summary.model.arch or summary.model.model_id or summary.model.factory or summary.model.name,
@@ -123,7 +132,7 @@ def result_row(row_id: str, name: str, summary: Summary, audit: str) -> Row:
     )
 
 
-def group_row(row_id: str, name: str, members: Sequence[Row], cells: Mapping[str, Cell]) -> Row:
+def group_row(row_id: str, name: str, members: Sequence[Row], cells: Mapping[CellKey, Cell]) -> Row:
     """A training-seed group as one row: its runs (``members``, rows of one data set and
     protocol) and ``cells`` holding the group's mean and two-level interval per column."""
     if not members:
@@ -190,9 +199,9 @@ def mark_ties(rows: Sequence[Row], columns: Sequence[Column]) -> list[Row]:
             for i in have:
                 c = out[i].cells[col.key]
                 out[i].cells[col.key] = replace(c, leader=i == lead, tied=i != lead and _overlap(c, top))
-        by_rob = sorted((i for i in members if out[i].cells.get("A_rob")), key=lambda i: -out[i].cells["A_rob"].value)
+        by_rob = sorted((i for i in members if out[i].cells.get(A_ROB)), key=lambda i: -out[i].cells[A_ROB].value)
         for place, i in enumerate(by_rob, start=1):
-            c = out[i].cells["A_rob"]
+            c = out[i].cells[A_ROB]
             out[i] = replace(out[i], rank="1" if c.leader else "=1" if c.tied else str(place))
     return out
 
@@ -204,12 +213,12 @@ def build_board(named: Sequence[tuple[str, Summary, str]], groups: Sequence[Row]
     rows = [replace(result_row(f"r{i}", name, s, audit), autoattack=aa)
             for i, ((name, s, audit), aa) in enumerate(zip(named, autoattack_cells(summaries)))]
     rows += list(groups)
-    alphas = sorted({k for r in rows for key in r.cells if "@" in key for k in [key.split("@", 1)[1]]}, key=float)
-    columns = [Column("A_nat", "A_nat"), Column("A_rob", "A_rob")]
+    alphas = sorted({alpha for r in rows for _, alpha in r.cells if alpha is not None})
+    columns = [Column("A_nat"), Column("A_rob")]
     for alpha in alphas:
-        columns += [Column(f"{m}@{alpha}", m, alpha) for m in WEIGHTED if any(f"{m}@{alpha}" in r.cells for r in rows)]
+        columns += [Column(m, alpha) for m in WEIGHTED if any((m, alpha) in r.cells for r in rows)]
     # Best first within each data set and threat model (the page's script re-sorts on any column).
-    rows = sorted(mark_ties(rows, columns), key=lambda r: (r.dataset, r.threat, -(r.cells["A_rob"].value if "A_rob" in r.cells else -1.0)))
+    rows = sorted(mark_ties(rows, columns), key=lambda r: (r.dataset, r.threat, -(r.cells[A_ROB].value if A_ROB in r.cells else -1.0)))
     return Board(tuple(columns), tuple(rows), tuple(alphas), *(tuple(sorted({getattr(r, f) for r in rows}))
                                                                for f in ("dataset", "defense", "attack")))
 

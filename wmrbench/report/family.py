@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from wmrbench.results.records import Summary, alpha_key
+from wmrbench.results.records import Summary
 from wmrbench.report.tables import HI, LO, defense_label
 
 # The attack whose evaluation gives A_sa, A_tr and A_wc (the paper's), and each attack's column.
@@ -32,23 +32,22 @@ def family_table(results: Sequence[Mapping[str, Summary]]) -> pd.DataFrame:
         primary = by_attack[PRIMARY]
         metrics = primary.metrics
         for alpha in metrics.alphas:
-            key = alpha_key(alpha)
             row: dict[str, Any] = {"Defense": defense_label(primary.model),
                                    "alpha_train": primary.model.alpha_train or None, "alpha_test": alpha,
                                    "n": metrics.n_examples, "A_nat": metrics.A_nat}
             for attack, column in ROB_COLUMNS.items():
                 if attack in by_attack:
                     row[column] = by_attack[attack].metrics.A_rob
-            row["A_sa"] = metrics.A_sa.get(key)
-            row["A_tr"] = metrics.A_tr.get(key)
-            row["A_wc"] = metrics.A_wc.get(key)
+            row["A_sa"] = metrics.A_sa.get(alpha)
+            row["A_tr"] = metrics.A_tr.get(alpha)
+            row["A_wc"] = metrics.A_wc.get(alpha)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-# (Defense label, alpha key, column) -> the gain's 95% paired interval (wmrbench.results.comparison, on the
+# (Defense label, alpha_test, column) -> the gain's 95% paired interval (wmrbench.results.comparison, on the
 # same test images for the model and its base).
-GainIntervals = Mapping[tuple[str, str, str], tuple[float, float]]
+GainIntervals = Mapping[tuple[str, float, str], tuple[float, float]]
 
 
 def gains_table(table: pd.DataFrame, intervals: GainIntervals | None = None) -> pd.DataFrame:
@@ -66,7 +65,7 @@ def gains_table(table: pd.DataFrame, intervals: GainIntervals | None = None) -> 
         out: dict[str, Any] = {"Defense": row["Defense"], "vs": base_label, "alpha_test": row["alpha_test"]}
         for name in metrics:
             out[name + " gain"] = row[name] - base.iloc[0][name]
-            if intervals is not None and (found := intervals.get((row["Defense"], alpha_key(row["alpha_test"]), name))):
+            if intervals is not None and (found := intervals.get((row["Defense"], float(row["alpha_test"]), name))):
                 out[name + " gain" + LO], out[name + " gain" + HI] = found
         rows.append(out)
     return pd.DataFrame(rows)

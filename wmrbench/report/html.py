@@ -35,14 +35,15 @@ from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
 from wmrbench.results.comparison import Comparison, compare_against, verdict
+from wmrbench.core.config import metric_label, parse_metric_label
 from wmrbench.core.errors import WmrbenchError, first_line
 from wmrbench.core.io import atomic_write_text, write_target
 from wmrbench.results.points import DEFAULT_KEEP
 from wmrbench.core.progress import progress_bar
 from wmrbench.core.protocol import protocol_text
-from wmrbench.results.records import RECORDS_NAME, Summary, alpha_key, read_records
+from wmrbench.results.records import RECORDS_NAME, Summary, read_records
 from wmrbench.results.groups import group_summary, load_group
-from wmrbench.report.board import Board, Cell, Row, RowKind, build_board, group_row, result_row, seed_bases
+from wmrbench.report.board import A_ROB, Board, Cell, Row, RowKind, build_board, group_row, result_row, seed_bases
 from wmrbench.report.gallery import Gallery, gallery
 from wmrbench.report.leaderboard import AUDIT_NAME, Found, audit_status, gather, nothing_found, remove_stale_tmp_beside
 from wmrbench.report.svg import Series, colour, line_chart
@@ -121,6 +122,15 @@ def _audit(folder: Path) -> tuple[tuple[AuditLine, ...], dict[str, Any] | None]:
     return tuple(lines), doc
 
 
+def _sa_alpha(label: str) -> float | None:
+    """The alpha_test of an audit stage's A_sa label ('A_sa@2' -> 2.0); None for any other."""
+    try:
+        metric, alpha = parse_metric_label(label)
+    except ValueError:
+        return None
+    return alpha if metric == "A_sa" else None
+
+
 def eps_sweep(row_id: str, doc: dict[str, Any] | None) -> Markup | None:
     """The audit's eps sweep (A_rob, and A_sa at the largest alpha, against eps) as SVG."""
     if doc is None or not isinstance(doc.get("stages"), dict):
@@ -144,12 +154,14 @@ def eps_sweep(row_id: str, doc: dict[str, Any] | None) -> Markup | None:
     if len(points) < 2:
         return None
     xs = sorted(points)
-    sa_keys = sorted((k for k in points[base_eps] if k.startswith("A_sa@")), key=lambda k: float(k[5:])) if base_eps in points else []
+    # audit.json names a stage's metrics by label (A_sa@2): read back as (metric, alpha) here
+    sa = sorted(a for k in points.get(base_eps, {}) if (a := _sa_alpha(k)) is not None)
     series = [Series(f"{row_id}-rob", "A_rob", tuple(xs), tuple(float(points[x].get("A_rob", 0.0)) for x in xs),
                      (None,) * len(xs), (None,) * len(xs), colour(0))]
-    if sa_keys and all(sa_keys[-1] in points[x] for x in xs):
-        series.append(Series(f"{row_id}-sa", sa_keys[-1].replace("@", "(") + ")", tuple(xs),
-                             tuple(float(points[x][sa_keys[-1]]) for x in xs), (None,) * len(xs), (None,) * len(xs), colour(1)))
+    if sa and all(metric_label("A_sa", sa[-1]) in points[x] for x in xs):
+        top = metric_label("A_sa", sa[-1])
+        series.append(Series(f"{row_id}-sa", metric_label("A_sa", sa[-1], paren=True), tuple(xs),
+                             tuple(float(points[x][top]) for x in xs), (None,) * len(xs), (None,) * len(xs), colour(1)))
     return line_chart("The audit's eps sweep", "eps", "accuracy (%)", series, [s.row for s in series], "chart small")
 
 
@@ -192,7 +204,7 @@ def _lines(found: Found, leader: Found, c: Comparison | WmrbenchError, config: B
         return (), f"no paired comparison with {leader.name}: {first_line(c).rstrip('.')}"
     # The sign says which is higher; the verdict only whether the interval excludes 0 (one word a
     # row: a 200-result page holds 199 of these tables).
-    lines = tuple(ComparisonLine(leader.name, d.metric if d.alpha is None else f"{d.metric}({d.alpha})", d.difference,
+    lines = tuple(ComparisonLine(leader.name, metric_label(d.metric, d.alpha, paren=True), d.difference,
                                  d.lo, d.hi, verdict(d).split("(", 1)[-1].split(" at ")[0].rstrip(")"))
                   for d in c.differences)
     note = (f"paired bootstrap over the same {c.n_examples} examples ({config.resamples} resamples), {found.name} minus "
@@ -207,7 +219,7 @@ def _curves(board: Board) -> dict[str, Markup]:
     for metric in ("A_sa", "A_tr"):
         series = []
         for i, r in enumerate(board.rows):
-            keys = [(float(a), r.cells[f"{metric}@{a}"]) for a in board.alphas if f"{metric}@{a}" in r.cells]
+            keys = [(a, r.cells[(metric, a)]) for a in board.alphas if (metric, a) in r.cells]
             if keys:
                 series.append(Series(r.id, r.name, tuple(x for x, _ in keys), tuple(c.value for _, c in keys),
                                      tuple(c.lo for _, c in keys), tuple(c.hi for _, c in keys), colour(i)))
@@ -221,7 +233,7 @@ def _pages(board: Board, found: Sequence[Found], keep: int, show_progress: bool)
     by_id = {r.id: (r, found_by_id[r.id]) for r in board.rows if r.kind is RowKind.RESULT}
     leaders: dict[tuple[str, str], Found] = {}
     for r, f in by_id.values():
-        if r.cells.get("A_rob") is not None and r.cells["A_rob"].leader:
+        if r.cells.get(A_ROB) is not None and r.cells[A_ROB].leader:
             leaders.setdefault((r.dataset, r.threat), f)
     comparisons = _comparisons([(r.id, f, leaders.get((r.dataset, r.threat))) for r, f in by_id.values()], BootstrapConfig())
     pages = []
@@ -238,7 +250,7 @@ def _page(r: Row, f: Found, comparison: tuple[tuple[ComparisonLine, ...], str], 
     lines, doc = _audit(f.folder)
     comparisons, note = comparison
     shown = gallery(f.folder, s, keep)
-    n_eff = s.uncertainty.n_eff.get("A_sa", {}).get(alpha_key(shown.alpha)) if s.uncertainty is not None else None
+    n_eff = s.uncertainty.n_eff.get("A_sa", {}).get(shown.alpha) if s.uncertainty is not None else None
     hashes = {k: v for k, v in (("model", s.model_sha256), ("data", s.data_sha256), ("records", s.records_sha256)) if v}
     return Page(
         row=r, folder=str(f.folder), protocol=protocol_text(s.config),
@@ -315,8 +327,7 @@ def seed_group_rows(found: Sequence[Found], named: Sequence[tuple[str, Summary, 
         except WmrbenchError as exc:
             refused.append(f"{base}: its seeds are not shown as a group ({exc})")
             continue
-        cells = {(m.metric if m.alpha is None else f"{m.metric}@{m.alpha}"): Cell(m.mean, m.lo, m.hi)
-                 for m in summary.metrics}
+        cells = {(m.metric, m.alpha): Cell(m.mean, m.lo, m.hi) for m in summary.metrics}
         members = [result_row(f"g{k}m{j}", *named[i]) for j, i in enumerate(idx)]
         rows.append(group_row(f"g{k}", f"{base} ({len(idx)} seeds)", members, cells))
     return rows, refused

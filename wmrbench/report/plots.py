@@ -26,7 +26,7 @@ import numpy as np
 from wmrbench.core.errors import WmrbenchError, first_line
 from wmrbench.core.io import atomic_write
 from wmrbench.results.metrics import normalized_weights
-from wmrbench.results.records import alpha_key, read_records
+from wmrbench.results.records import read_records
 from wmrbench.report.leaderboard import Found, gather, nothing_found, remove_stale_tmp_beside
 
 FORMATS = ("png", "svg")
@@ -96,8 +96,8 @@ def plot_metrics(results: Sequence[Found], dataset: str, out_dir: Path) -> list[
         alphas = sorted(metrics.alphas)
         series = {
             "A_rob": [metrics.A_rob] * len(alphas),  # does not depend on alpha: a flat line
-            "A_sa": [metrics.A_sa[alpha_key(a)] for a in alphas],
-            "A_tr": [metrics.A_tr.get(alpha_key(a), np.nan) for a in alphas],
+            "A_sa": [metrics.A_sa[a] for a in alphas],
+            "A_tr": [metrics.A_tr.get(a, np.nan) for a in alphas],
         }
         bands = _bands(result, alphas)
         for ax, (key, _) in zip(axes, PANELS):
@@ -122,7 +122,7 @@ def _bands(result: Found, alphas: list[float]) -> dict[str, tuple[np.ndarray, np
     unc = result.summary.uncertainty
     out = {}
     for key, _ in PANELS:
-        pairs = [None if unc is None else unc.interval(key, None if key == "A_rob" else alpha_key(a)) for a in alphas]
+        pairs = [None if unc is None else unc.interval(key, None if key == "A_rob" else a) for a in alphas]
         out[key] = (np.array([np.nan if p is None else p[0] for p in pairs], dtype=np.float64),
                     np.array([np.nan if p is None else p[1] for p in pairs], dtype=np.float64))
     return out

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.results.comparison import ONE_RUN
-from wmrbench.results.records import Summary, Uncertainty, alpha_key
+from wmrbench.results.records import Summary, Uncertainty
 from wmrbench.report.render import to_csv, to_markdown
 from wmrbench.report.paper import INSIDE_COLUMN
 from wmrbench.report.tables import PAPER_SUFFIX, defense_label
@@ -45,8 +45,8 @@ class Gain:
     runs: int = 1
 
 
-# (the "+ours" defense label, alpha_test key, metric) -> its paired gain over the baseline
-Gains = dict[tuple[str, str, str], Gain]
+# (the "+ours" defense label, alpha_test, metric) -> its paired gain over the baseline
+Gains = dict[tuple[str, float, str], Gain]
 
 
 def gain_verdict(gain: Gain) -> str:
@@ -69,19 +69,18 @@ def comparison_table(summaries: Sequence[Summary], paper: pd.DataFrame | None = 
     for summary in summaries:
         metrics = summary.metrics
         for alpha in metrics.alphas:
-            key = alpha_key(alpha)
             row: dict[str, Any] = {
                 "Defense": defense_label(summary.model), "alpha_train": summary.model.alpha_train or None,
                 "alpha_test": alpha, "A_nat": metrics.A_nat,
             }
             unc = summary.uncertainty
             row["A_nat_lo"], row["A_nat_hi"] = _interval(unc, "A_nat", None)
-            ours = {"A_rob": metrics.A_rob, "A_sa": metrics.A_sa.get(key), "A_tr": metrics.A_tr.get(key)}
+            ours = {"A_rob": metrics.A_rob, "A_sa": metrics.A_sa.get(alpha), "A_tr": metrics.A_tr.get(alpha)}
             reference = _paper_row(paper, row) if paper is not None else None
             inside = []
             for name in COMPARED:
                 row[name] = ours[name]
-                lo, hi = row[name + "_lo"], row[name + "_hi"] = _interval(unc, name, None if name == "A_rob" else key)
+                lo, hi = row[name + "_lo"], row[name + "_hi"] = _interval(unc, name, None if name == "A_rob" else alpha)
                 if paper is not None:
                     theirs = None if reference is None else _number(reference[name])
                     row[name + PAPER_SUFFIX] = theirs
@@ -103,7 +102,7 @@ def comparison_table(summaries: Sequence[Summary], paper: pd.DataFrame | None = 
     return frame.drop(columns=["_defense", "_ours", "_order"]).reset_index(drop=True)
 
 
-def _interval(unc: Uncertainty | None, metric: str, alpha: str | None) -> tuple[float | None, float | None]:
+def _interval(unc: Uncertainty | None, metric: str, alpha: float | None) -> tuple[float | None, float | None]:
     interval = None if unc is None else unc.interval(metric, alpha)
     return interval if interval is not None else (None, None)
 
@@ -176,7 +175,7 @@ def check_claims(comparison: pd.DataFrame, gains: Gains | None = None) -> Claims
         verdicts = []
         for name in ("A_nat", "A_rob", "A_sa", "A_tr"):
             row[name + GAIN_SUFFIX] = ours[name] - base[name]
-            gain = (gains or {}).get((ours["Defense"], alpha_key(ours["alpha_test"]), name))
+            gain = (gains or {}).get((ours["Defense"], float(ours["alpha_test"]), name))
             if gain is not None:  # the paired interval (folded into the gain's cell when shown)
                 row[name + GAIN_SUFFIX + "_lo"], row[name + GAIN_SUFFIX + "_hi"] = gain.lo, gain.hi
                 if name in ("A_sa", "A_tr"):

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from wmrbench.core.config import number_key, to_jsonable
 from wmrbench.core.errors import WmrbenchError
 from wmrbench.core.io import atomic_write_text
 from wmrbench.results.records import Summary
@@ -42,9 +43,10 @@ def model_info(summary: Summary, name: str) -> dict[str, Any]:
     info["wmrbench"] = {
         "defense": defense_label(model), "alpha_train": model.alpha_train,
         "A_rob": _accuracy(metrics.A_rob),
-        "A_sa": {k: _accuracy(v) for k, v in metrics.A_sa.items()},
-        "A_tr": {k: _accuracy(v) for k, v in metrics.A_tr.items()},
-        "A_wc": {k: _accuracy(v) for k, v in metrics.A_wc.items()},  # wmrbench's extension, not the paper's
+        # the file's document: alpha_test keys by their names ('2', '1.5'), as in summary.json
+        "A_sa": {number_key(a): _accuracy(v) for a, v in metrics.A_sa.items()},
+        "A_tr": {number_key(a): _accuracy(v) for a, v in metrics.A_tr.items()},
+        "A_wc": {number_key(a): _accuracy(v) for a, v in metrics.A_wc.items()},  # wmrbench's extension, not the paper's
         "protocol": protocol_columns(summary.config, metrics.n_examples),
         "schema": summary.schema,
     }
@@ -56,8 +58,8 @@ def model_info(summary: Summary, name: str) -> dict[str, Any]:
         info["wmrbench"]["intervals"] = {
             "method": unc.method, "level": unc.level, "resamples": unc.resamples, "seed": unc.seed,
             "clean_acc": pair(unc.interval("A_nat")), "A_rob": pair(unc.interval("A_rob")),
-            **{m: {k: pair(unc.interval(m, k)) for k in getattr(metrics, m)} for m in ("A_sa", "A_tr", "A_wc")},
-            "n_eff": unc.n_eff,
+            **{m: {number_key(a): pair(unc.interval(m, a)) for a in getattr(metrics, m)} for m in ("A_sa", "A_tr", "A_wc")},
+            "n_eff": to_jsonable(unc.n_eff),
         }
     return info
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from wmrbench.core.errors import WmrbenchError, setting
-from wmrbench.results.records import ModelInfo, Summary, alpha_key, metric_values
+from wmrbench.results.records import ModelInfo, Summary, metric_values
 # The protocol's wording lives below the reports, so that evaluate's own title line shares it
 # without importing the reports (wmrbench.core.protocol); these names stay importable from here.
 from wmrbench.core.protocol import USES_STEP_SIZE, eps_text, protocol_columns, protocol_text  # noqa: F401
@@ -86,11 +86,11 @@ def _rows(summary: Summary, name: str | None, per_alpha: bool) -> list[dict[str,
     }
     if not per_alpha:
         return [common]
-    return [{**common, "alpha_test": alpha, "A_sa": metrics.A_sa[key], "A_tr": metrics.A_tr.get(key),
-             WC_COLUMN: metrics.A_wc.get(key)} for alpha, key in ((a, alpha_key(a)) for a in metrics.alphas)]
+    return [{**common, "alpha_test": alpha, "A_sa": metrics.A_sa[alpha], "A_tr": metrics.A_tr.get(alpha),
+             WC_COLUMN: metrics.A_wc.get(alpha)} for alpha in metrics.alphas]
 
 
-def _interval_cells(summary: Summary, alpha: str | None) -> dict[str, float | None]:
+def _interval_cells(summary: Summary, alpha: float | None) -> dict[str, float | None]:
     """METRIC_lo / METRIC_hi for every metric column (None where the summary has no interval)."""
     unc = summary.uncertainty
     out: dict[str, float | None] = {}
@@ -119,7 +119,7 @@ def build_table(summaries: Sequence[Summary], layout: Layout, names: Sequence[st
     rows = []
     for summary, name in zip(summaries, names, strict=True):
         for row in _rows(summary, name, layout.per_alpha):
-            alpha = alpha_key(row["alpha_test"]) if layout.per_alpha else None
+            alpha = row["alpha_test"] if layout.per_alpha else None
             rows.append({**row, **_interval_cells(summary, alpha)})
     columns = with_interval_columns(layout.columns)
     return pd.DataFrame(rows, columns=columns).astype({c: "float64" for c in columns if c.endswith((LO, HI))})

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wmrbench.core.config import number_key
 from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.core.io import atomic_write_text
 from wmrbench.results.records import RECORDS_NAME, SUMMARY_NAME, read_records, read_summary, tr_alphas
@@ -95,7 +96,7 @@ def _common_alphas(records_a: pd.DataFrame, records_b: pd.DataFrame) -> list[flo
 def _one_sided_alphas(name_a: str, records_a: pd.DataFrame, name_b: str, records_b: pd.DataFrame) -> tuple[str, ...]:
     """A_tr at an alpha one result lacks cannot be paired: say so, never drop it silently."""
     in_a, in_b = tr_alphas(records_a), tr_alphas(records_b)
-    return tuple(f"A_tr at alpha_test {', '.join(f'{a:g}' for a in only)} only in {name}: not compared"
+    return tuple(f"A_tr at alpha_test {', '.join(number_key(a) for a in only)} only in {name}: not compared"
                  for name, only in ((name_a, [a for a in in_a if a not in set(in_b)]),
                                     (name_b, [a for a in in_b if a not in set(in_a)])) if only)
 
@@ -168,7 +169,7 @@ def verdict(d: Difference, level: float = SIGNIFICANCE) -> str:
 def comparison_frame(c: Comparison) -> pd.DataFrame:
     """One row per metric, full precision (the CSV)."""
     rows = [{
-        "Metric": d.metric, "alpha_test": float(d.alpha) if d.alpha is not None else None,
+        "Metric": d.metric, "alpha_test": d.alpha,
         "A": d.a, "B": d.b, "A - B": d.difference, "A - B_lo": d.lo, "A - B_hi": d.hi,
         "p (paired bootstrap)": d.p_value, "McNemar p": d.mcnemar_p, "only A right": d.only_a,
         "only B right": d.only_b, "verdict": verdict(d),
@@ -195,7 +196,7 @@ def display_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     rows = []
     for d in c.differences:
         mcnemar = "-" if d.mcnemar_p is None else f"{_p(d.mcnemar_p)} ({d.only_a} / {d.only_b})"
-        rows.append([d.metric, d.alpha or "-", f"{d.a:.2f}", f"{d.b:.2f}", f"{d.difference:+.2f}",
+        rows.append([d.metric, "-" if d.alpha is None else number_key(d.alpha), f"{d.a:.2f}", f"{d.b:.2f}", f"{d.difference:+.2f}",
                      f"[{d.lo:+.2f}, {d.hi:+.2f}]", _p(d.p_value), mcnemar, verdict(d)])
     return headers, rows
 

@@ -44,7 +44,7 @@ import pandas as pd
 
 from wmrbench.results.comparison import (DEFAULT_ALPHAS, ONE_RUN, SIGNIFICANCE, STDOUT, CompareFormat, output_format, result_records,
                                  to_csv)
-from wmrbench.core.config import EvalConfig, TrainConfig
+from wmrbench.core.config import EvalConfig, TrainConfig, metric_label, number_key
 from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.results.records import RECORDS_NAME, SUMMARY_NAME, ModelInfo, Summary, read_records, read_summary, seed_records_name, tr_alphas
 from wmrbench.core.resume import resumable_settings, settings_of
@@ -91,7 +91,7 @@ class MetricSummary:
     run rather than the test examples (NaN with one run); ``values`` each run's own value."""
 
     metric: str
-    alpha: str | None
+    alpha: float | None
     mean: float
     lo: float
     hi: float
@@ -101,7 +101,7 @@ class MetricSummary:
 
     @property
     def label(self) -> str:
-        return self.metric if self.alpha is None else f"{self.metric}({self.alpha})"
+        return metric_label(self.metric, self.alpha, paren=True)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class GroupDifference:
     of A beats a run of B (ties count one half)."""
 
     metric: str
-    alpha: str | None
+    alpha: float | None
     a: float
     b: float
     difference: float
@@ -135,7 +135,7 @@ class GroupDifference:
 
     @property
     def label(self) -> str:
-        return self.metric if self.alpha is None else f"{self.metric}({self.alpha})"
+        return metric_label(self.metric, self.alpha, paren=True)
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def _alphas(groups: Sequence[Group], alphas: Sequence[float] | None) -> list[flo
     return common or list(DEFAULT_ALPHAS)  # A_sa needs only the unweighted attack's records
 
 
-def _summary(group: Group, names: list[tuple[str, str | None]], points: np.ndarray, means: np.ndarray,
+def _summary(group: Group, names: list[tuple[str, float | None]], points: np.ndarray, means: np.ndarray,
              within: np.ndarray, config: BootstrapConfig) -> GroupSummary:
     lo, hi = percentile_interval(means, config.level)
     share = run_variance_share(points, within)
@@ -415,7 +415,7 @@ def comparison_frame(c: GroupComparison) -> pd.DataFrame:
         ma = next(m for m in c.a.metrics if (m.metric, m.alpha) == (d.metric, d.alpha))
         mb = next(m for m in c.b.metrics if (m.metric, m.alpha) == (d.metric, d.alpha))
         rows.append({
-            "Metric": d.metric, "alpha_test": float(d.alpha) if d.alpha is not None else None,
+            "Metric": d.metric, "alpha_test": d.alpha,
             "A": d.a, "B": d.b, "runs A": d.runs_a, "runs B": d.runs_b, "A - B": d.difference,
             "A - B_lo": d.lo, "A - B_hi": d.hi, "p (over runs)": d.p_value, "test": d.test,
             "P(A > B)": d.improvement, "sd A": ma.sd, "sd B": mb.sd, "run share A": ma.run_share,
@@ -438,7 +438,7 @@ def display_rows(c: GroupComparison) -> tuple[list[str], list[list[str]]]:
     frame = comparison_frame(c)
     rows = []
     for d, (_, r) in zip(c.differences, frame.iterrows()):
-        rows.append([d.metric, d.alpha or "-", f"{d.a:.2f}", f"{d.b:.2f}", f"{d.difference:+.2f}",
+        rows.append([d.metric, "-" if d.alpha is None else number_key(d.alpha), f"{d.a:.2f}", f"{d.b:.2f}", f"{d.difference:+.2f}",
                      f"[{d.lo:+.2f}, {d.hi:+.2f}]", _num(d.p_value, ".3g"), f"{d.improvement:.2f}",
                      f"{_num(r['sd A'], '.2f')} / {_num(r['sd B'], '.2f')}",
                      f"{_num(r['run share A'], '.0%')} / {_num(r['run share B'], '.0%')}", group_verdict(d)])

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wmrbench.results.records import Metrics, alpha_key, attack_column_pairs, tr_alphas, tr_columns
+from wmrbench.results.records import Metrics, attack_column_pairs, tr_alphas, tr_columns
 
 ArrayLike = Any  # a numpy array, a sequence of numbers or a torch tensor
 
@@ -80,14 +80,16 @@ def compute_metrics(records: pd.DataFrame, alphas: list[float] | None = None) ->
     alphas = tr_alphas(records) if alphas is None else alphas
     pgd_correct = records["pgd_correct"].to_numpy()
     pgd_margin = records["pgd_margin"].to_numpy()
-    a_sa, a_tr, a_wc = {}, {}, {}
+    a_sa: dict[float, float] = {}
+    a_tr: dict[float, float] = {}
+    a_wc: dict[float, float] = {}
     wc_correct, wc_margin = worst_case_points(records)
-    for alpha in alphas:
-        a_sa[alpha_key(alpha)] = weighted_accuracy(pgd_correct, pgd_margin, alpha)
-        a_wc[alpha_key(alpha)] = weighted_accuracy(wc_correct, wc_margin, alpha)
+    for alpha in map(float, alphas):  # keys are floats: an int 2 and 2.0 are one alpha
+        a_sa[alpha] = weighted_accuracy(pgd_correct, pgd_margin, alpha)
+        a_wc[alpha] = weighted_accuracy(wc_correct, wc_margin, alpha)
         correct_col, margin_col = tr_columns(alpha)
         if correct_col in records:
-            a_tr[alpha_key(alpha)] = weighted_accuracy(records[correct_col].to_numpy(), records[margin_col].to_numpy(), alpha)
+            a_tr[alpha] = weighted_accuracy(records[correct_col].to_numpy(), records[margin_col].to_numpy(), alpha)
     return Metrics(
         n_examples=int(len(records)), A_nat=accuracy(records["clean_correct"].to_numpy()),
         A_rob=accuracy(pgd_correct), A_sa=a_sa, A_tr=a_tr, A_wc=a_wc,

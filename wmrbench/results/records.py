@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wmrbench.core.config import EvalConfig, eval_config_from_dict, number_key, to_jsonable
+from wmrbench.core.config import EvalConfig, eval_config_from_dict, metric_label, number_from_key, number_key, to_jsonable
 from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.core.io import atomic_write_json, atomic_write_text
 
@@ -54,20 +54,15 @@ REQUIRED_COLUMNS = ("index", "label", "clean_correct", "pgd_correct", "pgd_margi
 RECORDS_NAME, SUMMARY_NAME = "records.csv", "summary.json"
 
 
-def alpha_key(alpha: float) -> str:
-    """How an alpha names a column and a metrics key: 1.0 -> '1', 1.5 -> '1.5', and distinct
-    alphas always distinct names (0.1 -> '0.1', 0.10000000001 -> '0.10000000001';
-    :func:`wmrbench.core.config.number_key`)."""
-    return number_key(alpha)
-
-
 def tr_columns(alpha: float) -> tuple[str, str]:
-    return TR_CORRECT + alpha_key(alpha), TR_MARGIN + alpha_key(alpha)
+    """The weighted attack's columns at ``alpha``: 1.0 -> 'tr_correct@1', 1.5 -> 'tr_correct@1.5';
+    distinct alphas always get distinct names (:func:`wmrbench.core.config.number_key`)."""
+    return TR_CORRECT + number_key(alpha), TR_MARGIN + number_key(alpha)
 
 
 def tr_restart_column(alpha: float) -> str:
     """Which restart the weighted attack at ``alpha`` kept for each example (0-based)."""
-    return TR_RESTART + alpha_key(alpha)
+    return TR_RESTART + number_key(alpha)
 
 
 def under_weighted_rule(records: pd.DataFrame) -> pd.DataFrame | None:
@@ -85,7 +80,7 @@ def under_weighted_rule(records: pd.DataFrame) -> pd.DataFrame | None:
 def tr_alphas(records: pd.DataFrame) -> list[float]:
     """The alpha_test values whose weighted-attack columns the records hold, in column order: the
     one place a column's name is read back as a number (:func:`tr_columns` makes the names)."""
-    return [float(c[len(TR_CORRECT):]) for c in records.columns if c.startswith(TR_CORRECT)]
+    return [number_from_key(c[len(TR_CORRECT):]) for c in records.columns if c.startswith(TR_CORRECT)]
 
 
 def attack_column_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
@@ -215,7 +210,7 @@ def _check_column_names(path: str | Path) -> None:
         for prefix in (TR_CORRECT, TR_MARGIN, TR_RESTART):
             if name.startswith(prefix):
                 with contextlib.suppress(ValueError):
-                    key = (prefix, float(name[len(prefix):]))
+                    key = (prefix, number_from_key(name[len(prefix):]))
                 break
         if key in seen:
             same = f"the column {name!r} twice" if seen[key] == name else f"the columns {seen[key]!r} and {name!r} for one alpha"
@@ -290,21 +285,26 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Metrics:
-    """A_nat, A_rob (percent) and, per alpha_test (keyed by :func:`alpha_key`), A_sa and A_tr, and
-    A_wc, wmrbench's worst-case non-uniform accuracy (not the paper's; :mod:`wmrbench.metrics`)."""
+    """A_nat, A_rob (percent) and, per alpha_test (keyed by the alpha itself, a float), A_sa and
+    A_tr, and A_wc, wmrbench's worst-case non-uniform accuracy (not the paper's;
+    :mod:`wmrbench.results.metrics`). In summary.json the keys are the alphas' names ('2', '1.5';
+    :func:`wmrbench.core.config.number_key`): :meth:`to_json` and :meth:`from_json` convert."""
 
     n_examples: int
     A_nat: float
     A_rob: float
-    A_sa: dict[str, float]
-    A_tr: dict[str, float]
-    A_wc: dict[str, float] = field(default_factory=dict)  # results written before it: empty
+    A_sa: dict[float, float]
+    A_tr: dict[float, float]
+    A_wc: dict[float, float] = field(default_factory=dict)  # results written before it: empty
 
     @property
     def alphas(self) -> list[float]:
-        """The alpha_test values, as numbers: the one place a metrics key is read back as one
-        (:func:`alpha_key` makes the keys)."""
-        return [float(key) for key in self.A_sa]
+        """The alpha_test values, in the order they were evaluated."""
+        return list(self.A_sa)
+
+    def to_json(self) -> dict[str, Any]:
+        """As summary.json holds it: every alpha key by its name."""
+        return to_jsonable(self)
 
     @classmethod
     def from_json(cls, d: Any) -> Metrics:
@@ -316,27 +316,32 @@ class Metrics:
                 raise ValueError(f"metrics.{name} is not a finite number")
             return float(value)
 
-        def per_alpha(name: str, optional: bool = False) -> dict[str, float]:
+        def per_alpha(name: str, optional: bool = False) -> dict[float, float]:
             table = d.get(name, {} if optional else None)
             if not isinstance(table, dict):
                 raise ValueError(f"no metrics.{name} object")
-            out = {}
+            out: dict[float, float] = {}
             for k, v in table.items():
-                try:
-                    alpha = float(k)
-                except ValueError:
-                    raise ValueError(f"metrics.{name} has the key {k!r}, not an alpha") from None
-                if not (math.isfinite(alpha) and alpha >= 0):
-                    raise ValueError(f"metrics.{name} has the key {k!r}, not an alpha >= 0")
-                key = alpha_key(alpha)
-                if key in out:  # '1' and '1.0': one alpha twice; never let one silently replace the other
-                    first = next(j for j in table if j != k and float(j) == alpha)
-                    raise ValueError(f"metrics.{name} has the keys {first!r} and {k!r} for one alpha {key}")
-                out[key] = number(v, f"{name}[{k}]")
+                alpha = _alpha_of(k, f"metrics.{name}")
+                if alpha in out:  # '1' and '1.0': one alpha twice; never let one silently replace the other
+                    first = next(j for j in table if j != k and _alpha_of(j, f"metrics.{name}") == alpha)
+                    raise ValueError(f"metrics.{name} has the keys {first!r} and {k!r} for one alpha {number_key(alpha)}")
+                out[alpha] = number(v, f"{name}[{k}]")
             return out
 
         return cls(int(number(d.get("n_examples"), "n_examples")), number(d.get("A_nat"), "A_nat"),
                    number(d.get("A_rob"), "A_rob"), per_alpha("A_sa"), per_alpha("A_tr"), per_alpha("A_wc", True))
+
+
+def _alpha_of(key: Any, where: str) -> float:
+    """A JSON object's key read back as the alpha_test it names (ValueError naming it if not one)."""
+    try:
+        alpha = number_from_key(key)
+    except ValueError:
+        raise ValueError(f"{where} has the key {key!r}, not an alpha") from None
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"{where} has the key {key!r}, not an alpha >= 0")
+    return alpha
 
 
 Interval = tuple[float, float]
@@ -346,8 +351,8 @@ Interval = tuple[float, float]
 class Uncertainty:
     """How sure each metric is (:mod:`wmrbench.results.uncertainty` computes it from the records).
 
-    ``intervals``: ``A_nat`` and ``A_rob`` -> (lo, hi); ``A_sa``, ``A_tr``, ``A_wc`` -> alpha key
-    -> (lo, hi), in percent. ``n_eff``: ``A_sa``, ``A_tr``, ``A_wc`` -> alpha key -> the effective
+    ``intervals``: ``A_nat`` and ``A_rob`` -> (lo, hi); ``A_sa``, ``A_tr``, ``A_wc`` -> alpha (a
+    float) -> (lo, hi), in percent. ``n_eff``: ``A_sa``, ``A_tr``, ``A_wc`` -> alpha -> the effective
     sample size ``(sum s)^2 / sum s^2`` of that metric's weights. The interval covers the sampling
     of test examples for a fixed attack, not the attack's own randomness.
     """
@@ -357,9 +362,9 @@ class Uncertainty:
     resamples: int
     seed: int
     intervals: dict[str, Any]
-    n_eff: dict[str, dict[str, float]]
+    n_eff: dict[str, dict[float, float]]
 
-    def interval(self, metric: str, alpha: str | None = None) -> Interval | None:
+    def interval(self, metric: str, alpha: float | None = None) -> Interval | None:
         value = self.intervals.get(metric)
         if alpha is not None:
             value = value.get(alpha) if isinstance(value, dict) else None
@@ -384,14 +389,15 @@ class Uncertainty:
         intervals: dict[str, Any] = {}
         for metric, value in raw.items():
             if isinstance(value, dict):
-                intervals[metric] = {alpha_key(float(k)): pair(v, f"{metric}[{k}]") for k, v in value.items()}
+                intervals[metric] = {_alpha_of(k, f"uncertainty.intervals.{metric}"): pair(v, f"{metric}[{k}]")
+                                     for k, v in value.items()}
             else:
                 intervals[metric] = pair(value, metric)
         raw_neff = d.get("n_eff", {})
         if not isinstance(raw_neff, dict) or not all(isinstance(v, dict) for v in raw_neff.values()):
             raise ValueError("uncertainty.n_eff is not an object of objects")
-        n_eff = {m: {alpha_key(float(k)): float(_optional_float(v, f"uncertainty.n_eff.{m}") or 0.0) for k, v in t.items()}
-                 for m, t in raw_neff.items()}
+        n_eff = {m: {_alpha_of(k, f"uncertainty.n_eff.{m}"): float(_optional_float(v, f"uncertainty.n_eff.{m}") or 0.0)
+                     for k, v in t.items()} for m, t in raw_neff.items()}
         level = _optional_float(d.get("level"), "uncertainty.level")
         if level is None or not 0 < level < 1:
             raise ValueError("uncertainty.level is not in (0, 1)")
@@ -424,7 +430,7 @@ def metric_values(metrics: Metrics) -> dict[str, float]:
     """Every number of ``metrics`` by one flat name: A_nat, A_rob, A_sa@1, A_tr@1, A_wc@1, ..."""
     out = {"A_nat": metrics.A_nat, "A_rob": metrics.A_rob}
     for table in ("A_sa", "A_tr", "A_wc"):
-        out.update({f"{table}@{key}": value for key, value in getattr(metrics, table).items()})
+        out.update({metric_label(table, alpha): value for alpha, value in getattr(metrics, table).items()})
     return out
 
 

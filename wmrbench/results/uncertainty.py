@@ -47,9 +47,10 @@ import numpy as np
 import pandas as pd
 
 from wmrbench.core.checks import check_int, check_seed
+from wmrbench.core.config import metric_label, number_key
 from wmrbench.core.errors import WmrbenchError
 from wmrbench.results.metrics import worst_case_points
-from wmrbench.results.records import RECORDS_NAME, Summary, Uncertainty, alpha_key, read_records, tr_alphas, tr_columns
+from wmrbench.results.records import RECORDS_NAME, Summary, Uncertainty, read_records, tr_alphas, tr_columns
 
 METHOD = "percentile bootstrap over examples"
 # Where every resample gives the same value (all examples right, all wrong, or one example) the
@@ -100,7 +101,7 @@ def n_eff(margin: np.ndarray, alpha: float) -> float:
 class _Ratios:
     """Named metrics, each ``100 * (K @ num) / (K @ den)`` for a count vector K."""
 
-    names: list[tuple[str, str | None]]  # (metric, alpha key or None)
+    names: list[tuple[str, float | None]]  # (metric, alpha_test or None)
     num: np.ndarray  # (N, M)
     den: np.ndarray  # (N, M)
     # Metrics whose weights could all underflow in a resample that misses the lowest margins
@@ -113,13 +114,13 @@ class _Ratios:
         return _Ratios([self.names[c] for c in columns], self.num[:, columns], self.den[:, columns], steep)
 
 
-def _ratios(records: pd.DataFrame, alphas: list[float]) -> tuple[_Ratios, dict[tuple[str, str], float]]:
-    names: list[tuple[str, str | None]] = []
+def _ratios(records: pd.DataFrame, alphas: list[float]) -> tuple[_Ratios, dict[tuple[str, float], float]]:
+    names: list[tuple[str, float | None]] = []
     nums, dens = [], []
-    neff: dict[tuple[str, str], float] = {}
+    neff: dict[tuple[str, float], float] = {}
     steep: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
 
-    def add(metric: str, key: str | None, correct: np.ndarray, margin: np.ndarray | None, alpha: float) -> None:
+    def add(metric: str, key: float | None, correct: np.ndarray, margin: np.ndarray | None, alpha: float) -> None:
         s = np.ones(len(correct)) if margin is None or alpha == 0 else _weights(margin, alpha)
         if margin is not None and margin.size and alpha * float(margin.max() - margin.min()) > _UNDERFLOW:
             steep[len(names)] = (np.asarray(correct, dtype=np.float64), margin, alpha)
@@ -134,8 +135,8 @@ def _ratios(records: pd.DataFrame, alphas: list[float]) -> tuple[_Ratios, dict[t
     add("A_nat", None, records["clean_correct"].to_numpy(dtype=bool), None, 0.0)
     add("A_rob", None, pgd_correct, None, 0.0)
     wc_correct, wc_margin = worst_case_points(records)
-    for alpha in alphas:
-        key = alpha_key(alpha)
+    for alpha in map(float, alphas):
+        key = alpha
         add("A_sa", key, pgd_correct, pgd_margin, alpha)
         correct_col, margin_col = tr_columns(alpha)
         if correct_col in records:
@@ -192,7 +193,7 @@ def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarr
     return lo, hi
 
 
-def _nest(names: list[tuple[str, str | None]], values: list[object]) -> dict[str, object]:
+def _nest(names: list[tuple[str, float | None]], values: list[object]) -> dict[str, object]:
     out: dict[str, object] = {}
     for (metric, key), value in zip(names, values, strict=True):
         if key is None:
@@ -214,9 +215,9 @@ def uncertainty(records: pd.DataFrame, alphas: list[float] | None = None,
         if hi[j] - lo[j] <= 1e-9:  # every resample alike: 0%, 100%, or one example
             n = len(records) if key is None else neff[(metric, key)]
             lo[j], hi[j] = wilson(float(lo[j]) / 100.0, n, config.level)
-            collapsed.append(metric if key is None else f"{metric}@{key}")
+            collapsed.append(metric_label(metric, key))
     intervals = _nest(ratios.names, [(round(float(a), 6), round(float(b), 6)) for a, b in zip(lo, hi, strict=True)])
-    n_effs: dict[str, dict[str, float]] = {}
+    n_effs: dict[str, dict[float, float]] = {}
     for (metric, key), value in neff.items():
         n_effs.setdefault(metric, {})[key] = round(value, 3)
     method = METHOD + (f"; {WILSON} where every resample was alike: {', '.join(collapsed)}" if collapsed else "")
@@ -255,7 +256,7 @@ def few_examples_warnings(unc: Uncertainty, threshold: float = FEW_EXAMPLES) -> 
             continue
         key, value = min(per_alpha.items(), key=lambda item: item[1])
         if round(value) < threshold:
-            lines.append(f"{metric} at alpha {key} rests on about {value:.0f} examples; use more test examples")
+            lines.append(f"{metric} at alpha {number_key(key)} rests on about {value:.0f} examples; use more test examples")
     return lines
 
 
@@ -269,7 +270,7 @@ def few_examples_line(named: list[tuple[str, Uncertainty]], threshold: float = F
         if smallest:
             value, metric, key = min(smallest)
             if round(value) < threshold:
-                parts.append(f"{name} (about {value:.0f}, {metric} at alpha {key})")
+                parts.append(f"{name} (about {value:.0f}, {metric} at alpha {number_key(key)})")
     if not parts:
         return None
     return (f"weighted numbers resting on fewer than {threshold:.0f} effective examples (n_eff): "
@@ -287,13 +288,13 @@ class TwoLevel:
     mean over its resampled runs in each resample; ``within[g]`` (R_g, M): each run's variance over
     the example resamples alone (the sampling of test examples, for that run)."""
 
-    names: list[tuple[str, str | None]]
+    names: list[tuple[str, float | None]]
     points: list[np.ndarray]
     means: list[np.ndarray]
     within: list[np.ndarray]
 
 
-def common_names(records: list[pd.DataFrame], alphas: list[float]) -> list[tuple[str, str | None]]:
+def common_names(records: list[pd.DataFrame], alphas: list[float]) -> list[tuple[str, float | None]]:
     """The metrics every one of ``records`` holds (A_tr only where every run has its attack)."""
     sets = [_ratios(r, alphas)[0].names for r in records]
     return [n for n in sets[0] if all(n in other for other in sets[1:])]
@@ -398,7 +399,7 @@ class Difference:
     """One metric of A minus the same metric of B on the same examples."""
 
     metric: str  # A_nat, A_rob, A_sa, A_tr, A_wc
-    alpha: str | None  # alpha key for the weighted metrics
+    alpha: float | None  # alpha_test of the weighted metrics
     a: float
     b: float
     difference: float  # a - b, in points
@@ -411,7 +412,7 @@ class Difference:
 
     @property
     def label(self) -> str:
-        return self.metric if self.alpha is None else f"{self.metric}({self.alpha})"
+        return metric_label(self.metric, self.alpha, paren=True)
 
 
 def _bootstrap_p(d: np.ndarray) -> np.ndarray:
@@ -493,7 +494,7 @@ def paired_against(reference: pd.DataFrame, others: list[pd.DataFrame], alphas: 
     if any(len(o) != n for o in others):
         raise ValueError("every result must hold the reference's examples")
     reference_ratios: dict[tuple[float, ...], _Ratios] = {}
-    pairs: list[tuple[_Ratios, _Ratios, list[tuple[str, str | None]]]] = []
+    pairs: list[tuple[_Ratios, _Ratios, list[tuple[str, float | None]]]] = []
     for other, alpha_list in zip(others, alphas, strict=True):
         key = tuple(alpha_list)
         if key not in reference_ratios:
@@ -549,7 +550,7 @@ def _resampled_pairs(pairs: list[tuple[_Ratios, _Ratios]], config: BootstrapConf
     return results
 
 
-def _differences(ra: _Ratios, rb: _Ratios, names: list[tuple[str, str | None]], d: np.ndarray,
+def _differences(ra: _Ratios, rb: _Ratios, names: list[tuple[str, float | None]], d: np.ndarray,
                  records_a: pd.DataFrame, records_b: pd.DataFrame, config: BootstrapConfig) -> list[Difference]:
     """The tail of :func:`paired`: point values, interval, p-value and McNemar per metric."""
     lo, hi = _percentiles(d, config.level)

@@ -36,7 +36,7 @@ from wmrbench.core.presets import (
     PAPER_PROTOCOLS, preset_for, scaled_burn_in, train_config,
 )
 from wmrbench.results.comparison import compare_records
-from wmrbench.results.records import RECORDS_NAME, Summary, alpha_key, read_records
+from wmrbench.results.records import RECORDS_NAME, Summary, read_records
 from wmrbench.report.family import BASE_OF, PRIMARY, ROB_COLUMNS, GainIntervals, family_table, gains_table
 from wmrbench.report.render import CiStyle, to_csv, to_markdown
 from wmrbench.report.tables import defense_label
@@ -244,8 +244,8 @@ def _gain_cells(cfg: FamilyConfig, label: str, attack: AttackMethod, differences
             column = d.metric
         else:
             continue
-        for key in ([d.alpha] if d.alpha is not None else [alpha_key(a) for a in cfg.alpha_test]):
-            out[(label, key, column)] = (d.lo, d.hi)
+        for alpha in ([d.alpha] if d.alpha is not None else [float(a) for a in cfg.alpha_test]):
+            out[(label, alpha, column)] = (d.lo, d.hi)
 
 
 def seed_groups(cfg: FamilyConfig, runs: list[TrainConfig],

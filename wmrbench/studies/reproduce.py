@@ -44,7 +44,7 @@ from wmrbench.core.presets import (
 )
 from wmrbench.results.comparison import compare_records
 from wmrbench.results.metrics import compute_metrics
-from wmrbench.results.records import RECORDS_NAME, Summary, alpha_key, read_records, under_weighted_rule
+from wmrbench.results.records import RECORDS_NAME, Summary, read_records, under_weighted_rule
 from wmrbench.report.paper import paper_tables
 from wmrbench.report.tables import defense_label
 from wmrbench.report.reproduction import (
@@ -259,8 +259,8 @@ def _seed_reproduction(cfg: ReproduceConfig, runs: list[TrainConfig], summaries:
             compared = compare_groups(groups[ours], groups[base], alphas=list(cfg.alpha_test))
             label = defense_label(models[ours][0][1].model)
             for d in compared.differences:
-                for key in ([d.alpha] if d.alpha is not None else [alpha_key(a) for a in cfg.alpha_test]):
-                    gains[(label, key, d.metric)] = Gain(d.difference, d.lo, d.hi, d.p_value if d.p_value is not None else 1.0,
+                for alpha in ([d.alpha] if d.alpha is not None else [float(a) for a in cfg.alpha_test]):
+                    gains[(label, alpha, d.metric)] = Gain(d.difference, d.lo, d.hi, d.p_value if d.p_value is not None else 1.0,
                                                          runs=min(d.runs_a, d.runs_b))
     evaluation, first = summaries[0].config, runs[0]
     notes = [
@@ -314,8 +314,8 @@ def paired_gains(table_dir: Path, runs: list[TrainConfig], summaries: list[Summa
             continue
         label = defense_label(ours.model)
         for d in compared.differences:
-            for key in ([d.alpha] if d.alpha is not None else list(ours.metrics.A_sa)):
-                gains[(label, key, d.metric)] = Gain(d.difference, d.lo, d.hi, d.p_value, d.mcnemar_p)
+            for alpha in ([d.alpha] if d.alpha is not None else ours.metrics.alphas):
+                gains[(label, alpha, d.metric)] = Gain(d.difference, d.lo, d.hi, d.p_value, d.mcnemar_p)
     return gains
 
 

@@ -240,7 +240,8 @@ def _validation_stats(model: nn.Module, val: ImageSet, cfg: TrainConfig, task: T
     eval_cfg = task.validation(cfg, select, len(val)) if task.validation is not None else None
     metrics = validate(model, val, cfg, select, eval_cfg)
     return {
-        "val": {"A_nat": metrics.A_nat, "A_rob": metrics.A_rob, "A_sa": metrics.A_sa, "A_tr": metrics.A_tr},
+        # as metrics.jsonl records them: alpha_test keys by their names
+        "val": {k: v for k, v in metrics.to_json().items() if k in ("A_nat", "A_rob", "A_sa", "A_tr")},
         "selected": {"by": str(select), "value": selected_value(metrics, select)},
     }
 

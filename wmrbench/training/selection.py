@@ -20,7 +20,7 @@ from wmrbench.core.errors import WmrbenchError, setting
 from wmrbench.evaluation import evaluate_model
 from wmrbench.results.metrics import compute_metrics
 from wmrbench.core.presets import DEFAULT_ALPHA_TEST, eval_config
-from wmrbench.results.records import Metrics, alpha_key
+from wmrbench.results.records import Metrics
 
 def carve_validation(train: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]:
     """(the rest of the training split, a held-out split of ``val_size``), chosen by the seed."""
@@ -54,4 +54,4 @@ def validate(model: nn.Module, val: ImageSet, cfg: TrainConfig, select: SelectBy
 def selected_value(metrics: Metrics, select: SelectBy) -> float:
     if select.alpha is None:
         return metrics.A_rob
-    return getattr(metrics, select.metric)[alpha_key(select.alpha)]
+    return getattr(metrics, select.metric)[select.alpha]
