@@ -1,5 +1,5 @@
 """CPU threads under load: the demo's training epoch and one small evaluation, with 1 and 2 torch
-threads, on an idle(-ish) machine and under a load this script makes itself (issue 23, item 4).
+threads, on an idle(-ish) machine and under a load this script makes itself.
 
 Each measurement is a fresh ``python -m wmrbench --threads T ...`` process, as a user runs it
 (OMP_NUM_THREADS and MKL_NUM_THREADS are removed from its environment, so --threads alone

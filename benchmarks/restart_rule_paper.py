@@ -1,7 +1,7 @@
 """The paper's restart rule (max-ce) against wmrbench's (weighted) on the uniform attack of
 ``wmrbench evaluate --protocol paper --restart-from previous``, from ONE attack run.
 
-    python benchmarks/restart_rule_paper.py --n 200 --device cpu      # issue 18's comparison (~8 min, 1 core)
+    python benchmarks/restart_rule_paper.py --n 200 --device cpu      # the restart rules compared (~8 min, 1 core)
 
 The same engine call as evaluate's A_rob / A_sa attack (one batch, keyed starts on the example
 indices, seed 0): its result is the max-ce choice and ``result.weighted_pick`` the weighted

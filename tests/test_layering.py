@@ -65,7 +65,7 @@ def test_lint_imports_passes_and_fails_on_a_forbidden_import(tmp_path: Path) -> 
 @pytest.mark.skipif(not Path(LINT_IMPORTS).exists(), reason="import-linter (dev dependency) is not installed")
 def test_the_cli_reaches_models_only_through_the_package(tmp_path: Path) -> None:
     """``from wmrbench.models import model_sources`` is the CLI's door; reaching past it into
-    ``wmrbench.models.source`` breaks the contract (issue 22)."""
+    ``wmrbench.models.source`` breaks the contract."""
     copy = tmp_path / "repo"
     copy.mkdir()
     shutil.copy(REPO / "pyproject.toml", copy)

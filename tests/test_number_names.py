@@ -1,4 +1,4 @@
-"""Issue 23, item 2: values that differ but print alike never share a name.
+"""Values that differ but print alike never share a name.
 
 Everywhere a number becomes a name (record columns, metrics keys in summary.json, run and
 folder names of a sweep, table cells), ``wmrbench.core.config.number_key`` gives it: ``{x:g}`` where

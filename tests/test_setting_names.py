@@ -1,4 +1,4 @@
-"""Library errors name settings by concept (issue 22): ``str(exc)`` reads as a Python caller
+"""Library errors name settings by concept: ``str(exc)`` reads as a Python caller
 wrote the setting, the CLI prints the same message with its options, and no converted module
 spells a ``--flag`` itself (the count outside wmrbench/cli/ can only go down)."""
 

@@ -118,7 +118,7 @@ def readme_snippet() -> str:
     return text[start:text.index("```", start)]
 
 
-@pytest.mark.slow  # fresh interpreters, twice each: README + fit_own_model took 17 min together at load average 17 on 2 cores
+@pytest.mark.slow  # fresh interpreters, twice each: the README snippet and fit_own_model take minutes of CPU
 @pytest.mark.parametrize("script", ["weighted_attack_mnist.py", "trades_ours_own_loop.py", "fit_own_model.py", "README"])
 def test_every_example_and_the_readme_snippet_run_twice_in_one_folder(tmp_path, script):
     """A tutorial run again must work: the second run in the same folder succeeds and prints the

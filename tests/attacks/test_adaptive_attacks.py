@@ -1,4 +1,4 @@
-"""pgd-lsa (logit-scaling PGD) and pgd-cw (margin PGD), issue 20: exactness at alpha 0, the
+"""pgd-lsa (logit-scaling PGD) and pgd-cw (margin PGD): exactness at alpha 0, the
 threat model, and agreement with independent one-line references, on the real robust MNIST
 model and real MNIST test images."""
 

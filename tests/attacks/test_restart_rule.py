@@ -1,4 +1,4 @@
-"""``--restart-rule weighted|max-ce`` (issue 18, item 5): the authors' choice among restarts (the
+"""``--restart-rule weighted|max-ce``: the authors' choice among restarts (the
 highest cross-entropy at the end point, ties to the later restart) as an engine option.
 
 Hand-made candidates pin the rule itself; the real robust MNIST model shows that max-ce keeps the

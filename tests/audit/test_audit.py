@@ -1,4 +1,4 @@
-"""`wmrbench audit` (issue 20): the checks' logic on made-up records, the command on real digits
+"""`wmrbench audit`: the checks' logic on made-up records, the command on real digits
 checkpoints (files, resume, leaderboard column), and on real MNIST: a deliberately masked model
 fails the checks that catch masking, the public TRADES SmallCNN passes them all."""
 

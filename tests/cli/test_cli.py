@@ -78,7 +78,7 @@ def bad_checkpoints(tmp_path):
 
 ERROR_CASES = {
     "unknown dataset": ("train", "--dataset", "svhn"),
-    "unknown defense": ("train", "--defense", "free-at"),  # mart is a registered defense since issue 19
+    "unknown defense": ("train", "--defense", "free-at"),  # mart is a registered defense
     "unknown arch": ("train", "--arch", "vit_huge"),
     "negative alpha_train": ("train", "--alpha-train", "-1"),
     "eps above 1": ("train", "--eps", "1.5"),

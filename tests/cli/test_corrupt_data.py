@@ -1,4 +1,4 @@
-"""Issue 23, item 3: a corrupt data file is blamed on the file, in one line, through the CLI.
+"""A corrupt data file is blamed on the file, in one line, through the CLI.
 
 Each test writes a file in the real on-disk format (MNIST IDX, CIFAR-10/100 pickles, Tiny
 ImageNet's annotations, wmrbench's adversarial file), damages one thing, and runs the real

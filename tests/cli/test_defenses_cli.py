@@ -1,7 +1,7 @@
 """Each reweighting defense trains and evaluates through the CLI on digits (tiny epochs), keeps
 best.pt, writes TensorBoard, resumes across its burn-in exactly, reruns identically and trains
 under torchrun; "+ours" options are refused for them in one line; ``reproduce family`` writes
-its table and a rerun skips what is done (issue 19)."""
+its table and a rerun skips what is done."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def test_evaluate_uses_the_data_folder_the_checkpoint_records(tmp_path: Path) ->
 
 def test_table_cells_have_fixed_decimals_and_alphas_as_given() -> None:
     assert [_paper_cell("A_sa", v) for v in (9.959, 5.5387e-150, 100.0)] == ["9.96", "0.00", "100.00"]
-    # Alphas keep every digit that tells two values apart (issue 23: 0.1 and 0.10000000001 must not
+    # Alphas keep every digit that tells two values apart (0.1 and 0.10000000001 must not
     # print alike); other numbers (eps, step sizes) keep 6 significant digits.
     assert [_paper_cell("alpha_test", v) for v in (1000000.0, 1.5, 2 / 255, 0.10000000001)] == \
         ["1000000", "1.5", "0.00784313725490196", "0.10000000001"]

@@ -1,4 +1,4 @@
-"""Issue 23, items 5 and 6: a red team's findings, each ending in one clear line or a right result.
+"""A red team's findings, each ending in one clear line or a right result.
 
 Every test drives the real Typer app (CliRunner) and asserts the exit code, the one line, and what
 is on disk. The autouse fixture in conftest.py runs each test in an empty folder of its own.
@@ -104,7 +104,7 @@ def test_latex_leaderboard_escapes_every_special_character_of_a_run_name(tmp_pat
     assert len(rows) == 1
     cells = rows[0].split(" & ")  # '&' inside a cell is escaped, so this splits the columns only
     assert len(cells) == n_columns
-    # The one macro wmrbench writes itself: the interval's \ensuremath{\pm} (issue 18).
+    # The one macro wmrbench writes itself: the interval's \ensuremath{\pm}.
     texts = [_unescape(cell.replace(r" \ensuremath{\pm} ", " ")) for cell in cells]
     assert name in texts, texts
     engine = shutil.which("pdflatex") or shutil.which("lualatex") or shutil.which("xelatex")
@@ -242,7 +242,7 @@ def test_a_model_function_without_a_checkpoint_is_said_to_have_random_weights(tm
     out = invoke("evaluate", "--model", f"{factory}:net", "--dataset", "digits", "--n-examples", "4", "--steps", "1",
                  "--device", "cpu", "--results-dir", tmp_path / "results", "--quiet")
     assert out.exit_code == 0, out.output
-    # (the few-examples warnings of 4 images are issue 18's, tested there)
+    # (the few-examples warnings of 4 images are tested with the intervals)
     warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning:") and "rests on about" not in line]
     assert warnings == [f"Warning: --model {factory}:net without --checkpoint: the weights are those net() builds "
                         "(random, unless it loads trained ones itself); give --checkpoint FILE to load a state_dict"]

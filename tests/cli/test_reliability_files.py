@@ -1,4 +1,4 @@
-"""Issue 13, classes 10-12, and how files are made: corrupt data files are named, bad summaries
+"""How files are made: corrupt data files are named, bad summaries
 are skipped with a warning, messages never invite unsafe steps, files get the user's umask."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 13, classes 8-9: every number and name a user can pass is checked before any work, with
+"""Every number and name a user can pass is checked before any work, with
 its range in one line; nothing is written."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 23, item 0: a write never replaces what is not a regular file.
+"""A write never replaces what is not a regular file.
 
 Every write goes through wmrbench.core.io's atomic writer (temporary file, then rename). A rename over
 a device node or a FIFO would replace the node with a regular file (as root, ``--output

@@ -1,4 +1,4 @@
-"""Issue 13, classes 1-3: a run writes its own folder and nothing else, and one writer at a time.
+"""A run writes its own folder and nothing else, and one writer at a time.
 
 1. A run name is one safe path component: anything else is refused with one line, and nothing
    is written anywhere.

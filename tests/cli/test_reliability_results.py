@@ -1,4 +1,4 @@
-"""Issue 13, classes 4-6: a result is never lost, never half written, and never fails after the work.
+"""A result is never lost, never half written, and never fails after the work.
 
 4. ``evaluate`` and ``attack`` refuse an existing complete result unless ``--overwrite``.
 5. A result is one unit: the old summary goes first, then records.csv, then summary.json with

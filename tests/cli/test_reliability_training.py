@@ -1,4 +1,4 @@
-"""Issue 13, class 7 (and the numbers of class 8): a run that diverges stops with one line and keeps
+"""A run that diverges stops with one line and keeps
 its last good checkpoint; TRADES no longer goes NaN when a softmax saturates; a model with
 non-finite weights or outputs is not evaluated; a huge alpha_test gives finite weights.
 """
@@ -71,7 +71,7 @@ def test_trades_training_of_a_saturated_model_stays_finite(tmp_path):
         checkpoint["model"][name] *= 1000.0
     torch.save(checkpoint, last)
 
-    # The scaled model's mean loss (3e4) is far over the divergence rule's ceiling (issue 23): this
+    # The scaled model's mean loss (3e4) is far over the divergence rule's ceiling: this
     # test is about finite gradients, so it trains on.
     out = invoke("train", "--run", "sat", "--resume", "--epochs", "2", "--checkpoint-dir", tmp_path, "--device", "cpu",
                  "--quiet", "--no-divergence-stop")

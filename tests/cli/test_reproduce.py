@@ -61,8 +61,8 @@ def test_reproduce_writes_the_table_and_a_rerun_skips_what_is_done(tmp_path):
         any(v in line for v in ("holds (significant at 5%)", "holds (not significant)", "does not hold")) for line in verdicts)
     assert all(" ± " in line.split("|")[6] for line in verdicts)  # the A_sa gain with its paired interval
     assert "significant at 5% (paired 95% interval above 0) in" in md
-    # Evaluated under the paper's restart rule, and reported under wmrbench's from the same run
-    # (issue 18, item 5): the weighted rule's A_sa and A_tr are never higher, its A_nat the same.
+    # Evaluated under the paper's restart rule, and reported under wmrbench's from the same run:
+    # the weighted rule's A_sa and A_tr are never higher, its A_nat the same.
     assert "2 restart(s) (start, max-ce rule)" in md and "## Under wmrbench's restart rule (weighted)" in md
     assert "The same attack run under wmrbench's restart rule" in out.stdout
     section = md.split("## Under wmrbench's restart rule (weighted)")[1].split("## The paper's table")[0]

@@ -1,4 +1,4 @@
-"""``evaluate --seeds 0,1,2`` (issue 18, item 6): the attack repeated with other keyed starts on the
+"""``evaluate --seeds 0,1,2``: the attack repeated with other keyed starts on the
 same examples, its spread per metric in the summary and on the terminal, each seed's records kept.
 Through the CLI on the real MNIST checkpoint, with few images and steps."""
 

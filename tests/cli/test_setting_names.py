@@ -1,4 +1,4 @@
-"""The CLI prints the library's messages with its own option names (issue 22)."""
+"""The CLI prints the library's messages with its own option names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""wmrbench.core.resume: the one rule by which training and evaluation resume (issue 22)."""
+"""wmrbench.core.resume: the one rule by which training and evaluation resume."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 23, item 4: torch's CPU threads are set at the start of every command (``wmrbench
+"""Torch's CPU threads are set at the start of every command (``wmrbench
 --threads N``, $WMRBENCH_THREADS, $OMP_NUM_THREADS, else half the cores, 1 to 4) and recorded in
 every result."""
 

@@ -1,4 +1,4 @@
-"""The reweighting family (issue 19): each loss pinned to its definition, written out by hand
+"""The reweighting family: each loss pinned to its definition, written out by hand
 here on fixed logits (float64, plain loops over examples and classes, independent of the
 implementation), gradients reaching the parameters, the edge cases (all correct, all wrong,
 kappa 0 and K), GAIRAT's kappa from the attack itself, and PGD-AT/TRADES unchanged by the

@@ -121,7 +121,7 @@ def test_results_dir_writes_the_command_result(mnist_model, mnist_test, tmp_path
 
 
 # Errors the checks of wmrbench.core.config word (alpha_test, attack, dataset, device): their
-# --flag wording is the CLI boundary's to translate (issue 22's cli part), not this module's.
+# --flag wording is the CLI boundary's to translate, not this module's.
 CONFIG_WORDED = ("alpha", "attack", "dataset", "device")
 
 

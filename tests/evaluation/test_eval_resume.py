@@ -1,4 +1,4 @@
-"""Issue 11: resumable evaluation, and the progress of each attack stage.
+"""Resumable evaluation, and the progress of each attack stage.
 
 ``evaluate`` saves each finished batch in ``results/<run>/.partial/`` (keyed by the batch's global
 number, beside a manifest of the settings, the model and the data); ``evaluate --resume``

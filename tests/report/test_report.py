@@ -171,7 +171,7 @@ def test_rows_are_ordered_and_sort_by_puts_the_best_first(results: Path) -> None
     assert list(frame[frame["Model"] == "a-pgd"]["Defense"]) == ["PGD+ours"] * 3
     board = leaderboard(results, TableFormat.CSV, TableKind.NON_UNIFORM, sort_by="a_tr")  # any case
     table = pd.read_csv(results / "leaderboard-non-uniform.csv")
-    # Ranked within each data set and alpha_test (issue 23): never MNIST against digits, alpha 1 against 2.
+    # Ranked within each data set and alpha_test: never MNIST against digits, alpha 1 against 2.
     assert list(dict.fromkeys(zip(table["Dataset"], table["alpha_test"]))) == sorted(set(zip(table["Dataset"], table["alpha_test"])))
     for _, group in table.groupby(["Dataset", "alpha_test"]):
         assert list(group["A_tr"]) == sorted(group["A_tr"], reverse=True)

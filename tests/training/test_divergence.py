@@ -1,4 +1,4 @@
-"""Issue 23, item 1: a run that explodes but stays finite is stopped (wmrbench.training.divergence's rule),
+"""A run that explodes but stays finite is stopped (wmrbench.training.divergence's rule),
 keeps its last good checkpoint, and --no-divergence-stop trains on with a warning."""
 
 from __future__ import annotations

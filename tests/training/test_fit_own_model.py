@@ -1,5 +1,5 @@
 """``wmrbench.training.api.fit``: a user's own nn.Module on the user's own data, through the loop
-``wmrbench train`` runs (issue 22, item 1): last.pt / best.pt, exact resume, the divergence stop,
+``wmrbench train`` runs: last.pt / best.pt, exact resume, the divergence stop,
 one line for bad input, and the example script that shows it."""
 
 from __future__ import annotations

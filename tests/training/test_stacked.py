@@ -1,4 +1,4 @@
-"""``--stack on`` (issue 21): the runs of a sweep trained as one stacked model equal the same runs
+"""``--stack on``: the runs of a sweep trained as one stacked model equal the same runs
 trained alone (bit for bit run by run, within a measured tolerance through vmap), resume per run,
 and a run that diverges stops alone."""
 

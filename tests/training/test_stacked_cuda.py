@@ -1,4 +1,4 @@
-"""The stacked step on CUDA (issue 21): its attack through a CUDA graph against the same step eager,
+"""The stacked step on CUDA: its attack through a CUDA graph against the same step eager,
 vmap against run by run, and a stacked epoch against the runs trained alone, within the stated
 tolerances. Skipped, with the reason printed, where there is no CUDA device (CI, the CPU dry run of
 benchmarks/gpu/job.sh); benchmarks/gpu/job.sh runs it on the GPU machine."""
