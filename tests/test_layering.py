@@ -44,19 +44,26 @@ def _lint(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=HANG_S,
                           env={"PYTHONPATH": str(root), "PATH": str(Path(sys.executable).parent)})
 
+def _lint_with(tmp_path: Path, module: str, added: str) -> subprocess.CompletedProcess[str]:
+    """lint-imports on a copy of the package with ``added`` appended to ``module`` (a path under
+    wmrbench/); ``added`` "" lints the copy as it is."""
+    copy = tmp_path / "repo"
+    if not copy.exists():
+        copy.mkdir()
+        shutil.copy(REPO / "pyproject.toml", copy)
+        shutil.copytree(REPO / "wmrbench", copy / "wmrbench", ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / "wmrbench" / module
+    target.write_text(target.read_text() + added)
+    return _lint(copy)
+
+
 
 @pytest.mark.skipif(not Path(LINT_IMPORTS).exists(), reason="import-linter (dev dependency) is not installed")
 def test_lint_imports_passes_and_fails_on_a_forbidden_import(tmp_path: Path) -> None:
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    shutil.copy(REPO / "pyproject.toml", copy)
-    shutil.copytree(REPO / "wmrbench", copy / "wmrbench", ignore=shutil.ignore_patterns("__pycache__"))
-    clean = _lint(copy)
+    clean = _lint_with(tmp_path, "attacks/noise.py", "")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     # The attack engine must not know the evaluation pipeline.
-    bad = copy / "wmrbench" / "attacks" / "noise.py"
-    bad.write_text(bad.read_text() + "\nfrom wmrbench.evaluation import pipeline  # noqa: E402,F401\n")
-    broken = _lint(copy)
+    broken = _lint_with(tmp_path, "attacks/noise.py", "\nfrom wmrbench.evaluation import pipeline  # noqa: E402,F401\n")
     assert broken.returncode != 0
     assert f"{FLOORS} BROKEN" in broken.stdout
     assert "wmrbench.attacks.noise -> wmrbench.evaluation" in broken.stdout
@@ -66,13 +73,7 @@ def test_lint_imports_passes_and_fails_on_a_forbidden_import(tmp_path: Path) -> 
 def test_the_cli_reaches_models_only_through_the_package(tmp_path: Path) -> None:
     """``from wmrbench.models import model_sources`` is the CLI's door; reaching past it into
     ``wmrbench.models.source`` breaks the contract."""
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    shutil.copy(REPO / "pyproject.toml", copy)
-    shutil.copytree(REPO / "wmrbench", copy / "wmrbench", ignore=shutil.ignore_patterns("__pycache__"))
-    bad = copy / "wmrbench" / "cli" / "models.py"
-    bad.write_text(bad.read_text() + "\nfrom wmrbench.models.source import model_sources  # noqa: E402,F401\n")
-    broken = _lint(copy)
+    broken = _lint_with(tmp_path, "cli/models.py", "\nfrom wmrbench.models.source import model_sources  # noqa: E402,F401\n")
     assert broken.returncode != 0
     assert "The CLI reaches models and audits through their packages' public names only BROKEN" in broken.stdout
 
@@ -81,13 +82,8 @@ def test_the_cli_reaches_models_only_through_the_package(tmp_path: Path) -> None
 def test_an_import_inside_a_function_from_report_into_evaluation_breaks_their_independence(tmp_path: Path) -> None:
     """The HTML report reads result files and never runs the evaluation: an import made inside a
     function (run only when called) counts as one made at the top of the module."""
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    shutil.copy(REPO / "pyproject.toml", copy)
-    shutil.copytree(REPO / "wmrbench", copy / "wmrbench", ignore=shutil.ignore_patterns("__pycache__"))
-    bad = copy / "wmrbench" / "report" / "svg.py"
-    bad.write_text(bad.read_text() + "\n\ndef _late() -> None:\n    from wmrbench.evaluation.partial import has_partial  # noqa: F401\n")
-    broken = _lint(copy)
+    broken = _lint_with(tmp_path, "report/svg.py",
+                        "\n\ndef _late() -> None:\n    from wmrbench.evaluation.partial import has_partial  # noqa: F401\n")
     assert broken.returncode != 0
     assert "Reports and the evaluation do not know each other BROKEN" in broken.stdout
     assert "wmrbench.report.svg -> wmrbench.evaluation.partial" in broken.stdout
@@ -96,13 +92,7 @@ def test_an_import_inside_a_function_from_report_into_evaluation_breaks_their_in
 @pytest.mark.skipif(not Path(LINT_IMPORTS).exists(), reason="import-linter (dev dependency) is not installed")
 def test_an_import_inside_a_function_from_the_foundation_upwards_breaks_the_floors(tmp_path: Path) -> None:
     """The foundation imports nothing above it, not even lazily inside a function."""
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    shutil.copy(REPO / "pyproject.toml", copy)
-    shutil.copytree(REPO / "wmrbench", copy / "wmrbench", ignore=shutil.ignore_patterns("__pycache__"))
-    bad = copy / "wmrbench" / "core" / "io.py"
-    bad.write_text(bad.read_text() + "\n\ndef _late() -> None:\n    from wmrbench.results import records  # noqa: F401\n")
-    broken = _lint(copy)
+    broken = _lint_with(tmp_path, "core/io.py", "\n\ndef _late() -> None:\n    from wmrbench.results import records  # noqa: F401\n")
     assert broken.returncode != 0
     assert f"{FLOORS} BROKEN" in broken.stdout
     assert "wmrbench.core.io -> wmrbench.results.records" in broken.stdout

@@ -78,7 +78,7 @@ def test_bf16_prints_a_note_before_the_work(tmp_path, digits_runs) -> None:
     out = invoke("evaluate", "--checkpoint", digits_runs["trades-a0"], "--precision", "bf16", "--n-examples", "4",
                  "--steps", "1", "--alpha-test", "1", "--device", "cpu", "--results-dir", tmp_path, "--quiet")
     assert out.exit_code == 0, out.output
-    assert "Note: --precision bf16 runs the attack in bf16 autocast: a weaker attack" in out.stderr
+    assert "Note: --precision bf16 runs the attack in bf16 autocast, a weaker attack" in out.stderr
     assert json.loads((tmp_path / "trades-a0" / "summary.json").read_text())["config"]["precision"] == "bf16"
 
 

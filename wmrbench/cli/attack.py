@@ -48,7 +48,7 @@ def attack(
 
     with user_errors():
         options = o.options_from(o.EVAL_SETTINGS, {**locals(), **given})
-        o.note_precision(options)
+        o.note_precision(options.get("precision"))
         sources = o.sources_of(given, [model_id] if model_id else None)
         if len(sources) > 1:
             raise WmrbenchError("attack takes one model: give one --model-id")

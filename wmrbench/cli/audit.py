@@ -48,7 +48,7 @@ def audit(
 
     with user_errors():
         options = o.options_from(o.EVAL_SETTINGS, {**locals(), **given})
-        o.note_precision(options)
+        o.note_precision(options.get("precision"))
         sources = o.sources_of(given, [model_id] if model_id else None)
         ref = None
         if reference is not None:

@@ -64,7 +64,7 @@ def evaluate(
     with user_errors(), distributed.session():
         style = parse_enum(CiStyle, ci, "ci")
         options = o.options_from(o.EVAL_SETTINGS, {**locals(), **given})
-        o.note_precision(options)
+        o.note_precision(options.get("precision"))
         sources = o.sources_of(given, model_id, defense, alpha_train)
         results, failures = evaluate_models(sources, options, given["dataset"], run, adversarial, show_progress=not quiet,
                                              overwrite=overwrite, resume=resume, keep_examples=keep_examples)
@@ -108,7 +108,7 @@ def _evaluate_as_jobs(launch: LaunchSettings, given: dict[str, Any]) -> None:
             raise WmrbenchError(f"{setting(which)} is not for {setting('launcher', launch.launcher.value)}: run it inline")
         style = parse_enum(CiStyle, given["ci"], "ci")
         options = o.options_from(o.EVAL_SETTINGS, given)
-        o.note_precision(options)
+        o.note_precision(options.get("precision"))
         sources = o.sources_of(given, given["model_id"], given["defense"], given["alpha_train"])
         specs = eval_specs(sources, options, given["dataset"], given["run"], given["overwrite"], given["resume"])
         launched = run_jobs(specs, launch, resume=given["resume"], show_progress=False)

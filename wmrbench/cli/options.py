@@ -99,13 +99,13 @@ def options_from(settings: tuple[str, ...], values: dict[str, Any]) -> dict[str,
     return given
 
 
-def note_precision(options: dict[str, Any]) -> None:
+def note_precision(precision: Precision | None) -> None:
     """Say, before any work, that a bf16 evaluation does not give fp32's (reported) numbers."""
-    if options.get("precision") is Precision.BF16:
+    if precision is Precision.BF16:
         typer.echo(
-            "Note: --precision bf16 runs the attack in bf16 autocast: a weaker attack than fp32's "
-            "(on the MNIST TRADES model it overstated A_rob by 0.40 points (1,000 images, GPU) and A_tr(2) by 5.5 points (200 images, CPU)); the result records bf16, "
-            "and its numbers should not be compared with fp32 ones",
+            "Note: --precision bf16 runs the attack in bf16 autocast, a weaker attack than fp32's "
+            "(docs/results.md measures by how much); the result records bf16, and its numbers should not "
+            "be compared with fp32 ones",
             err=True,
         )
 
